@@ -1,0 +1,43 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use quire::events::JsonlLog;
+use quire::vault::Vault;
+use quire::workflow;
+
+use super::apply::{Progress, print_report};
+
+pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let today = chrono::Local::now().date_naive();
+    let logs = dir.join(quire::vault::LOGS_DIR);
+    let mut log = JsonlLog::new(logs);
+    let mut progress = Progress::default();
+    let report = workflow::demo(dir, today, &mut log, &mut progress)?;
+    progress.finish();
+    let vault = Vault::open(&report.root)?;
+    if !json {
+        match &report.init {
+            Some(_) => println!("Created the demo vault in {}", report.root.display()),
+            None => println!(
+                "Reusing the demo vault in {} (ids applied before come back as duplicates)",
+                report.root.display()
+            ),
+        }
+        println!();
+    }
+    print_report(&vault, &report.apply, json)?;
+    if !json {
+        let root = report.root.display();
+        println!();
+        println!("Look around:");
+        println!(
+            "  git -C {root} log --stat              one commit per applied bundle, with Contribution-Id trailers"
+        );
+        println!("  ls {root}/contributions/processed     applied bundles and their receipts");
+        println!(
+            "  cat {root}/contributions/rejected/*.receipt.json   why the refused ones were refused"
+        );
+    }
+    // The tour shows refusals on purpose; they are not a failure of the demo.
+    Ok(ExitCode::SUCCESS)
+}

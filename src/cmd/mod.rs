@@ -1,0 +1,42 @@
+//! One function per command. Each finds the vault, calls a `quire::workflow` function, prints the
+//! result (text, or one JSON document with `--json`), and returns the exit code.
+
+mod apply;
+mod check;
+mod demo;
+mod init;
+mod output;
+mod retry;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use quire::vault::Vault;
+
+use crate::cli::{Cli, Command};
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    match cli.command {
+        Command::Init { dir } => init::run(&target_dir(dir, cli.vault)?, json),
+        Command::Demo { dir } => demo::run(&dir, json),
+        Command::Apply { files } => apply::run(&open(cli.vault.as_deref())?, &files, json),
+        Command::Retry { id } => retry::run(&open(cli.vault.as_deref())?, &id, json),
+        Command::Check => check::run(&open(cli.vault.as_deref())?, json),
+    }
+}
+
+/// The vault every command but `init` and `demo` works on (SPEC §2).
+fn open(explicit: Option<&Path>) -> anyhow::Result<Vault> {
+    let cwd = std::env::current_dir().context("could not read the current folder")?;
+    Ok(Vault::discover(explicit, &cwd)?)
+}
+
+/// `init`'s folder: the argument, else `--vault`, else the current folder.
+fn target_dir(dir: Option<PathBuf>, vault: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match dir.or(vault) {
+        Some(d) => Ok(d),
+        None => std::env::current_dir().context("could not read the current folder"),
+    }
+}

@@ -1,0 +1,117 @@
+//! Git, through libgit2: the only module that imports `git2`.
+//!
+//! quire never runs `git` and never uses a work tree to build a commit. A commit is made from the
+//! branch tip's tree plus a [`ChangeSet`](crate::vault::ChangeSet), in memory, and the branch is moved
+//! with a compare-and-swap ([`Repo::commit_changes`]); only then is the work tree that has the branch
+//! checked out brought along, path by path, never overwriting what a person changed
+//! ([`worktree`]). Everything Git stores is the audit trail: the trailers of quire's commits are read
+//! back with [`Repo::trailers_since`].
+
+mod locks;
+mod repo;
+pub mod worktree;
+
+pub use repo::{Repo, Trailed, TreeSnapshot, init_repository};
+pub use worktree::{Checkout, FileChange, SyncReport};
+
+/// A Git operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// libgit2 refused.
+    #[error("{context}: {source}")]
+    Git {
+        /// What quire was doing.
+        context: String,
+        /// What libgit2 said.
+        #[source]
+        source: git2::Error,
+    },
+    /// The file system refused.
+    #[error("{context}: {source}")]
+    Io {
+        /// What quire was doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The branch moved between reading its tip and updating it (another writer committed).
+    #[error("branch `{0}` moved while quire was committing to it")]
+    Moved(String),
+}
+
+pub(crate) trait Context<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, GitError>;
+}
+
+impl<T> Context<T> for Result<T, git2::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, GitError> {
+        self.map_err(|source| GitError::Git {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for Result<T, std::io::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, GitError> {
+        self.map_err(|source| GitError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// The name quire commits under when Git has no identity configured.
+pub const FALLBACK_NAME: &str = "quire";
+/// The e-mail quire commits under when Git has no identity configured.
+pub const FALLBACK_EMAIL: &str = "quire@localhost";
+
+/// A commit id as hex.
+pub type CommitId = String;
+
+/// Appends `trailers` to `message` as a Git trailer block (joining an existing block, such as a
+/// `Signed-off-by:` line, rather than starting a second one).
+pub fn message_with_trailers(message: &str, trailers: &[(&str, &str)]) -> String {
+    let body = message.trim_end();
+    let last_paragraph = body.rsplit("\n\n").next().unwrap_or("");
+    let has_block = body.contains("\n\n")
+        && !last_paragraph.is_empty()
+        && last_paragraph.lines().all(|l| {
+            l.split_once(": ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+        });
+    let mut out = String::with_capacity(body.len() + 160);
+    out.push_str(body);
+    out.push_str(if has_block { "\n" } else { "\n\n" });
+    for (k, v) in trailers {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_join_an_existing_block() {
+        let t = [("Contribution-Id", "a")];
+        assert_eq!(
+            message_with_trailers("Subject", &t),
+            "Subject\n\nContribution-Id: a\n"
+        );
+        assert_eq!(
+            message_with_trailers("Subject\n\nBody text.\n\nSigned-off-by: X <x@y>\n", &t),
+            "Subject\n\nBody text.\n\nSigned-off-by: X <x@y>\nContribution-Id: a\n"
+        );
+        assert_eq!(
+            message_with_trailers("Note: subject line", &t),
+            "Note: subject line\n\nContribution-Id: a\n"
+        );
+    }
+}

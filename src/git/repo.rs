@@ -1,0 +1,491 @@
+//! The repository: opening and creating it, reading trees, committing change sets, reading trailers.
+
+use std::path::{Path, PathBuf};
+
+use git2::{BranchType, ErrorCode, FileMode, ObjectType, Oid, Repository, Signature, Tree};
+
+use super::locks::{noting_locks, retry_locked};
+use super::worktree::{Checkout, FileChange};
+use super::{Context, FALLBACK_EMAIL, FALLBACK_NAME, GitError};
+use crate::vault::{ChangeSet, FileContent, NodeKind, Snapshot, SnapshotError, VaultPath};
+
+/// A vault's Git repository.
+pub struct Repo {
+    repo: Repository,
+}
+
+/// Creates the repository at `root` with `main` as its initial branch, or opens the one there.
+pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
+    if root.join(".git").exists() {
+        return Repo::open(root);
+    }
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head(main).mkpath(false);
+    let repo = Repository::init_opts(root, &opts)
+        .ctx(|| format!("could not create a Git repository in {}", root.display()))?;
+    Ok(Repo { repo })
+}
+
+impl Repo {
+    /// Opens the repository whose work tree is `root`.
+    pub fn open(root: &Path) -> Result<Self, GitError> {
+        let repo = Repository::open(root).ctx(|| {
+            format!(
+                "{} is not a Git repository; run `quire init` there",
+                root.display()
+            )
+        })?;
+        Ok(Self { repo })
+    }
+
+    pub(crate) fn raw(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The identity quire commits as: Git's `user.name`/`user.email`, else `quire <quire@localhost>`,
+    /// so a machine without a global Git identity still works.
+    pub fn committer(&self) -> Signature<'static> {
+        self.repo
+            .signature()
+            .or_else(|_| Signature::now(FALLBACK_NAME, FALLBACK_EMAIL))
+            .unwrap_or_else(|_| {
+                // Signature::now only fails on `<`/`>` in the name or e-mail; the fallback has none.
+                Signature::new(FALLBACK_NAME, FALLBACK_EMAIL, &git2::Time::new(0, 0))
+                    .expect("constant identity is valid")
+            })
+    }
+
+    /// A signature for `name <email>` at the current time.
+    pub fn signature(name: &str, email: &str) -> Result<Signature<'static>, GitError> {
+        Signature::now(name, email)
+            .ctx(|| format!("`{name} <{email}>` is not a valid Git identity"))
+    }
+
+    /// Whether HEAD has a commit.
+    pub fn has_commits(&self) -> bool {
+        self.repo.head().is_ok()
+    }
+
+    /// Commits every file of the work tree that `.gitignore` does not exclude, as the first commit.
+    /// Does nothing (returns `None`) if the repository already has commits.
+    pub fn commit_initial(&self, message: &str) -> Result<Option<Oid>, GitError> {
+        if self.has_commits() {
+            return Ok(None);
+        }
+        let mut index = self
+            .repo
+            .index()
+            .ctx(|| "could not open Git's index".into())?;
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .ctx(|| "could not add the vault's files to Git's index".into())?;
+        index.write().ctx(|| "could not write Git's index".into())?;
+        let tree_id = index
+            .write_tree()
+            .ctx(|| "could not write the first tree".into())?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .ctx(|| "could not read the first tree".into())?;
+        let sig = self.committer();
+        let id = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[])
+            .ctx(|| "could not make the first commit".into())?;
+        Ok(Some(id))
+    }
+
+    /// The commit `branch` (a short name) points at, or `None` if there is no such branch.
+    pub fn branch_tip(&self, branch: &str) -> Result<Option<Oid>, GitError> {
+        match self.repo.find_branch(branch, BranchType::Local) {
+            Ok(b) => Ok(b.get().target()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(GitError::Git {
+                context: format!("could not read branch `{branch}`"),
+                source: e,
+            }),
+        }
+    }
+
+    /// Every local branch's short name and tip.
+    pub fn local_branches(&self) -> Result<Vec<(String, Oid)>, GitError> {
+        let mut out = Vec::new();
+        for b in self
+            .repo
+            .branches(Some(BranchType::Local))
+            .ctx(|| "could not list branches".into())?
+        {
+            let (b, _) = b.ctx(|| "could not list branches".into())?;
+            if let (Ok(Some(name)), Some(tip)) = (b.name(), b.get().target()) {
+                out.push((name.to_owned(), tip));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves a commit-ish (full or abbreviated id) to a commit id, if it names one.
+    pub fn resolve_commit(&self, spec: &str) -> Option<Oid> {
+        self.repo
+            .revparse_single(spec)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id())
+    }
+
+    /// The committer time of a commit, as RFC 3339 UTC.
+    pub fn commit_time(&self, id: Oid) -> Option<chrono::DateTime<chrono::Utc>> {
+        let c = self.repo.find_commit(id).ok()?;
+        chrono::DateTime::from_timestamp(c.time().seconds(), 0)
+    }
+
+    /// A read-only view of the tree of `commit` (an empty tree when `None`).
+    pub fn snapshot(&self, commit: Option<Oid>) -> Result<TreeSnapshot<'_>, GitError> {
+        let tree = match commit {
+            Some(id) => Some(
+                self.repo
+                    .find_commit(id)
+                    .and_then(|c| c.tree())
+                    .ctx(|| format!("could not read the tree of commit {id}"))?,
+            ),
+            None => None,
+        };
+        Ok(TreeSnapshot {
+            repo: &self.repo,
+            tree,
+        })
+    }
+
+    /// Makes one commit on `branch` whose tree is `parent`'s tree with `changes` applied, and moves
+    /// the branch to it only if it still points at `parent` (compare-and-swap). Returns the commit and
+    /// what it changed, path by path.
+    ///
+    /// Blobs, trees and the commit are written to the object database first; if the swap fails
+    /// ([`GitError::Moved`]) they are unreferenced and harmless, and nothing else has changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_changes(
+        &self,
+        branch: &str,
+        parent: Option<Oid>,
+        changes: &ChangeSet,
+        author: &Signature<'_>,
+        committer: &Signature<'_>,
+        message: &str,
+        reflog: &str,
+    ) -> Result<(Oid, Vec<FileChange>), GitError> {
+        let repo = &self.repo;
+        let base = self.snapshot(parent)?;
+        let empty;
+        let base_tree = match &base.tree {
+            Some(t) => t,
+            None => {
+                let id = repo
+                    .treebuilder(None)
+                    .and_then(|b| b.write())
+                    .ctx(|| "could not write an empty tree".into())?;
+                empty = repo
+                    .find_tree(id)
+                    .ctx(|| "could not read an empty tree".into())?;
+                &empty
+            }
+        };
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        let mut files = Vec::with_capacity(changes.len());
+        for (path, content) in changes.iter() {
+            let old = base_tree
+                .get_path(Path::new(path.as_str()))
+                .ok()
+                .filter(|e| e.kind() == Some(ObjectType::Blob))
+                .map(|e| (e.id(), e.filemode() == i32::from(FileMode::BlobExecutable)));
+            let new = match content {
+                Some(c) => {
+                    let id = repo
+                        .blob(&c.bytes)
+                        .ctx(|| format!("could not store `{path}`"))?;
+                    let mode = if c.executable {
+                        FileMode::BlobExecutable
+                    } else {
+                        FileMode::Blob
+                    };
+                    builder.upsert(path.as_str(), id, mode);
+                    Some((id, c.executable))
+                }
+                // Removing what the tree does not hold would fail the whole build; it is a no-op.
+                None if old.is_none() => continue,
+                None => {
+                    builder.remove(path.as_str());
+                    None
+                }
+            };
+            files.push(FileChange {
+                path: path.clone(),
+                old,
+                new,
+            });
+        }
+        let tree_id = builder
+            .create_updated(repo, base_tree)
+            .ctx(|| format!("could not build the new tree for branch `{branch}`"))?;
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "could not read the new tree".into())?;
+        let parent_commit = match parent {
+            Some(id) => Some(
+                repo.find_commit(id)
+                    .ctx(|| format!("could not read commit {id}"))?,
+            ),
+            None => None,
+        };
+        let parents: Vec<&git2::Commit<'_>> = parent_commit.iter().collect();
+        let id = repo
+            .commit(None, author, committer, message, &tree, &parents)
+            .ctx(|| format!("could not write the commit for branch `{branch}`"))?;
+        let refname = format!("refs/heads/{branch}");
+        let common = repo.commondir();
+        let mut locks = vec![
+            common.join(format!("{refname}.lock")),
+            common.join(format!("logs/{refname}.lock")),
+            common.join("logs/HEAD.lock"),
+        ];
+        if let Ok(worktrees) = std::fs::read_dir(common.join("worktrees")) {
+            locks.extend(worktrees.flatten().map(|w| w.path().join("logs/HEAD.lock")));
+        }
+        let swapped = noting_locks(common, &locks, || {
+            Ok(retry_locked(&locks[0], || match parent {
+                Some(old) => repo
+                    .reference_matching(&refname, id, true, old, reflog)
+                    .map(|_| ()),
+                None => repo.reference(&refname, id, false, reflog).map(|_| ()),
+            }))
+        })?;
+        match swapped {
+            Ok(()) => Ok((id, files)),
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists) => {
+                Err(GitError::Moved(branch.to_owned()))
+            }
+            Err(e) => Err(GitError::Git {
+                context: format!("could not move branch `{branch}`"),
+                source: e,
+            }),
+        }
+    }
+
+    /// What `commit` changed relative to its first parent, path by path (used to finish the work-tree
+    /// update of a commit made before a crash).
+    pub fn commit_changes_of(&self, commit: Oid) -> Result<Vec<FileChange>, GitError> {
+        let c = self
+            .repo
+            .find_commit(commit)
+            .ctx(|| format!("could not read commit {commit}"))?;
+        let new_tree = c
+            .tree()
+            .ctx(|| format!("could not read the tree of {commit}"))?;
+        let old_tree = match c.parent(0) {
+            Ok(p) => Some(
+                p.tree()
+                    .ctx(|| format!("could not read the parent tree of {commit}"))?,
+            ),
+            Err(_) => None,
+        };
+        let diff = self
+            .repo
+            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)
+            .ctx(|| format!("could not diff commit {commit}"))?;
+        let mut out = Vec::new();
+        for d in diff.deltas() {
+            let side = |f: git2::DiffFile<'_>| {
+                (!f.id().is_zero() && matches!(f.mode(), FileMode::Blob | FileMode::BlobExecutable))
+                    .then(|| (f.id(), f.mode() == FileMode::BlobExecutable))
+            };
+            let Some(path) = d
+                .new_file()
+                .path()
+                .or_else(|| d.old_file().path())
+                .and_then(Path::to_str)
+            else {
+                continue;
+            };
+            let Ok(path) = VaultPath::new(path) else {
+                continue;
+            };
+            out.push(FileChange {
+                path,
+                old: side(d.old_file()),
+                new: side(d.new_file()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// For every commit reachable from `tip` but not from `since`, its id and the values of the
+    /// trailers `keys` (`None` where a trailer is absent), newest first. Commits without any of the
+    /// keys are skipped.
+    pub fn trailers_since(
+        &self,
+        tip: Oid,
+        since: Option<Oid>,
+        keys: &[&str],
+    ) -> Result<Vec<Trailed>, GitError> {
+        let mut walk = self
+            .repo
+            .revwalk()
+            .ctx(|| "could not walk the history".into())?;
+        walk.push(tip)
+            .ctx(|| format!("could not walk the history from {tip}"))?;
+        if let Some(s) = since {
+            // A tip that no longer exists (history rewritten and collected): read everything.
+            let _ = walk.hide(s);
+        }
+        let mut out = Vec::new();
+        for id in walk {
+            let id = id.ctx(|| "could not walk the history".into())?;
+            let commit = self
+                .repo
+                .find_commit(id)
+                .ctx(|| format!("could not read commit {id}"))?;
+            let Ok(message) = commit.message_raw() else {
+                continue;
+            };
+            if !keys.iter().any(|k| message.contains(k)) {
+                continue;
+            }
+            let Ok(trailers) = git2::message_trailers_strs(message) else {
+                continue;
+            };
+            let values: Vec<Option<String>> = keys
+                .iter()
+                .map(|k| {
+                    trailers
+                        .iter()
+                        .find(|(tk, _)| tk == k)
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+                .collect();
+            if values.iter().any(Option::is_some) {
+                out.push(Trailed { commit: id, values });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The work tree that has `branch` checked out (the vault itself, or a linked worktree such as a
+    /// sandbox), if any.
+    pub fn checkout_of(&self, branch: &str) -> Result<Option<Checkout>, GitError> {
+        let refname = format!("refs/heads/{branch}");
+        let head_is = |repo: &Repository| {
+            repo.find_reference("HEAD")
+                .ok()
+                .and_then(|h| h.symbolic_target().ok().flatten().map(|t| t == refname))
+                .unwrap_or(false)
+        };
+        if !self.repo.is_bare() && head_is(&self.repo) {
+            return Ok(self
+                .repo
+                .workdir()
+                .map(|w| Checkout::new(w.to_path_buf(), None)));
+        }
+        let names = self
+            .repo
+            .worktrees()
+            .ctx(|| "could not list worktrees".into())?;
+        for name in names.iter().filter_map(|n| n.ok().flatten()) {
+            let Ok(wt) = self.repo.find_worktree(name) else {
+                continue;
+            };
+            if wt.validate().is_err() {
+                continue;
+            }
+            let Ok(repo) = Repository::open_from_worktree(&wt) else {
+                continue;
+            };
+            if head_is(&repo) {
+                let path: PathBuf = wt.path().to_path_buf();
+                return Ok(Some(Checkout::new(path, Some(repo))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The blob `id`'s bytes.
+    pub fn blob(&self, id: Oid) -> Result<Vec<u8>, GitError> {
+        let blob = self
+            .repo
+            .find_blob(id)
+            .ctx(|| format!("could not read blob {id}"))?;
+        Ok(blob.content().to_vec())
+    }
+}
+
+/// A commit and the values of the trailers asked for (in the order asked; `None` where absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailed {
+    /// The commit.
+    pub commit: Oid,
+    /// The trailer values.
+    pub values: Vec<Option<String>>,
+}
+
+/// The files of one commit's tree, for planning a bundle against.
+pub struct TreeSnapshot<'r> {
+    repo: &'r Repository,
+    tree: Option<Tree<'r>>,
+}
+
+impl TreeSnapshot<'_> {
+    /// The blob id of the regular file at `path`, if one is there.
+    pub fn blob_id(&self, path: &VaultPath) -> Option<Oid> {
+        let entry = self
+            .tree
+            .as_ref()?
+            .get_path(Path::new(path.as_str()))
+            .ok()?;
+        (entry.kind() == Some(ObjectType::Blob)).then(|| entry.id())
+    }
+}
+
+impl Snapshot for TreeSnapshot<'_> {
+    fn kind(&self, path: &str) -> Result<Option<NodeKind>, SnapshotError> {
+        let Some(tree) = &self.tree else {
+            return Ok(None);
+        };
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) => Ok(Some(match entry.filemode() {
+                m if m == i32::from(FileMode::Tree) => NodeKind::Dir,
+                m if m == i32::from(FileMode::Link) => NodeKind::Symlink,
+                m if m == i32::from(FileMode::BlobExecutable) => {
+                    NodeKind::File { executable: true }
+                }
+                m if m == i32::from(FileMode::Blob)
+                    || m == i32::from(FileMode::BlobGroupWritable) =>
+                {
+                    NodeKind::File { executable: false }
+                }
+                _ => NodeKind::Other,
+            })),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(SnapshotError {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            }),
+        }
+    }
+
+    fn read(&self, path: &VaultPath) -> Result<Option<FileContent>, SnapshotError> {
+        let executable = match self.kind(path.as_str())? {
+            Some(NodeKind::File { executable }) => executable,
+            _ => return Ok(None),
+        };
+        let err = |e: git2::Error| SnapshotError {
+            path: path.to_string(),
+            message: e.message().to_owned(),
+        };
+        let Some(tree) = &self.tree else {
+            return Ok(None);
+        };
+        let entry = tree.get_path(Path::new(path.as_str())).map_err(err)?;
+        let blob = self.repo.find_blob(entry.id()).map_err(err)?;
+        Ok(Some(FileContent {
+            bytes: blob.content().to_vec(),
+            executable,
+        }))
+    }
+}

@@ -1,0 +1,41 @@
+//! # quire — a Git-native processor for Markdown vaults
+//!
+//! A vault is an ordinary Git repository of Markdown notes with a `quire.toml` at its root. quire does
+//! five jobs on it; this crate is laid out so that each job is a module over a small core:
+//!
+//! ```text
+//!                    cli / cmd            (thin: parse arguments, call a workflow, map exit codes)
+//!                        │
+//!                    workflow             (init, apply, retry, check: wires the jobs together)
+//!          ┌─────────────┼──────────────┐
+//!    contributions      git          (index, render, daemon, http: later)
+//!          └──────┬──────┘
+//!         vault · markdown · events        (core: paths and safety, config, front matter, events)
+//! ```
+//!
+//! * [`vault`] knows where the vault is, how it is laid out, its configuration, and which paths may
+//!   be written ([`vault::VaultPath`]); it defines the [`vault::Snapshot`] / [`vault::ChangeSet`] seam
+//!   between deciding what changes and recording it.
+//! * [`markdown`] reads notes: front matter (the one place YAML is parsed, with bounded alias
+//!   expansion), headings and sections, named blocks.
+//! * [`contributions`] turns bundle bytes into a validated [`contributions::Bundle`] and a bundle into
+//!   a [`vault::ChangeSet`] against a snapshot, and keeps the drop folders and receipts. It never
+//!   touches Git.
+//! * [`git`] is the only module that imports `git2`: commits from in-memory trees with a
+//!   compare-and-swap of the branch, work-tree sync that never overwrites a person's edit, and the
+//!   trailers that make Git the audit trail.
+//! * [`workflow`] holds the functions the CLI, the hooks and the daemon share.
+//! * [`events`] is what happened, as plain data, written to `07_LOGS/`.
+//!
+//! Data flow for a contribution: `pending/` → claim (rename to `processing/`) → parse → plan against
+//! the branch tip → dirty check → commit + compare-and-swap → work-tree sync → receipt → `processed/`
+//! or `rejected/`. Crash safety of that flow is argued in [`workflow::apply`].
+
+pub mod contributions;
+mod embedded;
+pub mod events;
+pub mod fault;
+pub mod git;
+pub mod markdown;
+pub mod vault;
+pub mod workflow;

@@ -1,0 +1,184 @@
+//! `quire.toml`: the vault's configuration.
+//!
+//! Every key is optional. Unknown keys are errors, not silence: a misspelt `[publsh]` that was quietly
+//! ignored would publish private notes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The parsed `quire.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[site]`: what the rendered sites are called and where they live.
+    pub site: SiteConfig,
+    /// `[publish]`: what is never rendered.
+    pub publish: PublishConfig,
+    /// `[daemon]`: where the daemon listens.
+    pub daemon: DaemonConfig,
+    /// `[git]`: branch names.
+    pub git: GitConfig,
+    /// `[contributions]`: limits on bundles.
+    pub contributions: ContributionsConfig,
+}
+
+/// `[site]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's title.
+    pub title: String,
+    /// The URL the site is served under.
+    pub base_url: String,
+    /// Themes rendered by `render --all` and the daemon.
+    pub themes: Vec<String>,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            title: "Vault".into(),
+            base_url: "/".into(),
+            themes: vec!["paper".into()],
+        }
+    }
+}
+
+/// `[publish]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Globs (vault-relative) never rendered.
+    pub exclude: Vec<String>,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            exclude: vec!["00_INBOX/**".into(), "**/private/**".into()],
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address the daemon listens on. Loopback unless the operator says otherwise.
+    pub listen: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+        }
+    }
+}
+
+/// `[git]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitConfig {
+    /// The branch that bundles with `"target": "main"` are committed to.
+    pub main: String,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        Self {
+            main: "main".into(),
+        }
+    }
+}
+
+/// `[contributions]`: the limits SPEC §4 calls configurable.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContributionsConfig {
+    /// Largest bundle file accepted, in bytes (checked before the file is read).
+    pub max_bundle_bytes: u64,
+    /// Most changes one bundle may hold.
+    pub max_changes: usize,
+    /// Deepest JSON nesting accepted. serde_json stops at 128 whatever this says.
+    pub max_depth: usize,
+}
+
+impl Default for ContributionsConfig {
+    fn default() -> Self {
+        Self {
+            max_bundle_bytes: 16 * 1024 * 1024,
+            max_changes: 10_000,
+            max_depth: 128,
+        }
+    }
+}
+
+/// `quire.toml` could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type.
+    #[error("{} is not a valid quire configuration: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said, including the line and column.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses configuration text; the error is the parser's message with line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.contributions.max_bundle_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.daemon.listen, "127.0.0.1:7878");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_location() {
+        let err = Config::parse("[publsh]\nexclude = []\n").unwrap_err();
+        assert!(err.contains("publsh"), "{err}");
+        let err = Config::parse("[site]\ntitel = \"x\"\n").unwrap_err();
+        assert!(err.contains("titel") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let c = Config::parse("[site]\ntitle = \"Mine\"\n").unwrap();
+        assert_eq!(c.site.title, "Mine");
+        assert_eq!(c.site.themes, ["paper"]);
+    }
+}

@@ -1,0 +1,112 @@
+//! Small file-system helpers with the crash behaviour quire relies on.
+//!
+//! Whole-file writes go to a temporary file in the same folder and are renamed over the target, so a
+//! reader (or a restart after `kill -9`) sees the old file or the new one, never half of either.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Prefix of quire's temporary files, so watchers and scans can skip them.
+pub const TEMP_PREFIX: &str = ".quire-tmp-";
+
+/// Writes `bytes` to `path` atomically, with the usual mode for a file (`0644`, or `0755` when
+/// `executable`, both subject to the umask).
+pub fn atomic_write(path: &Path, bytes: &[u8], executable: bool) -> io::Result<()> {
+    atomic_write_mode(path, bytes, if executable { 0o755 } else { 0o644 })
+}
+
+/// Writes `bytes` to `path` atomically with the given Unix mode (ignored elsewhere).
+pub fn atomic_write_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = parent_of(path)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Renames `from` to `to`, refusing to replace an existing `to`.
+///
+/// Callers hold the vault's apply lock, so the check-then-rename cannot race another quire.
+pub fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        ));
+    }
+    std::fs::rename(from, to)
+}
+
+/// `dir/stem.ext`, or `dir/stem~2.ext`, `dir/stem~3.ext`, … : the first name not taken, so filing a
+/// second bundle of the same name never replaces the first. `~` cannot occur in a bundle id, so a
+/// numbered name never collides with another bundle's own name.
+pub fn free_name(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let path = |name: &str| dir.join(format!("{name}{ext}"));
+    if path(stem).symlink_metadata().is_err() {
+        return path(stem);
+    }
+    (2u64..)
+        .map(|n| path(&format!("{stem}~{n}")))
+        .find(|p| p.symlink_metadata().is_err())
+        .unwrap_or_else(|| path(stem))
+}
+
+fn parent_of(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} has no parent folder", path.display()),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        atomic_write(&p, b"one", false).unwrap();
+        atomic_write(&p, b"two", false).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o600, 0o600);
+            atomic_write_mode(&p, b"s", 0o600).unwrap();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn free_name_never_reuses_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = free_name(dir.path(), "b", ".json");
+        assert_eq!(first, dir.path().join("b.json"));
+        std::fs::write(&first, "").unwrap();
+        let second = free_name(dir.path(), "b", ".json");
+        assert_eq!(second, dir.path().join("b~2.json"));
+        std::fs::write(&second, "").unwrap();
+        assert_eq!(
+            free_name(dir.path(), "b", ".json"),
+            dir.path().join("b~3.json")
+        );
+        assert!(rename_no_clobber(&second, &first).is_err());
+    }
+}

@@ -1,0 +1,596 @@
+//! `quire apply`: work the contribution queue — resume `processing/`, claim from `pending/`, and for
+//! each bundle parse, plan, check the work tree, commit, sync the work tree, file a receipt.
+//!
+//! # Crash safety
+//!
+//! The Git history is the record of what was applied; every other state is derived from it or is a
+//! file moved by atomic rename. Walking through the instants a `kill -9` can land:
+//!
+//! | crash after…                 | on restart                                                              |
+//! |------------------------------|-------------------------------------------------------------------------|
+//! | claim (rename to processing) | the bundle is resumed from `processing/` and applied                     |
+//! | objects written, before swap | the objects are unreferenced; the bundle is resumed and applied once     |
+//! | branch swapped               | its id is found in the trailers with the same hash: not applied again; the work tree is synced from the commit's own diff and the receipt says `applied` |
+//! | receipt written              | as above; the receipt is rewritten and the bundle filed                  |
+//! | bundle filed                 | nothing left to do                                                       |
+//!
+//! A bundle is only ever renamed, never deleted, so none is lost; and because the id check reads
+//! the trailers of the branch history, none is applied twice.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use git2::Oid;
+use serde_json::json;
+
+use super::WorkflowError;
+use crate::contributions::queue::{self, ApplyLock};
+use crate::contributions::record::{Applied, AppliedRecord};
+use crate::contributions::{
+    Bundle, ErrorCode, Receipt, ReceiptError, Rejection, Status, TRAILER_ID, TRAILER_SHA, Target,
+    now_rfc3339, peek_id, plan, rfc3339, sha256_hex,
+};
+use crate::events::{Event, EventSink};
+use crate::fault;
+use crate::git::worktree::Dirty;
+use crate::git::{GitError, Repo, message_with_trailers};
+use crate::vault::{Queue, Vault, VaultPath, fsutil};
+
+/// How many times a commit is re-planned when another writer moves the branch underneath it.
+const MAX_SWAP_ATTEMPTS: usize = 8;
+
+/// One bundle's outcome: where it was filed and its receipt.
+#[derive(Debug, Clone)]
+pub struct Filed {
+    /// The bundle's path now (in `processed/` or `rejected/`).
+    pub bundle: PathBuf,
+    /// Its receipt.
+    pub receipt: Receipt,
+}
+
+/// What an apply run did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// Every bundle handled, in order.
+    pub filed: Vec<Filed>,
+}
+
+impl ApplyReport {
+    /// Whether every bundle was applied or was a duplicate (nothing rejected).
+    pub fn all_accepted(&self) -> bool {
+        self.filed
+            .iter()
+            .all(|f| f.receipt.status != Status::Rejected)
+    }
+
+    /// How many bundles ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.filed
+            .iter()
+            .filter(|f| f.receipt.status == status)
+            .count()
+    }
+}
+
+/// Hooks for the caller: what to say while waiting, and progress.
+pub trait ApplyObserver {
+    /// Another quire holds the queue; this run waits for it.
+    fn waiting_for_lock(&mut self) {}
+    /// `total` bundles are about to be handled.
+    fn start(&mut self, _total: usize) {}
+    /// One more bundle was handled.
+    fn filed(&mut self, _filed: &Filed) {}
+}
+
+/// An observer that does nothing.
+impl ApplyObserver for () {}
+
+/// Applies the bundles in `files` (copied into `pending/` first unless they are already there), or,
+/// when `files` is empty, every bundle in `pending/`. Bundles left in `processing/` by an
+/// interrupted run are always resumed first.
+///
+/// Refused bundles are not errors here: they are filed in `rejected/` with a receipt and reported.
+/// An error means quire itself could not work (the repository or the disk failed); the bundle in
+/// hand then stays in `processing/` for the next run.
+pub fn apply(
+    vault: &Vault,
+    files: &[PathBuf],
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<ApplyReport, WorkflowError> {
+    vault
+        .ensure_work_dirs()
+        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
+    let explicit = stage_files(vault, files)?;
+    let _lock = ApplyLock::acquire(vault, || observer.waiting_for_lock())
+        .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
+    sweep_temp_files(vault);
+    let mut run = Run::open(vault)?;
+
+    let resumed = queue::list(vault, Queue::Processing)
+        .map_err(|e| WorkflowError::io("could not list contributions/processing/", e))?;
+    let fresh = match explicit {
+        Some(paths) => paths,
+        None => queue::list(vault, Queue::Pending)
+            .map_err(|e| WorkflowError::io("could not list contributions/pending/", e))?,
+    };
+    observer.start(resumed.len() + fresh.len());
+    let mut report = ApplyReport::default();
+    for path in resumed {
+        tracing::info!(bundle = %path.display(), "resuming a bundle an interrupted run left in processing/");
+        let filed = run.handle(&path, true, events)?;
+        observer.filed(&filed);
+        report.filed.push(filed);
+    }
+    for path in fresh {
+        let Some(claimed) = queue::claim(vault, &path)
+            .map_err(|e| WorkflowError::io(format!("could not claim {}", path.display()), e))?
+        else {
+            continue;
+        };
+        fault::point("after_claim");
+        let filed = run.handle(&claimed, false, events)?;
+        observer.filed(&filed);
+        report.filed.push(filed);
+    }
+    if let Err(e) = run.record.compact_if_worthwhile() {
+        tracing::warn!("could not compact the applied-ids record: {e}");
+    }
+    Ok(report)
+}
+
+/// Removes temporary files a killed run left in `processed/` and `rejected/` (only the lock holder
+/// writes there, so under the lock every one is stale).
+fn sweep_temp_files(vault: &Vault) {
+    for folder in [Queue::Processed, Queue::Rejected] {
+        let Ok(entries) = std::fs::read_dir(vault.queue_dir(folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TEMP_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Copies bundles named on the command line into `pending/` (those already there stay put), so they
+/// travel the same path as dropped ones. `None` when no files were named.
+fn stage_files(vault: &Vault, files: &[PathBuf]) -> Result<Option<Vec<PathBuf>>, WorkflowError> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let pending = vault.queue_dir(Queue::Pending);
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let abs = std::fs::canonicalize(file).map_err(|e| {
+            WorkflowError::Input(format!("{}: {e}; name a bundle file", file.display()))
+        })?;
+        if !abs.is_file() {
+            return Err(WorkflowError::Input(format!(
+                "{} is not a file; name a bundle file",
+                file.display()
+            )));
+        }
+        if abs.parent() == Some(pending.as_path())
+            && abs
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(queue::is_bundle_name)
+        {
+            out.push(abs);
+            continue;
+        }
+        let bytes = std::fs::read(&abs)
+            .map_err(|e| WorkflowError::io(format!("could not read {}", file.display()), e))?;
+        let stem = queue::file_stem(&abs);
+        let stem = if stem.is_empty() || stem.starts_with('.') {
+            "bundle".to_owned()
+        } else {
+            stem
+        };
+        let dest = fsutil::free_name(&pending, &stem, ".json");
+        fsutil::atomic_write(&dest, &bytes, false).map_err(|e| {
+            WorkflowError::io(
+                format!("could not copy {} into pending/", file.display()),
+                e,
+            )
+        })?;
+        out.push(dest);
+    }
+    Ok(Some(out))
+}
+
+/// State held across the bundles of one run.
+struct Run<'v> {
+    vault: &'v Vault,
+    repo: Repo,
+    record: AppliedRecord,
+}
+
+/// How a bundle ended, before it is written up as a receipt.
+enum Outcome {
+    Applied {
+        branch: String,
+        commit: Oid,
+        files: Vec<String>,
+    },
+    Duplicate(Applied),
+}
+
+impl<'v> Run<'v> {
+    fn open(vault: &'v Vault) -> Result<Self, WorkflowError> {
+        let repo = Repo::open(vault.root())?;
+        // We hold the apply lock: any quire that noted Git locks before is dead.
+        repo.clear_stale_locks()?;
+        let record = AppliedRecord::load(&vault.state_dir())
+            .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
+        let mut run = Self {
+            vault,
+            repo,
+            record,
+        };
+        run.catch_up()?;
+        Ok(run)
+    }
+
+    /// Reads the trailers of commits made since the record was last brought up to date, on every
+    /// local branch (so an id applied to a sandbox is known too).
+    fn catch_up(&mut self) -> Result<(), WorkflowError> {
+        for (branch, tip) in self.repo.local_branches()? {
+            let since = self.record.tip(&branch).and_then(|t| Oid::from_str(t).ok());
+            if since == Some(tip) {
+                continue;
+            }
+            let found = self
+                .repo
+                .trailers_since(tip, since, &[TRAILER_ID, TRAILER_SHA])?;
+            // Oldest first, so the first application of an id wins.
+            for trailed in found.into_iter().rev() {
+                let commit = trailed.commit;
+                if let [Some(id), sha] = trailed.values.as_slice() {
+                    self.record
+                        .add(Applied {
+                            id: id.clone(),
+                            sha256: sha.clone().unwrap_or_default(),
+                            commit: commit.to_string(),
+                            branch: branch.clone(),
+                        })
+                        .map_err(|e| {
+                            WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                        })?;
+                }
+            }
+            self.record
+                .set_tip(&branch, &tip.to_string())
+                .map_err(|e| WorkflowError::io("could not update .quire/contributions.jsonl", e))?;
+        }
+        Ok(())
+    }
+
+    /// Handles one claimed bundle from start to receipt.
+    fn handle(
+        &mut self,
+        claimed: &Path,
+        resumed: bool,
+        events: &mut dyn EventSink,
+    ) -> Result<Filed, WorkflowError> {
+        let started = Instant::now();
+        let received_at = now_rfc3339();
+        let name = queue::file_stem(claimed);
+        let span = tracing::info_span!("bundle", file = %name);
+        let _guard = span.enter();
+        events.emit(Event::new(
+            "contribution.received",
+            &name,
+            json!({ "file": name, "resumed": resumed }),
+            Some(name.clone()),
+        ));
+
+        let limit = self.vault.config().contributions.max_bundle_bytes;
+        let read = queue::read_bundle(claimed, limit)
+            .map_err(|e| WorkflowError::io(format!("could not read {}", claimed.display()), e))?;
+        let mut id = None;
+        let outcome = match read {
+            Err(rejection) => Err(rejection),
+            Ok(bytes) => {
+                let sha = sha256_hex(&bytes);
+                match Bundle::parse(&bytes, &self.vault.config().contributions) {
+                    Err(rejection) => {
+                        id = peek_id(&bytes);
+                        Err(rejection)
+                    }
+                    Ok(bundle) => {
+                        id = Some(bundle.id.clone());
+                        tracing::debug!(id = %bundle.id, changes = bundle.changes.len(), "parsed");
+                        self.settle(&bundle, &sha, resumed)?
+                    }
+                }
+            }
+        };
+
+        let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        let correlation = id.clone().unwrap_or_else(|| name.clone());
+        let (receipt, event) = match outcome {
+            Ok(Outcome::Applied {
+                branch,
+                commit,
+                files,
+            }) => (
+                Receipt {
+                    id: id.clone(),
+                    status: Status::Applied,
+                    branch: Some(branch.clone()),
+                    commit: Some(commit.to_string()),
+                    files: Some(files.clone()),
+                    error: None,
+                    received_at,
+                    applied_at: Some(now_rfc3339()),
+                    duration_ms,
+                },
+                Event::new(
+                    "contribution.applied",
+                    &correlation,
+                    json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms }),
+                    Some(correlation.clone()),
+                ),
+            ),
+            Ok(Outcome::Duplicate(prev)) => {
+                let applied_at = Oid::from_str(&prev.commit)
+                    .ok()
+                    .and_then(|c| self.repo.commit_time(c))
+                    .map(rfc3339);
+                (
+                    Receipt {
+                        id: id.clone(),
+                        status: Status::Duplicate,
+                        branch: Some(prev.branch.clone()),
+                        commit: Some(prev.commit.clone()),
+                        files: Some(Vec::new()),
+                        error: None,
+                        received_at,
+                        applied_at,
+                        duration_ms,
+                    },
+                    Event::new(
+                        "contribution.duplicate",
+                        &correlation,
+                        json!({ "branch": prev.branch, "commit": prev.commit }),
+                        Some(correlation.clone()),
+                    ),
+                )
+            }
+            Err(rejection) => {
+                tracing::info!(code = %rejection.code, "rejected: {}", rejection.message);
+                (
+                    Receipt {
+                        id: id.clone(),
+                        status: Status::Rejected,
+                        branch: None,
+                        commit: None,
+                        files: None,
+                        error: Some(ReceiptError::from(&rejection)),
+                        received_at,
+                        applied_at: None,
+                        duration_ms,
+                    },
+                    Event::new(
+                        "contribution.rejected",
+                        &correlation,
+                        json!({ "error": ReceiptError::from(&rejection), "file": name }),
+                        Some(correlation.clone()),
+                    ),
+                )
+            }
+        };
+        fault::point("before_receipt");
+        let bundle = queue::file_away(self.vault, claimed, &receipt)
+            .map_err(|e| WorkflowError::io(format!("could not file {}", claimed.display()), e))?;
+        fault::point("after_file");
+        events.emit(event);
+        Ok(Filed { bundle, receipt })
+    }
+
+    /// Decides a parsed bundle: duplicate, recovered from a crash, or applied now. `Err` is a failure
+    /// of quire itself; a refusal is `Ok(Err(rejection))`.
+    fn settle(
+        &mut self,
+        bundle: &Bundle,
+        sha: &str,
+        resumed: bool,
+    ) -> Result<Result<Outcome, Rejection>, WorkflowError> {
+        if let Some(prev) = self.record.get(&bundle.id).cloned() {
+            if resumed && prev.sha256 == sha {
+                return self.recover(prev).map(Ok);
+            }
+            if prev.sha256 != sha {
+                tracing::info!(id = %bundle.id, "a different bundle with an already-applied id was filed as a duplicate");
+            }
+            return Ok(Ok(Outcome::Duplicate(prev)));
+        }
+        self.commit(bundle, sha)
+    }
+
+    /// Finishes a bundle whose commit was made before a crash: syncs the work tree from the commit's
+    /// own diff (if nothing was committed on top of it since) and reports it applied.
+    fn recover(&mut self, prev: Applied) -> Result<Outcome, WorkflowError> {
+        let commit = Oid::from_str(&prev.commit).map_err(|e| {
+            WorkflowError::Input(format!("bad commit id in .quire/contributions.jsonl: {e}"))
+        })?;
+        let changes = self.repo.commit_changes_of(commit)?;
+        if self.repo.branch_tip(&prev.branch)? == Some(commit) {
+            if let Some(checkout) = self.repo.checkout_of(&prev.branch)? {
+                let report = checkout.sync(&self.repo, &changes)?;
+                tracing::info!(id = %prev.id, updated = report.updated, "finished the work-tree update of a commit made before a crash");
+            }
+        } else {
+            tracing::warn!(id = %prev.id, "branch `{}` moved past the recovered commit; left its work tree as it is", prev.branch);
+        }
+        Ok(Outcome::Applied {
+            branch: prev.branch,
+            commit,
+            files: changes.iter().map(|c| c.path.to_string()).collect(),
+        })
+    }
+
+    fn commit(
+        &mut self,
+        bundle: &Bundle,
+        sha: &str,
+    ) -> Result<Result<Outcome, Rejection>, WorkflowError> {
+        let branch = match &bundle.target {
+            Target::Main => self.vault.config().git.main.clone(),
+            Target::Sandbox(id) => format!("mission/{id}"),
+        };
+        let author = match Repo::signature(&bundle.author.name, &bundle.author.email) {
+            Ok(sig) => sig,
+            Err(e) => return Ok(Err(Rejection::new(ErrorCode::InvalidBundle, e.to_string()))),
+        };
+        let committer = self.repo.committer();
+        let message = message_with_trailers(
+            &bundle.message,
+            &[(TRAILER_ID, &bundle.id), (TRAILER_SHA, sha)],
+        );
+        let reflog = format!("quire: apply contribution {}", bundle.id);
+
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let Some(tip) = self.repo.branch_tip(&branch)? else {
+                return Ok(Err(Rejection::new(
+                    ErrorCode::UnknownTarget,
+                    match &bundle.target {
+                        Target::Main => format!(
+                            "the main branch `{branch}` does not exist; check `[git] main` in quire.toml"
+                        ),
+                        Target::Sandbox(id) => format!(
+                            "sandbox `{id}` does not exist (no branch `{branch}`); create it with `quire sandbox create {id}`"
+                        ),
+                    },
+                )));
+            };
+            let moved = bundle
+                .base
+                .as_deref()
+                .is_some_and(|b| self.repo.resolve_commit(b) != Some(tip));
+            let snapshot = self.repo.snapshot(Some(tip))?;
+            let changes = match plan(bundle, &snapshot, moved) {
+                Ok(c) => c,
+                Err(r) => return Ok(Err(r)),
+            };
+            let checkout = self.repo.checkout_of(&branch)?;
+            if let Some(checkout) = &checkout {
+                let paths: Vec<(&VaultPath, Option<Oid>)> =
+                    changes.paths().map(|p| (p, snapshot.blob_id(p))).collect();
+                let dirty = checkout.dirty(&self.repo, &paths)?;
+                if !dirty.is_empty() {
+                    return Ok(Err(dirty_rejection(bundle, &dirty)));
+                }
+            }
+            drop(snapshot);
+            fault::point("before_commit");
+            match self.repo.commit_changes(
+                &branch,
+                Some(tip),
+                &changes,
+                &author,
+                &committer,
+                &message,
+                &reflog,
+            ) {
+                Ok((commit, files)) => {
+                    fault::point("after_commit");
+                    let up_to_date = self.record.tip(&branch) == Some(tip.to_string().as_str());
+                    self.record
+                        .add(Applied {
+                            id: bundle.id.clone(),
+                            sha256: sha.to_owned(),
+                            commit: commit.to_string(),
+                            branch: branch.clone(),
+                        })
+                        .map_err(|e| {
+                            WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                        })?;
+                    if up_to_date {
+                        self.record
+                            .set_tip(&branch, &commit.to_string())
+                            .map_err(|e| {
+                                WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                            })?;
+                    }
+                    if let Some(checkout) = &checkout {
+                        let report = checkout.sync(&self.repo, &files)?;
+                        fault::point("after_sync");
+                        if !report.kept.is_empty() {
+                            tracing::warn!(paths = ?report.kept, "kept uncommitted edits made while the bundle was applied");
+                        }
+                    }
+                    tracing::info!(id = %bundle.id, %commit, "applied");
+                    return Ok(Ok(Outcome::Applied {
+                        branch,
+                        commit,
+                        files: changes.paths().map(VaultPath::to_string).collect(),
+                    }));
+                }
+                Err(GitError::Moved(_)) => {
+                    tracing::debug!(%branch, "branch moved during commit; planning again on the new tip");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkflowError::Input(format!(
+            "branch `{branch}` kept moving while bundle `{}` was committed; another program is committing to it constantly",
+            bundle.id
+        )))
+    }
+}
+
+fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
+    if let Some((path, Dirty::Symlink(link))) =
+        dirty.iter().find(|(_, d)| matches!(d, Dirty::Symlink(_)))
+    {
+        return Rejection {
+            code: ErrorCode::UnsafePath,
+            message: format!(
+                "`{path}` passes through the symbolic link `{link}` in the work tree; quire never writes through links"
+            ),
+            change: change_index(bundle, path),
+            path: Some(path.to_string()),
+        };
+    }
+    let list: Vec<String> = dirty
+        .iter()
+        .map(|(p, d)| {
+            let why = match d {
+                Dirty::Modified => "modified",
+                Dirty::Deleted => "deleted",
+                Dirty::Untracked => "untracked file in the way",
+                Dirty::Staged => "staged changes",
+                Dirty::Conflicted => "unresolved merge conflict",
+                Dirty::Blocked => "a folder or file is in the way",
+                Dirty::Symlink(_) => "symbolic link",
+            };
+            format!("{p} ({why})")
+        })
+        .collect();
+    let first = &dirty[0].0;
+    Rejection {
+        code: ErrorCode::DirtyWorktree,
+        message: format!(
+            "the work tree has uncommitted changes to {}; commit or stash them, then run `quire retry {}`",
+            list.join(", "),
+            bundle.id
+        ),
+        change: change_index(bundle, first),
+        path: Some(first.to_string()),
+    }
+}
+
+fn change_index(bundle: &Bundle, path: &VaultPath) -> Option<usize> {
+    bundle.changes.iter().position(|c| {
+        c.path() == path || matches!(c, crate::contributions::Change::Move { to, .. } if to == path)
+    })
+}

@@ -1,0 +1,107 @@
+//! `quire check`: vault health. For now, the bundles waiting in `pending/`, each validated against the
+//! shipped JSON Schema and by the same parser `apply` uses, so `check` never passes a bundle that
+//! `apply` would refuse on its own terms.
+
+use serde::Serialize;
+
+use super::WorkflowError;
+use crate::contributions::{Bundle, queue, schema};
+use crate::vault::{Queue, Vault};
+
+/// One thing wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// What kind of check found it (`bundle`).
+    pub kind: String,
+    /// The vault-relative file.
+    pub file: String,
+    /// The line, when known.
+    pub line: Option<usize>,
+    /// A machine-readable code (`invalid_bundle`, `schema`, …).
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Pending bundles examined.
+    pub bundles_checked: usize,
+    /// Everything wrong, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the vault.
+pub fn check(vault: &Vault) -> Result<CheckReport, WorkflowError> {
+    let mut report = CheckReport::default();
+    let pending = queue::list(vault, Queue::Pending)
+        .map_err(|e| WorkflowError::io("could not list contributions/pending/", e))?;
+    let limits = &vault.config().contributions;
+    for path in pending {
+        report.bundles_checked += 1;
+        let file = path
+            .strip_prefix(vault.root())
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
+        let mut problem = |code: &str, line: Option<usize>, message: String| {
+            report.problems.push(Problem {
+                kind: "bundle".into(),
+                file: file.clone(),
+                line,
+                code: code.into(),
+                message,
+            });
+        };
+        let bytes = match queue::read_bundle(&path, limits.max_bundle_bytes) {
+            Ok(Ok(b)) => b,
+            Ok(Err(rejection)) => {
+                problem(rejection.code.as_str(), None, rejection.message);
+                continue;
+            }
+            // Claimed by a running quire between listing and reading: nothing to check.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.bundles_checked -= 1;
+                continue;
+            }
+            Err(e) => return Err(WorkflowError::io(format!("could not read {file}"), e)),
+        };
+        if let Err(rejection) = Bundle::parse(&bytes, limits) {
+            let line = json_error_line(&bytes);
+            let where_ = match (rejection.change, &rejection.path) {
+                (Some(i), Some(p)) => format!("change {i} (`{p}`): "),
+                (Some(i), None) => format!("change {i}: "),
+                _ => String::new(),
+            };
+            problem(
+                rejection.code.as_str(),
+                line,
+                format!("{where_}{}", rejection.message),
+            );
+        }
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            for v in schema::violations(&value) {
+                let at = if v.pointer.is_empty() {
+                    "the bundle".to_owned()
+                } else {
+                    format!("`{}`", v.pointer)
+                };
+                problem("schema", None, format!("{at}: {}", v.message));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The line of a JSON syntax error, if the bytes are not JSON.
+fn json_error_line(bytes: &[u8]) -> Option<usize> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .err()
+        .map(|e| e.line())
+}

@@ -1,0 +1,149 @@
+//! `quire demo`: a vault with sample notes, missions and tasks, and a queue of sample bundles that
+//! shows every outcome (applied, duplicate, rejected), applied through the real pipeline.
+//!
+//! The sample notes arrive as a bundle too, so the tour exercises the same path a contribution takes.
+//! Dates in the samples are written relative to today (`{{date:+3}}`), so agenda and calendar views
+//! always have something overdue, due today and upcoming.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::{ApplyObserver, ApplyReport, InitReport, WorkflowError, apply, init};
+use crate::contributions::CONTRACT;
+use crate::events::EventSink;
+use crate::vault::{CONFIG_FILE, Queue, Vault, fsutil};
+
+/// The id of the bundle that brings the sample notes.
+pub const SEED_ID: &str = "demo-seed-notes";
+
+/// What `demo` did.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// The vault's root.
+    pub root: PathBuf,
+    /// `Some` when the vault was created by this run (`None`: an earlier demo vault was reused).
+    pub init: Option<InitReport>,
+    /// The sample bundles' outcomes, the seed first.
+    pub apply: ApplyReport,
+}
+
+/// Creates (or reuses) the demo vault at `dir`, drops the sample bundles and applies them.
+pub fn demo(
+    dir: &Path,
+    today: NaiveDate,
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<DemoReport, WorkflowError> {
+    let init_report = if dir.join(CONFIG_FILE).is_file() {
+        None
+    } else {
+        Some(init(dir)?)
+    };
+    let vault = Vault::open(dir)?;
+    vault
+        .ensure_work_dirs()
+        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
+    let pending = vault.queue_dir(Queue::Pending);
+
+    let seed = seed_bundle(today);
+    let seed_path = fsutil::free_name(&pending, "01-seed-notes", ".json");
+    let text = serde_json::to_vec_pretty(&seed).map_err(|e| {
+        WorkflowError::io("could not write the seed bundle", std::io::Error::other(e))
+    })?;
+    fsutil::atomic_write(&seed_path, &text, false)
+        .map_err(|e| WorkflowError::io("could not drop the seed bundle", e))?;
+    let mut report = apply(&vault, &[seed_path], events, observer)?;
+
+    let mut dropped = Vec::new();
+    for (name, bytes) in crate::embedded::DEMO
+        .iter()
+        .filter(|(n, _)| n.starts_with("bundles/"))
+    {
+        let stem = name
+            .trim_start_matches("bundles/")
+            .trim_end_matches(".json");
+        let text = expand_dates(&String::from_utf8_lossy(bytes), today);
+        let dest = fsutil::free_name(&pending, stem, ".json");
+        fsutil::atomic_write(&dest, text.as_bytes(), false)
+            .map_err(|e| WorkflowError::io("could not drop a sample bundle", e))?;
+        dropped.push(dest);
+    }
+    // Named explicitly so they apply in their numbered order.
+    let rest = apply(&vault, &dropped, events, observer)?;
+    report.filed.extend(rest.filed);
+    Ok(DemoReport {
+        root: vault.root().to_path_buf(),
+        init: init_report,
+        apply: report,
+    })
+}
+
+/// The bundle creating every sample note.
+fn seed_bundle(today: NaiveDate) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = crate::embedded::DEMO
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let path = name.strip_prefix("notes/")?;
+            Some(json!({
+                "op": "create",
+                "path": path,
+                "content": expand_dates(&String::from_utf8_lossy(bytes), today),
+            }))
+        })
+        .collect();
+    json!({
+        "contract": CONTRACT,
+        "id": SEED_ID,
+        "author": { "name": "quire demo", "email": "demo@quire.invalid" },
+        "message": "Add the demo notes",
+        "changes": changes,
+    })
+}
+
+/// Replaces `{{date:+N}}` / `{{date:-N}}` with the date N days from `today` (ISO 8601).
+pub fn expand_dates(text: &str, today: NaiveDate) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{{date:") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "{{date:".len()..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        match after[..end].trim().parse::<i64>() {
+            Ok(days) => {
+                let d = today + chrono::Duration::days(days);
+                out.push_str(&d.format("%Y-%m-%d").to_string());
+            }
+            Err(_) => out.push_str(&rest[i..i + "{{date:".len() + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_expand_relative_to_today() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(
+            expand_dates("a {{date:+10}} b {{date:-21}} {{date:x}}", today),
+            "a 2026-12-01 b 2026-10-31 {{date:x}}"
+        );
+    }
+
+    #[test]
+    fn seed_bundle_is_a_valid_bundle() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        let text = serde_json::to_vec(&seed_bundle(today)).unwrap();
+        let b = crate::contributions::Bundle::parse(&text, &Default::default()).unwrap();
+        assert!(b.changes.len() >= 5);
+    }
+}

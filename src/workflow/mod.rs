@@ -1,0 +1,79 @@
+//! Workflows: the library functions behind each command, wiring the job modules together.
+//!
+//! The job modules (`contributions`, `git`, and later `index` and `render`) do not call each other;
+//! a workflow does. The CLI, the git hooks and the daemon call the same workflow functions, so a bundle
+//! dropped into `pending/`, applied with `quire apply` or posted over HTTP travels the same code.
+
+pub mod apply;
+pub mod check;
+pub mod demo;
+mod init;
+
+use std::path::PathBuf;
+
+pub use apply::{ApplyObserver, ApplyReport, Filed, apply};
+pub use check::{CheckReport, Problem, check};
+pub use demo::{DemoReport, demo};
+pub use init::{InitReport, REQUIRED_IGNORES, init};
+
+use crate::contributions::queue::{self, ApplyLock, RetryError};
+use crate::events::{Event, EventSink};
+use crate::git::GitError;
+use crate::vault::{Vault, VaultError};
+
+/// A workflow could not do its work (as opposed to refusing a bundle, which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The vault could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// Git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The file system failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What quire was doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What was asked for cannot be done as asked; the message says why and what to do.
+    #[error("{0}")]
+    Input(String),
+    /// `quire init` on a folder holding other things.
+    #[error("{} is not empty and is not a quire vault (no quire.toml); choose an empty or new folder, or add a quire.toml there to make the existing notes a vault", .0.display())]
+    NotEmpty(PathBuf),
+    /// `quire retry` could not find or move the bundle.
+    #[error(transparent)]
+    Retry(#[from] RetryError),
+}
+
+impl WorkflowError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Moves the rejected bundle `key` (its id, or its file name in `rejected/` without `.json`) back to
+/// `pending/`. Returns its new path.
+pub fn retry(
+    vault: &Vault,
+    key: &str,
+    events: &mut dyn EventSink,
+) -> Result<PathBuf, WorkflowError> {
+    let _lock = ApplyLock::acquire(vault, || {})
+        .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
+    let path = queue::retry(vault, key)?;
+    events.emit(Event::new(
+        "contribution.retried",
+        key,
+        serde_json::json!({ "pending": path.file_name().map(|n| n.to_string_lossy().into_owned()) }),
+        Some(key.to_owned()),
+    ));
+    Ok(path)
+}

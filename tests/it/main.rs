@@ -1,0 +1,11 @@
+//! quire's integration tests: one binary, a module per capability, each over real vaults (real Git
+//! repositories, real files, the real `quire` binary where a process boundary matters).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod apply;
+mod cli;
+mod conformance;
+mod crash;
+mod harness;
+mod hostile;
