@@ -29,6 +29,9 @@ pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
 impl Repo {
     /// Opens the repository whose work tree is `root`.
     pub fn open(root: &Path) -> Result<Self, GitError> {
+        // libgit2 re-hashes every object it reads by default; Git itself leaves that to `fsck`, and
+        // with the collision-detecting SHA-1 it costs more than the reads. (A process-wide option.)
+        git2::opts::strict_hash_verification(false);
         let repo = Repository::open(root).ctx(|| {
             format!(
                 "{} is not a Git repository; run `quire init` there",
@@ -371,17 +374,27 @@ impl Repo {
     /// sandbox), if any.
     pub fn checkout_of(&self, branch: &str) -> Result<Option<Checkout>, GitError> {
         let refname = format!("refs/heads/{branch}");
-        let head_is = |repo: &Repository| {
+        Ok(self
+            .checkouts()?
+            .into_iter()
+            .find(|(head, _)| head.as_deref() == Some(refname.as_str()))
+            .map(|(_, c)| c))
+    }
+
+    /// Every work tree of the repository (the vault itself first, then linked worktrees), with the
+    /// ref its HEAD points at.
+    pub fn checkouts(&self) -> Result<Vec<(Option<String>, Checkout)>, GitError> {
+        let head_of = |repo: &Repository| {
             repo.find_reference("HEAD")
                 .ok()
-                .and_then(|h| h.symbolic_target().ok().flatten().map(|t| t == refname))
-                .unwrap_or(false)
+                .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
         };
-        if !self.repo.is_bare() && head_is(&self.repo) {
-            return Ok(self
-                .repo
-                .workdir()
-                .map(|w| Checkout::new(w.to_path_buf(), None)));
+        let mut out = Vec::new();
+        if let Some(workdir) = self.repo.workdir().filter(|_| !self.repo.is_bare()) {
+            out.push((
+                head_of(&self.repo),
+                Checkout::new(workdir.to_path_buf(), self.repo.path().to_path_buf(), None),
+            ));
         }
         let names = self
             .repo
@@ -397,12 +410,12 @@ impl Repo {
             let Ok(repo) = Repository::open_from_worktree(&wt) else {
                 continue;
             };
-            if head_is(&repo) {
-                let path: PathBuf = wt.path().to_path_buf();
-                return Ok(Some(Checkout::new(path, Some(repo))));
-            }
+            let head = head_of(&repo);
+            let path: PathBuf = wt.path().to_path_buf();
+            let gitdir = repo.path().to_path_buf();
+            out.push((head, Checkout::new(path, gitdir, Some(repo))));
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// The blob `id`'s bytes.

@@ -1,7 +1,7 @@
 //! Keeping a checked-out work tree (and Git's index) in step with commits quire made, without ever
 //! overwriting a person's uncommitted edits.
 //!
-//! Two rules make this safe and restartable:
+//! Three rules make this safe, fast and restartable:
 //!
 //! * **Before** a commit, [`Checkout::dirty`] refuses a bundle that touches a path whose file or
 //!   index entry differs from the branch tip: the person's edit would otherwise be lost or
@@ -9,17 +9,32 @@
 //! * **After** a commit, [`Checkout::sync`] moves each path from its old blob to its new one only if
 //!   the file on disk still holds the old blob (or already holds the new one). Anything else is a
 //!   person's edit made in the meantime and is left alone. Because the rule looks only at what is on
-//!   disk, running it again after a crash (from the commit's own diff) finishes the job without
-//!   harming anything.
+//!   disk, running it again after a crash (from the commit's own diff) finishes the job.
+//! * Git's **index** is a 100-byte-per-file table that libgit2 rewrites and hashes whole on every
+//!   write, which would cost more than the rest of a commit in a large vault. So index updates are
+//!   kept in memory and written in batches ([`Checkout::flush`]). Each update is first appended to a
+//!   journal (`<git dir>/quire-index-debt.jsonl`), so a crash before the flush loses nothing: the
+//!   next quire replays the journal ([`Repo::settle_index_debt`]). An update is applied to an index
+//!   entry only if the entry still holds the old blob (or already the new one); before every check and
+//!   every write the index is re-read if another program wrote it, and the updates re-applied under
+//!   that rule, so a person's `git add` in the meantime is never overwritten.
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{IndexEntry, IndexTime, ObjectType, Oid, Repository};
+use git2::{Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
+use serde::{Deserialize, Serialize};
 
 use super::locks::{noting_locks, retry_locked};
 use super::{Context, GitError, Repo};
 use crate::vault::{PathError, VaultPath, fsutil};
+
+/// The index journal's file name, in the checkout's Git directory.
+const DEBT_FILE: &str = "quire-index-debt.jsonl";
+
+/// Index updates held in memory before the index is written.
+const FLUSH_EVERY: usize = 256;
 
 /// What one path did in a commit: its blob and executable bit before and after (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +47,31 @@ pub struct FileChange {
     pub new: Option<(Oid, bool)>,
 }
 
-/// A work tree with a branch checked out: the vault itself or a linked worktree (a sandbox).
+/// One index entry to move from `old` to `new` (as written to the journal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Debt {
+    path: String,
+    old: Option<String>,
+    new: Option<String>,
+    #[serde(default)]
+    exec: bool,
+}
+
+impl Debt {
+    fn oid(s: &Option<String>) -> Option<Oid> {
+        s.as_deref().and_then(|s| Oid::from_str(s).ok())
+    }
+}
+
+/// A work tree with a branch checked out (the vault itself, or a linked worktree such as a sandbox),
+/// with its Git index and the index updates not yet written.
 pub struct Checkout {
     workdir: PathBuf,
+    gitdir: PathBuf,
     linked: Option<Repository>,
+    index: Option<Index>,
+    pending: Vec<Debt>,
+    journal: Option<File>,
 }
 
 /// Why a path counts as having uncommitted edits.
@@ -73,8 +109,15 @@ enum OnDisk {
 }
 
 impl Checkout {
-    pub(crate) fn new(workdir: PathBuf, linked: Option<Repository>) -> Self {
-        Self { workdir, linked }
+    pub(crate) fn new(workdir: PathBuf, gitdir: PathBuf, linked: Option<Repository>) -> Self {
+        Self {
+            workdir,
+            gitdir,
+            linked,
+            index: None,
+            pending: Vec::new(),
+            journal: None,
+        }
     }
 
     /// The work tree's root folder.
@@ -82,25 +125,37 @@ impl Checkout {
         &self.workdir
     }
 
-    fn repo<'a>(&'a self, main: &'a Repo) -> &'a Repository {
-        self.linked.as_ref().unwrap_or(main.raw())
-    }
-
-    /// Paths among `paths` with uncommitted edits relative to `tip` (each path's blob at the branch
-    /// tip, `None` when absent there).
-    pub fn dirty(
-        &self,
-        main: &Repo,
-        paths: &[(&VaultPath, Option<Oid>)],
-    ) -> Result<Vec<(VaultPath, Dirty)>, GitError> {
-        let repo = self.repo(main);
-        let mut index = repo.index().ctx(|| "could not open Git's index".into())?;
+    /// The index, loaded once, re-read if another program wrote it since, with quire's unwritten
+    /// updates re-applied.
+    fn index(&mut self, main: &Repo) -> Result<&mut Index, GitError> {
+        if self.index.is_none() {
+            let repo = self.linked.as_ref().unwrap_or(main.raw());
+            self.index = Some(repo.index().ctx(|| "could not open Git's index".into())?);
+        }
+        let Some(index) = self.index.as_mut() else {
+            unreachable!("loaded just above")
+        };
         index
             .read(false)
             .ctx(|| "could not read Git's index".into())?;
+        for debt in &self.pending {
+            apply_debt(index, &self.workdir, debt)?;
+        }
+        Ok(index)
+    }
+
+    /// Paths among `paths` with uncommitted edits relative to the branch tip (each path's blob at the
+    /// tip, `None` when absent there).
+    pub fn dirty(
+        &mut self,
+        main: &Repo,
+        paths: &[(&VaultPath, Option<Oid>)],
+    ) -> Result<Vec<(VaultPath, Dirty)>, GitError> {
+        let workdir = self.workdir.clone();
+        let index = self.index(main)?;
         let mut out = Vec::new();
         for (path, tip) in paths {
-            let abs = match path.resolve_under(&self.workdir) {
+            let abs = match path.resolve_under(&workdir) {
                 Ok(p) => p,
                 Err(PathError::Symlink { link, .. }) => {
                     out.push(((*path).clone(), Dirty::Symlink(link)));
@@ -135,23 +190,19 @@ impl Checkout {
                 out.push(((*path).clone(), Dirty::Conflicted));
                 continue;
             }
-            let staged = index.get_path(p, 0).map(|e| e.id);
-            if staged != *tip {
+            if index.get_path(p, 0).map(|e| e.id) != *tip {
                 out.push(((*path).clone(), Dirty::Staged));
             }
         }
         Ok(out)
     }
 
-    /// Brings the work tree and Git's index from each change's old blob to its new one, leaving
-    /// alone any path a person has changed in the meantime (see the module docs).
-    pub fn sync(&self, main: &Repo, changes: &[FileChange]) -> Result<SyncReport, GitError> {
-        let repo = self.repo(main);
-        let mut index = repo.index().ctx(|| "could not open Git's index".into())?;
-        index
-            .read(false)
-            .ctx(|| "could not read Git's index".into())?;
+    /// Brings the work tree from each change's old blob to its new one, leaving alone any path a
+    /// person has changed in the meantime, and records the matching index updates (written by
+    /// [`flush`](Self::flush), or replayed after a crash).
+    pub fn sync(&mut self, main: &Repo, changes: &[FileChange]) -> Result<SyncReport, GitError> {
         let mut report = SyncReport::default();
+        let mut debts = Vec::with_capacity(changes.len());
         for change in changes {
             let path = &change.path;
             let abs = match path.resolve_under(&self.workdir) {
@@ -168,10 +219,6 @@ impl Checkout {
                 (Some((id, _)), OnDisk::File(d)) => *d == id,
                 _ => false,
             };
-            let p = Path::new(path.as_str());
-            let staged = index.get_path(p, 0).map(|e| e.id);
-            let index_ours =
-                staged == change.old.map(|(id, _)| id) || staged == change.new.map(|(id, _)| id);
             if holds(change.new) {
                 // Already there (a resumed run, or the same content).
             } else if holds(change.old) {
@@ -194,23 +241,172 @@ impl Checkout {
             } else {
                 tracing::warn!(%path, "kept a person's uncommitted edit; the commit's version is in Git");
                 report.kept.push(path.to_string());
-                if index_ours {
-                    set_index(&mut index, path, change.new, None)?;
-                }
-                continue;
             }
-            if index_ours || staged.is_none() {
-                let meta = std::fs::symlink_metadata(&abs).ok();
-                set_index(&mut index, path, change.new, meta.as_ref())?;
-            }
+            debts.push(Debt {
+                path: path.to_string(),
+                old: change.old.map(|(id, _)| id.to_string()),
+                new: change.new.map(|(id, _)| id.to_string()),
+                exec: change.new.is_some_and(|(_, x)| x),
+            });
         }
-        let gitdir = repo.path().to_path_buf();
-        let lock = gitdir.join("index.lock");
+        self.owe(main, debts)?;
+        Ok(report)
+    }
+
+    /// Journals index updates, then applies them in memory; writes the index when enough are held.
+    fn owe(&mut self, main: &Repo, debts: Vec<Debt>) -> Result<(), GitError> {
+        if debts.is_empty() {
+            return Ok(());
+        }
+        let journal_path = self.gitdir.join(DEBT_FILE);
+        if self.journal.is_none() {
+            let file = File::options()
+                .create(true)
+                .append(true)
+                .open(&journal_path)
+                .ctx(|| format!("could not open {}", journal_path.display()))?;
+            self.journal = Some(file);
+        }
+        let mut text = Vec::new();
+        for d in &debts {
+            serde_json::to_writer(&mut text, d).map_err(|e| GitError::Io {
+                context: "could not journal an index update".into(),
+                source: std::io::Error::other(e),
+            })?;
+            text.push(b'\n');
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal
+                .write_all(&text)
+                .ctx(|| format!("could not write {}", journal_path.display()))?;
+        }
+        self.pending.extend(debts);
+        // Applies the new updates (and re-applies older ones if the index was written by others).
+        self.index(main)?;
+        if self.pending.len() >= FLUSH_EVERY {
+            self.flush(main)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index with every update held, then clears the journal.
+    pub fn flush(&mut self, main: &Repo) -> Result<(), GitError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lock = self.gitdir.join("index.lock");
+        let gitdir = self.gitdir.clone();
+        let index = self.index(main)?;
         noting_locks(&gitdir, std::slice::from_ref(&lock), || {
             retry_locked(&lock, || index.write()).ctx(|| "could not write Git's index".into())
         })?;
-        Ok(report)
+        self.pending.clear();
+        self.journal = None;
+        let journal = self.gitdir.join(DEBT_FILE);
+        match std::fs::remove_file(&journal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(GitError::Io {
+                context: format!("could not remove {}", journal.display()),
+                source: e,
+            }),
+        }
     }
+
+    /// Loads the journal a crashed quire left in this checkout's Git directory.
+    fn load_debt(&mut self) -> Result<bool, GitError> {
+        let path = self.gitdir.join(DEBT_FILE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(GitError::Io {
+                    context: format!("could not read {}", path.display()),
+                    source: e,
+                });
+            }
+        };
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.ctx(|| format!("could not read {}", path.display()))?;
+            // A torn last line is an update whose bundle was not filed yet; its resumed run redoes it.
+            if let Ok(debt) = serde_json::from_slice::<Debt>(&line) {
+                self.pending.push(debt);
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn gitdir(&self) -> &Path {
+        &self.gitdir
+    }
+}
+
+/// Moves one index entry from `old` to `new` if it still holds `old` (or nothing, when `old` is
+/// absent); an entry holding anything else is a person's staged change and stays.
+fn apply_debt(index: &mut Index, workdir: &Path, debt: &Debt) -> Result<(), GitError> {
+    let p = Path::new(&debt.path);
+    let (old, new) = (Debt::oid(&debt.old), Debt::oid(&debt.new));
+    let staged = index.get_path(p, 0).map(|e| e.id);
+    if new.is_some() && staged == new {
+        return Ok(());
+    }
+    if staged != old {
+        return Ok(()); // a person's staged change
+    }
+    match new {
+        None => {
+            if staged.is_some() {
+                index
+                    .remove_path(p)
+                    .ctx(|| format!("could not remove `{}` from Git's index", debt.path))?;
+            }
+        }
+        Some(id) => {
+            // With the file's stat data `git status` trusts the entry without re-reading the file;
+            // when the file on disk is not this blob (a person's edit), zero stat data makes Git look.
+            let abs = workdir.join(p);
+            let meta = std::fs::symlink_metadata(&abs)
+                .ok()
+                .filter(|m| m.is_file())
+                .filter(|_| matches!(on_disk(&abs), Ok(OnDisk::File(d)) if d == id));
+            index
+                .add(&index_entry(&debt.path, id, debt.exec, meta.as_ref()))
+                .ctx(|| format!("could not update `{}` in Git's index", debt.path))?;
+        }
+    }
+    Ok(())
+}
+
+fn index_entry(path: &str, id: Oid, exec: bool, meta: Option<&Metadata>) -> IndexEntry {
+    let mut entry = IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: if exec { 0o100755 } else { 0o100644 },
+        uid: 0,
+        gid: 0,
+        file_size: 0,
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    };
+    #[cfg(unix)]
+    if let Some(m) = meta {
+        use std::os::unix::fs::MetadataExt;
+        // The index stores 32-bit stat fields; Git truncates the same way.
+        entry.ctime = IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32);
+        entry.mtime = IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32);
+        entry.dev = m.dev() as u32;
+        entry.ino = m.ino() as u32;
+        entry.uid = m.uid();
+        entry.gid = m.gid();
+        entry.file_size = m.size() as u32;
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    entry
 }
 
 fn on_disk(abs: &Path) -> std::io::Result<OnDisk> {
@@ -227,59 +423,6 @@ fn on_disk(abs: &Path) -> std::io::Result<OnDisk> {
     }
 }
 
-fn set_index(
-    index: &mut git2::Index,
-    path: &VaultPath,
-    new: Option<(Oid, bool)>,
-    meta: Option<&Metadata>,
-) -> Result<(), GitError> {
-    let p = Path::new(path.as_str());
-    match new {
-        None => {
-            if index.get_path(p, 0).is_some() {
-                index
-                    .remove_path(p)
-                    .ctx(|| format!("could not remove `{path}` from Git's index"))?;
-            }
-        }
-        Some((id, exec)) => {
-            let mut entry = IndexEntry {
-                ctime: IndexTime::new(0, 0),
-                mtime: IndexTime::new(0, 0),
-                dev: 0,
-                ino: 0,
-                mode: if exec { 0o100755 } else { 0o100644 },
-                uid: 0,
-                gid: 0,
-                file_size: 0,
-                id,
-                flags: 0,
-                flags_extended: 0,
-                path: path.as_str().as_bytes().to_vec(),
-            };
-            // With the file's stat data, `git status` trusts the entry without re-reading the file;
-            // without it (a person's edit is on disk), Git sees the mismatch and looks.
-            #[cfg(unix)]
-            if let Some(m) = meta.filter(|m| m.is_file()) {
-                use std::os::unix::fs::MetadataExt;
-                entry.ctime = IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32);
-                entry.mtime = IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32);
-                entry.dev = m.dev() as u32;
-                entry.ino = m.ino() as u32;
-                entry.uid = m.uid();
-                entry.gid = m.gid();
-                entry.file_size = m.size() as u32;
-            }
-            #[cfg(not(unix))]
-            let _ = meta;
-            index
-                .add(&entry)
-                .ctx(|| format!("could not update `{path}` in Git's index"))?;
-        }
-    }
-    Ok(())
-}
-
 /// Removes folders left empty by a deletion, up to (not including) the work tree's root, as Git does.
 fn remove_empty_parents(file: &Path, root: &Path) {
     let mut dir = file.parent();
@@ -288,5 +431,21 @@ fn remove_empty_parents(file: &Path, root: &Path) {
             break;
         }
         dir = d.parent();
+    }
+}
+
+impl Repo {
+    /// Writes the index updates a crashed quire journaled but never wrote, in every checkout. Call
+    /// only while holding the vault's apply lock.
+    pub fn settle_index_debt(&self) -> Result<usize, GitError> {
+        let mut settled = 0;
+        for (_, mut checkout) in self.checkouts()? {
+            if checkout.load_debt()? {
+                settled += checkout.pending.len();
+                tracing::info!(gitdir = %checkout.gitdir().display(), updates = checkout.pending.len(), "writing index updates a crashed run left");
+                checkout.flush(self)?;
+            }
+        }
+        Ok(settled)
     }
 }

@@ -17,6 +17,7 @@
 //! A bundle is only ever renamed, never deleted, so none is lost; and because the id check reads
 //! the trailers of the branch history, none is applied twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ use crate::contributions::{
 };
 use crate::events::{Event, EventSink};
 use crate::fault;
+use crate::git::Checkout;
 use crate::git::worktree::Dirty;
 use crate::git::{GitError, Repo, message_with_trailers};
 use crate::vault::{Queue, Vault, VaultPath, fsutil};
@@ -133,6 +135,7 @@ pub fn apply(
         observer.filed(&filed);
         report.filed.push(filed);
     }
+    run.flush()?;
     if let Err(e) = run.record.compact_if_worthwhile() {
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
@@ -210,6 +213,21 @@ struct Run<'v> {
     vault: &'v Vault,
     repo: Repo,
     record: AppliedRecord,
+    /// The work tree of each branch committed to in this run (`None`: not checked out), kept so Git's
+    /// index is loaded once and written in batches.
+    checkouts: HashMap<String, Option<Checkout>>,
+}
+
+/// The work tree that has `branch` checked out, looked up once per run.
+fn checkout_for<'c>(
+    checkouts: &'c mut HashMap<String, Option<Checkout>>,
+    repo: &Repo,
+    branch: &str,
+) -> Result<Option<&'c mut Checkout>, WorkflowError> {
+    if !checkouts.contains_key(branch) {
+        checkouts.insert(branch.to_owned(), repo.checkout_of(branch)?);
+    }
+    Ok(checkouts.get_mut(branch).and_then(Option::as_mut))
 }
 
 /// How a bundle ended, before it is written up as a receipt.
@@ -225,17 +243,27 @@ enum Outcome {
 impl<'v> Run<'v> {
     fn open(vault: &'v Vault) -> Result<Self, WorkflowError> {
         let repo = Repo::open(vault.root())?;
-        // We hold the apply lock: any quire that noted Git locks before is dead.
+        // We hold the apply lock: any quire that noted Git locks or journaled index updates is dead.
         repo.clear_stale_locks()?;
+        repo.settle_index_debt()?;
         let record = AppliedRecord::load(&vault.state_dir())
             .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
         let mut run = Self {
             vault,
             repo,
             record,
+            checkouts: HashMap::new(),
         };
         run.catch_up()?;
         Ok(run)
+    }
+
+    /// Writes Git's index for every work tree this run changed.
+    fn flush(&mut self) -> Result<(), WorkflowError> {
+        for checkout in self.checkouts.values_mut().flatten() {
+            checkout.flush(&self.repo)?;
+        }
+        Ok(())
     }
 
     /// Reads the trailers of commits made since the record was last brought up to date, on every
@@ -423,7 +451,7 @@ impl<'v> Run<'v> {
         })?;
         let changes = self.repo.commit_changes_of(commit)?;
         if self.repo.branch_tip(&prev.branch)? == Some(commit) {
-            if let Some(checkout) = self.repo.checkout_of(&prev.branch)? {
+            if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &prev.branch)? {
                 let report = checkout.sync(&self.repo, &changes)?;
                 tracing::info!(id = %prev.id, updated = report.updated, "finished the work-tree update of a commit made before a crash");
             }
@@ -480,8 +508,7 @@ impl<'v> Run<'v> {
                 Ok(c) => c,
                 Err(r) => return Ok(Err(r)),
             };
-            let checkout = self.repo.checkout_of(&branch)?;
-            if let Some(checkout) = &checkout {
+            if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)? {
                 let paths: Vec<(&VaultPath, Option<Oid>)> =
                     changes.paths().map(|p| (p, snapshot.blob_id(p))).collect();
                 let dirty = checkout.dirty(&self.repo, &paths)?;
@@ -520,7 +547,8 @@ impl<'v> Run<'v> {
                                 WorkflowError::io("could not update .quire/contributions.jsonl", e)
                             })?;
                     }
-                    if let Some(checkout) = &checkout {
+                    if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)?
+                    {
                         let report = checkout.sync(&self.repo, &files)?;
                         fault::point("after_sync");
                         if !report.kept.is_empty() {

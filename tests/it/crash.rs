@@ -230,7 +230,7 @@ fn a_git_lock_left_by_a_dead_quire_is_cleared() {
 #[test]
 fn a_git_lock_held_by_someone_else_is_never_removed() {
     // `git commit` waiting on its editor holds index.lock; quire has no note for it.
-    let (v, _ids) = vault_with_bundles(1);
+    let (v, ids) = vault_with_bundles(1);
     let lock = v.path(".git/index.lock");
     std::fs::write(&lock, "").unwrap();
     let out = v.quire(&["apply"]);
@@ -241,16 +241,47 @@ fn a_git_lock_held_by_someone_else_is_never_removed() {
         "{err}"
     );
     assert!(lock.exists(), "someone else's lock must stay");
-    // The bundle is not lost: its commit is made, and it waits in processing/ for the next run.
-    assert_eq!(v.queue_names(Queue::Processing).len(), 1);
+    // Nothing is lost: the bundle is committed and filed, and its index update is journaled.
+    assert_eq!(v.receipt(Queue::Processed, &ids[0])["status"], "applied");
+    assert!(v.path(".git/quire-index-debt.jsonl").is_file());
+    // Once the other Git is done, the next run writes the index.
     std::fs::remove_file(&lock).unwrap();
-    let out = v.quire(&["apply", "--json"]);
+    let out = v.quire(&["apply"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["bundles"][0]["receipt"]["status"], "applied");
+    assert!(!v.path(".git/quire-index-debt.jsonl").exists());
     assert_eq!(v.status(), "");
+}
+
+#[test]
+fn journaled_index_updates_never_overwrite_a_persons_staged_change() {
+    let (v, ids) = vault_with_bundles(1);
+    // Killed after the work tree was updated, before the index was written.
+    let out = v.quire_env(&["apply"], &[("QUIRE_CRASH_AT", "after_sync")]);
+    assert!(!out.status.success());
+    assert!(v.path(".git/quire-index-debt.jsonl").is_file());
+    // Meanwhile a person stages their own version of a file the bundle changed, and a new file.
+    v.write("03_NOTES/shared.md", "# Shared, as I want it\n");
+    v.write("03_NOTES/mine.md", "mine\n");
+    v.git(&["add", "03_NOTES/shared.md", "03_NOTES/mine.md"]);
+
+    let out = v.quire(&["apply"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v.commits_for(&ids[0]), 1);
+    assert_eq!(v.receipt(Queue::Processed, &ids[0])["status"], "applied");
+    // Their staged version and their file are intact; the bundle's other file is in the index.
+    assert_eq!(
+        v.git(&["show", ":03_NOTES/shared.md"]),
+        "# Shared, as I want it\n"
+    );
+    assert_eq!(v.read("03_NOTES/shared.md"), "# Shared, as I want it\n");
+    assert_eq!(v.git(&["show", ":03_NOTES/mine.md"]), "mine\n");
+    assert_eq!(v.status(), "A  03_NOTES/mine.md\nM  03_NOTES/shared.md\n");
 }

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# quire benchmarks on the synthetic vault from ../shared/bench/gen_vault.py.
+#
+#   scripts/bench.sh apply     1,000 single-change bundles through `quire apply` on a 10,000-note
+#                              vault, against the same work done as a shell loop of git add + commit.
+#
+# Environment: BENCH_DIR (work folder, default a new one under /tmp; use /dev/shm for tmpfs),
+# NOTES (default 10000), BUNDLES (default 1000), SEED (default 42), KEEP=1 to keep the work folder.
+# Figures go to stdout; nothing here is a test and nothing asserts on time.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared="$here/../shared"
+notes=${NOTES:-10000}
+bundles=${BUNDLES:-1000}
+seed=${SEED:-42}
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ -f "$shared/bench/gen_vault.py" ] || die "needs ../shared/bench/gen_vault.py beside the repository"
+command -v python3 >/dev/null || die "needs python3"
+
+build() {
+  (cd "$here" && cargo build --release --locked --quiet)
+  quire="$here/target/release/quire"
+}
+
+workdir() {
+  if [ -n "${BENCH_DIR:-}" ]; then mkdir -p "$BENCH_DIR"; work=$(mktemp -d "$BENCH_DIR/quire-bench.XXXXXX")
+  else work=$(mktemp -d /tmp/quire-bench.XXXXXX); fi
+  [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
+  export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1
+  mkdir -p "$HOME"
+  export GIT_AUTHOR_NAME=Bench GIT_AUTHOR_EMAIL=bench@example.org GIT_COMMITTER_NAME=Bench GIT_COMMITTER_EMAIL=bench@example.org
+}
+
+# Peak resident memory (KiB) and wall seconds of a command, from /usr/bin/time when present.
+timed() {
+  local out=$1; shift
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f '%e %M' -o "$out" "$@"
+  else
+    local t0 t1; t0=$(date +%s.%N); "$@"; t1=$(date +%s.%N)
+    echo "$(echo "$t1 - $t0" | bc) 0" > "$out"
+  fi
+}
+
+bench_apply() {
+  build; workdir
+  echo "# quire apply: $bundles single-change bundles on a $notes-note vault (seed $seed) in $work"
+  python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
+  touch "$work/vault/quire.toml"
+  "$quire" init "$work/vault" >/dev/null
+  cp -a "$work/vault" "$work/shell"
+
+  # The same changes twice: as bundles for quire, as shell actions for the git loop. A third each
+  # append a task to a note, create a note, or add a front matter key.
+  python3 - "$work" "$bundles" <<'PY'
+import json, os, shlex, sys
+work, n = sys.argv[1], int(sys.argv[2])
+notes = sorted(
+    os.path.relpath(os.path.join(d, f), f"{work}/vault")
+    for d, _, fs in os.walk(f"{work}/vault") if "/." not in d and "/contributions" not in d
+    for f in fs if f.endswith(".md") and not d.endswith(("00_INBOX",))
+)
+notes = [p for p in notes if not p.startswith(("00_INBOX", "0"))]
+os.makedirs(f"{work}/bundles")
+with open(f"{work}/actions.sh", "w") as sh:
+    for i in range(n):
+        note = notes[(i * 7919) % len(notes)]
+        kind = i % 3
+        if kind == 0:
+            text = f"- [ ] bench task {i} 📅 2026-12-{i % 28 + 1:02d}\n"
+            change = {"op": "patch", "path": note, "body": [{"append": text}]}
+            sh.write(f"printf '%s' {shlex.quote(text)} >> {shlex.quote(note)}\n")
+            path = note
+        elif kind == 1:
+            path = f"bench/new-{i:05d}.md"
+            text = f"---\ntitle: New {i}\n---\n# New {i}\n\n- [ ] follow up {i}\n"
+            change = {"op": "create", "path": path, "content": text}
+            sh.write(f"mkdir -p bench && printf '%s' {shlex.quote(text)} > {shlex.quote(path)}\n")
+        else:
+            change = {"op": "patch", "path": note, "frontmatter": [{"op": "add", "path": f"/bench{i}", "value": True}]}
+            sh.write(f"sed -i '1a bench{i}: true' {shlex.quote(note)}\n")
+            path = note
+        sh.write(f"git add -- {shlex.quote(path)} && git commit -q -m {shlex.quote(f'Bundle {i}')}\n")
+        bundle = {"contract": "quire.contribution/1", "id": f"bench-{i:05d}",
+                  "author": {"name": "Bench", "email": "bench@example.org"},
+                  "message": f"Bundle {i}", "changes": [change]}
+        with open(f"{work}/bundles/{i:05d}.json", "w") as f:
+            json.dump(bundle, f)
+PY
+  cp "$work"/bundles/*.json "$work/vault/contributions/pending/"
+  sync
+  timed "$work/quire.time" "$quire" --vault "$work/vault" apply --json > "$work/receipts.json"
+  (cd "$work/shell" && timed "$work/shell.time" bash -e "$work/actions.sh")
+
+  python3 - "$work" "$bundles" <<'PY'
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+report = json.load(open(f"{work}/receipts.json"))
+d = sorted(b["receipt"]["duration_ms"] for b in report["bundles"])
+q_wall, q_rss = map(float, open(f"{work}/quire.time").read().split())
+s_wall, s_rss = map(float, open(f"{work}/shell.time").read().split())
+pct = lambda p: d[min(len(d) - 1, int(round(p / 100 * (len(d) - 1))))]
+print(f"quire apply   : {n} bundles in {q_wall:.2f} s = {n / q_wall:.0f} bundles/s; "
+      f"per bundle p50 {pct(50):.2f} ms, p99 {pct(99):.2f} ms, max {d[-1]:.2f} ms; "
+      f"peak RSS {q_rss / 1024:.0f} MiB; applied {report['applied']}, rejected {report['rejected']}")
+print(f"git shell loop: {n} commits in {s_wall:.2f} s = {n / s_wall:.0f} commits/s")
+print(f"speed-up      : {s_wall / q_wall:.1f}x")
+PY
+}
+
+case "${1:-}" in
+  apply) bench_apply ;;
+  *) echo "usage: scripts/bench.sh apply" >&2; exit 2 ;;
+esac
