@@ -29,7 +29,7 @@
 //!
 //! Data flow for a contribution: `pending/` → claim (rename to `processing/`) → parse → plan against
 //! the branch tip → dirty check → commit + compare-and-swap → work-tree sync → receipt → `processed/`
-//! or `rejected/`. Crash safety of that flow is argued in [`workflow::apply`].
+//! or `rejected/`. Crash safety of that flow is argued in [`mod@workflow::apply`].
 
 pub mod contributions;
 mod embedded;

@@ -174,10 +174,12 @@ fn find_markers(text: &str, range: Range<usize>, out: &mut Vec<(bool, String, Ra
     let mut from = 0;
     while let Some(i) = region[from..].find("<!--") {
         let open = from + i;
-        let Some(close) = region[open..].find("-->").map(|j| open + j + 3) else {
+        // Search for the end after `<!--`, so `<!-->` cannot end before it starts.
+        let Some(inner_end) = region[open + 4..].find("-->").map(|j| open + 4 + j) else {
             break;
         };
-        let inner = region[open + 4..close - 3].trim();
+        let close = inner_end + 3;
+        let inner = region[open + 4..inner_end].trim();
         let parsed = inner
             .strip_prefix("quire:begin")
             .map(|n| (true, n))
@@ -233,6 +235,21 @@ mod tests {
         assert!(bs[0].line_mode);
         assert_eq!(&body[bs[1].content.clone()], "1");
         assert!(!bs[1].line_mode);
+    }
+
+    #[test]
+    fn degenerate_comments_are_not_markers() {
+        for body in [
+            "<!-->\n",
+            "<!--->\n",
+            "<!---->\n",
+            "x <!--> y\n",
+            "<!-- quire:begin -->\n",
+            "<!--quire:beginx-->\n",
+            "<!--",
+        ] {
+            assert_eq!(blocks(body).unwrap(), vec![], "{body:?}");
+        }
     }
 
     #[test]
