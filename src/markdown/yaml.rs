@@ -107,7 +107,7 @@ pub fn to_string(value: &Value) -> Result<String, YamlError> {
 /// that changed: an unchanged entry keeps its original text (comments, quoting, flow style), so
 /// patching one key of a note's front matter is a one-line diff. Falls back to writing the whole
 /// mapping when the text cannot be split into one entry per key (flow mappings, aliases across
-/// entries, odd indentation).
+/// entries, odd indentation), or when the result would not read back as `new`.
 pub fn rewrite_mapping(
     text: &str,
     old: &Map<String, Value>,
@@ -118,6 +118,10 @@ pub fn rewrite_mapping(
     };
     let mut out = String::with_capacity(text.len() + 64);
     out.push_str(entries.leading);
+    if !out.is_empty() && !out.ends_with('\n') {
+        // A last comment line without its newline would swallow the next entry.
+        out.push('\n');
+    }
     for (key, value) in new {
         match entries.by_key.iter().find(|(k, _)| k == key) {
             Some((_, segment)) if old.get(key) == Some(value) => out.push_str(segment),
@@ -128,7 +132,12 @@ pub fn rewrite_mapping(
             }
         }
     }
-    Ok(out)
+    // Keeping text is an optimisation, never a risk: what does not read back as `new` is replaced
+    // by a plain serialization.
+    match parse_mapping(&out) {
+        Ok(back) if back == *new => Ok(out),
+        _ => to_string(&Value::Object(new.clone())),
+    }
 }
 
 struct Entries<'t> {
