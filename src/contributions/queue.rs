@@ -61,15 +61,8 @@ impl ApplyLock {
 
 /// Bundles waiting in `folder`, oldest first (by modification time, then name).
 pub fn list(vault: &Vault, folder: Queue) -> io::Result<Vec<PathBuf>> {
-    let dir = vault.queue_dir(folder);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
+    for entry in fsutil::read_dir_or_empty(&vault.queue_dir(folder))? {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
             tracing::warn!(file = ?entry.path(), "skipping a bundle whose name is not UTF-8; rename it");
@@ -183,15 +176,9 @@ pub fn find_receipt(vault: &Vault, id: &str) -> io::Result<Option<Receipt>> {
 
 /// Every receipt in `rejected/`, with its path.
 pub fn rejected_receipts(vault: &Vault) -> io::Result<Vec<(PathBuf, Receipt)>> {
-    let dir = vault.queue_dir(Queue::Rejected);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
+    for entry in fsutil::read_dir_or_empty(&vault.queue_dir(Queue::Rejected))? {
+        let path = entry.path();
         if path.to_string_lossy().ends_with(RECEIPT_SUFFIX)
             && let Some(r) = read_receipt(&path)?
         {

@@ -172,6 +172,12 @@ impl Checkout {
                     });
                 }
             };
+            // A conflict first: it says more than the conflict markers on disk do.
+            let p = Path::new(path.as_str());
+            if (1..=3).any(|stage| index.get_path(p, stage).is_some()) {
+                out.push(((*path).clone(), Dirty::Conflicted));
+                continue;
+            }
             let disk = on_disk(&abs).ctx(|| format!("could not read `{path}` in the work tree"))?;
             let disk_state = match (tip, disk) {
                 (Some(t), OnDisk::File(d)) if *t == d => None,
@@ -183,11 +189,6 @@ impl Checkout {
             };
             if let Some(d) = disk_state {
                 out.push(((*path).clone(), d));
-                continue;
-            }
-            let p = Path::new(path.as_str());
-            if (1..=3).any(|stage| index.get_path(p, stage).is_some()) {
-                out.push(((*path).clone(), Dirty::Conflicted));
                 continue;
             }
             if index.get_path(p, 0).map(|e| e.id) != *tip {

@@ -60,6 +60,15 @@ pub fn free_name(dir: &Path, stem: &str, ext: &str) -> PathBuf {
         .unwrap_or_else(|| path(stem))
 }
 
+/// The entries of `dir`, or none when it does not exist.
+pub fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 fn parent_of(path: &Path) -> io::Result<&Path> {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())

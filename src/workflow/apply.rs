@@ -146,10 +146,10 @@ pub fn apply(
 /// writes there, so under the lock every one is stale).
 fn sweep_temp_files(vault: &Vault) {
     for folder in [Queue::Processed, Queue::Rejected] {
-        let Ok(entries) = std::fs::read_dir(vault.queue_dir(folder)) else {
+        let Ok(entries) = fsutil::read_dir_or_empty(&vault.queue_dir(folder)) else {
             continue;
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             if entry
                 .file_name()
                 .to_string_lossy()
@@ -216,6 +216,8 @@ struct Run<'v> {
     /// The work tree of each branch committed to in this run (`None`: not checked out), kept so Git's
     /// index is loaded once and written in batches.
     checkouts: HashMap<String, Option<Checkout>>,
+    /// Who quire commits as (read from Git's configuration once per run).
+    committer: git2::Signature<'static>,
 }
 
 /// The work tree that has `branch` checked out, looked up once per run.
@@ -248,11 +250,13 @@ impl<'v> Run<'v> {
         repo.settle_index_debt()?;
         let record = AppliedRecord::load(&vault.state_dir())
             .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
+        let committer = repo.committer();
         let mut run = Self {
             vault,
             repo,
             record,
             checkouts: HashMap::new(),
+            committer,
         };
         run.catch_up()?;
         Ok(run)
@@ -478,7 +482,6 @@ impl<'v> Run<'v> {
             Ok(sig) => sig,
             Err(e) => return Ok(Err(Rejection::new(ErrorCode::InvalidBundle, e.to_string()))),
         };
-        let committer = self.repo.committer();
         let message = message_with_trailers(
             &bundle.message,
             &[(TRAILER_ID, &bundle.id), (TRAILER_SHA, sha)],
@@ -523,7 +526,7 @@ impl<'v> Run<'v> {
                 Some(tip),
                 &changes,
                 &author,
-                &committer,
+                &self.committer,
                 &message,
                 &reflog,
             ) {

@@ -535,3 +535,22 @@ fn events_record_each_bundle_in_the_log() {
     );
     assert_eq!(events[1].correlation_id.as_deref(), Some("ev-ok"));
 }
+
+#[test]
+fn an_unresolved_merge_conflict_counts_as_uncommitted() {
+    let v = seeded();
+    v.git(&["checkout", "-q", "-b", "other"]);
+    v.commit(&[("03_NOTES/a.md", "theirs\n")], "theirs");
+    v.git(&["checkout", "-q", "main"]);
+    v.commit(&[("03_NOTES/a.md", "ours\n")], "ours");
+    let merge = v.git_output(&["merge", "other"]);
+    assert!(!merge.status.success(), "the merge should conflict");
+    let before = v.fingerprint();
+    let r = v.apply_one(&bundle(
+        "during-merge",
+        json!([{ "op": "patch", "path": "03_NOTES/a.md", "body": [ { "append": "x" } ] }]),
+    ));
+    assert_rejected(&r, "dirty_worktree");
+    assert!(r.error.unwrap().message.contains("merge conflict"));
+    assert_eq!(v.fingerprint(), before);
+}

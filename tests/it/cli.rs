@@ -449,3 +449,24 @@ fn demo_runs_the_tour_and_can_run_again() {
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["applied"], 0, "{report}");
 }
+
+#[test]
+fn a_typo_in_quire_toml_is_an_error_naming_file_and_key() {
+    let v = VaultTest::new();
+    std::fs::write(v.path("quire.toml"), "[contributions]\nmax_change = 5\n").unwrap();
+    let out = v.quire(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quire.toml") && err.contains("max_change") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn apply_refuses_a_folder_as_a_bundle() {
+    let v = VaultTest::new();
+    let out = v.quire(&["apply", "03_NOTES"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a file"));
+}

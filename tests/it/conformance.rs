@@ -5,14 +5,11 @@
 use quire::contributions::Status;
 use serde_json::{Value, json};
 
-use crate::harness::{VaultTest, bundle, shared_dir};
+use crate::harness::{VaultTest, bundle, shared_dir_or_skip};
 
 #[test]
 fn rfc6902_suite_runs_as_bundles() {
-    let Some(shared) = shared_dir() else {
-        eprintln!(
-            "SKIPPED rfc6902_suite_runs_as_bundles: ../shared/conformance is not beside this checkout"
-        );
+    let Some(shared) = shared_dir_or_skip("rfc6902_suite_runs_as_bundles") else {
         return;
     };
     let dir = shared.join("conformance/json-patch-tests");

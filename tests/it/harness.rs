@@ -260,8 +260,17 @@ pub fn assert_applied(r: &Receipt) {
     assert_eq!(r.status, Status::Applied, "{r:#?}");
 }
 
-/// `../shared`, when this checkout has it beside it.
-pub fn shared_dir() -> Option<PathBuf> {
+/// `../shared`, when this checkout has it beside it; otherwise says, visibly, that `test` is skipped.
+pub fn shared_dir_or_skip(test: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    p.is_dir().then(|| std::fs::canonicalize(p).unwrap())
+    if p.is_dir() {
+        return Some(std::fs::canonicalize(p).unwrap());
+    }
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: ../shared is not beside this checkout"
+    );
+    None
 }

@@ -396,3 +396,57 @@ fn yaml_alias_bombs_stay_within_bounded_memory() {
         "patch_failed"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_bundle_that_is_a_symlink_is_refused_and_its_target_untouched() {
+    let v = target_vault();
+    let outside = v.tmp.path().join("elsewhere.json");
+    let b = bundle(
+        "via-link",
+        json!([{ "op": "create", "path": "03_NOTES/l.md", "content": "x" }]),
+    );
+    std::fs::write(&outside, serde_json::to_vec(&b).unwrap()).unwrap();
+    let pending = v.vault().queue_dir(Queue::Pending);
+    std::os::unix::fs::symlink(&outside, pending.join("link.json")).unwrap();
+    let before = v.fingerprint();
+    let (report, _) = v.apply();
+    assert_rejected(&report.filed[0].receipt, "invalid_bundle");
+    assert!(
+        report.filed[0]
+            .receipt
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("symbolic link")
+    );
+    assert_eq!(v.fingerprint(), before);
+    assert!(
+        outside.is_file(),
+        "the link's target is not moved or deleted"
+    );
+}
+
+#[test]
+fn a_missing_main_branch_is_an_unknown_target() {
+    let v = target_vault();
+    let cfg = v
+        .read("quire.toml")
+        .replace("main = \"main\"", "main = \"trunk\"");
+    v.commit(
+        &[("quire.toml", &cfg)],
+        "point at a branch that does not exist",
+    );
+    let b = bundle(
+        "to-trunk",
+        json!([{ "op": "create", "path": "03_NOTES/t.md", "content": "x" }]),
+    );
+    let r = refused(
+        &v,
+        "trunk.json",
+        &serde_json::to_vec(&b).unwrap(),
+        "unknown_target",
+    );
+    assert!(r.error.unwrap().message.contains("[git] main"));
+}
