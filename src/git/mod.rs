@@ -11,6 +11,8 @@ mod locks;
 mod repo;
 pub mod worktree;
 
+/// Git's object id and signature, re-exported so no module but this one imports `git2`.
+pub use git2::{Oid, Signature};
 pub use repo::{Repo, Trailed, TreeSnapshot, init_repository};
 pub use worktree::{Checkout, FileChange, SyncReport};
 

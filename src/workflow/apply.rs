@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use git2::Oid;
 use serde_json::json;
 
 use super::WorkflowError;
@@ -35,7 +34,7 @@ use crate::events::{Event, EventSink};
 use crate::fault;
 use crate::git::Checkout;
 use crate::git::worktree::Dirty;
-use crate::git::{GitError, Repo, message_with_trailers};
+use crate::git::{GitError, Oid, Repo, Signature, message_with_trailers};
 use crate::vault::{Queue, Vault, VaultPath, fsutil};
 
 /// How many times a commit is re-planned when another writer moves the branch underneath it.
@@ -217,7 +216,7 @@ struct Run<'v> {
     /// index is loaded once and written in batches.
     checkouts: HashMap<String, Option<Checkout>>,
     /// Who quire commits as (read from Git's configuration once per run).
-    committer: git2::Signature<'static>,
+    committer: Signature<'static>,
 }
 
 /// The work tree that has `branch` checked out, looked up once per run.
