@@ -4,10 +4,14 @@
 //! with it; the index (tasks, links, tags) and the renderer read notes with it.
 
 pub mod frontmatter;
+pub mod note;
 pub mod sections;
+pub mod task;
 pub mod yaml;
 
 pub use frontmatter::{Document, FrontMatter, FrontMatterError, split};
+pub use note::{LinkKind, ListItem, NoteHeading, NoteLink, NoteTask, ParsedNote, parse_note};
+pub use task::{DateField, Priority, Status, TaskFields, parse_fields};
 
 /// The line ending `text` uses: `"\r\n"` when its first line ends so, else `"\n"`.
 pub fn newline_of(text: &str) -> &'static str {

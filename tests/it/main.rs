@@ -9,4 +9,5 @@ mod conformance;
 mod crash;
 mod harness;
 mod hostile;
+mod obsidian;
 mod robustness;
