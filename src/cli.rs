@@ -49,6 +49,71 @@ pub(crate) enum Command {
         /// The bundle's id, or its file name in contributions/rejected/ without `.json`.
         id: String,
     },
-    /// Vault health: invalid pending bundles (exit 1 when anything is wrong).
+    /// Vault health: bad front matter, invalid task dates, broken links, invalid pending bundles
+    /// (exit 1 when anything is wrong).
     Check,
+    /// Bring the task index (.quire/state.db) up to date with the notes.
+    Index {
+        /// Re-read every note instead of only the changed ones.
+        #[arg(long)]
+        full: bool,
+    },
+    /// List tasks (open ones by default), ordered by due date.
+    Tasks {
+        /// open, done, cancelled, in_progress or all.
+        #[arg(long, default_value = "open", value_parser = parse_status)]
+        status: quire::index::StatusFilter,
+        /// Only tasks due before this date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        due_before: Option<chrono::NaiveDate>,
+        /// Only tasks due after this date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        due_after: Option<chrono::NaiveDate>,
+        /// Only tasks with this tag, or a tag nested under it (`work` matches #work/ops).
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
+        /// Only tasks of this mission.
+        #[arg(long, value_name = "ID")]
+        mission: Option<String>,
+        /// Only tasks in notes matching this glob (`02_PROJECTS/**`) or under this folder.
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+    },
+    /// Open tasks that are overdue, due today, and due in the next days.
+    Agenda {
+        /// How many days after today count as upcoming.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Take this date as today (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        today: Option<chrono::NaiveDate>,
+    },
+    /// The dated tasks as an iCalendar (RFC 5545) file, for calendar apps.
+    Calendar {
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// event: an all-day event per task; todo: a VTODO per task.
+        #[arg(long, default_value = "event", value_parser = parse_kind)]
+        kind: quire::index::CalendarKind,
+    },
+    /// Missions with their task counts.
+    Missions {
+        /// Take this date as today (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        today: Option<chrono::NaiveDate>,
+    },
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date; write YYYY-MM-DD"))
+}
+
+fn parse_status(s: &str) -> Result<quire::index::StatusFilter, String> {
+    s.parse()
+}
+
+fn parse_kind(s: &str) -> Result<quire::index::CalendarKind, String> {
+    s.parse()
 }

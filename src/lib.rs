@@ -36,6 +36,7 @@ mod embedded;
 pub mod events;
 pub mod fault;
 pub mod git;
+pub mod index;
 pub mod markdown;
 pub mod vault;
 pub mod workflow;

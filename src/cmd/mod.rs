@@ -7,6 +7,7 @@ mod demo;
 mod init;
 mod output;
 mod retry;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,32 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { files } => apply::run(&open(cli.vault.as_deref())?, &files, json),
         Command::Retry { id } => retry::run(&open(cli.vault.as_deref())?, &id, json),
         Command::Check => check::run(&open(cli.vault.as_deref())?, json),
+        Command::Index { full } => tasks::index(&open(cli.vault.as_deref())?, full, json),
+        Command::Tasks {
+            status,
+            due_before,
+            due_after,
+            tag,
+            mission,
+            path,
+        } => {
+            let filter = quire::index::TaskFilter {
+                status,
+                due_before,
+                due_after,
+                tag,
+                mission,
+                path,
+            };
+            tasks::tasks(&open(cli.vault.as_deref())?, &filter, json)
+        }
+        Command::Agenda { days, today } => {
+            tasks::agenda(&open(cli.vault.as_deref())?, days, today, json)
+        }
+        Command::Calendar { out, kind } => {
+            tasks::calendar(&open(cli.vault.as_deref())?, out.as_deref(), kind, json)
+        }
+        Command::Missions { today } => tasks::missions(&open(cli.vault.as_deref())?, today, json),
     }
 }
 

@@ -33,7 +33,7 @@ pub struct FrontMatter<'a> {
 
 /// Front matter that could not be read, with the line in the file it points at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("front matter (line {line}): {source}")]
+#[error("front matter: {source}")]
 pub struct FrontMatterError {
     /// 1-based line in the note.
     pub line: usize,
@@ -98,9 +98,12 @@ pub fn split(text: &str) -> Document<'_> {
 impl FrontMatter<'_> {
     /// Parses the block as a YAML mapping (an empty block is an empty mapping).
     pub fn parse(&self) -> Result<Map<String, Value>, FrontMatterError> {
-        yaml::parse_mapping(self.yaml).map_err(|source| FrontMatterError {
-            line: self.first_line + source.line().map_or(0, |l| l.saturating_sub(1)),
-            source,
+        yaml::parse_mapping(self.yaml).map_err(|source| {
+            let source = source.shifted(self.first_line - 1);
+            FrontMatterError {
+                line: source.line().unwrap_or(self.first_line),
+                source,
+            }
         })
     }
 }

@@ -52,6 +52,31 @@ impl YamlError {
             _ => None,
         }
     }
+
+    /// The same error for YAML that starts at line `offset + 1` of a file: every line number in the
+    /// message is made a file line, and the error's line becomes the earliest one named (the parser
+    /// says where it noticed the problem and where the construct it was reading began).
+    pub fn shifted(self, offset: usize) -> Self {
+        static LINE: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(r"line (\d+)").expect("valid pattern"));
+        match self {
+            YamlError::Syntax { message, line } => {
+                let mut earliest = line.map(|l| l + offset);
+                let message = LINE
+                    .replace_all(&message, |c: &regex::Captures<'_>| {
+                        let n = c[1].parse::<usize>().unwrap_or(0) + offset;
+                        earliest = Some(earliest.map_or(n, |e| e.min(n)));
+                        format!("line {n}")
+                    })
+                    .into_owned();
+                YamlError::Syntax {
+                    message,
+                    line: earliest,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Values allowed for a YAML text of `len` bytes. Without aliases a document cannot hold more values
@@ -78,7 +103,7 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
         }),
         Err(e) => Err(YamlError::Syntax {
             line: e.location().map(|l| l.line()),
-            message: tidy(&e.to_string()),
+            message: e.to_string(),
         }),
     }
 }
@@ -198,14 +223,6 @@ pub(crate) fn describe(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
-    }
-}
-
-/// serde_yaml appends " at line L column C"; the caller reports the line itself, in file terms.
-fn tidy(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
     }
 }
 

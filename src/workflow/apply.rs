@@ -138,7 +138,26 @@ pub fn apply(
     if let Err(e) = run.record.compact_if_worthwhile() {
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
+    drop(run);
+    if report.count(Status::Applied) > 0 {
+        refresh_index(vault, events);
+    }
     Ok(report)
+}
+
+/// Brings the task index up to date after commits, as the pipeline does. The bundles are applied
+/// whatever happens here: an index that cannot be updated is reported, not a failure of the apply.
+fn refresh_index(vault: &Vault, events: &mut dyn EventSink) {
+    let result = crate::index::Index::open(vault).and_then(|mut index| index.update(false));
+    match result {
+        Ok(update) => events.emit(Event::new(
+            "index.updated",
+            "index",
+            json!({ "parsed": update.parsed, "removed": update.removed, "notes": update.notes, "duration_ms": update.duration_ms }),
+            None,
+        )),
+        Err(e) => tracing::warn!("the bundles are applied, but the task index could not be updated: {e}"),
+    }
 }
 
 /// Removes temporary files a killed run left in `processed/` and `rejected/` (only the lock holder

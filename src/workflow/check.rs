@@ -1,17 +1,23 @@
-//! `quire check`: vault health. For now, the bundles waiting in `pending/`, each validated against the
-//! shipped JSON Schema and by the same parser `apply` uses, so `check` never passes a bundle that
-//! `apply` would refuse on its own terms.
+//! `quire check`: vault health, every finding with its file and line.
+//!
+//! - Notes, from the index (brought up to date first): front matter that is not valid YAML or that
+//!   expands through aliases, task dates that are not real dates, links and embeds that resolve to
+//!   nothing.
+//! - The bundles waiting in `pending/`, each validated against the shipped JSON Schema and by the
+//!   same parser `apply` uses, so `check` never passes a bundle that `apply` would refuse on its own
+//!   terms.
 
 use serde::Serialize;
 
 use super::WorkflowError;
 use crate::contributions::{Bundle, queue, schema};
+use crate::index::Index;
 use crate::vault::{Queue, Vault};
 
 /// One thing wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// What kind of check found it (`bundle`).
+    /// What kind of check found it (`note`, `link`, `bundle`).
     pub kind: String,
     /// The vault-relative file.
     pub file: String,
@@ -26,6 +32,8 @@ pub struct Problem {
 /// What `check` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
+    /// Notes examined.
+    pub notes_checked: usize,
     /// Pending bundles examined.
     pub bundles_checked: usize,
     /// Everything wrong, in file order.
@@ -42,6 +50,35 @@ impl CheckReport {
 /// Checks the vault.
 pub fn check(vault: &Vault) -> Result<CheckReport, WorkflowError> {
     let mut report = CheckReport::default();
+    let (index, update) = Index::open_fresh(vault)?;
+    report.notes_checked = update.notes;
+    for p in index.problems()? {
+        report.problems.push(Problem {
+            kind: "note".into(),
+            file: p.path,
+            line: p.line,
+            code: p.code,
+            message: p.message,
+        });
+    }
+    for l in index.broken_links()? {
+        let what = if l.kind == "embed" {
+            "embeds"
+        } else {
+            "links to"
+        };
+        report.problems.push(Problem {
+            kind: "link".into(),
+            file: l.path,
+            line: Some(l.line),
+            code: "broken_link".into(),
+            message: format!(
+                "{what} `{}`, which is no note or file in the vault",
+                l.target
+            ),
+        });
+    }
+
     let pending = queue::list(vault, Queue::Pending)
         .map_err(|e| WorkflowError::io("could not list contributions/pending/", e))?;
     let limits = &vault.config().contributions;

@@ -48,6 +48,9 @@ pub enum WorkflowError {
     /// `quire retry` could not find or move the bundle.
     #[error(transparent)]
     Retry(#[from] RetryError),
+    /// The task index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
 }
 
 impl WorkflowError {

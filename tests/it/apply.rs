@@ -530,7 +530,8 @@ fn events_record_each_bundle_in_the_log() {
             "contribution.received",
             "contribution.applied",
             "contribution.received",
-            "contribution.rejected"
+            "contribution.rejected",
+            "index.updated"
         ]
     );
     assert_eq!(events[1].correlation_id.as_deref(), Some("ev-ok"));

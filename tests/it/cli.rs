@@ -443,6 +443,13 @@ fn demo_runs_the_tour_and_can_run_again() {
     assert_eq!(String::from_utf8_lossy(&status.stdout), "");
     // Nothing was written outside the vault by the unsafe sample.
     assert!(!tmp.path().join("outside.md").exists());
+    // The demo's notes are healthy: no broken links, no bad dates.
+    let check = quire_in(&dir, tmp.path(), &["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     let again = quire_in(tmp.path(), tmp.path(), &["demo", "tour", "--json"]);
     assert!(again.status.success());

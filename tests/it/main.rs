@@ -9,5 +9,6 @@ mod conformance;
 mod crash;
 mod harness;
 mod hostile;
+mod index;
 mod obsidian;
 mod robustness;

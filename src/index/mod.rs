@@ -1,0 +1,147 @@
+//! The task index: every note of the vault in SQLite (`.quire/state.db`), for task queries, the
+//! agenda, the calendar, missions, backlinks and health checks. The only module that imports
+//! `rusqlite`.
+//!
+//! The index is derived data. It is brought up to date incrementally before every query
+//! ([`Index::open_fresh`]), so answers are never stale; it can be deleted at any time and is rebuilt
+//! on the next run; a file it cannot use is set aside and rebuilt, never a crash.
+
+mod calendar;
+mod query;
+mod record;
+mod resolve;
+mod schema;
+mod update;
+
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+pub use calendar::CalendarKind;
+pub use query::{Agenda, BrokenLink, MissionSummary, NoteProblemRow, StatusFilter, TaskFilter};
+pub use record::{MISSION_TAG, MISSIONS_DIR};
+pub use resolve::Resolver;
+pub use schema::DB_FILE;
+
+use crate::vault::Vault;
+
+/// The index could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// SQLite failed.
+    #[error("the index database failed: {0}; `quire index --full` rebuilds it")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file system failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What quire was doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Even a fresh database could not be opened.
+    #[error("could not create the index at {}: {reason}", path.display())]
+    Unusable {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A query was given something it cannot use.
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+/// What an update did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UpdateReport {
+    /// Notes in the vault.
+    pub notes: usize,
+    /// Notes read and parsed (new or changed content).
+    pub parsed: usize,
+    /// Notes whose stat data changed but whose content did not.
+    pub touched: usize,
+    /// Notes gone from the vault, removed from the index.
+    pub removed: usize,
+    /// Other files (attachments) in the vault.
+    pub attachments: usize,
+    /// How long the update took.
+    pub duration_ms: f64,
+}
+
+/// A task, as `quire tasks --json` prints it: exactly these keys, null where absent (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The note's vault path.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// `open`, `done`, `in_progress`, `cancelled`, or the status character.
+    pub status: String,
+    /// The description (tags kept; dates, priority, recurrence, ids and dependencies removed).
+    pub text: String,
+    /// Due date (ISO 8601).
+    pub due: Option<String>,
+    /// Scheduled date.
+    pub scheduled: Option<String>,
+    /// Start date.
+    pub start: Option<String>,
+    /// Created date.
+    pub created: Option<String>,
+    /// Done date.
+    pub done: Option<String>,
+    /// Cancelled date.
+    pub cancelled: Option<String>,
+    /// `highest` … `lowest`.
+    pub priority: Option<String>,
+    /// The recurrence rule as written (`every week`).
+    pub recurrence: Option<String>,
+    /// The task's id (🆔 / `id::`).
+    pub id: Option<String>,
+    /// Ids of the tasks it depends on.
+    pub depends_on: Vec<String>,
+    /// Its tags, without `#`.
+    pub tags: Vec<String>,
+    /// The mission it belongs to.
+    pub mission: Option<String>,
+    /// The nearest heading above it.
+    pub heading: Option<String>,
+    /// Its block id (`^id`).
+    pub block_id: Option<String>,
+}
+
+/// An open index.
+pub struct Index {
+    conn: Connection,
+    root: PathBuf,
+}
+
+impl Index {
+    /// Opens the vault's index (creating, migrating or rebuilding the file as needed) without updating
+    /// it.
+    pub fn open(vault: &Vault) -> Result<Self, IndexError> {
+        Ok(Self {
+            conn: schema::open(&vault.state_dir())?,
+            root: vault.root().to_path_buf(),
+        })
+    }
+
+    /// Opens the index and brings it up to date: what every query does first.
+    pub fn open_fresh(vault: &Vault) -> Result<(Self, UpdateReport), IndexError> {
+        let mut index = Self::open(vault)?;
+        let report = index.update(false)?;
+        Ok((index, report))
+    }
+
+    /// Brings the index up to date with the work tree; `full` re-reads every note.
+    pub fn update(&mut self, full: bool) -> Result<UpdateReport, IndexError> {
+        update::update(&mut self.conn, &self.root, full)
+    }
+
+    /// The link resolver over the index's notes and attachments.
+    pub fn resolver(&self) -> Result<Resolver, IndexError> {
+        Resolver::load(&self.conn)
+    }
+}

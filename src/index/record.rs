@@ -1,0 +1,221 @@
+//! What the index stores for one note, computed from its text alone (so notes are prepared in
+//! parallel, and only the writing is serial).
+//!
+//! Each task's JSON — the exact object `quire tasks --json` prints — is rendered here once, so a
+//! query is a `SELECT` and a concatenation, not a re-serialization of every row.
+
+use super::TaskView;
+use crate::markdown::{NoteHeading, NoteLink, ParsedNote, parse_note};
+
+/// The folder holding one folder per mission.
+pub const MISSIONS_DIR: &str = "01_MISSIONS";
+
+/// The tag prefix that puts a task in a mission (`#mission/<id>`).
+pub const MISSION_TAG: &str = "mission/";
+
+/// One note, ready to write.
+#[derive(Debug, Clone)]
+pub(crate) struct NoteRecord {
+    pub(crate) path: String,
+    pub(crate) size: i64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) hash: Vec<u8>,
+    pub(crate) title: String,
+    pub(crate) frontmatter: String,
+    pub(crate) mission: Option<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) headings: Vec<NoteHeading>,
+    pub(crate) tasks: Vec<TaskRecord>,
+    pub(crate) links: Vec<NoteLink>,
+    pub(crate) problems: Vec<NoteProblem>,
+}
+
+/// One task, ready to write.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskRecord {
+    pub(crate) line: usize,
+    pub(crate) status: String,
+    pub(crate) closed: bool,
+    pub(crate) dates: [Option<String>; 6],
+    pub(crate) agenda: Option<String>,
+    pub(crate) priority: Option<u8>,
+    pub(crate) mission: Option<String>,
+    pub(crate) tags: String,
+    pub(crate) json: String,
+}
+
+/// Something wrong in a note that `quire check` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoteProblem {
+    pub(crate) line: Option<usize>,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+/// Builds the record of the note at vault path `path` from its bytes.
+pub(crate) fn note_record(
+    path: &str,
+    bytes: &[u8],
+    size: i64,
+    mtime_ns: i64,
+    hash: Vec<u8>,
+) -> NoteRecord {
+    let mut problems = Vec::new();
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(e) => {
+            problems.push(NoteProblem {
+                line: None,
+                code: "not_utf8",
+                message: format!(
+                    "the note is not UTF-8 (invalid byte at offset {}); read as far as possible",
+                    e.valid_up_to()
+                ),
+            });
+            String::from_utf8_lossy(bytes)
+        }
+    };
+    let stem = path.rsplit('/').next().unwrap_or(path);
+    let stem = stem.strip_suffix(".md").unwrap_or(stem);
+    let note = parse_note(stem, &text);
+    if let Some(e) = &note.front_matter_error {
+        problems.push(NoteProblem {
+            line: Some(e.line),
+            code: "bad_front_matter",
+            message: format!("{e}; the body is indexed without it"),
+        });
+    }
+    let note_mission = note_mission(path, &note);
+    let tasks = note
+        .tasks
+        .iter()
+        .map(|t| {
+            for (field, raw) in t.fields.invalid_dates() {
+                problems.push(NoteProblem {
+                    line: Some(t.line),
+                    code: "invalid_date",
+                    message: format!(
+                        "the task's {field} date `{raw}` is not a real date (YYYY-MM-DD)"
+                    ),
+                });
+            }
+            task_record(path, t, note_mission.as_deref())
+        })
+        .collect();
+    NoteRecord {
+        path: path.to_owned(),
+        size,
+        mtime_ns,
+        hash,
+        title: note.title.clone(),
+        frontmatter: serde_json::Value::Object(note.front_matter.clone()).to_string(),
+        mission: note_mission,
+        tags: note.tags,
+        aliases: note.aliases,
+        headings: note.headings,
+        tasks,
+        links: note.links,
+        problems,
+    }
+}
+
+/// The mission a note belongs to: front matter `mission`, else the `01_MISSIONS/<id>/` folder it is
+/// in (for a mission's own `mission.md`, its front matter `id`).
+fn note_mission(path: &str, note: &ParsedNote) -> Option<String> {
+    let fm = |k: &str| {
+        note.front_matter
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(m) = fm("mission") {
+        return Some(m.to_owned());
+    }
+    let (id, rest) = path
+        .strip_prefix(MISSIONS_DIR)?
+        .strip_prefix('/')?
+        .split_once('/')?;
+    if rest == "mission.md"
+        && let Some(own) = fm("id")
+    {
+        return Some(own.to_owned());
+    }
+    Some(id.to_owned())
+}
+
+fn task_record(
+    path: &str,
+    t: &crate::markdown::NoteTask,
+    note_mission: Option<&str>,
+) -> TaskRecord {
+    let f = &t.fields;
+    let iso = |d: &Option<crate::markdown::DateField>| {
+        d.as_ref()
+            .and_then(|d| d.date)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+    };
+    let dates = [
+        iso(&f.due),
+        iso(&f.scheduled),
+        iso(&f.start),
+        iso(&f.created),
+        iso(&f.done),
+        iso(&f.cancelled),
+    ];
+    // Most specific first: the task's own `#mission/<id>`, then the note's mission.
+    let mission = t
+        .tags
+        .iter()
+        .find(|tag| {
+            tag.len() > MISSION_TAG.len()
+                && tag
+                    .get(..MISSION_TAG.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(MISSION_TAG))
+        })
+        .map(|tag| tag[MISSION_TAG.len()..].to_owned())
+        .or_else(|| note_mission.map(str::to_owned));
+    let status = t.status.name();
+    let view = TaskView {
+        path: path.to_owned(),
+        line: t.line,
+        status: status.clone(),
+        text: f.description.clone(),
+        due: dates[0].clone(),
+        scheduled: dates[1].clone(),
+        start: dates[2].clone(),
+        created: dates[3].clone(),
+        done: dates[4].clone(),
+        cancelled: dates[5].clone(),
+        priority: f.priority.map(|p| p.name().to_owned()),
+        recurrence: f.recurrence.clone(),
+        id: f.id.clone(),
+        depends_on: f.depends_on.clone(),
+        tags: t.tags.clone(),
+        mission: mission.clone(),
+        heading: t.heading.clone(),
+        block_id: f.block_id.clone(),
+    };
+    // Serializing plain strings and numbers cannot fail.
+    let json = serde_json::to_string(&view).unwrap_or_default();
+    TaskRecord {
+        line: t.line,
+        closed: t.status.is_closed(),
+        status,
+        agenda: dates[0].clone().or_else(|| dates[1].clone()),
+        dates,
+        priority: f.priority.map(|p| p as u8 + 1),
+        mission,
+        // Padded with spaces so `LIKE '% tag %'` and `LIKE '% tag/%'` match whole tags.
+        tags: format!(
+            " {} ",
+            t.tags
+                .iter()
+                .map(|s| s.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        json,
+    }
+}

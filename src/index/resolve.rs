@@ -1,0 +1,279 @@
+//! Where a link points, resolved the way Obsidian resolves it.
+//!
+//! Links are stored as written and resolved when asked (broken-link checks, backlinks, rendering):
+//! what a link points to depends on every other note (a new note can make a broken link work), so
+//! resolving at query time from one in-memory table of names is both simpler and cheaper than keeping
+//! stored resolutions up to date.
+//!
+//! The order, all comparisons case-insensitive:
+//!
+//! 1. an empty target (`[[#Heading]]`) is the linking note itself;
+//! 2. a Markdown link is a path relative to the linking note (`../dir/note.md`), else to the vault;
+//! 3. the exact vault path (`dir/Note` or `dir/Note.md`), then the same path relative to the linking
+//!    note's folder;
+//! 4. a file whose name (or trailing path, for `dir/Note`) matches: the only one, or the one nearest
+//!    the linking note when several do (same folder, then shortest path);
+//! 5. a note with that alias (front matter `aliases`).
+//!
+//! Targets with an extension other than `.md` (`pic.png`) are looked up among attachments first.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::IndexError;
+use crate::markdown::LinkKind;
+
+/// The names of every note and attachment, for resolving links.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    /// Lowercased path without `.md` → note path.
+    notes: HashMap<String, String>,
+    /// Lowercased file name without `.md` → note paths.
+    note_names: HashMap<String, Vec<String>>,
+    /// Lowercased alias → note paths.
+    aliases: HashMap<String, Vec<String>>,
+    /// Lowercased path → attachment path.
+    files: HashMap<String, String>,
+    /// Lowercased file name → attachment paths.
+    file_names: HashMap<String, Vec<String>>,
+}
+
+impl Resolver {
+    /// Loads every note, alias and attachment name from the index.
+    pub fn load(conn: &Connection) -> Result<Self, IndexError> {
+        let mut r = Resolver::default();
+        let mut stmt = conn.prepare("SELECT path FROM notes")?;
+        for path in stmt.query_map([], |row| row.get::<_, String>(0))? {
+            r.add_note(&path?);
+        }
+        let mut stmt =
+            conn.prepare("SELECT n.path, a.alias FROM aliases a JOIN notes n ON n.id = a.note_id")?;
+        for row in stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })? {
+            let (path, alias) = row?;
+            r.aliases
+                .entry(alias.to_lowercase())
+                .or_default()
+                .push(path);
+        }
+        let mut stmt = conn.prepare("SELECT path FROM files")?;
+        for path in stmt.query_map([], |row| row.get::<_, String>(0))? {
+            let path = path?;
+            let key = path.to_lowercase();
+            r.file_names
+                .entry(last_segment(&key).to_owned())
+                .or_default()
+                .push(path.clone());
+            r.files.insert(key, path);
+        }
+        for list in r
+            .note_names
+            .values_mut()
+            .chain(r.aliases.values_mut())
+            .chain(r.file_names.values_mut())
+        {
+            list.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        }
+        Ok(r)
+    }
+
+    fn add_note(&mut self, path: &str) {
+        let key = path.to_lowercase();
+        let key = key.strip_suffix(".md").unwrap_or(&key).to_owned();
+        self.note_names
+            .entry(last_segment(&key).to_owned())
+            .or_default()
+            .push(path.to_owned());
+        self.notes.insert(key, path.to_owned());
+    }
+
+    /// The vault path a link from the note `source` points to, or `None` when it is broken.
+    pub fn resolve(&self, source: &str, kind: LinkKind, target: &str) -> Option<String> {
+        let target = target.trim();
+        if target.is_empty() {
+            return Some(source.to_owned());
+        }
+        let folder = source.rsplit_once('/').map_or("", |(f, _)| f);
+        let lower = target.to_lowercase();
+        let lower = lower.strip_prefix('/').unwrap_or(&lower);
+
+        if kind == LinkKind::Markdown
+            && let Some(found) = join(folder, lower).and_then(|p| self.by_path(&p))
+        {
+            return Some(found);
+        }
+        if let Some(found) = self.by_path(lower) {
+            return Some(found);
+        }
+        if !folder.is_empty()
+            && let Some(found) = join(folder, lower).and_then(|p| self.by_path(&p))
+        {
+            return Some(found);
+        }
+        let as_note = lower.strip_suffix(".md").unwrap_or(lower);
+        let has_ext = has_extension(lower);
+        let by_file = || nearest(self.file_names.get(last_segment(lower)), lower, folder);
+        let by_note = || nearest(self.note_names.get(last_segment(as_note)), as_note, folder);
+        let found = if has_ext {
+            by_file().or_else(by_note)
+        } else {
+            by_note().or_else(by_file)
+        };
+        found.or_else(|| {
+            (!as_note.contains('/'))
+                .then(|| self.aliases.get(as_note).and_then(|v| v.first().cloned()))
+                .flatten()
+        })
+    }
+
+    /// A note or attachment at exactly this lowercased vault path (a note with or without `.md`).
+    fn by_path(&self, lower: &str) -> Option<String> {
+        let as_note = lower.strip_suffix(".md").unwrap_or(lower);
+        self.notes
+            .get(as_note)
+            .or_else(|| self.files.get(lower))
+            .cloned()
+    }
+
+    /// Whether a note with this path exists.
+    pub fn has_note(&self, path: &str) -> bool {
+        let key = path.to_lowercase();
+        self.notes
+            .contains_key(key.strip_suffix(".md").unwrap_or(&key))
+    }
+}
+
+/// Among `candidates` (same file name), those whose path ends with `wanted` (`dir/name`), the one
+/// in `folder` if any, else the shortest path.
+fn nearest(candidates: Option<&Vec<String>>, wanted: &str, folder: &str) -> Option<String> {
+    let candidates = candidates?;
+    let matching: Vec<&String> = candidates
+        .iter()
+        .filter(|path| {
+            let key = path.to_lowercase();
+            let key = key.strip_suffix(".md").unwrap_or(&key);
+            !wanted.contains('/') || key == wanted || key.ends_with(&format!("/{wanted}"))
+        })
+        .collect();
+    let in_folder = matching.iter().find(|p| {
+        p.rsplit_once('/')
+            .map_or("", |(f, _)| f)
+            .eq_ignore_ascii_case(folder)
+    });
+    in_folder.or(matching.first()).map(|p| (*p).clone())
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn has_extension(path: &str) -> bool {
+    let name = last_segment(path);
+    name.rfind('.')
+        .is_some_and(|i| i > 0 && i + 1 < name.len() && !name.ends_with(".md"))
+}
+
+/// `folder/relative`, with `.` and `..` worked out; `None` if it climbs out of the vault.
+fn join(folder: &str, relative: &str) -> Option<String> {
+    let mut parts: Vec<&str> = folder.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in relative.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver(notes: &[&str], aliases: &[(&str, &str)], files: &[&str]) -> Resolver {
+        let mut r = Resolver::default();
+        for n in notes {
+            r.add_note(n);
+        }
+        for (path, alias) in aliases {
+            r.aliases
+                .entry(alias.to_lowercase())
+                .or_default()
+                .push((*path).to_owned());
+        }
+        for f in files {
+            let key = f.to_lowercase();
+            r.file_names
+                .entry(last_segment(&key).to_owned())
+                .or_default()
+                .push((*f).to_owned());
+            r.files.insert(key, (*f).to_owned());
+        }
+        r
+    }
+
+    #[test]
+    fn obsidian_order() {
+        let r = resolver(
+            &[
+                "a/Note.md",
+                "b/Note.md",
+                "c/Unique.md",
+                "Root.md",
+                "a/sub/Deep.md",
+            ],
+            &[("c/Unique.md", "Nickname")],
+            &["img/Pic.PNG"],
+        );
+        let w = LinkKind::Wiki;
+        assert_eq!(
+            r.resolve("x/y.md", w, "unique").as_deref(),
+            Some("c/Unique.md")
+        );
+        assert_eq!(
+            r.resolve("x/y.md", w, "c/Unique.md").as_deref(),
+            Some("c/Unique.md")
+        );
+        assert_eq!(
+            r.resolve("b/z.md", w, "Note").as_deref(),
+            Some("b/Note.md"),
+            "same folder wins"
+        );
+        assert_eq!(
+            r.resolve("x/z.md", w, "a/note").as_deref(),
+            Some("a/Note.md")
+        );
+        assert_eq!(
+            r.resolve("x/z.md", w, "sub/Deep").as_deref(),
+            Some("a/sub/Deep.md")
+        );
+        assert_eq!(
+            r.resolve("x/z.md", w, "nickname").as_deref(),
+            Some("c/Unique.md")
+        );
+        assert_eq!(
+            r.resolve("x/z.md", LinkKind::Embed, "pic.png").as_deref(),
+            Some("img/Pic.PNG")
+        );
+        assert_eq!(r.resolve("x/z.md", w, "").as_deref(), Some("x/z.md"));
+        assert_eq!(r.resolve("x/z.md", w, "Missing"), None);
+        assert_eq!(
+            r.resolve("a/sub/q.md", LinkKind::Markdown, "../../Root.md")
+                .as_deref(),
+            Some("Root.md")
+        );
+        assert_eq!(
+            r.resolve("a/q.md", LinkKind::Markdown, "sub/Deep.md")
+                .as_deref(),
+            Some("a/sub/Deep.md")
+        );
+        assert_eq!(
+            r.resolve("q.md", LinkKind::Markdown, "../../escape.md"),
+            None
+        );
+    }
+}
