@@ -24,7 +24,8 @@ pub(crate) fn table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = std::io::stdout().lock();
+    // Buffered: a long table is one write, not one per line.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
@@ -40,6 +41,7 @@ pub(crate) fn table(rows: &[Vec<String>]) {
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    let _ = out.flush();
 }
 
 /// The first 10 characters of a commit id.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
-use quire::index::{CalendarKind, Index, TaskFilter, TaskView};
+use quire::index::{AgendaSection, CalendarKind, Index, TaskFilter, TaskRow};
 use quire::vault::{Vault, fsutil};
 
 use super::output;
@@ -37,24 +37,33 @@ pub(crate) fn index(vault: &Vault, full: bool, json: bool) -> anyhow::Result<Exi
 
 pub(crate) fn tasks(vault: &Vault, filter: &TaskFilter, json: bool) -> anyhow::Result<ExitCode> {
     let (index, _) = Index::open_fresh(vault)?;
-    let found = index.tasks_json(filter)?;
     if json {
-        print_json_lists(&[("tasks", &found)])?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let views = views(&found)?;
-    if views.is_empty() {
-        println!("No tasks match.");
+        // Streamed from the database to stdout: no list of 10,000 strings in between.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        out.write_all(b"{\"tasks\":[")?;
+        let mut first = true;
+        index.each_task(filter, |t| {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",")?;
+            }
+            out.write_all(t.json.as_bytes())
+        })?;
+        out.write_all(b"]}\n")?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![header()];
-    rows.extend(views.iter().map(row));
+    index.each_task(filter, |t| {
+        rows.push(row(t));
+        Ok(())
+    })?;
+    let n = rows.len() - 1;
+    if n == 0 {
+        println!("No tasks match.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    rows.push(vec![format!("{n} task{}", if n == 1 { "" } else { "s" })]);
     output::table(&rows);
-    println!(
-        "{} task{}",
-        views.len(),
-        if views.len() == 1 { "" } else { "s" }
-    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -66,8 +75,8 @@ pub(crate) fn agenda(
 ) -> anyhow::Result<ExitCode> {
     let today = today.unwrap_or_else(|| chrono::Local::now().date_naive());
     let (index, _) = Index::open_fresh(vault)?;
-    let agenda = index.agenda_json(today, days)?;
     if json {
+        let agenda = index.agenda_json(today, days)?;
         print_json_lists(&[
             ("overdue", &agenda.overdue),
             ("today", &agenda.today),
@@ -75,22 +84,29 @@ pub(crate) fn agenda(
         ])?;
         return Ok(ExitCode::SUCCESS);
     }
-    let sections = [
-        ("Overdue".to_owned(), &agenda.overdue),
-        (format!("Today, {today}"), &agenda.today),
-        (
-            format!(
-                "Upcoming, next {days} day{}",
-                if days == 1 { "" } else { "s" }
-            ),
-            &agenda.upcoming,
+    let mut sections: [Vec<Vec<String>>; 3] = Default::default();
+    index.each_agenda_task(today, days, |section, t| {
+        let i = match section {
+            AgendaSection::Overdue => 0,
+            AgendaSection::Today => 1,
+            AgendaSection::Upcoming => 2,
+        };
+        sections[i].push(row(t));
+        Ok(())
+    })?;
+    let titles = [
+        "Overdue".to_owned(),
+        format!("Today, {today}"),
+        format!(
+            "Upcoming, next {days} day{}",
+            if days == 1 { "" } else { "s" }
         ),
     ];
     let mut rows = vec![header()];
-    for (title, list) in sections {
+    for (title, list) in titles.into_iter().zip(sections) {
         rows.push(vec![String::new()]);
         rows.push(vec![format!("{title} ({})", list.len())]);
-        rows.extend(views(list)?.iter().map(row));
+        rows.extend(list);
     }
     output::table(&rows);
     Ok(ExitCode::SUCCESS)
@@ -194,28 +210,21 @@ fn print_json_lists(lists: &[(&str, &Vec<String>)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn views(json: &[String]) -> anyhow::Result<Vec<TaskView>> {
-    Ok(json
-        .iter()
-        .map(|j| serde_json::from_str(j))
-        .collect::<Result<_, _>>()?)
-}
-
 fn header() -> Vec<String> {
     ["DUE", "PRIORITY", "STATUS", "TASK", "WHERE"]
         .map(String::from)
         .to_vec()
 }
 
-fn row(t: &TaskView) -> Vec<String> {
+fn row(t: &TaskRow<'_>) -> Vec<String> {
     vec![
         t.due
-            .clone()
-            .or_else(|| t.scheduled.as_ref().map(|s| format!("({s})")))
+            .map(str::to_owned)
+            .or_else(|| t.scheduled.map(|s| format!("({s})")))
             .unwrap_or_default(),
-        t.priority.clone().unwrap_or_default(),
-        t.status.clone(),
-        t.text.clone(),
+        t.priority_name().unwrap_or_default().to_owned(),
+        t.status.to_owned(),
+        t.text.to_owned(),
         format!("{}:{}", t.path, t.line),
     ]
 }

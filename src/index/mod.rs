@@ -19,7 +19,10 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 pub use calendar::CalendarKind;
-pub use query::{Agenda, BrokenLink, MissionSummary, NoteProblemRow, StatusFilter, TaskFilter};
+pub use query::{
+    Agenda, AgendaSection, BrokenLink, MissionSummary, NoteProblemRow, StatusFilter, TaskFilter,
+    TaskRow,
+};
 pub use record::{MISSION_TAG, MISSIONS_DIR};
 pub use resolve::Resolver;
 pub use schema::DB_FILE;

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
+use super::record::StoredLink;
 use super::{Index, IndexError, TaskView};
 use crate::markdown::LinkKind;
 
@@ -70,6 +71,136 @@ pub struct Agenda {
     pub upcoming: Vec<String>,
 }
 
+/// Which part of the agenda a task is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgendaSection {
+    /// Before today.
+    Overdue,
+    /// Today.
+    Today,
+    /// After today, within the window.
+    Upcoming,
+}
+
+/// One task as stored, borrowed from the database row: what tables and JSON output need.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskRow<'r> {
+    /// The task object, as `quire tasks --json` prints it.
+    pub json: &'r str,
+    /// The note.
+    pub path: &'r str,
+    /// 1-based line.
+    pub line: i64,
+    /// `open`, `done`, …
+    pub status: &'r str,
+    /// The description.
+    pub text: &'r str,
+    /// Due date.
+    pub due: Option<&'r str>,
+    /// Scheduled date.
+    pub scheduled: Option<&'r str>,
+    /// 1 (lowest) to 5 (highest).
+    pub priority: Option<i64>,
+}
+
+/// The columns [`TaskRow::from_row`] reads, in order.
+const ROW_COLUMNS: &str = "json, path, line, status, text, due, scheduled, priority";
+
+impl<'r> TaskRow<'r> {
+    fn from_row(row: &'r rusqlite::Row<'_>) -> Result<Self, IndexError> {
+        let text = |i: usize| -> Result<&'r str, IndexError> {
+            Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+        };
+        let opt = |i: usize| -> Result<Option<&'r str>, IndexError> {
+            Ok(row
+                .get_ref(i)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?)
+        };
+        Ok(Self {
+            json: text(0)?,
+            path: text(1)?,
+            line: row.get(2)?,
+            status: text(3)?,
+            text: text(4)?,
+            due: opt(5)?,
+            scheduled: opt(6)?,
+            priority: row.get(7)?,
+        })
+    }
+
+    /// The date the agenda files the task under: its due date, else its scheduled date.
+    pub fn agenda_date(&self) -> Option<&'r str> {
+        self.due.or(self.scheduled)
+    }
+
+    /// The agenda's order: date, path, line.
+    fn order_key(&self) -> (Option<&'r str>, &'r str, i64) {
+        (self.agenda_date(), self.path, self.line)
+    }
+
+    /// The priority's name.
+    pub fn priority_name(&self) -> Option<&'static str> {
+        Some(match self.priority? {
+            1 => "lowest",
+            2 => "low",
+            3 => "medium",
+            4 => "high",
+            5 => "highest",
+            _ => return None,
+        })
+    }
+}
+
+/// A [`TaskRow`] that owns its text, for the few rows held while others stream.
+struct OwnedRow {
+    json: String,
+    path: String,
+    line: i64,
+    status: String,
+    text: String,
+    due: Option<String>,
+    scheduled: Option<String>,
+    priority: Option<i64>,
+}
+
+impl From<TaskRow<'_>> for OwnedRow {
+    fn from(t: TaskRow<'_>) -> Self {
+        Self {
+            json: t.json.to_owned(),
+            path: t.path.to_owned(),
+            line: t.line,
+            status: t.status.to_owned(),
+            text: t.text.to_owned(),
+            due: t.due.map(str::to_owned),
+            scheduled: t.scheduled.map(str::to_owned),
+            priority: t.priority,
+        }
+    }
+}
+
+impl OwnedRow {
+    fn as_row(&self) -> TaskRow<'_> {
+        TaskRow {
+            json: &self.json,
+            path: &self.path,
+            line: self.line,
+            status: &self.status,
+            text: &self.text,
+            due: self.due.as_deref(),
+            scheduled: self.scheduled.as_deref(),
+            priority: self.priority,
+        }
+    }
+}
+
+fn write_error(source: std::io::Error) -> IndexError {
+    IndexError::Io {
+        context: "could not write the tasks".into(),
+        source,
+    }
+}
+
 /// A mission with its task counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MissionSummary {
@@ -123,20 +254,25 @@ pub struct BrokenLink {
     pub target: String,
 }
 
-const ORDER: &str = "ORDER BY due IS NULL, due, path, line";
-
 impl Index {
-    /// Tasks matching `filter`, each as its JSON object, ordered by due date (undated last), path, line.
-    pub fn tasks_json(&self, filter: &TaskFilter) -> Result<Vec<String>, IndexError> {
-        let mut sql = String::from("SELECT json, path FROM tasks WHERE 1 = 1");
+    /// Tasks matching `filter`, ordered by due date (undated last), path, line, handed to `emit` one
+    /// by one straight from the database, without copies.
+    pub fn each_task(
+        &self,
+        filter: &TaskFilter,
+        mut emit: impl FnMut(&TaskRow<'_>) -> std::io::Result<()>,
+    ) -> Result<usize, IndexError> {
+        let mut sql = format!("SELECT {ROW_COLUMNS} FROM tasks WHERE ");
         let mut args: Vec<SqlValue> = Vec::new();
-        match filter.status {
-            StatusFilter::Open => sql.push_str(" AND closed = 0"),
-            StatusFilter::Done => sql.push_str(" AND status = 'done'"),
-            StatusFilter::Cancelled => sql.push_str(" AND status = 'cancelled'"),
-            StatusFilter::InProgress => sql.push_str(" AND status = 'in_progress'"),
-            StatusFilter::All => {}
-        }
+        // The table is clustered by (closed, due_key, path, line): the status filter picks the range
+        // and the rows come out in order.
+        sql.push_str(match filter.status {
+            StatusFilter::Open => "closed = 0",
+            StatusFilter::Done => "closed = 1 AND status = 'done'",
+            StatusFilter::Cancelled => "closed = 1 AND status = 'cancelled'",
+            StatusFilter::InProgress => "closed = 0 AND status = 'in_progress'",
+            StatusFilter::All => "closed IN (0, 1)",
+        });
         if let Some(d) = filter.due_before {
             sql.push_str(" AND due < ?");
             args.push(SqlValue::Text(d.format("%Y-%m-%d").to_string()));
@@ -154,23 +290,36 @@ impl Index {
             args.push(SqlValue::Text(tag));
         }
         if let Some(m) = &filter.mission {
-            sql.push_str(" AND mission = ?");
+            sql.push_str(" AND +mission = ?");
             args.push(SqlValue::Text(m.clone()));
         }
-        sql.push(' ');
-        sql.push_str(ORDER);
+        // Open and closed tasks interleave by date when both are asked for.
+        sql.push_str(if filter.status == StatusFilter::All {
+            " ORDER BY due_key, path, line"
+        } else {
+            " ORDER BY closed, due_key, path, line"
+        });
         let matcher = filter.path.as_deref().map(PathMatcher::new).transpose()?;
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (json, path) = row?;
-            if matcher.as_ref().is_none_or(|m| m.matches(&path)) {
-                out.push(json);
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            let task = TaskRow::from_row(row)?;
+            if matcher.as_ref().is_none_or(|m| m.matches(task.path)) {
+                emit(&task).map_err(write_error)?;
+                count += 1;
             }
         }
+        Ok(count)
+    }
+
+    /// Tasks matching `filter`, each as its JSON object, in order.
+    pub fn tasks_json(&self, filter: &TaskFilter) -> Result<Vec<String>, IndexError> {
+        let mut out = Vec::new();
+        self.each_task(filter, |t| {
+            out.push(t.json.to_owned());
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -183,28 +332,68 @@ impl Index {
     }
 
     /// The agenda for `today` and the `days` after it: open tasks filed under their due date (else
-    /// their scheduled date).
-    pub fn agenda_json(&self, today: NaiveDate, days: u32) -> Result<Agenda, IndexError> {
+    /// their scheduled date), each handed to `emit` with its section, in date order.
+    ///
+    /// Tasks with a due date come from the table's clustered order as they are; those filed under a
+    /// scheduled date (no due date) are few, and merged in.
+    pub fn each_agenda_task(
+        &self,
+        today: NaiveDate,
+        days: u32,
+        mut emit: impl FnMut(AgendaSection, &TaskRow<'_>) -> std::io::Result<()>,
+    ) -> Result<(), IndexError> {
         let today_s = today.format("%Y-%m-%d").to_string();
         let end = (today + chrono::Duration::days(i64::from(days)))
             .format("%Y-%m-%d")
             .to_string();
-        let mut stmt = self.conn.prepare(
-            "SELECT json, agenda FROM tasks WHERE closed = 0 AND agenda IS NOT NULL AND agenda <= ?1
-             ORDER BY agenda, path, line",
-        )?;
-        let rows = stmt.query_map([&end], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut agenda = Agenda::default();
-        for row in rows {
-            let (json, date) = row?;
-            match date.as_str().cmp(today_s.as_str()) {
-                std::cmp::Ordering::Less => agenda.overdue.push(json),
-                std::cmp::Ordering::Equal => agenda.today.push(json),
-                std::cmp::Ordering::Greater => agenda.upcoming.push(json),
-            }
+        let mut due_stmt = self
+            .conn
+            .prepare(&format!("SELECT {ROW_COLUMNS} FROM tasks WHERE closed = 0 AND due_key <= ?1 ORDER BY closed, due_key, path, line"))?;
+        let mut sched_stmt = self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM tasks WHERE closed = 0 AND due IS NULL AND scheduled IS NOT NULL AND scheduled <= ?1
+             ORDER BY scheduled, path, line"
+        ))?;
+        // The few tasks filed under a scheduled date, in memory; the rest streamed in order.
+        let mut scheduled = Vec::new();
+        let mut rows = sched_stmt.query([&end])?;
+        while let Some(row) = rows.next()? {
+            scheduled.push(OwnedRow::from(TaskRow::from_row(row)?));
         }
+        let mut scheduled = scheduled.iter().peekable();
+        let section =
+            |t: &TaskRow<'_>| match t.agenda_date().unwrap_or_default().cmp(today_s.as_str()) {
+                std::cmp::Ordering::Less => AgendaSection::Overdue,
+                std::cmp::Ordering::Equal => AgendaSection::Today,
+                std::cmp::Ordering::Greater => AgendaSection::Upcoming,
+            };
+        let mut rows = due_stmt.query([&end])?;
+        while let Some(row) = rows.next()? {
+            let task = TaskRow::from_row(row)?;
+            while let Some(s) = scheduled.next_if(|s| s.as_row().order_key() < task.order_key()) {
+                let s = s.as_row();
+                emit(section(&s), &s).map_err(write_error)?;
+            }
+            emit(section(&task), &task).map_err(write_error)?;
+        }
+        for s in scheduled {
+            let s = s.as_row();
+            emit(section(&s), &s).map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    /// The agenda as JSON objects by section.
+    pub fn agenda_json(&self, today: NaiveDate, days: u32) -> Result<Agenda, IndexError> {
+        let mut agenda = Agenda::default();
+        self.each_agenda_task(today, days, |section, t| {
+            let list = match section {
+                AgendaSection::Overdue => &mut agenda.overdue,
+                AgendaSection::Today => &mut agenda.today,
+                AgendaSection::Upcoming => &mut agenda.upcoming,
+            };
+            list.push(t.json.to_owned());
+            Ok(())
+        })?;
         Ok(agenda)
     }
 
@@ -302,34 +491,32 @@ impl Index {
     /// Every link and embed that resolves to no note or file, by path and line.
     pub fn broken_links(&self) -> Result<Vec<BrokenLink>, IndexError> {
         let resolver = self.resolver()?;
-        let mut stmt = self.conn.prepare(
-            "SELECT n.path, l.line, l.kind, l.target, l.subpath FROM links l JOIN notes n ON n.id = l.note_id
-             ORDER BY n.path, l.line, l.seq",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-            ))
-        })?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
-            let (path, line, kind, target, subpath) = row?;
-            let link_kind = match kind.as_str() {
-                "embed" => LinkKind::Embed,
-                "markdown" => LinkKind::Markdown,
-                _ => LinkKind::Wiki,
-            };
-            if resolver.resolve(&path, link_kind, &target).is_none() {
-                out.push(BrokenLink {
-                    path,
-                    line: line as usize,
-                    kind,
-                    target: format!("{target}{}", subpath.unwrap_or_default()),
-                });
+            let (path, links) = row?;
+            let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
+                IndexError::BadQuery(format!(
+                    "stored links of {path} are unreadable ({e}); run `quire index --full`"
+                ))
+            })?;
+            for (line, kind, target, subpath) in links {
+                let link_kind = match kind.as_str() {
+                    "embed" => LinkKind::Embed,
+                    "markdown" => LinkKind::Markdown,
+                    _ => LinkKind::Wiki,
+                };
+                if resolver.resolve(&path, link_kind, &target).is_none() {
+                    out.push(BrokenLink {
+                        path: path.clone(),
+                        line,
+                        kind,
+                        target: format!("{target}{}", subpath.unwrap_or_default()),
+                    });
+                }
             }
         }
         Ok(out)

@@ -23,11 +23,15 @@ pub(crate) struct NoteRecord {
     pub(crate) title: String,
     pub(crate) frontmatter: String,
     pub(crate) mission: Option<String>,
-    pub(crate) tags: Vec<String>,
-    pub(crate) aliases: Vec<String>,
-    pub(crate) headings: Vec<NoteHeading>,
+    /// JSON array of tags.
+    pub(crate) tags: String,
+    /// JSON array of aliases.
+    pub(crate) aliases: String,
+    /// JSON array of `[level, line, text]`.
+    pub(crate) headings: String,
+    /// JSON array of `[line, kind, target, subpath]`.
+    pub(crate) links: String,
     pub(crate) tasks: Vec<TaskRecord>,
-    pub(crate) links: Vec<NoteLink>,
     pub(crate) problems: Vec<NoteProblem>,
 }
 
@@ -42,6 +46,7 @@ pub(crate) struct TaskRecord {
     pub(crate) priority: Option<u8>,
     pub(crate) mission: Option<String>,
     pub(crate) tags: String,
+    pub(crate) text: String,
     pub(crate) json: String,
 }
 
@@ -111,13 +116,43 @@ pub(crate) fn note_record(
         title: note.title.clone(),
         frontmatter: serde_json::Value::Object(note.front_matter.clone()).to_string(),
         mission: note_mission,
-        tags: note.tags,
-        aliases: note.aliases,
-        headings: note.headings,
+        tags: json_array(&note.tags),
+        aliases: json_array(&note.aliases),
+        headings: headings_json(&note.headings),
+        links: links_json(&note.links),
         tasks,
-        links: note.links,
         problems,
     }
+}
+
+fn json_array(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+fn headings_json(headings: &[NoteHeading]) -> String {
+    let rows: Vec<(u8, usize, &str)> = headings
+        .iter()
+        .map(|h| (h.level, h.line, h.text.as_str()))
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
+/// A stored link: `[line, kind, target, subpath]`.
+pub(crate) type StoredLink = (usize, String, String, Option<String>);
+
+fn links_json(links: &[NoteLink]) -> String {
+    let rows: Vec<(usize, &str, &str, Option<&str>)> = links
+        .iter()
+        .map(|l| {
+            (
+                l.line,
+                l.kind.name(),
+                l.target.as_str(),
+                l.subpath.as_deref(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
 }
 
 /// The mission a note belongs to: front matter `mission`, else the `01_MISSIONS/<id>/` folder it is
@@ -216,6 +251,7 @@ fn task_record(
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
+        text: f.description.clone(),
         json,
     }
 }

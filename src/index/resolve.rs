@@ -43,20 +43,20 @@ impl Resolver {
     /// Loads every note, alias and attachment name from the index.
     pub fn load(conn: &Connection) -> Result<Self, IndexError> {
         let mut r = Resolver::default();
-        let mut stmt = conn.prepare("SELECT path FROM notes")?;
-        for path in stmt.query_map([], |row| row.get::<_, String>(0))? {
-            r.add_note(&path?);
-        }
-        let mut stmt =
-            conn.prepare("SELECT n.path, a.alias FROM aliases a JOIN notes n ON n.id = a.note_id")?;
+        let mut stmt = conn.prepare("SELECT path, aliases FROM notes")?;
         for row in stmt.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })? {
-            let (path, alias) = row?;
-            r.aliases
-                .entry(alias.to_lowercase())
-                .or_default()
-                .push(path);
+            let (path, aliases) = row?;
+            r.add_note(&path);
+            if aliases != "[]" {
+                for alias in serde_json::from_str::<Vec<String>>(&aliases).unwrap_or_default() {
+                    r.aliases
+                        .entry(alias.to_lowercase())
+                        .or_default()
+                        .push(path.clone());
+                }
+            }
         }
         let mut stmt = conn.prepare("SELECT path FROM files")?;
         for path in stmt.query_map([], |row| row.get::<_, String>(0))? {

@@ -18,57 +18,50 @@ pub const DB_FILE: &str = "state.db";
 
 /// Schema migrations; `MIGRATIONS[i]` moves version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
-    // 1: notes, attachments, tags, aliases, headings, tasks, links, problems. Child tables are
+    // 1: notes (with their tags, aliases, headings and links as JSON: read in bulk, never queried
+    // one by one), attachments, tasks (one row each, for queries), problems. Child tables are
     // clustered by note id, so a note's rows are one range: appended when written, removed in one
     // sweep when the note changes.
     r#"
     CREATE TABLE notes (
+        -- Small columns first: a row larger than a page spills its tail into overflow pages, and the
+        -- freshness check reads path, size and mtime of every note on every query.
         id INTEGER PRIMARY KEY,
         path TEXT NOT NULL UNIQUE,
-        title TEXT NOT NULL,
-        frontmatter TEXT NOT NULL,      -- JSON object
-        mission TEXT,                   -- the note's mission (front matter, else folder)
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
-        hash BLOB NOT NULL
+        hash BLOB NOT NULL,
+        mission TEXT,                   -- the note's mission (front matter, else folder)
+        title TEXT NOT NULL,
+        aliases TEXT NOT NULL,          -- JSON array
+        tags TEXT NOT NULL,             -- JSON array of tags, without `#`
+        frontmatter TEXT NOT NULL,      -- JSON object
+        headings TEXT NOT NULL,         -- JSON array of [level, line, text]
+        links TEXT NOT NULL             -- JSON array of [line, kind, target, subpath]
     );
+    -- The freshness check on every query reads only these: from this index, not the wide rows.
+    CREATE INDEX notes_stat ON notes(path, size, mtime_ns);
     CREATE TABLE files (path TEXT PRIMARY KEY) WITHOUT ROWID;   -- attachments: every other file
-    CREATE TABLE note_tags (
-        note_id INTEGER NOT NULL, seq INTEGER NOT NULL, tag TEXT NOT NULL,
-        PRIMARY KEY (note_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE aliases (
-        note_id INTEGER NOT NULL, seq INTEGER NOT NULL, alias TEXT NOT NULL,
-        PRIMARY KEY (note_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE headings (
-        note_id INTEGER NOT NULL, seq INTEGER NOT NULL, line INTEGER NOT NULL, level INTEGER NOT NULL, text TEXT NOT NULL,
-        PRIMARY KEY (note_id, seq)
-    ) WITHOUT ROWID;
     CREATE TABLE tasks (
-        note_id INTEGER NOT NULL,
-        line INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        status TEXT NOT NULL,           -- open, done, in_progress, cancelled, or the character
+        -- Clustered in the order `quire tasks` prints (open first, by due date with undated last,
+        -- then path and line), so a listing is one range scan streamed out without a sort.
         closed INTEGER NOT NULL,        -- 1 when done or cancelled
+        due_key TEXT NOT NULL,          -- due, or '~' (after every date) when there is none
+        path TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        note_id INTEGER NOT NULL,
+        status TEXT NOT NULL,           -- open, done, in_progress, cancelled, or the character
         due TEXT, scheduled TEXT, start TEXT, created TEXT, done TEXT, cancelled TEXT,
         agenda TEXT,                    -- due, else scheduled: the date the agenda files it under
         priority INTEGER,               -- 1 lowest … 5 highest
         mission TEXT,
         tags TEXT NOT NULL,             -- ` tag1 tag2 ` lowercased, for filtering
+        text TEXT NOT NULL,             -- the description, for tables
         json TEXT NOT NULL,             -- the task exactly as `quire tasks --json` prints it
-        PRIMARY KEY (note_id, line)
+        PRIMARY KEY (closed, due_key, path, line)
     ) WITHOUT ROWID;
-    CREATE INDEX tasks_open ON tasks(closed, agenda);
-    CREATE INDEX tasks_mission ON tasks(mission);
-    CREATE TABLE links (
-        note_id INTEGER NOT NULL, seq INTEGER NOT NULL,
-        line INTEGER NOT NULL,
-        kind TEXT NOT NULL,             -- wikilink, embed, markdown
-        target TEXT NOT NULL,           -- as written
-        subpath TEXT,                   -- #Heading or #^block
-        PRIMARY KEY (note_id, seq)
-    ) WITHOUT ROWID;
+    CREATE INDEX tasks_note ON tasks(note_id);
+    CREATE INDEX tasks_scheduled ON tasks(closed, scheduled) WHERE due IS NULL AND scheduled IS NOT NULL;
     CREATE TABLE problems (
         note_id INTEGER NOT NULL, seq INTEGER NOT NULL,
         line INTEGER, code TEXT NOT NULL, message TEXT NOT NULL,
@@ -150,6 +143,37 @@ fn try_open(path: &Path) -> Result<Connection, String> {
     conn.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0))
         .map_err(|e| e.to_string())?;
     Ok(conn)
+}
+
+/// Runs `rebuild` with the database to itself and without a journal, when it can: a full rebuild
+/// rewrites every page, and in WAL mode each would be written twice (to the log, then back). If
+/// another connection has the file open, leaving WAL is refused and `rebuild` runs normally.
+///
+/// Without a journal a crash mid-rebuild can leave the file inconsistent, so the schema version is
+/// cleared for the duration: a file left so is found unusable at the next open and rebuilt, which
+/// is right for derived data.
+pub(super) fn without_journal<T>(
+    conn: &mut Connection,
+    rebuild: impl FnOnce(&mut Connection) -> Result<T, IndexError>,
+) -> Result<T, IndexError> {
+    // Refused ("database is locked", or WAL kept) while another connection has the file open.
+    let left_wal = conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .is_ok_and(|mode| mode.eq_ignore_ascii_case("delete"));
+    if !left_wal {
+        return rebuild(conn);
+    }
+    let version = current_version();
+    conn.execute_batch(
+        "PRAGMA user_version = -1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+    )?;
+    let result = rebuild(conn);
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL; PRAGMA user_version = {version};"
+    ))?;
+    result
 }
 
 /// Moves a database that cannot be used (and its WAL files) out of the way, keeping it for a post

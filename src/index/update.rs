@@ -4,8 +4,9 @@
 //! 2. A note whose (mtime, size) match the index is not read. A changed one is read and hashed; if
 //!    its hash matches, only its stat data is updated; otherwise it is parsed.
 //! 3. Reading, hashing and parsing run in parallel (rayon), a chunk of notes at a time so memory stays
-//!    bounded whatever the vault's size; the single writer stores each chunk inside one
-//!    `BEGIN IMMEDIATE` transaction, so readers see the old index or the new one, never half.
+//!    bounded whatever the vault's size, on a thread of their own so that the next chunk is parsed
+//!    while the single writer stores this one, inside one `BEGIN IMMEDIATE` transaction: readers
+//!    see the old index or the new one, never half.
 //! 4. Notes gone from disk (deleted or renamed) are removed; attachments are listed for links.
 //!
 //! When nothing changed, no transaction is opened at all: a query pays for the walk and nothing else.
@@ -21,6 +22,9 @@ use sha2::Digest as _;
 use super::record::{NoteRecord, note_record};
 use super::{IndexError, UpdateReport};
 use crate::vault::RESERVED_ROOTS;
+
+/// The sort key of a task without a due date: after every `YYYY-MM-DD`.
+pub(super) const UNDATED: &str = "~";
 
 /// Notes read and parsed together before they are written.
 const CHUNK: usize = 512;
@@ -38,7 +42,6 @@ struct Known {
     id: i64,
     size: i64,
     mtime_ns: i64,
-    hash: Vec<u8>,
 }
 
 enum Prepared {
@@ -58,13 +61,30 @@ pub(super) fn update(
     root: &Path,
     full: bool,
 ) -> Result<UpdateReport, IndexError> {
+    if full {
+        return super::schema::without_journal(conn, |conn| update_inner(conn, root, true));
+    }
+    update_inner(conn, root, false)
+}
+
+fn update_inner(
+    conn: &mut Connection,
+    root: &Path,
+    full: bool,
+) -> Result<UpdateReport, IndexError> {
     let started = Instant::now();
     let (notes, files) = walk(root)?;
+    let walked = started.elapsed();
     let known = if full {
         HashMap::new()
     } else {
         known_notes(conn)?
     };
+    tracing::debug!(
+        walk_ms = walked.as_secs_f64() * 1e3,
+        known_ms = (started.elapsed() - walked).as_secs_f64() * 1e3,
+        "scanned the vault"
+    );
     let known_files: HashSet<String> = {
         let mut stmt = conn.prepare("SELECT path FROM files")?;
         stmt.query_map([], |r| r.get(0))?
@@ -110,11 +130,26 @@ pub(super) fn update(
         return Ok(report);
     }
 
+    // Stored hashes, only for the notes about to be read.
+    let old_hashes: HashMap<i64, Vec<u8>> = {
+        let mut stmt = conn.prepare_cached("SELECT hash FROM notes WHERE id = ?1")?;
+        let mut out = HashMap::new();
+        for seen in &candidates {
+            if let Some(k) = known.get(&seen.path) {
+                out.insert(k.id, stmt.query_row([k.id], |r| r.get::<_, Vec<u8>>(0))?);
+            }
+        }
+        out
+    };
+
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS tasks_staged AS SELECT * FROM main.tasks WHERE 0;
+         DELETE FROM temp.tasks_staged;",
+    )?;
     if full {
         tx.execute_batch(
-            "DELETE FROM notes; DELETE FROM files; DELETE FROM note_tags; DELETE FROM aliases;
-             DELETE FROM headings; DELETE FROM tasks; DELETE FROM links; DELETE FROM problems;",
+            "DELETE FROM notes; DELETE FROM files; DELETE FROM tasks; DELETE FROM problems;",
         )?;
     }
     for id in &deleted {
@@ -123,34 +158,62 @@ pub(super) fn update(
     }
     report.removed = deleted.len();
 
-    for chunk in candidates.chunks(CHUNK) {
-        let prepared: Vec<Prepared> = chunk
-            .par_iter()
-            .map(|seen| prepare(root, seen, known.get(&seen.path)))
-            .collect();
-        for p in prepared {
-            match p {
-                Prepared::Touched { id, size, mtime_ns } => {
-                    tx.execute(
-                        "UPDATE notes SET size = ?1, mtime_ns = ?2 WHERE id = ?3",
-                        params![size, mtime_ns, id],
-                    )?;
-                    report.touched += 1;
+    // Parse the next chunk while this one is written: a parser thread hands chunks to the writer
+    // through a channel one chunk deep.
+    let known_of = |seen: &Seen| {
+        known
+            .get(&seen.path)
+            .map(|k| (k.id, old_hashes.get(&k.id).map_or(&[][..], Vec::as_slice)))
+    };
+    let written: Result<(), IndexError> = std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
+        let (candidates, known_of) = (&candidates, &known_of);
+        scope.spawn(move || {
+            for chunk in candidates.chunks(CHUNK) {
+                let prepared: Vec<Prepared> = chunk
+                    .par_iter()
+                    .map(|seen| prepare(root, seen, known_of(seen)))
+                    .collect();
+                if send.send(prepared).is_err() {
+                    return; // the writer stopped on an error
                 }
-                Prepared::Note { id, record } => {
-                    write_note(&tx, id, &record)?;
-                    report.parsed += 1;
-                }
-                Prepared::Vanished { id } => {
-                    if let Some(id) = id {
-                        delete_children(&tx, id)?;
-                        tx.execute("DELETE FROM notes WHERE id = ?1", [id])?;
-                        report.removed += 1;
+            }
+        });
+        for prepared in receive {
+            for p in prepared {
+                match p {
+                    Prepared::Touched { id, size, mtime_ns } => {
+                        tx.prepare_cached(
+                            "UPDATE notes SET size = ?1, mtime_ns = ?2 WHERE id = ?3",
+                        )?
+                        .execute(params![size, mtime_ns, id])?;
+                        report.touched += 1;
+                    }
+                    Prepared::Note { id, record } => {
+                        write_note(&tx, id, &record)?;
+                        report.parsed += 1;
+                        crate::fault::point("index_write");
+                    }
+                    Prepared::Vanished { id } => {
+                        if let Some(id) = id {
+                            delete_children(&tx, id)?;
+                            tx.execute("DELETE FROM notes WHERE id = ?1", [id])?;
+                            report.removed += 1;
+                        }
                     }
                 }
             }
         }
-    }
+        Ok(())
+    });
+    written?;
+    let parsed_at = started.elapsed();
+    move_staged_tasks(&tx)?;
+    tracing::debug!(
+        parse_and_write_ms = parsed_at.as_secs_f64() * 1e3,
+        move_tasks_ms = (started.elapsed() - parsed_at).as_secs_f64() * 1e3,
+        "wrote the notes"
+    );
     for f in &files_removed {
         tx.execute("DELETE FROM files WHERE path = ?1", [f])?;
     }
@@ -158,15 +221,23 @@ pub(super) fn update(
         tx.execute("INSERT OR IGNORE INTO files (path) VALUES (?1)", [f])?;
     }
     report.attachments = files.len();
+    let before_commit = started.elapsed();
     tx.commit()?;
+    tracing::debug!(
+        commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
+        "committed"
+    );
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
 }
 
-/// Every Markdown note and every other file under `root`, as vault paths with stat data.
+/// Every Markdown note (with its stat data) and every other file under `root`, as vault paths.
+///
+/// walkdir finds the folders (skipping hidden and reserved ones); the files of each folder are then
+/// listed and stat'ed in parallel, through the folder's own handle (`DirEntry::metadata` stats
+/// relative to the open directory instead of resolving the whole path again for every file).
 fn walk(root: &Path) -> Result<(Vec<Seen>, Vec<String>), IndexError> {
-    let mut notes = Vec::new();
-    let mut files = Vec::new();
+    let mut dirs = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .into_iter()
@@ -174,56 +245,79 @@ fn walk(root: &Path) -> Result<(Vec<Seen>, Vec<String>), IndexError> {
             if e.depth() == 0 {
                 return true;
             }
-            let name = e.file_name().to_string_lossy();
-            // Hidden folders (.git, .obsidian, .trash) and files (.env) are not content.
-            if name.starts_with('.') {
+            if !e.file_type().is_dir() {
                 return false;
             }
-            e.depth() != 1
-                || !e.file_type().is_dir()
-                || !(RESERVED_ROOTS.contains(&name.as_ref())
-                    || SKIPPED_ROOTS.contains(&name.as_ref()))
+            let name = e.file_name().to_string_lossy();
+            // Hidden folders (.git, .obsidian, .trash) are not content.
+            !name.starts_with('.')
+                && (e.depth() != 1
+                    || !(RESERVED_ROOTS.contains(&name.as_ref())
+                        || SKIPPED_ROOTS.contains(&name.as_ref())))
         });
     for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("skipping part of the vault that could not be read: {e}");
-                continue;
-            }
-        };
-        if !entry.file_type().is_file() {
-            continue;
+        match entry {
+            Ok(e) => dirs.push(e.into_path()),
+            Err(e) => tracing::warn!("skipping part of the vault that could not be read: {e}"),
         }
-        let Ok(rel) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        let Some(rel) = rel.to_str().map(|s| s.replace('\\', "/")) else {
+    }
+    let per_dir: Vec<(Vec<Seen>, Vec<String>)> =
+        dirs.par_iter().map(|dir| list_dir(root, dir)).collect();
+    let mut notes = Vec::new();
+    let mut files = Vec::new();
+    for (n, f) in per_dir {
+        notes.extend(n);
+        files.extend(f);
+    }
+    Ok((notes, files))
+}
+
+/// The notes (stat'ed) and other files directly in `dir`.
+fn list_dir(root: &Path, dir: &Path) -> (Vec<Seen>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "skipping a folder that could not be read: {e}");
+            return (notes, files);
+        }
+    };
+    let Ok(prefix) = dir.strip_prefix(root) else {
+        return (notes, files);
+    };
+    let prefix = prefix.to_string_lossy().replace('\\', "/");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
             tracing::warn!(file = %entry.path().display(), "skipping a file whose name is not UTF-8");
             continue;
         };
-        if rel.ends_with(".md") || rel.ends_with(".markdown") {
-            let meta = match entry.metadata() {
-                Ok(m) => m,
+        // Hidden files (.env) are not content; quire's own temporary files are not either.
+        if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if name.ends_with(".md") || name.ends_with(".markdown") {
+            match entry.metadata() {
+                Ok(meta) => notes.push(Seen {
+                    size: meta.len() as i64,
+                    mtime_ns: mtime_ns(meta.modified().ok()),
+                    path: rel,
+                }),
                 Err(e) => {
-                    tracing::warn!(file = %rel, "skipping a note that could not be read: {e}");
-                    continue;
+                    tracing::warn!(file = %rel, "skipping a note that could not be read: {e}")
                 }
-            };
-            notes.push(Seen {
-                path: rel,
-                size: meta.len() as i64,
-                mtime_ns: mtime_ns(meta.modified().ok()),
-            });
-        } else if !rel
-            .rsplit('/')
-            .next()
-            .is_some_and(|n| n.starts_with(crate::vault::fsutil::TEMP_PREFIX))
-        {
+            }
+        } else {
             files.push(rel);
         }
     }
-    Ok((notes, files))
+    (notes, files)
 }
 
 fn mtime_ns(t: Option<SystemTime>) -> i64 {
@@ -232,7 +326,7 @@ fn mtime_ns(t: Option<SystemTime>) -> i64 {
 }
 
 fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> {
-    let mut stmt = conn.prepare("SELECT path, id, size, mtime_ns, hash FROM notes")?;
+    let mut stmt = conn.prepare("SELECT path, id, size, mtime_ns FROM notes")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -240,7 +334,6 @@ fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> 
                 id: r.get(1)?,
                 size: r.get(2)?,
                 mtime_ns: r.get(3)?,
-                hash: r.get(4)?,
             },
         ))
     })?;
@@ -248,8 +341,8 @@ fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> 
 }
 
 /// Reads, hashes and (when the content changed) parses one note. Runs on a rayon thread.
-fn prepare(root: &Path, seen: &Seen, known: Option<&Known>) -> Prepared {
-    let id = known.map(|k| k.id);
+fn prepare(root: &Path, seen: &Seen, known: Option<(i64, &[u8])>) -> Prepared {
+    let id = known.map(|(id, _)| id);
     let bytes = match std::fs::read(root.join(&seen.path)) {
         Ok(b) => b,
         Err(e) => {
@@ -258,11 +351,11 @@ fn prepare(root: &Path, seen: &Seen, known: Option<&Known>) -> Prepared {
         }
     };
     let hash = sha2::Sha256::digest(&bytes).to_vec();
-    if let Some(k) = known
-        && k.hash == hash
+    if let Some((id, old)) = known
+        && old == hash.as_slice()
     {
         return Prepared::Touched {
-            id: k.id,
+            id,
             size: seen.size,
             mtime_ns: seen.mtime_ns,
         };
@@ -279,17 +372,21 @@ fn prepare(root: &Path, seen: &Seen, known: Option<&Known>) -> Prepared {
     }
 }
 
+/// Moves the staged task rows into `tasks` in its clustering order: appended in order, a large
+/// batch (a full index) builds the tree sequentially instead of splitting pages all over it.
+fn move_staged_tasks(tx: &Transaction<'_>) -> Result<(), IndexError> {
+    tx.execute_batch(
+        "INSERT OR REPLACE INTO main.tasks SELECT * FROM temp.tasks_staged ORDER BY closed, due_key, path, line;
+         DELETE FROM temp.tasks_staged;",
+    )?;
+    Ok(())
+}
+
 fn delete_children(tx: &Transaction<'_>, id: i64) -> Result<(), IndexError> {
-    for table in [
-        "note_tags",
-        "aliases",
-        "headings",
-        "tasks",
-        "links",
-        "problems",
-    ] {
-        tx.execute(&format!("DELETE FROM {table} WHERE note_id = ?1"), [id])?;
-    }
+    tx.prepare_cached("DELETE FROM tasks WHERE note_id = ?1")?
+        .execute([id])?;
+    tx.prepare_cached("DELETE FROM problems WHERE note_id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -299,96 +396,66 @@ fn write_note(tx: &Transaction<'_>, id: Option<i64>, r: &NoteRecord) -> Result<(
         Some(id) => {
             delete_children(tx, id)?;
             tx.prepare_cached(
-                "UPDATE notes SET title = ?1, frontmatter = ?2, mission = ?3, size = ?4, mtime_ns = ?5, hash = ?6 WHERE id = ?7",
+                "UPDATE notes SET title = ?1, frontmatter = ?2, mission = ?3, tags = ?4, aliases = ?5, headings = ?6,
+                                  links = ?7, size = ?8, mtime_ns = ?9, hash = ?10 WHERE id = ?11",
             )?
-            .execute(params![r.title, r.frontmatter, r.mission, r.size, r.mtime_ns, r.hash, id])?;
+            .execute(params![
+                r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash, id
+            ])?;
             id
         }
         None => {
             tx.prepare_cached(
-                "INSERT INTO notes (path, title, frontmatter, mission, size, mtime_ns, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO notes (path, title, frontmatter, mission, tags, aliases, headings, links, size, mtime_ns, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![r.path, r.title, r.frontmatter, r.mission, r.size, r.mtime_ns, r.hash])?;
+            .execute(params![
+                r.path, r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash
+            ])?;
             tx.last_insert_rowid()
         }
     };
-    {
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO note_tags (note_id, seq, tag) VALUES (?1, ?2, ?3)")?;
-        for (i, tag) in r.tags.iter().enumerate() {
-            stmt.execute(params![id, i as i64, tag])?;
-        }
+    // Into the staging table; `move_staged_tasks` puts them in place in order.
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO temp.tasks_staged (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
+                                        cancelled, agenda, priority, mission, tags, text, json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    for t in &r.tasks {
+        let [due, scheduled, start, created, done, cancelled] = &t.dates;
+        let due_key = due.as_deref().unwrap_or(UNDATED);
+        stmt.execute(params![
+            t.closed,
+            due_key,
+            r.path,
+            t.line as i64,
+            id,
+            t.status,
+            due,
+            scheduled,
+            start,
+            created,
+            done,
+            cancelled,
+            t.agenda,
+            t.priority,
+            t.mission,
+            t.tags,
+            t.text,
+            t.json
+        ])?;
     }
-    {
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO aliases (note_id, seq, alias) VALUES (?1, ?2, ?3)")?;
-        for (i, alias) in r.aliases.iter().enumerate() {
-            stmt.execute(params![id, i as i64, alias])?;
-        }
-    }
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO headings (note_id, seq, line, level, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (i, h) in r.headings.iter().enumerate() {
-            stmt.execute(params![id, i as i64, h.line as i64, h.level, h.text])?;
-        }
-    }
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO tasks (note_id, line, path, status, closed, due, scheduled, start, created, done, cancelled,
-                                agenda, priority, mission, tags, json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for t in &r.tasks {
-            let [due, scheduled, start, created, done, cancelled] = &t.dates;
-            stmt.execute(params![
-                id,
-                t.line as i64,
-                r.path,
-                t.status,
-                t.closed,
-                due,
-                scheduled,
-                start,
-                created,
-                done,
-                cancelled,
-                t.agenda,
-                t.priority,
-                t.mission,
-                t.tags,
-                t.json
-            ])?;
-        }
-    }
-    {
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO links (note_id, seq, line, kind, target, subpath) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        for (i, l) in r.links.iter().enumerate() {
-            stmt.execute(params![
-                id,
-                i as i64,
-                l.line as i64,
-                l.kind.name(),
-                l.target,
-                l.subpath
-            ])?;
-        }
-    }
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO problems (note_id, seq, line, code, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (i, p) in r.problems.iter().enumerate() {
-            stmt.execute(params![
-                id,
-                i as i64,
-                p.line.map(|l| l as i64),
-                p.code,
-                p.message
-            ])?;
-        }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO problems (note_id, seq, line, code, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, p) in r.problems.iter().enumerate() {
+        stmt.execute(params![
+            id,
+            i as i64,
+            p.line.map(|l| l as i64),
+            p.code,
+            p.message
+        ])?;
     }
     Ok(())
 }

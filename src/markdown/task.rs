@@ -206,27 +206,54 @@ enum Field {
 
 const VS: &str = "\u{FE0F}?";
 
-/// The end-of-line field patterns, in the order Obsidian Tasks tries them.
-static EMOJI_FIELDS: LazyLock<Vec<(Field, Regex)>> = LazyLock::new(|| {
+/// The end-of-line field patterns, in the order Obsidian Tasks tries them, each with the emojis that
+/// must occur in the line for it to match (a `contains` is far cheaper than a regex search, and most
+/// lines hold one or two fields at most).
+static EMOJI_FIELDS: LazyLock<Vec<(Field, &'static [&'static str], Regex)>> = LazyLock::new(|| {
     let date = r" *(\d{4}-\d{2}-\d{2})$";
     let re = |s: String| Regex::new(&s).expect("task field patterns are valid");
     vec![
-        (Field::Priority, re(format!("(🔺|⏫|🔼|🔽|⏬){VS}$"))),
-        (Field::Done, re(format!("✅{VS}{date}"))),
-        (Field::Cancelled, re(format!("❌{VS}{date}"))),
-        (Field::Due, re(format!("(?:📅|📆|🗓){VS}{date}"))),
-        (Field::Scheduled, re(format!("(?:⏳|⌛){VS}{date}"))),
-        (Field::Start, re(format!("🛫{VS}{date}"))),
-        (Field::Created, re(format!("➕{VS}{date}"))),
-        (Field::Recurrence, re(format!("🔁{VS} *([a-zA-Z0-9, !]+)$"))),
-        (Field::OnCompletion, re(format!("🏁{VS} *([a-zA-Z]+)$"))),
+        (
+            Field::Priority,
+            &["🔺", "⏫", "🔼", "🔽", "⏬"][..],
+            re(format!("(🔺|⏫|🔼|🔽|⏬){VS}$")),
+        ),
+        (Field::Done, &["✅"][..], re(format!("✅{VS}{date}"))),
+        (Field::Cancelled, &["❌"][..], re(format!("❌{VS}{date}"))),
+        (
+            Field::Due,
+            &["📅", "📆", "🗓"][..],
+            re(format!("(?:📅|📆|🗓){VS}{date}")),
+        ),
+        (
+            Field::Scheduled,
+            &["⏳", "⌛"][..],
+            re(format!("(?:⏳|⌛){VS}{date}")),
+        ),
+        (Field::Start, &["🛫"][..], re(format!("🛫{VS}{date}"))),
+        (Field::Created, &["➕"][..], re(format!("➕{VS}{date}"))),
+        (
+            Field::Recurrence,
+            &["🔁"][..],
+            re(format!("🔁{VS} *([a-zA-Z0-9, !]+)$")),
+        ),
+        (
+            Field::OnCompletion,
+            &["🏁"][..],
+            re(format!("🏁{VS} *([a-zA-Z]+)$")),
+        ),
         (
             Field::DependsOn,
+            &["⛔"][..],
             re(format!(
                 "⛔{VS} *([a-zA-Z0-9_-]+(?: *, *[a-zA-Z0-9_-]+ *)*)$"
             )),
         ),
-        (Field::Id, re(format!("🆔{VS} *([a-zA-Z0-9_-]+)$"))),
+        (
+            Field::Id,
+            &["🆔"][..],
+            re(format!("🆔{VS} *([a-zA-Z0-9_-]+)$")),
+        ),
     ]
 });
 
@@ -247,7 +274,9 @@ pub fn parse_fields(text: &str) -> TaskFields {
     let mut f = TaskFields::default();
     let mut line = text.trim().to_owned();
 
-    if let Some(c) = BLOCK_ID.captures(&line) {
+    if line.contains('^')
+        && let Some(c) = BLOCK_ID.captures(&line)
+    {
         f.block_id = Some(c[1].to_owned());
         let start = c.get(0).map_or(line.len(), |m| m.start());
         line.truncate(start);
@@ -258,7 +287,10 @@ pub fn parse_fields(text: &str) -> TaskFields {
     let mut trailing_tags = String::new();
     for _ in 0..=20 {
         let mut matched = false;
-        for (field, re) in EMOJI_FIELDS.iter() {
+        for (field, needles, re) in EMOJI_FIELDS.iter() {
+            if !needles.iter().any(|n| line.contains(n)) {
+                continue;
+            }
             let Some(c) = re.captures(&line) else {
                 continue;
             };
@@ -281,7 +313,9 @@ pub fn parse_fields(text: &str) -> TaskFields {
             line = line.trim().to_owned();
             matched = true;
         }
-        if let Some(c) = TRAILING_TAG.captures(&line) {
+        if line.contains('#')
+            && let Some(c) = TRAILING_TAG.captures(&line)
+        {
             let tag = c[1].to_owned();
             let start = c.get(0).map_or(line.len(), |m| m.start());
             line.truncate(start);

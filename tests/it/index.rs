@@ -841,3 +841,51 @@ fn the_dataview_test_vault_indexes_with_its_fields() {
         index.problems().unwrap()
     );
 }
+
+#[test]
+fn a_crash_during_a_full_rebuild_is_recovered() {
+    let v = tasks_vault();
+    let expected = json_of(&v.quire(&["tasks", "--status", "all", "--json"]));
+    // Killed after writing a few notes of a journal-less full rebuild.
+    let out = v.quire_env(&["index", "--full"], &[("QUIRE_CRASH_AT", "index_write:3")]);
+    assert!(!out.status.success());
+    // The half-written file is recognised and rebuilt; the answers are whole.
+    assert_eq!(
+        json_of(&v.quire(&["tasks", "--status", "all", "--json"])),
+        expected
+    );
+    let conn = rusqlite::Connection::open(v.path(".quire/state.db")).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_full_rebuild_beside_another_reader_keeps_the_journal() {
+    let v = tasks_vault();
+    let expected = json_of(&v.quire(&["tasks", "--status", "all", "--json"]));
+    // A reader (a daemon, say) holds the database open: the rebuild must not leave WAL mode.
+    let reader = rusqlite::Connection::open(v.path(".quire/state.db")).unwrap();
+    let before: i64 = reader
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    let out = v.quire(&["index", "--full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode: String = reader
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let after: i64 = reader
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(
+        json_of(&v.quire(&["tasks", "--status", "all", "--json"])),
+        expected
+    );
+}
