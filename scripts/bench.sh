@@ -3,9 +3,12 @@
 #
 #   scripts/bench.sh apply     1,000 single-change bundles through `quire apply` on a 10,000-note
 #                              vault, against the same work done as a shell loop of git add + commit.
+#   scripts/bench.sh index     the task index on 10,000 and 100,000 notes: full and incremental
+#                              indexing, tasks --json and agenda on a fresh index, peak memory.
 #
 # Environment: BENCH_DIR (work folder, default a new one under /tmp; use /dev/shm for tmpfs),
-# NOTES (default 10000), BUNDLES (default 1000), SEED (default 42), KEEP=1 to keep the work folder.
+# NOTES (default 10000), BUNDLES (default 1000), SEED (default 42), KEEP=1 to keep the work folder,
+# LARGE (default 100000; 0 skips the large vault of `index`).
 # Figures go to stdout; nothing here is a test and nothing asserts on time.
 set -euo pipefail
 
@@ -110,7 +113,72 @@ print(f"speed-up      : {s_wall / q_wall:.1f}x")
 PY
 }
 
+bench_index() {
+  build; workdir
+  local sizes=("$notes")
+  [ "${LARGE:-100000}" != 0 ] && sizes+=("${LARGE:-100000}")
+  for n in "${sizes[@]}"; do
+    python3 "$shared/bench/gen_vault.py" "$work/v$n" --notes "$n" --seed "$seed" >/dev/null
+    touch "$work/v$n/quire.toml"
+  done
+  python3 - "$quire" "$work" "${sizes[@]}" <<'PY'
+import os, shutil, statistics, subprocess, sys, tempfile, time
+quire, work, sizes = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3:]]
+has_time = os.path.exists("/usr/bin/time")
+
+def run(vault, args, setup=None, runs=7):
+    """Median wall ms and peak RSS MiB of `quire --vault vault args` over `runs` runs."""
+    walls, rss = [], []
+    for i in range(runs):
+        if setup:
+            setup(i)
+        with tempfile.NamedTemporaryFile("r") as tf:
+            cmd = [quire, "--vault", vault] + args
+            if has_time:
+                cmd = ["/usr/bin/time", "-f", "%M", "-o", tf.name] + cmd
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            walls.append((time.perf_counter() - t0) * 1000)
+            if has_time:
+                rss.append(int(open(tf.name).read().split()[-1]) / 1024)
+    return statistics.median(walls), max(rss) if rss else float("nan")
+
+results = {}
+for n in sizes:
+    v = f"{work}/v{n}"
+    runs = 7 if n <= 20000 else 3
+    def cold(_):
+        shutil.rmtree(f"{v}/.quire", ignore_errors=True)
+    note = sorted(os.path.join(d, f) for d, _, fs in os.walk(v) if "/." not in d for f in fs if f.endswith(".md"))[n // 2]
+    def edit(i):
+        with open(note, "a") as f:
+            f.write(f"- [ ] bench edit {i} 📅 2026-11-2{i % 9}\n")
+    r = {}
+    r["index --full (no index yet)"] = run(v, ["index", "--full"], cold, runs)
+    r["index --full (over an index)"] = run(v, ["index", "--full"], None, runs)
+    r["index after editing one note"] = run(v, ["index"], edit, runs * 2)
+    r["index with nothing changed"] = run(v, ["index"], None, runs * 2)
+    r["tasks --json"] = run(v, ["tasks", "--json"], None, runs * 2)
+    r["agenda"] = run(v, ["agenda", "--today", "2026-11-21"], None, runs * 2)
+    r["agenda --json"] = run(v, ["agenda", "--today", "2026-11-21", "--json"], None, runs * 2)
+    out = subprocess.run([quire, "--vault", v, "index", "--json"], capture_output=True, text=True, check=True).stdout
+    import json
+    counts = json.loads(out)
+    open_tasks = len(json.loads(subprocess.run([quire, "--vault", v, "tasks", "--json"], capture_output=True, text=True, check=True).stdout)["tasks"])
+    print(f"\n## {counts['notes']} notes, {counts['tasks']} tasks ({open_tasks} open), medians of {runs}-{runs*2} runs")
+    for k, (ms, mib) in r.items():
+        print(f"  {k:32s} {ms:9.1f} ms   peak RSS {mib:6.1f} MiB")
+    results[n] = r
+if len(sizes) == 2:
+    small, large = sizes
+    print(f"\n## growth from {small} to {large} notes ({large // small}x)")
+    for k in results[small]:
+        print(f"  {k:32s} x{results[large][k][0] / results[small][k][0]:5.1f} time   x{results[large][k][1] / results[small][k][1]:5.1f} memory")
+PY
+}
+
 case "${1:-}" in
   apply) bench_apply ;;
-  *) echo "usage: scripts/bench.sh apply" >&2; exit 2 ;;
+  index) bench_index ;;
+  *) echo "usage: scripts/bench.sh apply|index" >&2; exit 2 ;;
 esac

@@ -6,24 +6,28 @@
 //! ```text
 //!                    cli / cmd            (thin: parse arguments, call a workflow, map exit codes)
 //!                        │
-//!                    workflow             (init, apply, retry, check: wires the jobs together)
-//!          ┌─────────────┼──────────────┐
-//!    contributions      git          (index, render, daemon, http: later)
-//!          └──────┬──────┘
-//!         vault · markdown · events        (core: paths and safety, config, front matter, events)
+//!                    workflow             (init, apply, retry, check, demo: wires the jobs together)
+//!          ┌─────────────┼──────────────┬─────────────┐
+//!    contributions      git           index       (render, daemon, http: later)
+//!          └─────────────┴──────┬───────┘
+//!         vault · markdown · events        (core: paths and safety, config, notes and tasks, events)
 //! ```
 //!
 //! * [`vault`] knows where the vault is, how it is laid out, its configuration, and which paths may
 //!   be written ([`vault::VaultPath`]); it defines the [`vault::Snapshot`] / [`vault::ChangeSet`] seam
 //!   between deciding what changes and recording it.
-//! * [`markdown`] reads notes: front matter (the one place YAML is parsed, with bounded alias
-//!   expansion), headings and sections, named blocks.
+//! * [`markdown`] reads notes the way Obsidian does: front matter (the one place YAML is parsed, with
+//!   bounded alias expansion), headings and sections, named blocks, tags, links, and tasks with their
+//!   Obsidian Tasks and Dataview fields.
 //! * [`contributions`] turns bundle bytes into a validated [`contributions::Bundle`] and a bundle into
 //!   a [`vault::ChangeSet`] against a snapshot, and keeps the drop folders and receipts. It never
 //!   touches Git.
 //! * [`git`] is the only module that imports `git2`: commits from in-memory trees with a
 //!   compare-and-swap of the branch, work-tree sync that never overwrites a person's edit, and the
 //!   trailers that make Git the audit trail.
+//! * [`index`] is the only module that imports `rusqlite`: every note and task in
+//!   `.quire/state.db`, brought up to date incrementally before each query, with tasks, agenda,
+//!   missions, calendar, link resolution and health checks.
 //! * [`workflow`] holds the functions the CLI, the hooks and the daemon share.
 //! * [`events`] is what happened, as plain data, written to `07_LOGS/`.
 //!
