@@ -504,18 +504,46 @@ impl Index {
                 ))
             })?;
             for (line, kind, target, subpath) in links {
-                let link_kind = match kind.as_str() {
-                    "embed" => LinkKind::Embed,
-                    "markdown" => LinkKind::Markdown,
-                    _ => LinkKind::Wiki,
-                };
-                if resolver.resolve(&path, link_kind, &target).is_none() {
+                if resolver.resolve(&path, link_kind(&kind), &target).is_none() {
                     out.push(BrokenLink {
                         path: path.clone(),
                         line,
                         kind,
                         target: format!("{target}{}", subpath.unwrap_or_default()),
                     });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The notes linking to (or embedding) the note or file at `path`, with the line of each link,
+    /// by source path and line. Links resolve the way [`Self::broken_links`] resolves them.
+    pub fn backlinks(&self, path: &str) -> Result<Vec<(String, usize)>, IndexError> {
+        let resolver = self.resolver()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (source, links) = row?;
+            let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
+                IndexError::BadQuery(format!(
+                    "stored links of {source} are unreadable ({e}); run `quire index --full`"
+                ))
+            })?;
+            for (line, kind, target, _) in links {
+                // A note's links to its own headings are not backlinks.
+                if target.is_empty() {
+                    continue;
+                }
+                if resolver
+                    .resolve(&source, link_kind(&kind), &target)
+                    .as_deref()
+                    == Some(path)
+                {
+                    out.push((source.clone(), line));
                 }
             }
         }
@@ -547,6 +575,14 @@ fn empty_mission(id: &str) -> MissionSummary {
         cancelled: 0,
         overdue: 0,
         due_next_7_days: 0,
+    }
+}
+
+fn link_kind(stored: &str) -> LinkKind {
+    match stored {
+        "embed" => LinkKind::Embed,
+        "markdown" => LinkKind::Markdown,
+        _ => LinkKind::Wiki,
     }
 }
 

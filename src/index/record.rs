@@ -105,6 +105,15 @@ pub(crate) fn note_record(
                     ),
                 });
             }
+            for (field, text) in t.fields.stranded_fields() {
+                problems.push(NoteProblem {
+                    line: Some(t.line),
+                    code: "unparsed_field",
+                    message: format!(
+                        "`{text}` is read as text, not as the task's {field} date: write the date as YYYY-MM-DD and put fields at the end of the line"
+                    ),
+                });
+            }
             task_record(path, t, note_mission.as_deref())
         })
         .collect();

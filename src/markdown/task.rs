@@ -189,6 +189,36 @@ impl TaskFields {
     }
 }
 
+impl TaskFields {
+    /// Field markers left in the description — a date emoji followed by something that is not a
+    /// date (`📅 soon`), or a field in the middle of the line — each with the text after it. Obsidian
+    /// Tasks reads these as text, which is rarely what the writer meant.
+    pub fn stranded_fields(&self) -> Vec<(&'static str, String)> {
+        const MARKERS: &[(&str, &str)] = &[
+            ("📅", "due"),
+            ("📆", "due"),
+            ("🗓", "due"),
+            ("⏳", "scheduled"),
+            ("⌛", "scheduled"),
+            ("🛫", "start"),
+            ("➕", "created"),
+            ("✅", "done"),
+            ("❌", "cancelled"),
+        ];
+        let mut out = Vec::new();
+        for (marker, field) in MARKERS {
+            for (i, _) in self.description.match_indices(marker) {
+                let after = self.description[i + marker.len()..]
+                    .trim_start_matches('\u{FE0F}')
+                    .trim_start();
+                let word: String = after.split_whitespace().next().unwrap_or("").to_owned();
+                out.push((*field, format!("{marker} {word}").trim_end().to_owned()));
+            }
+        }
+        out
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
     Due,
@@ -527,6 +557,22 @@ mod tests {
         assert_eq!(f.depends_on, ["a", "b"]);
         assert_eq!(f.id.as_deref(), Some("me"));
         assert_eq!(f.due.unwrap().date, d("2026-12-01"));
+    }
+
+    #[test]
+    fn stranded_fields_are_found() {
+        let f = parse_fields("Pay rent 📅 soon");
+        assert_eq!(f.stranded_fields(), vec![("due", "📅 soon".to_owned())]);
+        let f = parse_fields("Read 📅 2026-12-01 before the meeting");
+        assert_eq!(
+            f.stranded_fields(),
+            vec![("due", "📅 2026-12-01".to_owned())]
+        );
+        assert!(
+            parse_fields("Fine 📅 2026-12-01")
+                .stranded_fields()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -449,6 +449,7 @@ fn bad_notes_are_reported_and_their_bodies_still_indexed() {
         "---\ntitle: [unclosed\ntags: x\n---\n- [ ] Survives bad YAML 📅 2026-02-30\n",
     );
     v.write("03_NOTES/links.md", "[[Welcome]] [[welcome#Tasks]] [[Nowhere]] ![[missing.png]] [md](../00_INBOX/Welcome.md) [gone](gone.md)\n");
+    v.write("03_NOTES/stranded.md", "- [ ] Pay rent 📅 soon\n");
     let tasks = json_of(&v.quire(&["tasks", "--json"]));
     let t = texts(&tasks["tasks"]);
     assert!(
@@ -499,6 +500,12 @@ fn bad_notes_are_reported_and_their_bodies_still_indexed() {
     let date = find("invalid_date", "03_NOTES/broken-yaml.md");
     assert_eq!(date[0]["line"], 5);
     assert!(date[0]["message"].as_str().unwrap().contains("2026-02-30"));
+    let stranded = find("unparsed_field", "03_NOTES/stranded.md");
+    assert_eq!(stranded[0]["line"], 1);
+    assert!(
+        stranded[0]["message"].as_str().unwrap().contains("📅 soon"),
+        "{stranded:?}"
+    );
     let broken: Vec<&str> = find("broken_link", "03_NOTES/links.md")
         .iter()
         .map(|p| p["message"].as_str().unwrap())
@@ -538,6 +545,23 @@ fn links_resolve_by_path_name_and_alias_case_insensitively() {
         "{report:#}"
     );
     assert!(out.status.success());
+
+    // Backlinks: every link that resolves to the note, whatever way it was written.
+    let vault = Vault::open(&v.root).unwrap();
+    let (index, _) = Index::open_fresh(&vault).unwrap();
+    assert_eq!(
+        index.backlinks("02_PROJECTS/Alpha Plan.md").unwrap(),
+        vec![("03_NOTES/links.md".to_owned(), 1); 4]
+    );
+    assert_eq!(index.backlinks("03_NOTES/b/Same.md").unwrap().len(), 1);
+    assert_eq!(
+        index.backlinks("05_RESOURCES/Diagram.PNG").unwrap().len(),
+        1
+    );
+    assert!(
+        index.backlinks("03_NOTES/links.md").unwrap().is_empty(),
+        "links to its own headings are not backlinks"
+    );
 }
 
 #[test]
