@@ -241,6 +241,23 @@ pub struct NoteProblemRow {
     pub message: String,
 }
 
+/// A stored link and where it points.
+#[derive(Debug, Clone)]
+pub struct ResolvedLink<'a> {
+    /// The linking note.
+    pub source: &'a str,
+    /// 1-based line.
+    pub line: usize,
+    /// Wikilink, embed or Markdown link.
+    pub kind: LinkKind,
+    /// The target as written (empty for the note itself).
+    pub target: &'a str,
+    /// `#Heading` or `#^block`, if any.
+    pub subpath: Option<&'a str>,
+    /// The note or file it resolves to; `None` when it is broken.
+    pub resolved: Option<String>,
+}
+
 /// A link that points nowhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokenLink {
@@ -488,44 +505,14 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every link and embed that resolves to no note or file, by path and line.
-    pub fn broken_links(&self) -> Result<Vec<BrokenLink>, IndexError> {
+    /// Every stored link of every note, with where it resolves to (`None`: broken), by source path
+    /// and link order. The one place links are resolved, so every view of them agrees.
+    pub fn each_link(&self, mut visit: impl FnMut(&ResolvedLink<'_>)) -> Result<(), IndexError> {
         let resolver = self.resolver()?;
         let mut stmt = self
             .conn
             .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (path, links) = row?;
-            let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
-                IndexError::BadQuery(format!(
-                    "stored links of {path} are unreadable ({e}); run `quire index --full`"
-                ))
-            })?;
-            for (line, kind, target, subpath) in links {
-                if resolver.resolve(&path, link_kind(&kind), &target).is_none() {
-                    out.push(BrokenLink {
-                        path: path.clone(),
-                        line,
-                        kind,
-                        target: format!("{target}{}", subpath.unwrap_or_default()),
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The notes linking to (or embedding) the note or file at `path`, with the line of each link,
-    /// by source path and line. Links resolve the way [`Self::broken_links`] resolves them.
-    pub fn backlinks(&self, path: &str) -> Result<Vec<(String, usize)>, IndexError> {
-        let resolver = self.resolver()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out = Vec::new();
         for row in rows {
             let (source, links) = row?;
             let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
@@ -533,20 +520,46 @@ impl Index {
                     "stored links of {source} are unreadable ({e}); run `quire index --full`"
                 ))
             })?;
-            for (line, kind, target, _) in links {
-                // A note's links to its own headings are not backlinks.
-                if target.is_empty() {
-                    continue;
-                }
-                if resolver
-                    .resolve(&source, link_kind(&kind), &target)
-                    .as_deref()
-                    == Some(path)
-                {
-                    out.push((source.clone(), line));
-                }
+            for (line, kind, target, subpath) in &links {
+                let kind = link_kind(kind);
+                visit(&ResolvedLink {
+                    source: &source,
+                    line: *line,
+                    kind,
+                    target,
+                    subpath: subpath.as_deref(),
+                    resolved: resolver.resolve(&source, kind, target),
+                });
             }
         }
+        Ok(())
+    }
+
+    /// Every link and embed that resolves to no note or file, by path and line.
+    pub fn broken_links(&self) -> Result<Vec<BrokenLink>, IndexError> {
+        let mut out = Vec::new();
+        self.each_link(|l| {
+            if l.resolved.is_none() {
+                out.push(BrokenLink {
+                    path: l.source.to_owned(),
+                    line: l.line,
+                    kind: l.kind.name().to_owned(),
+                    target: format!("{}{}", l.target, l.subpath.unwrap_or_default()),
+                });
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The notes linking to (or embedding) the note or file at `path`, with the line of each link,
+    /// by source path and line. A note's links to its own headings are not backlinks.
+    pub fn backlinks(&self, path: &str) -> Result<Vec<(String, usize)>, IndexError> {
+        let mut out = Vec::new();
+        self.each_link(|l| {
+            if !l.target.is_empty() && l.resolved.as_deref() == Some(path) {
+                out.push((l.source.to_owned(), l.line));
+            }
+        })?;
         Ok(out)
     }
 
