@@ -4,7 +4,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const TREES: &[(&str, &str)] = &[("VAULT_TEMPLATE", "vault-template"), ("DEMO", "demo")];
+const TREES: &[(&str, &str)] = &[
+    ("VAULT_TEMPLATE", "vault-template"),
+    ("DEMO", "demo"),
+    ("THEMES", "themes"),
+];
 
 fn main() {
     let root =

@@ -97,6 +97,23 @@ pub(crate) enum Command {
         #[arg(long, default_value = "event", value_parser = parse_kind)]
         kind: quire::index::CalendarKind,
     },
+    /// Render the vault (or a branch or commit) into _site/<theme>/, through a theme pack.
+    Render {
+        /// The theme (default: the first of `[site] themes` in quire.toml).
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        theme: Option<String>,
+        /// Every theme of `[site] themes`.
+        #[arg(long)]
+        all: bool,
+        /// Put the sites here, one folder per theme, instead of the vault's _site/.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Render this branch, tag or commit straight from Git objects (the work tree is not read).
+        #[arg(long = "ref", value_name = "REF")]
+        git_ref: Option<String>,
+    },
+    /// List the themes: built in, and the vault's own under themes/.
+    Themes,
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).

@@ -1,3 +1,4 @@
-//! Files compiled into the binary by `build.rs`: the vault template and the demo vault.
+//! Files compiled into the binary by `build.rs`: the vault template, the demo vault and the built-in
+//! themes.
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

@@ -42,5 +42,6 @@ pub mod fault;
 pub mod git;
 pub mod index;
 pub mod markdown;
+pub mod render;
 pub mod vault;
 pub mod workflow;

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod init;
 mod output;
+mod render;
 mod retry;
 mod tasks;
 
@@ -51,6 +52,25 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tasks::calendar(&open(cli.vault.as_deref())?, out.as_deref(), kind, json)
         }
         Command::Missions { today } => tasks::missions(&open(cli.vault.as_deref())?, today, json),
+        Command::Render {
+            theme,
+            all,
+            out,
+            git_ref,
+        } => {
+            let themes = match (theme, all) {
+                (Some(t), _) => quire::workflow::Themes::One(t),
+                (None, true) => quire::workflow::Themes::All,
+                (None, false) => quire::workflow::Themes::Default,
+            };
+            let request = quire::workflow::RenderRequest {
+                themes,
+                out,
+                git_ref,
+            };
+            render::render(&open(cli.vault.as_deref())?, &request, json)
+        }
+        Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
     }
 }
 

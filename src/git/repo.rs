@@ -418,6 +418,41 @@ impl Repo {
         Ok(out)
     }
 
+    /// The regular files of `commit`'s tree that `keep` accepts (by path), with their blob ids and
+    /// bytes, in path order. Symlinks and submodules are left out, so nothing read from a commit
+    /// points outside it.
+    pub fn tree_files(
+        &self,
+        commit: Oid,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Oid, Vec<u8>)>, GitError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .ctx(|| format!("could not read the tree of commit {commit}"))?;
+        let mut entries = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let regular = matches!(
+                entry.filemode(),
+                0o100644 | 0o100755 // blob, executable blob
+            );
+            if let (true, Ok(name)) = (regular, entry.name()) {
+                let path = format!("{dir}{name}");
+                if keep(&path) {
+                    entries.push((path, entry.id()));
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .ctx(|| format!("could not list the tree of commit {commit}"))?;
+        entries.sort();
+        entries
+            .into_iter()
+            .map(|(path, id)| Ok((path, id, self.blob(id)?)))
+            .collect()
+    }
+
     /// The blob `id`'s bytes.
     pub fn blob(&self, id: Oid) -> Result<Vec<u8>, GitError> {
         let blob = self

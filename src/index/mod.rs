@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub use calendar::CalendarKind;
 pub use query::{
-    Agenda, AgendaSection, BrokenLink, MissionSummary, NoteProblemRow, StatusFilter, TaskFilter,
-    TaskRow,
+    Agenda, AgendaSection, BrokenLink, MissionSummary, NoteLinkResolved, NoteProblemRow,
+    StatusFilter, TaskFilter, TaskRow,
 };
-pub use record::{MISSION_TAG, MISSIONS_DIR};
+pub use record::{CatalogNote, MISSION_TAG, MISSIONS_DIR, describe_note};
 pub use resolve::Resolver;
 pub use schema::DB_FILE;
 
@@ -115,6 +115,15 @@ pub struct TaskView {
     pub block_id: Option<String>,
 }
 
+/// Whether the file at vault path `path` is content, as the index walks the work tree: not hidden
+/// at any depth (`.env`, `.obsidian/`), not under quire's own folders or the logs.
+pub fn is_content_path(path: &str) -> bool {
+    let first = path.split('/').next().unwrap_or("");
+    !path.split('/').any(|s| s.is_empty() || s.starts_with('.'))
+        && !crate::vault::RESERVED_ROOTS.contains(&first)
+        && !update::SKIPPED_ROOTS.contains(&first)
+}
+
 /// An open index.
 pub struct Index {
     conn: Connection,
@@ -141,6 +150,18 @@ impl Index {
     /// Brings the index up to date with the work tree; `full` re-reads every note.
     pub fn update(&mut self, full: bool) -> Result<UpdateReport, IndexError> {
         update::update(&mut self.conn, &self.root, full)
+    }
+
+    /// What the index holds, as one string that changes whenever its content changes: the index
+    /// file's own id and how many updates changed something. Equal strings mean equal content.
+    pub fn generation(&self) -> Result<String, IndexError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, value FROM meta WHERE key IN ('id', 'generation') ORDER BY key DESC",
+        )?;
+        let values: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?;
+        Ok(values.join(":"))
     }
 
     /// The link resolver over the index's notes and attachments.

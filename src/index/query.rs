@@ -258,6 +258,21 @@ pub struct ResolvedLink<'a> {
     pub resolved: Option<String>,
 }
 
+/// A stored link and where it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteLinkResolved {
+    /// 1-based line.
+    pub line: usize,
+    /// Wikilink, embed or Markdown link.
+    pub kind: LinkKind,
+    /// The target as written (empty for the note itself).
+    pub target: String,
+    /// `#Heading` or `#^block`, if any.
+    pub subpath: Option<String>,
+    /// The note or file it resolves to; `None` when it is broken.
+    pub resolved: Option<String>,
+}
+
 /// A link that points nowhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokenLink {
@@ -508,31 +523,56 @@ impl Index {
     /// Every stored link of every note, with where it resolves to (`None`: broken), by source path
     /// and link order. The one place links are resolved, so every view of them agrees.
     pub fn each_link(&self, mut visit: impl FnMut(&ResolvedLink<'_>)) -> Result<(), IndexError> {
-        let resolver = self.resolver()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (source, links) = row?;
-            let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
-                IndexError::BadQuery(format!(
-                    "stored links of {source} are unreadable ({e}); run `quire index --full`"
-                ))
-            })?;
-            for (line, kind, target, subpath) in &links {
-                let kind = link_kind(kind);
+        for (source, links) in self.links_by_note()? {
+            for l in &links {
                 visit(&ResolvedLink {
                     source: &source,
-                    line: *line,
-                    kind,
-                    target,
-                    subpath: subpath.as_deref(),
-                    resolved: resolver.resolve(&source, kind, target),
+                    line: l.line,
+                    kind: l.kind,
+                    target: &l.target,
+                    subpath: l.subpath.as_deref(),
+                    resolved: l.resolved.clone(),
                 });
             }
         }
         Ok(())
+    }
+
+    /// Every note's links in order, each with where it resolves to now, by note path (notes
+    /// without links are left out).
+    pub fn links_by_note(&self) -> Result<Vec<(String, Vec<NoteLinkResolved>)>, IndexError> {
+        use rayon::prelude::*;
+        let resolver = self.resolver()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<_, _>>()?;
+        // Parsing and resolving are most of the work, and independent per note.
+        rows.into_par_iter()
+            .map(|(source, links)| {
+                let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
+                    IndexError::BadQuery(format!(
+                        "stored links of {source} are unreadable ({e}); run `quire index --full`"
+                    ))
+                })?;
+                let resolved = links
+                    .into_iter()
+                    .map(|(line, kind, target, subpath)| {
+                        let kind = link_kind(&kind);
+                        NoteLinkResolved {
+                            line,
+                            kind,
+                            resolved: resolver.resolve(&source, kind, &target),
+                            target,
+                            subpath,
+                        }
+                    })
+                    .collect();
+                Ok((source, resolved))
+            })
+            .collect()
     }
 
     /// Every link and embed that resolves to no note or file, by path and line.
@@ -561,6 +601,84 @@ impl Index {
             }
         })?;
         Ok(out)
+    }
+
+    /// Every note's catalog entry, by path.
+    pub fn catalog(&self) -> Result<Vec<super::CatalogNote>, IndexError> {
+        use rayon::prelude::*;
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Vec<u8>,
+        );
+        let mut stmt = self.conn.prepare(
+            "SELECT path, title, frontmatter, tags, aliases, headings, mission, hash FROM notes ORDER BY path",
+        )?;
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        // The JSON columns are most of the work, and independent per note.
+        Ok(rows
+            .into_par_iter()
+            .map(
+                |(path, title, fm, tags, aliases, headings, mission, hash)| super::CatalogNote {
+                    path,
+                    title,
+                    front_matter: serde_json::from_str(&fm).unwrap_or_default(),
+                    tags: if tags == "[]" {
+                        Vec::new()
+                    } else {
+                        serde_json::from_str(&tags).unwrap_or_default()
+                    },
+                    aliases: if aliases == "[]" {
+                        Vec::new()
+                    } else {
+                        serde_json::from_str(&aliases).unwrap_or_default()
+                    },
+                    headings: serde_json::from_str(&headings).unwrap_or_default(),
+                    mission,
+                    hash,
+                },
+            )
+            .collect())
+    }
+
+    /// Every task, by path and line.
+    pub fn all_tasks(&self) -> Result<Vec<TaskView>, IndexError> {
+        use rayon::prelude::*;
+        let mut stmt = self.conn.prepare("SELECT json FROM tasks")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        let mut out = rows
+            .par_iter()
+            .map(|j| parse_view(j))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.par_sort_unstable_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+        Ok(out)
+    }
+
+    /// Every attachment (non-note file) of the vault, by path.
+    pub fn attachments(&self) -> Result<Vec<String>, IndexError> {
+        let mut stmt = self.conn.prepare("SELECT path FROM files ORDER BY path")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// How many notes and tasks the index holds.

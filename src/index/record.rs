@@ -58,6 +58,53 @@ pub(crate) struct NoteProblem {
     pub(crate) message: String,
 }
 
+/// What the renderer needs to know of a note, besides its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogNote {
+    /// Vault path.
+    pub path: String,
+    /// Front matter `title`, else the first heading, else the file name.
+    pub title: String,
+    /// The front matter.
+    pub front_matter: serde_json::Map<String, serde_json::Value>,
+    /// Tags without `#` (front matter and inline).
+    pub tags: Vec<String>,
+    /// Aliases.
+    pub aliases: Vec<String>,
+    /// Headings: level, 1-based line, text.
+    pub headings: Vec<(u8, usize, String)>,
+    /// The note's mission.
+    pub mission: Option<String>,
+    /// SHA-256 of the note's bytes.
+    pub hash: Vec<u8>,
+}
+
+/// A note's catalog entry and tasks, from its bytes (for content that is not in the index).
+pub fn describe_note(path: &str, bytes: &[u8]) -> (CatalogNote, Vec<TaskView>) {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(bytes).to_vec();
+    let record = note_record(path, bytes, bytes.len() as i64, 0, hash);
+    let tasks = record
+        .tasks
+        .iter()
+        .filter_map(|t| serde_json::from_str(&t.json).ok())
+        .collect();
+    (catalog_from_record(record), tasks)
+}
+
+fn catalog_from_record(r: NoteRecord) -> CatalogNote {
+    CatalogNote {
+        front_matter: serde_json::from_str(&r.frontmatter).unwrap_or_default(),
+        tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+        aliases: serde_json::from_str(&r.aliases).unwrap_or_default(),
+        headings: serde_json::from_str(&r.headings).unwrap_or_default(),
+        path: r.path,
+        title: r.title,
+        mission: r.mission,
+        hash: r.hash,
+    }
+}
+
 /// Builds the record of the note at vault path `path` from its bytes.
 pub(crate) fn note_record(
     path: &str,

@@ -42,41 +42,60 @@ pub struct Resolver {
 impl Resolver {
     /// Loads every note, alias and attachment name from the index.
     pub fn load(conn: &Connection) -> Result<Self, IndexError> {
-        let mut r = Resolver::default();
+        let mut notes = Vec::new();
         let mut stmt = conn.prepare("SELECT path, aliases FROM notes")?;
         for row in stmt.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })? {
             let (path, aliases) = row?;
-            r.add_note(&path);
-            if aliases != "[]" {
-                for alias in serde_json::from_str::<Vec<String>>(&aliases).unwrap_or_default() {
-                    r.aliases
-                        .entry(alias.to_lowercase())
-                        .or_default()
-                        .push(path.clone());
-                }
-            }
+            let aliases = if aliases == "[]" {
+                Vec::new()
+            } else {
+                serde_json::from_str(&aliases).unwrap_or_default()
+            };
+            notes.push((path, aliases));
         }
         let mut stmt = conn.prepare("SELECT path FROM files")?;
-        for path in stmt.query_map([], |row| row.get::<_, String>(0))? {
-            let path = path?;
+        let files = stmt
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(&notes, &files))
+    }
+
+    /// A resolver over the given notes (vault path, aliases) and attachments (vault paths), for
+    /// content that is not in the index (a commit being rendered).
+    pub fn new(notes: &[(String, Vec<String>)], files: &[String]) -> Self {
+        let mut r = Resolver::default();
+        for (path, aliases) in notes {
+            r.add_note(path);
+            for alias in aliases {
+                r.aliases
+                    .entry(alias.to_lowercase())
+                    .or_default()
+                    .push(path.clone());
+            }
+        }
+        for path in files {
             let key = path.to_lowercase();
             r.file_names
                 .entry(last_segment(&key).to_owned())
                 .or_default()
                 .push(path.clone());
-            r.files.insert(key, path);
+            r.files.insert(key, path.clone());
         }
-        for list in r
+        r.sort();
+        r
+    }
+
+    fn sort(&mut self) {
+        for list in self
             .note_names
             .values_mut()
-            .chain(r.aliases.values_mut())
-            .chain(r.file_names.values_mut())
+            .chain(self.aliases.values_mut())
+            .chain(self.file_names.values_mut())
         {
             list.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
         }
-        Ok(r)
     }
 
     fn add_note(&mut self, path: &str) {

@@ -68,6 +68,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (note_id, seq)
     ) WITHOUT ROWID;
     "#,
+    // 2: which index this is (a fresh file gets a new id) and how many times its content changed,
+    // so a reader can tell "nothing changed since I last looked" without reading anything else.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('id', lower(hex(randomblob(16)))), ('generation', '0');
+    "#,
 ];
 
 /// The schema version this quire writes.

@@ -30,7 +30,7 @@ pub(super) const UNDATED: &str = "~";
 const CHUNK: usize = 512;
 
 /// Top-level folders that are not part of the vault's content.
-const SKIPPED_ROOTS: &[&str] = &["07_LOGS", "node_modules"];
+pub(super) const SKIPPED_ROOTS: &[&str] = &["07_LOGS", "node_modules"];
 
 struct Seen {
     path: String,
@@ -221,6 +221,10 @@ fn update_inner(
         tx.execute("INSERT OR IGNORE INTO files (path) VALUES (?1)", [f])?;
     }
     report.attachments = files.len();
+    tx.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
+        [],
+    )?;
     let before_commit = started.elapsed();
     tx.commit()?;
     tracing::debug!(

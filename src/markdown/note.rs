@@ -307,13 +307,13 @@ fn heading_text(source: &str) -> String {
 }
 
 /// The first byte at or after `at` that is not indentation, a line break or a blockquote `>`.
-fn marker_start(text: &str, at: usize) -> usize {
+pub(crate) fn marker_start(text: &str, at: usize) -> usize {
     let rest = &text[at..];
     at + (rest.len() - rest.trim_start_matches([' ', '\t', '\n', '\r', '>']).len())
 }
 
 /// If the list item starting at `at` is a task, its status character and where its text starts.
-fn task_marker(text: &str, at: usize) -> Option<(char, usize)> {
+pub(crate) fn task_marker(text: &str, at: usize) -> Option<(char, usize)> {
     let rest = &text[at..];
     let after_marker = if let Some(r) = rest.strip_prefix(['-', '*', '+']) {
         r
@@ -346,7 +346,12 @@ fn task_marker(text: &str, at: usize) -> Option<(char, usize)> {
     Some((c, text_start + lead))
 }
 
-fn make_link(link_type: LinkType, dest: &str, image: bool, line: usize) -> Option<NoteLink> {
+pub(crate) fn make_link(
+    link_type: LinkType,
+    dest: &str,
+    image: bool,
+    line: usize,
+) -> Option<NoteLink> {
     let wiki = matches!(link_type, LinkType::WikiLink { .. });
     let kind = match (wiki, image) {
         (_, true) => LinkKind::Embed,
@@ -390,7 +395,7 @@ fn make_link(link_type: LinkType, dest: &str, image: bool, line: usize) -> Optio
     })
 }
 
-fn has_scheme(dest: &str) -> bool {
+pub(crate) fn has_scheme(dest: &str) -> bool {
     match dest.find(':') {
         Some(i) if i > 1 => dest[..i]
             .chars()
@@ -402,7 +407,7 @@ fn has_scheme(dest: &str) -> bool {
 /// Blanks Obsidian `%% … %%` comments that span lines, keeping byte offsets and line breaks, so the
 /// structure inside them is invisible to the parser. Comments within one line stay (list items are
 /// found at line starts, and what is inside an inline comment is still indexed by Obsidian).
-fn mask_comment_blocks(body: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn mask_comment_blocks(body: &str) -> std::borrow::Cow<'_, str> {
     if !body.contains("%%") {
         return std::borrow::Cow::Borrowed(body);
     }
@@ -447,7 +452,7 @@ fn is_tag_char(c: char) -> bool {
 
 /// Inline tags in `text` outside the `skip` ranges (sorted): `#tag` at the start or after whitespace,
 /// not all digits. Returns each tag's offset and text (without `#`).
-fn scan_tags(text: &str, skip: &[Range<usize>]) -> Vec<(usize, String)> {
+pub(crate) fn scan_tags(text: &str, skip: &[Range<usize>]) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     let mut skip_ix = 0;

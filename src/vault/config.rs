@@ -33,6 +33,8 @@ pub struct SiteConfig {
     pub base_url: String,
     /// Themes rendered by `render --all` and the daemon.
     pub themes: Vec<String>,
+    /// The language of the notes (BCP 47, for `<html lang>`).
+    pub lang: String,
 }
 
 impl Default for SiteConfig {
@@ -41,6 +43,7 @@ impl Default for SiteConfig {
             title: "Vault".into(),
             base_url: "/".into(),
             themes: vec!["paper".into()],
+            lang: "en".into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Workflows: the library functions behind each command, wiring the job modules together.
 //!
-//! The job modules (`contributions`, `git`, and later `index` and `render`) do not call each other;
+//! The job modules (`contributions`, `git`, `index`, `render`) do not call each other;
 //! a workflow does. The CLI, the git hooks and the daemon call the same workflow functions, so a bundle
 //! dropped into `pending/`, applied with `quire apply` or posted over HTTP travels the same code.
 
@@ -8,6 +8,7 @@ pub mod apply;
 pub mod check;
 pub mod demo;
 mod init;
+pub mod render;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub use apply::{ApplyObserver, ApplyReport, Filed, apply};
 pub use check::{CheckReport, Problem, check};
 pub use demo::{DemoReport, demo};
 pub use init::{InitReport, REQUIRED_IGNORES, init};
+pub use render::{RenderOutcome, RenderRequest, Themes};
 
 use crate::contributions::queue::{self, ApplyLock, RetryError};
 use crate::events::{Event, EventSink};

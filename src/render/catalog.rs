@@ -1,0 +1,409 @@
+//! What a render works from: every note (metadata and text), task, attachment and link of the
+//! content being rendered, and which of it is published.
+//!
+//! Two sources give the same [`Catalog`]: the work tree, through the task index (brought up to date
+//! first, so nothing is parsed twice), and a commit, straight from Git objects (`render --ref`), parsed
+//! here with the same functions the index uses.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::RenderError;
+use super::url::{self, SitePath};
+use crate::git::Oid;
+use crate::index::{CatalogNote, Index, Resolver, TaskView, describe_note, is_content_path};
+use crate::markdown::LinkKind;
+use crate::vault::{Config, Vault};
+
+/// Top-level site paths quire's own pages use; notes and folders whose URL would take one of them
+/// are not published (and said so).
+pub(crate) const RESERVED_PAGES: &[&str] =
+    &["tags", "tasks", "agenda", "calendar", "missions", "static"];
+
+/// Whether a site path lies under one of quire's own top-level pages.
+pub(crate) fn reserved(page: &SitePath) -> bool {
+    let first = page.as_str().split('/').next().unwrap_or("");
+    RESERVED_PAGES.contains(&first)
+}
+
+/// Where note texts and attachments come from.
+pub(crate) enum Texts {
+    /// Files under the vault root.
+    WorkTree(PathBuf),
+    /// Blobs of a commit, by vault path.
+    Blobs(HashMap<String, (Oid, Vec<u8>)>),
+}
+
+impl Texts {
+    /// The text of the note at `path` (invalid UTF-8 replaced).
+    pub(crate) fn text(&self, path: &str) -> Option<String> {
+        let bytes = match self {
+            Texts::WorkTree(root) => std::fs::read(root.join(path)).ok()?,
+            Texts::Blobs(map) => map.get(path)?.1.clone(),
+        };
+        Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
+    }
+
+    /// What identifies the content of the attachment at `path` without reading it: its blob id, or
+    /// its size and modification time in the work tree. `None` when it is missing or is not a
+    /// regular file (a symlink is never followed out of the vault).
+    pub(crate) fn attachment_key(&self, path: &str) -> Option<String> {
+        match self {
+            Texts::WorkTree(root) => work_tree_file_key(root, path),
+            Texts::Blobs(map) => map.get(path).map(|(id, _)| format!("blob:{id}")),
+        }
+    }
+
+    /// The path of an attachment in the work tree, to copy from (work tree only).
+    pub(crate) fn file_path(&self, path: &str) -> Option<PathBuf> {
+        match self {
+            Texts::WorkTree(root) => Some(root.join(path)),
+            Texts::Blobs(_) => None,
+        }
+    }
+
+    /// An attachment's bytes.
+    pub(crate) fn bytes(&self, path: &str) -> Option<Vec<u8>> {
+        match self {
+            Texts::WorkTree(root) => {
+                let full = root.join(path);
+                // Never read through a symlink: the vault's own file, or nothing.
+                if !std::fs::symlink_metadata(&full).ok()?.file_type().is_file() {
+                    return None;
+                }
+                std::fs::read(full).ok()
+            }
+            Texts::Blobs(map) => map.get(path).map(|(_, b)| b.clone()),
+        }
+    }
+}
+
+/// The key of an attachment in the work tree: its size and modification time (`None` when it is
+/// missing or not a regular file).
+pub(crate) fn work_tree_file_key(root: &std::path::Path, path: &str) -> Option<String> {
+    let meta = std::fs::symlink_metadata(root.join(path)).ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Some(format!("file:{}:{mtime}", meta.len()))
+}
+
+/// A published note, with where it is published.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) note: CatalogNote,
+    pub(crate) page: SitePath,
+    /// `YYYY-MM-DD` from front matter `updated`, `modified`, `date` or `created`, if any.
+    pub(crate) date: Option<String>,
+}
+
+/// A link as the index stores it, and where it resolves to now.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct LinkFact {
+    pub(crate) kind: LinkKind,
+    pub(crate) target: String,
+    pub(crate) resolved: Option<String>,
+}
+
+/// Everything a render needs.
+pub(crate) struct Catalog {
+    /// Published notes, by vault path.
+    pub(crate) notes: Vec<Published>,
+    /// Where each published note is in `notes`.
+    positions: HashMap<String, usize>,
+    /// Notes not published, with why (excluded, draft, URL taken).
+    pub(crate) unpublished: BTreeMap<String, String>,
+    /// Content hashes of every note, so a page knows when a note it embeds changed.
+    pub(crate) hashes: HashMap<String, Vec<u8>>,
+    /// Tasks of published notes, by path and line.
+    pub(crate) tasks: Vec<TaskView>,
+    /// Every attachment of the content.
+    pub(crate) attachments: BTreeSet<String>,
+    /// Backlinks: target vault path → (source vault path, line), published sources only.
+    pub(crate) backlinks: HashMap<String, Vec<(String, usize)>>,
+    /// Every note's links, in order, with what they resolve to.
+    pub(crate) links: HashMap<String, Vec<LinkFact>>,
+    pub(crate) resolver: Resolver,
+    pub(crate) texts: Texts,
+    excluded: GlobSet,
+}
+
+impl Catalog {
+    /// The work tree's content, through its index (as it is: the caller brought it up to date).
+    pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Self, RenderError> {
+        let t0 = std::time::Instant::now();
+        let index = Index::open(vault)?;
+        let notes = index.catalog()?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "catalog");
+        let tasks = index.all_tasks()?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "tasks");
+        let attachments = index.attachments()?;
+        let resolver = index.resolver()?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "resolver");
+        let mut links: HashMap<String, Vec<LinkFact>> = HashMap::new();
+        let mut backlink_lines: Vec<(String, usize, String)> = Vec::new();
+        for (source, list) in index.links_by_note()? {
+            for l in &list {
+                if let Some(target) = &l.resolved
+                    && !l.target.is_empty()
+                {
+                    backlink_lines.push((source.clone(), l.line, target.clone()));
+                }
+            }
+            let facts = list
+                .into_iter()
+                .map(|l| LinkFact {
+                    kind: l.kind,
+                    target: l.target,
+                    resolved: l.resolved,
+                })
+                .collect();
+            links.insert(source, facts);
+        }
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "links");
+        Self::assemble(
+            config,
+            notes,
+            tasks,
+            attachments.into_iter().collect(),
+            resolver,
+            links,
+            backlink_lines,
+            Texts::WorkTree(vault.root().to_path_buf()),
+        )
+    }
+
+    /// The content of a commit: every file of its tree (vault path, blob id, bytes).
+    pub(crate) fn from_files(
+        config: &Config,
+        files: Vec<(String, Oid, Vec<u8>)>,
+    ) -> Result<Self, RenderError> {
+        let files: HashMap<String, (Oid, Vec<u8>)> = files
+            .into_iter()
+            .filter(|(p, _, _)| is_content_path(p))
+            .map(|(p, id, b)| (p, (id, b)))
+            .collect();
+        let mut note_paths: Vec<&String> = files.keys().filter(|p| is_note(p)).collect();
+        note_paths.sort();
+        type Described = (CatalogNote, Vec<TaskView>, Vec<(LinkKind, String, usize)>);
+        let described: Vec<Described> = note_paths
+            .par_iter()
+            .map(|p| {
+                let bytes = &files[*p].1;
+                let (note, tasks) = describe_note(p, bytes);
+                let text = String::from_utf8_lossy(bytes);
+                let links = crate::markdown::parse_note("", &text)
+                    .links
+                    .into_iter()
+                    .map(|l| (l.kind, l.target, l.line))
+                    .collect();
+                (note, tasks, links)
+            })
+            .collect();
+        let attachments: BTreeSet<String> = files.keys().filter(|p| !is_note(p)).cloned().collect();
+        let names: Vec<(String, Vec<String>)> = described
+            .iter()
+            .map(|(n, _, _)| (n.path.clone(), n.aliases.clone()))
+            .collect();
+        let resolver = Resolver::new(&names, &attachments.iter().cloned().collect::<Vec<_>>());
+        let mut notes = Vec::new();
+        let mut tasks = Vec::new();
+        let mut links: HashMap<String, Vec<LinkFact>> = HashMap::new();
+        let mut backlink_lines = Vec::new();
+        for (note, t, l) in described {
+            for (kind, target, line) in l {
+                let resolved = resolver.resolve(&note.path, kind, &target);
+                if let Some(r) = &resolved
+                    && !target.is_empty()
+                {
+                    backlink_lines.push((note.path.clone(), line, r.clone()));
+                }
+                links.entry(note.path.clone()).or_default().push(LinkFact {
+                    kind,
+                    target,
+                    resolved,
+                });
+            }
+            tasks.extend(t);
+            notes.push(note);
+        }
+        Self::assemble(
+            config,
+            notes,
+            tasks,
+            attachments,
+            resolver,
+            links,
+            backlink_lines,
+            Texts::Blobs(files),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: &Config,
+        notes: Vec<CatalogNote>,
+        tasks: Vec<TaskView>,
+        attachments: BTreeSet<String>,
+        resolver: Resolver,
+        links: HashMap<String, Vec<LinkFact>>,
+        backlink_lines: Vec<(String, usize, String)>,
+        texts: Texts,
+    ) -> Result<Self, RenderError> {
+        let excluded = exclusions(&config.publish.exclude)?;
+        let hashes: HashMap<String, Vec<u8>> = notes
+            .iter()
+            .map(|n| (n.path.clone(), n.hash.clone()))
+            .collect();
+        let mut published = BTreeMap::new();
+        let mut unpublished = BTreeMap::new();
+        let mut taken: HashMap<SitePath, String> = HashMap::new();
+        for note in notes {
+            if let Some(why) = withheld(&excluded, &note) {
+                unpublished.insert(note.path.clone(), why);
+                continue;
+            }
+            let page = url::note_page(&note.path);
+            let first = page.as_str().split('/').next().unwrap_or("");
+            if RESERVED_PAGES.contains(&first) {
+                unpublished.insert(
+                    note.path.clone(),
+                    format!("its URL `{}` is the built-in `{first}/` page's; rename the note or its folder", page.as_str()),
+                );
+                continue;
+            }
+            if page == SitePath::root() {
+                unpublished.insert(
+                    note.path.clone(),
+                    "its URL would be the site's front page".into(),
+                );
+                continue;
+            }
+            if let Some(other) = taken.get(&page) {
+                unpublished.insert(
+                    note.path.clone(),
+                    format!(
+                        "its URL `{}` is already `{other}`'s; rename one of them",
+                        page.as_str()
+                    ),
+                );
+                continue;
+            }
+            taken.insert(page.clone(), note.path.clone());
+            let date = note_date(&note.front_matter);
+            published.insert(note.path.clone(), Published { note, page, date });
+        }
+        let tasks = tasks
+            .into_iter()
+            .filter(|t| published.contains_key(&t.path))
+            .collect();
+        let mut backlinks: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        for (source, line, target) in backlink_lines {
+            if source != target && published.contains_key(&source) {
+                backlinks.entry(target).or_default().push((source, line));
+            }
+        }
+        for list in backlinks.values_mut() {
+            list.sort();
+            list.dedup_by(|a, b| a.0 == b.0);
+        }
+        let notes: Vec<Published> = published.into_values().collect();
+        let positions = notes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.note.path.clone(), i))
+            .collect();
+        Ok(Self {
+            notes,
+            positions,
+            unpublished,
+            hashes,
+            tasks,
+            attachments,
+            backlinks,
+            links,
+            resolver,
+            texts,
+            excluded,
+        })
+    }
+
+    /// Whether the note at `path` is published.
+    pub(crate) fn is_published(&self, path: &str) -> bool {
+        self.positions.contains_key(path)
+    }
+
+    /// The published note at `path`.
+    pub(crate) fn note(&self, path: &str) -> Option<&Published> {
+        self.positions.get(path).map(|&i| &self.notes[i])
+    }
+
+    /// Whether the attachment at `path` may be copied into the site.
+    pub(crate) fn attachment_allowed(&self, path: &str) -> bool {
+        self.attachments.contains(path) && !self.excluded.is_match(path)
+    }
+}
+
+fn is_note(path: &str) -> bool {
+    path.ends_with(".md") || path.ends_with(".markdown")
+}
+
+fn exclusions(globs: &[String]) -> Result<GlobSet, RenderError> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|e| {
+            RenderError::Config(format!("`[publish] exclude` glob `{g}` is not valid: {e}"))
+        })?;
+        b.add(glob);
+    }
+    b.build()
+        .map_err(|e| RenderError::Config(format!("`[publish] exclude` globs: {e}")))
+}
+
+/// Why a note is not published, if it is not: excluded by a glob, a draft, or `publish: false`.
+fn withheld(excluded: &GlobSet, note: &CatalogNote) -> Option<String> {
+    if excluded.is_match(&note.path) {
+        return Some("matches `[publish] exclude` in quire.toml".into());
+    }
+    let flag = |k: &str| match note.front_matter.get(k) {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    if flag("draft") == Some(true) {
+        return Some("`draft: true` in its front matter".into());
+    }
+    if flag("publish") == Some(false) {
+        return Some("`publish: false` in its front matter".into());
+    }
+    None
+}
+
+/// The date a note is filed under: front matter `updated`, `modified`, `date` or `created`.
+fn note_date(fm: &serde_json::Map<String, Value>) -> Option<String> {
+    ["updated", "modified", "date", "created"]
+        .iter()
+        .find_map(|k| {
+            let s = fm.get(*k)?.as_str()?;
+            let day = s.get(..10)?;
+            chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .ok()
+                .map(|_| day.to_owned())
+        })
+}

@@ -1,0 +1,896 @@
+//! A note's Markdown to HTML, the way Obsidian shows it.
+//!
+//! pulldown-cmark parses (tables, footnotes, strikethrough, task lists, wikilinks); this module
+//! rewrites the event stream before pulldown-cmark writes it out:
+//!
+//! - wikilinks, embeds and Markdown links to vault files are resolved with the index's
+//!   [`Resolver`](crate::index::Resolver) — the same answer `quire check` gives — into relative URLs;
+//!   links to nothing, or to notes that are not published, become marked `<span>`s, so every link
+//!   in the site leads somewhere;
+//! - `![[note]]` transcludes the note (to a depth of three, never in a cycle), `![[image.png]]` is an
+//!   image, other attachments are links; attachments used are reported so they are copied;
+//! - `> [!type] Title` blockquotes become callouts;
+//! - task items keep their status character (`data-task`), and show a disabled checkbox;
+//! - headings get anchors (`id`) and feed the table of contents; `^block` ids become anchors;
+//! - inline `#tags` link to their tag pages; code blocks are highlighted;
+//! - link and image URLs with schemes other than http, https, mailto and tel are dropped.
+//!
+//! Raw HTML is passed through and the whole note is then sanitized (by the caller, with ammonia);
+//! notes without raw HTML need no sanitizing, since everything else here is escaped by construction.
+
+use std::collections::{BTreeSet, HashMap};
+
+use pulldown_cmark::{
+    CodeBlockKind, CowStr, Event, HeadingLevel, LinkType, Options, Parser, Tag, TagEnd,
+};
+
+use super::escape::{escape, escape_into};
+use super::highlight;
+use super::url::{self, SitePath};
+use crate::index::Resolver;
+use crate::markdown::note::{
+    has_scheme, make_link, marker_start, mask_comment_blocks, scan_tags, task_marker,
+};
+use crate::markdown::{NoteLink, split};
+
+/// How deep notes embed notes.
+pub(crate) const MAX_EMBED_DEPTH: u8 = 3;
+
+/// Characters of plain text kept per note for the search index.
+const EXCERPT_CHARS: usize = 280;
+
+/// What a note's links are resolved against.
+pub(crate) struct Linker<'a> {
+    /// The index's resolver (every note and attachment of the vault).
+    pub(crate) resolver: &'a Resolver,
+    /// Whether a note (vault path) is published.
+    pub(crate) published: &'a (dyn Fn(&str) -> bool + Sync),
+    /// The text of a note (vault path), for transclusion.
+    pub(crate) load: &'a (dyn Fn(&str) -> Option<String> + Sync),
+}
+
+/// A heading, for the table of contents.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct TocEntry {
+    pub(crate) level: u8,
+    pub(crate) text: String,
+    pub(crate) id: String,
+}
+
+/// A rendered note.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NoteHtml {
+    pub(crate) html: String,
+    pub(crate) toc: Vec<TocEntry>,
+    /// Whether raw HTML occurred (then the caller sanitizes `html`).
+    pub(crate) raw_html: bool,
+    /// Attachments (vault paths) the note shows or links to.
+    pub(crate) attachments: BTreeSet<String>,
+    /// Notes it transcludes (vault paths), at any depth.
+    pub(crate) embeds: BTreeSet<String>,
+    /// Links that resolve to nothing.
+    pub(crate) broken: usize,
+    /// The start of the note's plain text.
+    pub(crate) excerpt: String,
+}
+
+/// Renders the note at vault path `path` (text `text`) for display in the page at `host`.
+pub(crate) fn render_note(
+    linker: &Linker<'_>,
+    host: &SitePath,
+    path: &str,
+    text: &str,
+) -> NoteHtml {
+    let mut out = NoteHtml::default();
+    let mut chain = vec![path.to_owned()];
+    out.html = render_inner(linker, host, path, text, &mut out, &mut chain, 0);
+    out
+}
+
+fn options() -> Options {
+    Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_WIKILINKS
+}
+
+/// Where a link points, in site terms.
+enum Target {
+    /// A published note's page (with a fragment, if any), and the note.
+    Page { href: String, path: String },
+    /// An attachment (its vault path) at a URL.
+    File { path: String, url: String },
+    /// A note that exists but is not published.
+    Unpublished,
+    /// Nothing.
+    Broken,
+}
+
+fn render_inner(
+    linker: &Linker<'_>,
+    host: &SitePath,
+    path: &str,
+    text: &str,
+    out: &mut NoteHtml,
+    chain: &mut Vec<String>,
+    depth: u8,
+) -> String {
+    let doc = split(text);
+    let body = doc.body;
+    let mut events: Vec<Event<'_>> = Vec::new();
+    // The heading being read: its level, its events (emitted at its end, with an id) and its text.
+    let mut heading: Option<HeadingLevel> = None;
+    let mut heading_events: Vec<Event<'_>> = Vec::new();
+    let mut heading_text = String::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut code: Option<(String, String)> = None;
+    // Link rewriting: what to emit at the matching End.
+    let mut link_ends: Vec<LinkEnd> = Vec::new();
+    let mut skip_until_end = 0usize; // inside an embed whose inner events are replaced
+    let mut callouts: Vec<bool> = Vec::new(); // per open blockquote: is it a callout?
+    let mut strip_callout_title = false;
+    // For a task whose status pulldown-cmark does not know (`[/]`, `[-]`): where its text starts;
+    // the marker's own text events before that are dropped.
+    let mut task_text_from: Option<usize> = None;
+    let mut in_link = 0usize;
+    let root = host.root_prefix();
+
+    // The same query the index makes for this link (`make_link`), so the page and `quire check`
+    // agree on what it points to.
+    let resolve = |link: &NoteLink| -> Target {
+        let Some(resolved) = linker.resolver.resolve(path, link.kind, &link.target) else {
+            return Target::Broken;
+        };
+        if !is_note(&resolved) {
+            let file = SitePath::file(&resolved);
+            return Target::File {
+                url: file.relative_from(host),
+                path: resolved,
+            };
+        }
+        if !(linker.published)(&resolved) {
+            return Target::Unpublished;
+        }
+        // `[[#Heading]]` in the page itself is just the fragment; in a transcluded note it leads to
+        // that note's page.
+        let mut href = if link.target.is_empty() && depth == 0 {
+            String::new()
+        } else {
+            url::note_page(&resolved).relative_from(host)
+        };
+        if let Some(sub) = &link.subpath {
+            href.push('#');
+            href.push_str(&url::encode(&fragment_anchor(sub.trim_start_matches('#'))));
+        }
+        if href.is_empty() {
+            href.push_str("./");
+        }
+        Target::Page {
+            href,
+            path: resolved,
+        }
+    };
+
+    let masked = mask_comment_blocks(body);
+    let parser = Parser::new_ext(&masked, options()).into_offset_iter();
+    for (event, range) in parser {
+        if skip_until_end > 0 {
+            match event {
+                Event::Start(Tag::Image { .. } | Tag::Link { .. }) => skip_until_end += 1,
+                Event::End(TagEnd::Image | TagEnd::Link) => skip_until_end -= 1,
+                _ => {}
+            }
+            if skip_until_end > 0 {
+                continue;
+            }
+            continue; // the End of the replaced embed itself
+        }
+        if let Some((lang, buf)) = code.as_mut() {
+            match event {
+                Event::Text(t) => buf.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    let mut html = String::with_capacity(buf.len() * 2);
+                    if lang.is_empty() {
+                        html.push_str("<pre><code>");
+                    } else {
+                        html.push_str("<pre><code class=\"language-");
+                        escape_into(lang, &mut html);
+                        html.push_str("\">");
+                    }
+                    highlight::highlight(lang, buf, &mut html);
+                    html.push_str("</code></pre>\n");
+                    events.push(Event::Html(CowStr::from(html)));
+                    code = None;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let in_heading = heading.is_some();
+        let sink: &mut Vec<Event<'_>> = if in_heading {
+            &mut heading_events
+        } else {
+            &mut events
+        };
+        let htext = in_heading.then_some(&mut heading_text);
+        match event {
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let lang = match kind {
+                    CodeBlockKind::Fenced(info) => {
+                        info.split_whitespace().next().unwrap_or("").to_owned()
+                    }
+                    CodeBlockKind::Indented => String::new(),
+                };
+                code = Some((lang, String::new()));
+            }
+            Event::Start(Tag::Heading { level, .. }) if !in_heading => {
+                heading = Some(level);
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some(level) = heading.take() {
+                    let inner = std::mem::take(&mut heading_events);
+                    let text = std::mem::take(&mut heading_text);
+                    let base = url::anchor(&text);
+                    let n = ids.entry(base.clone()).or_insert(0);
+                    let id = if *n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    };
+                    *n += 1;
+                    if depth == 0 {
+                        out.toc.push(TocEntry {
+                            level: level as u8,
+                            text: text.trim().to_owned(),
+                            id: id.clone(),
+                        });
+                    }
+                    let lvl = level as u8;
+                    events.push(Event::Html(CowStr::from(format!(
+                        "<h{lvl} id=\"{}\">",
+                        escape(&id)
+                    ))));
+                    events.extend(inner);
+                    events.push(Event::Html(CowStr::from(format!("</h{lvl}>\n"))));
+                }
+            }
+            Event::Start(Tag::BlockQuote(kind)) => {
+                let callout = callout_at(&masked, range.start).filter(|_| kind.is_none());
+                match callout {
+                    Some((kind, fold, title)) => {
+                        let mut html = String::new();
+                        html.push_str("<div class=\"callout\" data-callout=\"");
+                        escape_into(&kind, &mut html);
+                        html.push('"');
+                        if !fold.is_empty() {
+                            html.push_str(" data-fold=\"");
+                            html.push_str(if fold == "+" { "open" } else { "closed" });
+                            html.push('"');
+                        }
+                        html.push_str("><div class=\"callout-title\">");
+                        let title = if title.is_empty() {
+                            capitalise(&kind)
+                        } else {
+                            title
+                        };
+                        escape_into(&title, &mut html);
+                        html.push_str("</div><div class=\"callout-content\">\n");
+                        sink.push(Event::Html(CowStr::from(html)));
+                        callouts.push(true);
+                        strip_callout_title = true;
+                    }
+                    None => {
+                        callouts.push(false);
+                        sink.push(Event::Start(Tag::BlockQuote(kind)));
+                    }
+                }
+            }
+            Event::End(TagEnd::BlockQuote(k)) => {
+                if callouts.pop() == Some(true) {
+                    sink.push(Event::Html(CowStr::from("</div></div>\n")));
+                } else {
+                    sink.push(Event::End(TagEnd::BlockQuote(k)));
+                }
+            }
+            Event::Start(Tag::Paragraph) if strip_callout_title => {
+                // The callout's first line (`[!type] Title`) was shown as its title; drop it.
+                sink.push(Event::Start(Tag::Paragraph));
+            }
+            Event::Text(_) | Event::SoftBreak | Event::HardBreak if strip_callout_title => {
+                if matches!(event, Event::SoftBreak | Event::HardBreak) {
+                    strip_callout_title = false;
+                }
+            }
+            Event::Start(Tag::Link { .. }) | Event::Code(_) if strip_callout_title => {
+                strip_callout_title = false;
+                push_event(sink, event, out, in_link > 0, htext, &root);
+            }
+            Event::End(TagEnd::Paragraph) if strip_callout_title => {
+                strip_callout_title = false;
+                // An empty paragraph is left when the callout has only its title line.
+                if matches!(sink.last(), Some(Event::Start(Tag::Paragraph))) {
+                    sink.pop();
+                } else {
+                    sink.push(Event::End(TagEnd::Paragraph));
+                }
+            }
+            Event::Start(Tag::Item) => {
+                let at = marker_start(&masked, range.start);
+                match task_marker(&masked, at) {
+                    Some((c, text_start)) => {
+                        let mut html = String::from("<li class=\"task");
+                        html.push_str(match c {
+                            ' ' => " task-open",
+                            'x' | 'X' => " task-done",
+                            '/' => " task-in-progress",
+                            '-' => " task-cancelled",
+                            _ => " task-other",
+                        });
+                        html.push_str("\" data-task=\"");
+                        escape_into(&c.to_string(), &mut html);
+                        html.push_str("\"><input type=\"checkbox\" disabled");
+                        if matches!(c, 'x' | 'X') {
+                            html.push_str(" checked");
+                        }
+                        html.push_str("> ");
+                        sink.push(Event::Html(CowStr::from(html)));
+                        // pulldown-cmark marks `[ ]`/`[x]` itself; any other character is still text.
+                        if !matches!(c, ' ' | 'x' | 'X') {
+                            task_text_from = Some(text_start);
+                        }
+                    }
+                    None => sink.push(Event::Start(Tag::Item)),
+                }
+            }
+            Event::TaskListMarker(_) => {}
+            Event::Text(t) if task_text_from.is_some_and(|from| range.start < from) => {
+                let from = task_text_from.unwrap_or(range.start);
+                if range.end > from {
+                    task_text_from = None;
+                    let rest = t
+                        .get(t.len().saturating_sub(range.end - from)..)
+                        .unwrap_or("")
+                        .trim_start()
+                        .to_owned();
+                    if !rest.is_empty() {
+                        push_event(
+                            sink,
+                            Event::Text(CowStr::from(rest)),
+                            out,
+                            in_link > 0,
+                            htext,
+                            &root,
+                        );
+                    }
+                }
+            }
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let wiki = matches!(link_type, LinkType::WikiLink { .. });
+                let dest = dest_url.to_string();
+                if matches!(link_type, LinkType::Autolink | LinkType::Email)
+                    || (!wiki && has_scheme(&dest))
+                {
+                    if safe_scheme(&dest) {
+                        link_ends.push(LinkEnd::Link);
+                        in_link += 1;
+                        sink.push(Event::Start(Tag::Link {
+                            link_type,
+                            dest_url,
+                            title,
+                            id,
+                        }));
+                    } else {
+                        link_ends.push(LinkEnd::Span);
+                        sink.push(Event::Html(CowStr::from("<span class=\"link-unsafe\">")));
+                    }
+                    continue;
+                }
+                let Some(link) = make_link(link_type, &dest, false, 0) else {
+                    // `[text]()`: a link to nothing in particular; keep the text.
+                    link_ends.push(LinkEnd::Span);
+                    sink.push(Event::Html(CowStr::from("<span class=\"link-empty\">")));
+                    continue;
+                };
+                let href = match resolve(&link) {
+                    Target::Page { href, .. } => Some(href),
+                    Target::File { path: p, url } => {
+                        out.attachments.insert(p);
+                        Some(url)
+                    }
+                    other => {
+                        push_unresolved(sink, &mut link_ends, out, other, &dest);
+                        None
+                    }
+                };
+                if let Some(href) = href {
+                    link_ends.push(LinkEnd::Link);
+                    in_link += 1;
+                    let mut html = String::from(if wiki {
+                        "<a class=\"wikilink\" href=\""
+                    } else {
+                        "<a class=\"internal\" href=\""
+                    });
+                    escape_into(&href, &mut html);
+                    html.push_str("\">");
+                    sink.push(Event::Html(CowStr::from(html)));
+                }
+            }
+            Event::End(TagEnd::Link) => match link_ends.pop() {
+                Some(LinkEnd::Link) => {
+                    in_link = in_link.saturating_sub(1);
+                    sink.push(Event::Html(CowStr::from("</a>")));
+                }
+                _ => sink.push(Event::Html(CowStr::from("</span>"))),
+            },
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let wiki = matches!(link_type, LinkType::WikiLink { .. });
+                let dest = dest_url.to_string();
+                if !wiki && has_scheme(&dest) {
+                    if safe_scheme(&dest) && !dest.starts_with("mailto:") {
+                        link_ends.push(LinkEnd::Image);
+                        sink.push(Event::Start(Tag::Image {
+                            link_type,
+                            dest_url,
+                            title,
+                            id,
+                        }));
+                    } else {
+                        link_ends.push(LinkEnd::Span);
+                        sink.push(Event::Html(CowStr::from("<span class=\"link-unsafe\">")));
+                    }
+                    continue;
+                }
+                let Some(link) = make_link(link_type, &dest, true, 0) else {
+                    link_ends.push(LinkEnd::Span);
+                    sink.push(Event::Html(CowStr::from("<span class=\"link-empty\">")));
+                    continue;
+                };
+                let target = resolve(&link);
+                match target {
+                    Target::File { path: p, url: href } => {
+                        let image = is_image(&p);
+                        out.attachments.insert(p.clone());
+                        if image {
+                            link_ends.push(LinkEnd::Image);
+                            sink.push(Event::Start(Tag::Image {
+                                link_type: LinkType::Inline,
+                                dest_url: CowStr::from(href),
+                                title,
+                                id,
+                            }));
+                        } else {
+                            let mut html = String::from("<a class=\"embed-file\" href=\"");
+                            escape_into(&href, &mut html);
+                            html.push_str("\">");
+                            escape_into(p.rsplit('/').next().unwrap_or(&p), &mut html);
+                            html.push_str("</a>");
+                            sink.push(Event::Html(CowStr::from(html)));
+                            skip_until_end = 1;
+                        }
+                    }
+                    Target::Page { href, path: note } => {
+                        let html = match Some(note) {
+                            Some(note) if depth < MAX_EMBED_DEPTH && !chain.contains(&note) => {
+                                let inner = (linker.load)(&note).unwrap_or_default();
+                                out.embeds.insert(note.clone());
+                                chain.push(note.clone());
+                                let rendered = render_inner(
+                                    linker,
+                                    host,
+                                    &note,
+                                    &inner,
+                                    out,
+                                    chain,
+                                    depth + 1,
+                                );
+                                chain.pop();
+                                let mut html = String::from(
+                                    "<div class=\"embed\"><div class=\"embed-title\"><a href=\"",
+                                );
+                                escape_into(&href, &mut html);
+                                html.push_str("\">");
+                                escape_into(
+                                    note.rsplit('/')
+                                        .next()
+                                        .unwrap_or(&note)
+                                        .trim_end_matches(".md"),
+                                    &mut html,
+                                );
+                                html.push_str("</a></div>");
+                                html.push_str(&rendered);
+                                html.push_str("</div>");
+                                html
+                            }
+                            _ => {
+                                let mut html = String::from("<a class=\"embed-link\" href=\"");
+                                escape_into(&href, &mut html);
+                                html.push_str("\">");
+                                escape_into(&dest, &mut html);
+                                html.push_str("</a>");
+                                html
+                            }
+                        };
+                        sink.push(Event::Html(CowStr::from(html)));
+                        skip_until_end = 1;
+                    }
+                    Target::Unpublished => {
+                        sink.push(Event::Html(CowStr::from(
+                            "<span class=\"embed unpublished\"></span>",
+                        )));
+                        skip_until_end = 1;
+                    }
+                    Target::Broken => {
+                        out.broken += 1;
+                        let mut html = String::from("<span class=\"embed broken\">");
+                        escape_into(&dest, &mut html);
+                        html.push_str("</span>");
+                        sink.push(Event::Html(CowStr::from(html)));
+                        skip_until_end = 1;
+                    }
+                }
+            }
+            Event::End(TagEnd::Image) => match link_ends.pop() {
+                Some(LinkEnd::Image) => sink.push(Event::End(TagEnd::Image)),
+                _ => sink.push(Event::Html(CowStr::from("</span>"))),
+            },
+            Event::Html(_) | Event::InlineHtml(_) => {
+                out.raw_html = true;
+                sink.push(event);
+            }
+            other => push_event(sink, other, out, in_link > 0, htext, &root),
+        }
+    }
+
+    let mut html = String::with_capacity(body.len() + body.len() / 2);
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    html
+}
+
+/// Opens the `<span>` that stands in for a link to an unpublished note or to nothing.
+fn push_unresolved(
+    sink: &mut Vec<Event<'_>>,
+    ends: &mut Vec<LinkEnd>,
+    out: &mut NoteHtml,
+    target: Target,
+    dest: &str,
+) {
+    ends.push(LinkEnd::Span);
+    let html = match target {
+        Target::Unpublished => "<span class=\"wikilink unpublished\">".to_owned(),
+        _ => {
+            out.broken += 1;
+            let mut html =
+                String::from("<span class=\"wikilink broken\" title=\"No note or file named ");
+            escape_into(dest, &mut html);
+            html.push_str("\">");
+            html
+        }
+    };
+    sink.push(Event::Html(CowStr::from(html)));
+}
+
+/// How a rewritten link or image is closed.
+enum LinkEnd {
+    Link,
+    Image,
+    Span,
+}
+
+/// Pushes an ordinary event: text feeds the heading text and the excerpt, gets its `#tags` linked
+/// and its `^block` id made an anchor.
+fn push_event<'e>(
+    sink: &mut Vec<Event<'e>>,
+    event: Event<'e>,
+    out: &mut NoteHtml,
+    in_link: bool,
+    heading: Option<&mut String>,
+    root: &str,
+) {
+    match event {
+        Event::Text(t) => {
+            let t = strip_inline_comments(t);
+            if let Some(h) = heading {
+                h.push_str(&t);
+            }
+            if out.excerpt.chars().count() < EXCERPT_CHARS {
+                if !out.excerpt.is_empty() && !out.excerpt.ends_with(' ') {
+                    out.excerpt.push(' ');
+                }
+                out.excerpt.extend(t.chars().take(EXCERPT_CHARS));
+            }
+            let (t, block) = strip_block_id(t);
+            if in_link || !t.contains('#') {
+                sink.push(Event::Text(t));
+            } else {
+                link_tags(sink, t, root);
+            }
+            if let Some(id) = block {
+                let mut html = String::from("<a class=\"block-id\" id=\"^");
+                escape_into(&id, &mut html);
+                html.push_str("\"></a>");
+                sink.push(Event::Html(CowStr::from(html)));
+            }
+        }
+        Event::Code(t) => {
+            if let Some(h) = heading {
+                h.push_str(&t);
+            }
+            sink.push(Event::Code(t));
+        }
+        other => sink.push(other),
+    }
+}
+
+/// `text` without Obsidian's `%% comments %%` (those spanning lines are masked before parsing).
+fn strip_inline_comments(text: CowStr<'_>) -> CowStr<'_> {
+    if !text.contains("%%") {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while let Some(open) = rest.find("%%") {
+        out.push_str(&rest[..open]);
+        match rest[open + 2..].find("%%") {
+            Some(close) => rest = &rest[open + 2 + close + 2..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    CowStr::from(out)
+}
+
+/// Splits `text` around its `#tags`, linking each to its tag page (`root` leads to the site root).
+fn link_tags<'e>(sink: &mut Vec<Event<'e>>, text: CowStr<'e>, root: &str) {
+    let tags = scan_tags(&text, &[]);
+    if tags.is_empty() {
+        sink.push(Event::Text(text));
+        return;
+    }
+    let mut last = 0;
+    for (at, tag) in tags {
+        if at > last {
+            sink.push(Event::Text(CowStr::from(text[last..at].to_owned())));
+        }
+        let mut html = String::from("<a class=\"tag\" href=\"");
+        html.push_str(root);
+        html.push_str(super::pages::tag_page(&tag).as_str());
+        html.push_str("\">#");
+        escape_into(&tag, &mut html);
+        html.push_str("</a>");
+        sink.push(Event::Html(CowStr::from(html)));
+        last = at + 1 + tag.len();
+    }
+    if last < text.len() {
+        sink.push(Event::Text(CowStr::from(text[last..].to_owned())));
+    }
+}
+
+/// A trailing ` ^block-id` on a piece of text: the text without it, and the id.
+fn strip_block_id(text: CowStr<'_>) -> (CowStr<'_>, Option<String>) {
+    let trimmed = text.trim_end();
+    if let Some(i) = trimmed.rfind(" ^") {
+        let id = &trimmed[i + 2..];
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return (CowStr::from(trimmed[..i].to_owned()), Some(id.to_owned()));
+        }
+    }
+    (text, None)
+}
+
+/// The anchor a fragment points at: `^block` as is, `Heading#Sub` as the last heading's anchor.
+fn fragment_anchor(fragment: &str) -> String {
+    if fragment.starts_with('^') {
+        return fragment.to_owned();
+    }
+    url::anchor(fragment.rsplit('#').next().unwrap_or(fragment))
+}
+
+fn safe_scheme(dest: &str) -> bool {
+    let lower = dest.trim().to_ascii_lowercase();
+    ["http://", "https://", "mailto:", "tel:"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+}
+
+fn is_note(path: &str) -> bool {
+    path.ends_with(".md") || path.ends_with(".markdown")
+}
+
+fn is_image(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    [
+        ".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".avif", ".bmp",
+    ]
+    .iter()
+    .any(|e| lower.ends_with(e))
+}
+
+/// If the blockquote starting at `at` is an Obsidian callout (`> [!type]± Title`): its type, fold
+/// marker and title.
+fn callout_at(body: &str, at: usize) -> Option<(String, String, String)> {
+    let line_end = body[at..].find('\n').map_or(body.len(), |i| at + i);
+    let line = body[at..line_end]
+        .trim_start()
+        .strip_prefix('>')?
+        .trim_start();
+    let rest = line.strip_prefix("[!")?;
+    let close = rest.find(']')?;
+    let kind = rest[..close].trim().to_lowercase();
+    if kind.is_empty()
+        || !kind
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        return None;
+    }
+    let after = &rest[close + 1..];
+    let (fold, title) = match after.chars().next() {
+        Some(c @ ('+' | '-')) => (c.to_string(), after[1..].trim()),
+        _ => (String::new(), after.trim()),
+    };
+    Some((kind, fold, title.trim_end_matches('\r').to_owned()))
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(notes: &[(&str, &str)], which: &str, published: &[&str]) -> NoteHtml {
+        let note_list: Vec<(String, Vec<String>)> = notes
+            .iter()
+            .map(|(p, _)| ((*p).to_owned(), Vec::new()))
+            .collect();
+        let resolver = Resolver::new(
+            &note_list,
+            &["img/pic.png".to_owned(), "docs/paper.pdf".to_owned()],
+        );
+        let texts: HashMap<String, String> = notes
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect();
+        let published: Vec<String> = published.iter().map(|s| (*s).to_owned()).collect();
+        let is_pub = move |p: &str| published.iter().any(|x| x == p);
+        let load = move |p: &str| texts.get(p).cloned();
+        let linker = Linker {
+            resolver: &resolver,
+            published: &is_pub,
+            load: &load,
+        };
+        let text = notes.iter().find(|(p, _)| *p == which).unwrap().1;
+        render_note(&linker, &url::note_page(which), which, text)
+    }
+
+    #[test]
+    fn wikilinks_resolve_to_relative_pages_and_mark_the_rest() {
+        let notes = [
+            (
+                "a/Note.md",
+                "[[Other]] [[Other#Some Heading|alias]] [[Missing]] [[Secret]] [[#Local]] ![[pic.png]] ![[paper.pdf]]",
+            ),
+            ("b/Other.md", "# Other"),
+            ("Secret.md", "hidden"),
+        ];
+        let out = render(&notes, "a/Note.md", &["a/Note.md", "b/Other.md"]);
+        let h = &out.html;
+        assert!(
+            h.contains("<a class=\"wikilink\" href=\"../../b/other/\">Other</a>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("href=\"../../b/other/#some-heading\">alias</a>"),
+            "{h}"
+        );
+        assert!(h.contains("<span class=\"wikilink broken\""), "{h}");
+        assert!(
+            h.contains("<span class=\"wikilink unpublished\">Secret</span>"),
+            "{h}"
+        );
+        assert!(h.contains("href=\"#local\""), "{h}");
+        assert!(
+            h.contains("<img src=\"../../img/pic.png\" alt=\"pic.png\""),
+            "{h}"
+        );
+        assert!(
+            h.contains("<a class=\"embed-file\" href=\"../../docs/paper.pdf\">paper.pdf</a>"),
+            "{h}"
+        );
+        assert_eq!(out.broken, 1);
+        assert_eq!(
+            out.attachments.iter().collect::<Vec<_>>(),
+            ["docs/paper.pdf", "img/pic.png"]
+        );
+    }
+
+    #[test]
+    fn transclusion_is_depth_limited_and_cycle_free() {
+        let notes = [
+            ("A.md", "a ![[B]]"),
+            ("B.md", "b ![[A]] ![[C]]"),
+            ("C.md", "c"),
+        ];
+        let out = render(&notes, "A.md", &["A.md", "B.md", "C.md"]);
+        assert!(out.html.contains("<div class=\"embed\">"), "{}", out.html);
+        assert!(out.html.contains("<p>c</p>"), "{}", out.html);
+        assert_eq!(
+            out.html.matches("<p>a ").count(),
+            1,
+            "no cycle back into A: {}",
+            out.html
+        );
+        assert_eq!(out.embeds.iter().collect::<Vec<_>>(), ["B.md", "C.md"]);
+    }
+
+    #[test]
+    fn callouts_tasks_headings_code_tags_blocks() {
+        let text = "# Title\n\n## Same\n## Same\n\n> [!warning]- Careful\n> body **bold**\n\n> [!note]\n> only\n\n> plain quote\n\n- [ ] open\n- [x] done\n- [/] doing\n- [-] dropped\n\n```rust\nfn x() {}\n```\n\ntext #tag/sub end ^blk1\n";
+        let out = render(&[("N.md", text)], "N.md", &["N.md"]);
+        let h = &out.html;
+        assert!(
+            h.contains("<h2 id=\"same\">") && h.contains("<h2 id=\"same-1\">"),
+            "{h}"
+        );
+        assert_eq!(
+            out.toc.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["title", "same", "same-1"]
+        );
+        assert!(h.contains("<div class=\"callout\" data-callout=\"warning\" data-fold=\"closed\"><div class=\"callout-title\">Careful</div><div class=\"callout-content\">"), "{h}");
+        assert!(h.contains("<p>body <strong>bold</strong></p>"), "{h}");
+        assert!(
+            h.contains("<div class=\"callout-title\">Note</div>") && h.contains("<p>only</p>"),
+            "{h}"
+        );
+        assert!(h.contains("<blockquote>"), "{h}");
+        assert!(
+            h.contains("data-task=\"/\"><input type=\"checkbox\" disabled> doing"),
+            "{h}"
+        );
+        assert!(
+            h.contains("data-task=\"x\"><input type=\"checkbox\" disabled checked> done"),
+            "{h}"
+        );
+        assert!(
+            h.contains("data-task=\"-\"><input type=\"checkbox\" disabled> dropped"),
+            "{h}"
+        );
+        assert!(
+            h.contains("<code class=\"language-rust\"><span class=\"hl-kw\">fn</span>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("<a class=\"tag\" href=\"../tags/tag/sub/\">#tag/sub</a>"),
+            "{h}"
+        );
+        assert!(h.contains("<a class=\"block-id\" id=\"^blk1\"></a>"), "{h}");
+        assert!(!out.raw_html);
+    }
+
+    #[test]
+    fn unsafe_urls_are_dropped_and_raw_html_flagged() {
+        let text = "[x](javascript:alert(1)) [y](https://e.org) ![i](data:text/html,x) <b onclick=\"x\">raw</b>\n";
+        let out = render(&[("N.md", text)], "N.md", &["N.md"]);
+        assert!(!out.html.contains("javascript:"), "{}", out.html);
+        assert!(!out.html.contains("data:text"), "{}", out.html);
+        assert!(out.html.contains("href=\"https://e.org\""), "{}", out.html);
+        assert!(out.raw_html);
+    }
+}

@@ -1,0 +1,1755 @@
+//! The site's pages and files: what each page shows (its template context: the theme contract of
+//! `docs/contracts/theme-pack.md`), its key, and the site-wide files (search index, sitemap, feed).
+//!
+//! Every page is first described — template and context — and given a key: a hash of the context,
+//! and for a note also of everything its Markdown output depends on (its text, what each of its
+//! links resolves to, the notes it transcludes). A page whose key the live build already has is not
+//! rendered again; since templates see nothing but their context, equal keys mean equal bytes.
+//!
+//! Every URL handed to a template is already relative to the page it is on, so templates print them
+//! as they are, and `root` leads back to the site root (for theme assets). Every list is sorted, so
+//! the same content renders to the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::catalog::{self, Catalog, Published};
+use super::escape::escape;
+use super::markdown::{Linker, MAX_EMBED_DEPTH, TocEntry, render_note};
+use super::publish::{Body, Manifest, NoteMemo, OutFile, PublishError, Stage};
+use super::theme::Theme;
+use super::url::{self, SitePath};
+use super::{Progress, RenderError, sanitize};
+use crate::index::TaskView;
+use crate::markdown::LinkKind;
+use crate::vault::Config;
+
+/// How many notes the front page lists as recent, and the feed carries.
+const RECENT: usize = 20;
+const FEED_ENTRIES: usize = 30;
+/// Run records listed on the front page.
+const RUNS: usize = 10;
+/// Where run records live (SPEC §2).
+const RUNS_DIR: &str = crate::vault::RUNS_DIR;
+
+#[derive(Serialize, Clone)]
+struct Link {
+    title: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct SiteCtx<'a> {
+    title: &'a str,
+    base_url: &'a str,
+    lang: &'a str,
+    theme: &'a str,
+    nav: Vec<Link>,
+    search_index: String,
+    feed: String,
+    home: String,
+}
+
+#[derive(Serialize)]
+struct PageCtx {
+    kind: &'static str,
+    title: String,
+    /// The page's place in the site, from its root (`dir/my-note/`).
+    url: String,
+    /// The vault path it shows, for note and folder pages.
+    path: Option<String>,
+}
+
+#[derive(Serialize, Clone)]
+struct NoteRef<'a> {
+    title: &'a str,
+    url: String,
+    path: &'a str,
+    date: Option<&'a str>,
+}
+
+#[derive(Serialize, Clone)]
+struct TagRef {
+    name: String,
+    url: String,
+    count: usize,
+}
+
+#[derive(Serialize, Clone)]
+struct TaskCtx<'a> {
+    #[serde(flatten)]
+    task: &'a TaskView,
+    /// The task's note (at the task's block, when it has an id).
+    url: String,
+    note_title: &'a str,
+    /// Due, else scheduled: the date the agenda and calendar file it under.
+    date: Option<&'a str>,
+}
+
+/// A task in a calendar cell: just what the cell shows.
+#[derive(Serialize)]
+struct CellTask<'a> {
+    text: &'a str,
+    status: &'a str,
+    url: String,
+    note_title: &'a str,
+}
+
+#[derive(Serialize, Clone)]
+struct MissionCtx {
+    id: String,
+    title: String,
+    status: Option<String>,
+    due: Option<String>,
+    url: String,
+    total: usize,
+    open: usize,
+    done: usize,
+    cancelled: usize,
+    /// Percent done of the tasks not cancelled.
+    progress: usize,
+    /// Due dates of its open tasks, so the page's script can count overdue and upcoming ones
+    /// against the reader's today (a static page cannot know it).
+    open_due: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FolderCtx<'a> {
+    title: &'a str,
+    path: &'a str,
+    breadcrumbs: Vec<Link>,
+    folders: Vec<FolderEntry>,
+    notes: Vec<NoteRef<'a>>,
+}
+
+#[derive(Serialize, Clone)]
+struct FolderEntry {
+    title: String,
+    url: String,
+    count: usize,
+}
+
+/// A note page's context without the note's HTML, which is keyed separately.
+#[derive(Serialize)]
+struct NoteCtx<'a> {
+    title: &'a str,
+    path: &'a str,
+    tags: Vec<TagRef>,
+    backlinks: Vec<Link>,
+    breadcrumbs: Vec<Link>,
+    date: Option<&'a str>,
+    tasks: Vec<TaskCtx<'a>>,
+    front_matter: &'a serde_json::Map<String, Value>,
+    mission: Option<Link>,
+    /// When a folder has the same URL as this note (`dir.md` beside `dir/`), the folder's listing.
+    children: Option<FolderCtx<'a>>,
+}
+
+/// A note page's whole context.
+#[derive(Serialize)]
+struct NoteFull<'a> {
+    #[serde(flatten)]
+    ctx: &'a NoteCtx<'a>,
+    /// The note as HTML.
+    content: &'a str,
+    /// Its headings.
+    toc: &'a [TocEntry],
+}
+
+#[derive(Serialize)]
+struct MonthCtx {
+    key: String,
+    title: String,
+    url: String,
+    /// Dated tasks in the month, and how many of them are open.
+    count: usize,
+    open: usize,
+}
+
+/// A tag page's context.
+#[derive(Serialize)]
+struct TagCtx<'a> {
+    name: &'a str,
+    notes: Vec<NoteRef<'a>>,
+    children: Vec<TagRef>,
+    parent: Option<Link>,
+}
+
+/// A month page's grid.
+#[derive(Serialize)]
+struct MonthFull<'a> {
+    key: String,
+    title: String,
+    weeks: Vec<Vec<DayCtx<'a>>>,
+    prev: Option<Link>,
+    next: Option<Link>,
+}
+
+/// A day's tasks, listed.
+#[derive(Serialize)]
+struct DayList<'a> {
+    date: String,
+    tasks: Vec<TaskCtx<'a>>,
+}
+
+#[derive(Serialize)]
+struct DayCtx<'a> {
+    day: u32,
+    date: String,
+    in_month: bool,
+    tasks: Vec<CellTask<'a>>,
+}
+
+/// A build: every file of the site, and its manifest.
+pub(crate) struct Build {
+    /// Every file, with its key and where its bytes come from (rendered pages are already staged).
+    pub(crate) files: Vec<OutFile>,
+    pub(crate) manifest: Manifest,
+    pub(crate) pages: usize,
+    pub(crate) rendered: usize,
+    pub(crate) attachments: usize,
+    pub(crate) broken_links: usize,
+}
+
+/// Up to this many open tasks, the task list's first page shows them all; beyond, it only links
+/// the pages per due month (one edit then re-renders one month's page, not a list of thousands).
+const TASKS_INLINE: usize = 500;
+
+/// A page other than a note's: template, kind, title, place, vault path, and its variables as
+/// JSON text.
+type PageParts = (
+    &'static str,
+    &'static str,
+    String,
+    SitePath,
+    Option<String>,
+    Vec<(&'static str, String)>,
+);
+
+/// What every page is made from, computed once per build.
+struct Shared<'a> {
+    catalog: &'a Catalog,
+    theme: &'a Theme,
+    config: &'a Config,
+    folders: BTreeMap<String, Folder>,
+    missions: Vec<MissionCtx>,
+    /// Tags by lowercased name: (name as first written, notes).
+    by_tag: BTreeMap<String, (String, Vec<&'a Published>)>,
+    /// Open tasks, soonest due first.
+    open: Vec<&'a TaskView>,
+    /// Open tasks by due month (`2026-05`; `undated` last), soonest first.
+    buckets: Vec<(String, Vec<&'a TaskView>)>,
+    /// Dated tasks by day (due, else scheduled), open ones first.
+    by_day: BTreeMap<NaiveDate, Vec<&'a TaskView>>,
+    /// Months with a dated task.
+    months: Vec<(i32, u32)>,
+    /// Open tasks per date: `2026-05-01:3 2026-05-04:1 …`.
+    agenda_days: String,
+    tasks_by_note: HashMap<&'a str, Vec<&'a TaskView>>,
+    /// A hash of what every page's frame shows (site title, language, navigation).
+    site_hash: String,
+}
+
+/// A page other than a note's.
+#[derive(Clone, Copy)]
+enum Page<'a> {
+    Folder(&'a Folder),
+    Tag(&'a str),
+    Tags,
+    /// The task list's first page, or one due month's page (by position in `buckets`).
+    Tasks(Option<usize>),
+    Calendar,
+    Month(usize),
+    Agenda,
+    Missions,
+    Mission(&'a MissionCtx),
+    Index,
+    NotFound,
+}
+
+impl<'a> Shared<'a> {
+    fn new(catalog: &'a Catalog, theme: &'a Theme, config: &'a Config) -> Self {
+        let folders = folder_tree(catalog);
+        let missions = missions(catalog);
+        let by_tag = tags(catalog);
+        let mut open: Vec<&TaskView> = catalog.tasks.iter().filter(|t| is_open(t)).collect();
+        open.sort_by(|a, b| {
+            (a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
+                b.due.is_none(),
+                &b.due,
+                &b.path,
+                b.line,
+            ))
+        });
+        let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
+        for t in &catalog.tasks {
+            if let Some(d) =
+                agenda_date(t).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            {
+                by_day.entry(d).or_default().push(t);
+            }
+        }
+        for list in by_day.values_mut() {
+            list.sort_by(|a, b| {
+                (!is_open(a), &a.path, a.line).cmp(&(!is_open(b), &b.path, b.line))
+            });
+        }
+        let months = by_day
+            .keys()
+            .map(|d| (d.year(), d.month()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut buckets: Vec<(String, Vec<&TaskView>)> = Vec::new();
+        for t in &open {
+            // `due` is a valid date or absent (the index keeps invalid dates out of it).
+            let key = t
+                .due
+                .as_deref()
+                .and_then(|d| d.get(..7))
+                .unwrap_or(UNDATED)
+                .to_owned();
+            match buckets.last_mut() {
+                Some((k, list)) if *k == key => list.push(t),
+                _ => buckets.push((key, vec![t])),
+            }
+        }
+        let mut per_day: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &open {
+            if let Some(d) = agenda_date(t) {
+                *per_day.entry(d.as_str()).or_default() += 1;
+            }
+        }
+        let agenda_days = per_day
+            .iter()
+            .map(|(d, n)| format!("{d}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let tasks_by_note =
+            catalog
+                .tasks
+                .iter()
+                .fold(HashMap::new(), |mut m: HashMap<&str, Vec<&TaskView>>, t| {
+                    m.entry(t.path.as_str()).or_default().push(t);
+                    m
+                });
+        let site_hash = key_of(&[
+            &config.site.title,
+            &config.site.lang,
+            &config.site.base_url,
+            &theme.name(),
+            &nav(&folders, &SitePath::root()),
+        ]);
+        Self {
+            catalog,
+            theme,
+            config,
+            folders,
+            missions,
+            by_tag,
+            open,
+            buckets,
+            by_day,
+            months,
+            agenda_days,
+            tasks_by_note,
+            site_hash,
+        }
+    }
+
+    fn site(&self, page: &SitePath) -> SiteCtx<'a> {
+        SiteCtx {
+            title: self.config.site.title.as_str(),
+            base_url: self.config.site.base_url.as_str(),
+            lang: self.config.site.lang.as_str(),
+            theme: self.theme.name(),
+            nav: nav(&self.folders, page),
+            search_index: SitePath::file("search.json").relative_from(page),
+            feed: SitePath::file("feed.xml").relative_from(page),
+            home: SitePath::root().relative_from(page),
+        }
+    }
+
+    /// Every page but the notes'.
+    fn pages(&self) -> Vec<Page<'_>> {
+        let mut out = Vec::new();
+        let note_pages: BTreeSet<&SitePath> = self.catalog.notes.iter().map(|p| &p.page).collect();
+        for f in self.folders.values().filter(|f| !f.path.is_empty()) {
+            let page = url::folder_page(&f.path);
+            if !note_pages.contains(&page) && !catalog::reserved(&page) {
+                out.push(Page::Folder(f));
+            }
+        }
+        out.extend(self.by_tag.keys().map(|k| Page::Tag(k.as_str())));
+        out.push(Page::Tags);
+        out.push(Page::Tasks(None));
+        out.extend((0..self.buckets.len()).map(|i| Page::Tasks(Some(i))));
+        out.push(Page::Calendar);
+        out.extend((0..self.months.len()).map(Page::Month));
+        out.push(Page::Agenda);
+        out.push(Page::Missions);
+        out.extend(self.missions.iter().map(Page::Mission));
+        out.push(Page::Index);
+        out.push(Page::NotFound);
+        out
+    }
+
+    /// The key of a note's page: everything its context and HTML are made from. The note's text
+    /// gives its title, tags, front matter, date and tasks; the rest is what other notes and the
+    /// site contribute.
+    fn note_key(&self, p: &Published) -> String {
+        let catalog = self.catalog;
+        let mut h = Sha256::new();
+        h.update(b"note.html\0");
+        h.update(self.site_hash.as_bytes());
+        markdown_signature(catalog, &p.note.path, 0, &mut Vec::new(), &mut h);
+        h.update([0xfd]);
+        for (src, _) in catalog
+            .backlinks
+            .get(&p.note.path)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(s) = catalog.note(src) {
+                h.update(src.as_bytes());
+                h.update([0]);
+                h.update(s.note.title.as_bytes());
+                h.update([0]);
+            }
+        }
+        h.update([0xfd]);
+        if let Some(m) = p
+            .note
+            .mission
+            .as_ref()
+            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
+        {
+            h.update(m.id.as_bytes());
+            h.update([0]);
+            h.update(m.title.as_bytes());
+        }
+        h.update([0xfd]);
+        if let Some(f) = self.children(p) {
+            erased::Hashable::feed(&folder_ctx(f, catalog, &self.folders, &p.page), &mut h);
+        }
+        hex(&h.finalize()[..16])
+    }
+
+    /// The folder whose URL a note's page takes (`dir.md` beside `dir/`), if any.
+    fn children(&self, p: &Published) -> Option<&Folder> {
+        self.folders
+            .get(strip_note_ext(&p.note.path))
+            .filter(|f| url::folder_page(&f.path) == p.page)
+    }
+
+    /// A note page's context (without its HTML).
+    fn note_ctx<'s>(&'s self, p: &'s Published) -> NoteCtx<'s> {
+        let catalog = self.catalog;
+        let at = &p.page;
+        NoteCtx {
+            title: &p.note.title,
+            path: &p.note.path,
+            tags: p
+                .note
+                .tags
+                .iter()
+                .map(|t| TagRef {
+                    name: t.clone(),
+                    url: tag_page(t).relative_from(at),
+                    count: 0,
+                })
+                .collect(),
+            backlinks: catalog
+                .backlinks
+                .get(&p.note.path)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|(src, _)| catalog.note(src))
+                        .map(|s| Link {
+                            title: s.note.title.clone(),
+                            url: s.page.relative_from(at),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            breadcrumbs: breadcrumbs(parent(&p.note.path), at, &self.folders),
+            date: p.date.as_deref(),
+            tasks: self
+                .tasks_by_note
+                .get(p.note.path.as_str())
+                .map(|ts| ts.iter().map(|t| task_ctx(t, catalog, at)).collect())
+                .unwrap_or_default(),
+            front_matter: &p.note.front_matter,
+            mission: p
+                .note
+                .mission
+                .as_ref()
+                .and_then(|m| self.missions.iter().find(|x| &x.id == m))
+                .map(|m| Link {
+                    title: m.title.clone(),
+                    url: mission_page(&m.id).relative_from(at),
+                }),
+            children: self
+                .children(p)
+                .map(|f| folder_ctx(f, catalog, &self.folders, at)),
+        }
+    }
+
+    /// A page's template, kind, title, place, vault path and variables.
+    fn page(&self, which: Page<'_>) -> PageParts {
+        let catalog = self.catalog;
+        match which {
+            Page::Folder(f) => {
+                let page = url::folder_page(&f.path);
+                let ctx = folder_ctx(f, catalog, &self.folders, &page);
+                (
+                    "folder.html",
+                    "folder",
+                    ctx.title.to_owned(),
+                    page,
+                    Some(f.path.clone()),
+                    vec![("folder", to_json(&ctx))],
+                )
+            }
+            Page::Tag(key) => {
+                let (name, list) = &self.by_tag[key];
+                let page = tag_page(name);
+                let below = format!("{key}/");
+                let children: Vec<TagRef> = self
+                    .by_tag
+                    .range(below.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&below))
+                    .filter(|(k, _)| !k[below.len()..].contains('/'))
+                    .map(|(_, (n, l))| TagRef {
+                        name: n.clone(),
+                        url: tag_page(n).relative_from(&page),
+                        count: l.len(),
+                    })
+                    .collect();
+                let notes: Vec<NoteRef<'_>> = list.iter().map(|p| note_ref(p, &page)).collect();
+                let parent = name.rsplit_once('/').map(|(up, _)| Link {
+                    title: format!("#{up}"),
+                    url: tag_page(up).relative_from(&page),
+                });
+                let vars = vec![(
+                    "tag",
+                    to_json(&TagCtx {
+                        name,
+                        notes,
+                        children,
+                        parent,
+                    }),
+                )];
+                ("tag.html", "tag", format!("#{name}"), page, None, vars)
+            }
+            Page::Tags => {
+                let page = SitePath::page("tags");
+                let all: Vec<Value> = self
+                    .by_tag
+                    .values()
+                    .map(|(n, l)| json!({ "name": n, "url": tag_page(n).relative_from(&page), "count": l.len(), "depth": n.matches('/').count() }))
+                    .collect();
+                (
+                    "tags.html",
+                    "tags",
+                    "Tags".into(),
+                    page,
+                    None,
+                    vec![("tags", to_json(&all))],
+                )
+            }
+            Page::Tasks(bucket) => {
+                let page = match bucket {
+                    None => SitePath::page("tasks"),
+                    Some(i) => bucket_page(&self.buckets[i].0),
+                };
+                let list: &[&TaskView] = match bucket {
+                    Some(i) => &self.buckets[i].1,
+                    None if self.open.len() <= TASKS_INLINE => &self.open,
+                    None => &[],
+                };
+                let tasks: Vec<TaskCtx<'_>> =
+                    list.iter().map(|t| task_ctx(t, catalog, &page)).collect();
+                let buckets: Vec<Value> = self
+                    .buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, list))| {
+                        json!({
+                            "key": key,
+                            "title": bucket_title(key),
+                            "url": bucket_page(key).relative_from(&page),
+                            "open": list.len(),
+                            "current": Some(i) == bucket,
+                        })
+                    })
+                    .collect();
+                let neighbour = |j: Option<usize>| {
+                    j.and_then(|j| self.buckets.get(j)).map(|(k, _)| Link {
+                        title: bucket_title(k),
+                        url: bucket_page(k).relative_from(&page),
+                    })
+                };
+                let current = bucket.map(|i| {
+                    json!({
+                        "key": self.buckets[i].0,
+                        "title": bucket_title(&self.buckets[i].0),
+                        "prev": neighbour(i.checked_sub(1)),
+                        "next": neighbour(Some(i + 1)),
+                    })
+                });
+                let title = match bucket {
+                    None => "Tasks".to_owned(),
+                    Some(i) => format!("Tasks · {}", bucket_title(&self.buckets[i].0)),
+                };
+                let vars = vec![
+                    ("tasks", to_json(&tasks)),
+                    ("buckets", to_json(&buckets)),
+                    ("bucket", to_json(&current)),
+                    ("open_count", to_json(&self.open.len())),
+                    (
+                        "closed_count",
+                        to_json(&(catalog.tasks.len() - self.open.len())),
+                    ),
+                ];
+                ("tasks.html", "tasks", title, page, None, vars)
+            }
+            Page::Calendar => {
+                let page = SitePath::page("calendar");
+                let vars = vec![
+                    ("months", to_json(&self.month_list(&page))),
+                    ("month", "null".to_owned()),
+                    ("days", "[]".to_owned()),
+                ];
+                (
+                    "calendar.html",
+                    "calendar",
+                    "Calendar".into(),
+                    page,
+                    None,
+                    vars,
+                )
+            }
+            Page::Month(i) => {
+                let (y, m) = self.months[i];
+                let page = month_page(y, m);
+                let weeks = month_grid(y, m, &self.by_day, catalog, &page);
+                let days: Vec<DayList<'_>> = self
+                    .by_day
+                    .range(month_range(y, m))
+                    .map(|(d, ts)| DayList {
+                        date: d.format("%Y-%m-%d").to_string(),
+                        tasks: ts.iter().map(|t| task_ctx(t, catalog, &page)).collect(),
+                    })
+                    .collect();
+                let neighbour = |j: Option<usize>| {
+                    j.and_then(|j| self.months.get(j)).map(|&(y, m)| Link {
+                        title: month_title(y, m),
+                        url: month_page(y, m).relative_from(&page),
+                    })
+                };
+                let month = MonthFull {
+                    key: format!("{y}-{m:02}"),
+                    title: month_title(y, m),
+                    weeks,
+                    prev: neighbour(i.checked_sub(1)),
+                    next: neighbour(Some(i + 1)),
+                };
+                let vars = vec![
+                    ("months", to_json(&self.month_list(&page))),
+                    ("month", to_json(&month)),
+                    ("days", to_json(&days)),
+                ];
+                (
+                    "calendar.html",
+                    "calendar",
+                    month_title(y, m),
+                    page,
+                    None,
+                    vars,
+                )
+            }
+            Page::Agenda => {
+                // The agenda depends on the reader's today, which a static page cannot know: it
+                // carries the open tasks' dates with counts, and its script takes the tasks
+                // themselves from the month pages around today.
+                let page = SitePath::page("agenda");
+                let vars = vec![
+                    ("agenda_days", to_json(&self.agenda_days)),
+                    ("months", to_json(&self.month_list(&page))),
+                    ("window", "7".to_owned()),
+                ];
+                ("agenda.html", "agenda", "Agenda".into(), page, None, vars)
+            }
+            Page::Missions => {
+                let page = SitePath::page("missions");
+                let list: Vec<MissionCtx> = self
+                    .missions
+                    .iter()
+                    .map(|m| relative_mission(m, &page))
+                    .collect();
+                (
+                    "missions.html",
+                    "missions",
+                    "Missions".into(),
+                    page,
+                    None,
+                    vec![("missions", to_json(&list))],
+                )
+            }
+            Page::Mission(m) => {
+                let page = mission_page(&m.id);
+                let mut tasks: Vec<&TaskView> = catalog
+                    .tasks
+                    .iter()
+                    .filter(|t| t.mission.as_deref() == Some(m.id.as_str()))
+                    .collect();
+                tasks.sort_by(|a, b| {
+                    (!is_open(a), a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
+                        !is_open(b),
+                        b.due.is_none(),
+                        &b.due,
+                        &b.path,
+                        b.line,
+                    ))
+                });
+                let tasks: Vec<TaskCtx<'_>> =
+                    tasks.iter().map(|t| task_ctx(t, catalog, &page)).collect();
+                let notes: Vec<NoteRef<'_>> = catalog
+                    .notes
+                    .iter()
+                    .filter(|p| p.note.mission.as_deref() == Some(m.id.as_str()))
+                    .map(|p| note_ref(p, &page))
+                    .collect();
+                let vars = vec![
+                    ("mission", to_json(&relative_mission(m, &page))),
+                    ("tasks", to_json(&tasks)),
+                    ("notes", to_json(&notes)),
+                ];
+                ("mission.html", "mission", m.title.clone(), page, None, vars)
+            }
+            Page::Index => {
+                let page = SitePath::root();
+                let mut recent: Vec<&Published> = catalog
+                    .notes
+                    .iter()
+                    .filter(|p| p.date.is_some() && !is_run(p))
+                    .collect();
+                recent.sort_by(|a, b| (&b.date, &a.note.path).cmp(&(&a.date, &b.note.path)));
+                let recent: Vec<NoteRef<'_>> = recent
+                    .iter()
+                    .take(RECENT)
+                    .map(|p| note_ref(p, &page))
+                    .collect();
+                let top: Vec<FolderEntry> = self
+                    .folders
+                    .get("")
+                    .map(|root| {
+                        root.folders
+                            .iter()
+                            .filter_map(|f| self.folders.get(f.as_str()))
+                            .filter(|f| !catalog::reserved(&url::folder_page(&f.path)))
+                            .map(|f| folder_entry(f, &page))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut top_tags: Vec<TagRef> = self
+                    .by_tag
+                    .values()
+                    .filter(|(n, _)| !n.contains('/'))
+                    .map(|(n, l)| TagRef {
+                        name: n.clone(),
+                        url: tag_page(n).relative_from(&page),
+                        count: l.len(),
+                    })
+                    .collect();
+                top_tags.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+                top_tags.truncate(24);
+                let root_notes: Vec<NoteRef<'_>> = self
+                    .folders
+                    .get("")
+                    .map(|r| {
+                        r.notes
+                            .iter()
+                            .filter_map(|n| catalog.note(n))
+                            .map(|p| note_ref(p, &page))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut runs: Vec<&Published> =
+                    catalog.notes.iter().filter(|p| is_run(p)).collect();
+                runs.sort_by(|a, b| (run_time(b), &b.note.path).cmp(&(run_time(a), &a.note.path)));
+                let runs: Vec<Value> = runs
+                    .iter()
+                    .take(RUNS)
+                    .map(|p| {
+                        let fm = &p.note.front_matter;
+                        json!({
+                            "title": p.note.title,
+                            "url": p.page.relative_from(&page),
+                            "kind": fm.get("kind"),
+                            "status": fm.get("status"),
+                            "started": run_time(p),
+                            "summary": fm.get("summary"),
+                        })
+                    })
+                    .collect();
+                let counts = json!({
+                    "notes": catalog.notes.len(),
+                    "tasks": catalog.tasks.len(),
+                    "tasks_open": self.open.len(),
+                    "missions": self.missions.len(),
+                    "tags": self.by_tag.len(),
+                });
+                let vars = vec![
+                    ("recent", to_json(&recent)),
+                    ("folders", to_json(&top)),
+                    ("notes", to_json(&root_notes)),
+                    ("tags", to_json(&top_tags)),
+                    (
+                        "missions",
+                        to_json(
+                            &self
+                                .missions
+                                .iter()
+                                .map(|m| relative_mission(m, &page))
+                                .collect::<Vec<_>>(),
+                        ),
+                    ),
+                    ("runs", to_json(&runs)),
+                    ("agenda_days", to_json(&self.agenda_days)),
+                    ("counts", to_json(&counts)),
+                ];
+                (
+                    "index.html",
+                    "index",
+                    self.config.site.title.clone(),
+                    page,
+                    None,
+                    vars,
+                )
+            }
+            Page::NotFound => {
+                // Served for any missing path at any depth: `root` is the base URL, not relative.
+                let base = absolute_root(&self.config.site.base_url);
+                (
+                    "404.html",
+                    "404",
+                    "Not found".into(),
+                    SitePath::file("404.html"),
+                    None,
+                    vec![("root", to_json(&base))],
+                )
+            }
+        }
+    }
+
+    fn month_list(&self, from: &SitePath) -> Vec<MonthCtx> {
+        self.months
+            .iter()
+            .map(|&(y, m)| {
+                let days = self.by_day.range(month_range(y, m));
+                let (count, open) = days.fold((0, 0), |(c, o), (_, ts)| {
+                    (c + ts.len(), o + ts.iter().filter(|t| is_open(t)).count())
+                });
+                MonthCtx {
+                    key: format!("{y}-{m:02}"),
+                    title: month_title(y, m),
+                    url: month_page(y, m).relative_from(from),
+                    count,
+                    open,
+                }
+            })
+            .collect()
+    }
+
+    /// The site frame of the 404 page: links from the base URL, since it is served at any depth.
+    fn absolute_site(&self) -> SiteCtx<'a> {
+        let mut site = self.site(&SitePath::root());
+        let base = absolute_root(&self.config.site.base_url);
+        for l in &mut site.nav {
+            l.url = format!("{base}{}", l.url.trim_start_matches("./"));
+        }
+        site.search_index = format!("{base}search.json");
+        site.feed = format!("{base}feed.xml");
+        site.home = base;
+        site
+    }
+}
+
+/// Renders the catalog's site in `theme` into `stage`: every page whose key the live build does
+/// not already have is rendered and written as soon as it is done, so memory holds a few pages at
+/// a time, not the site; the rest are kept.
+pub(crate) fn build(
+    catalog: &Catalog,
+    theme: &Theme,
+    config: &Config,
+    stamp: &str,
+    stage: &Stage<'_>,
+    progress: &dyn Progress,
+) -> Result<Build, PublishError> {
+    let t0 = std::time::Instant::now();
+    let shared = Shared::new(catalog, theme, config);
+    let others = shared.pages();
+    let pages = catalog.notes.len() + others.len();
+    tracing::debug!(
+        pages,
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "pages listed"
+    );
+    progress.start(theme.name(), pages);
+
+    let published = |p: &str| catalog.is_published(p);
+    let load = |p: &str| catalog.texts.text(p);
+    let linker = Linker {
+        resolver: &catalog.resolver,
+        published: &published,
+        load: &load,
+    };
+
+    // Note pages: keyed, and rendered and written only when the live build lacks the key.
+    let notes: Vec<&Published> = catalog.notes.iter().collect();
+    let note_files: Vec<(OutFile, NoteMemo, bool)> = notes
+        .par_iter()
+        .map(|p| {
+            let out = p.page.output_file();
+            let key = shared.note_key(p);
+            let result = match (
+                stage.live_key(&out) == Some(key.as_str()),
+                stage.live_memo(&p.note.path),
+            ) {
+                (true, Some(memo)) => Ok((
+                    OutFile {
+                        path: out,
+                        key,
+                        body: Body::Kept,
+                    },
+                    memo.clone(),
+                    false,
+                )),
+                _ => render_note_page(&shared, p, &linker)
+                    .map_err(PublishError::from)
+                    .and_then(|(bytes, memo)| {
+                        stage.put(&out, &key, &Body::Bytes(bytes))?;
+                        Ok((
+                            OutFile {
+                                path: out,
+                                key,
+                                body: Body::Staged,
+                            },
+                            memo,
+                            true,
+                        ))
+                    }),
+            };
+            progress.advance(1);
+            result
+        })
+        .collect::<Result<_, PublishError>>()?;
+
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "note pages done"
+    );
+    // Every other page: its context is built to key it, and rendered only when the key is new.
+    let other_files: Vec<(OutFile, bool)> = others
+        .into_par_iter()
+        .map(|which| {
+            let (template, kind, title, page, path, vars) = shared.page(which);
+            let pc = PageCtx {
+                kind,
+                title,
+                url: page.as_str().to_owned(),
+                path,
+            };
+            let site = if matches!(which, Page::NotFound) {
+                shared.absolute_site()
+            } else {
+                shared.site(&page)
+            };
+            let key = key_of(&[&template, &site, &pc, &vars]);
+            let out = page.output_file();
+            let result = if stage.live_key(&out) == Some(key.as_str()) {
+                Ok((
+                    OutFile {
+                        path: out,
+                        key,
+                        body: Body::Kept,
+                    },
+                    false,
+                ))
+            } else {
+                let mut context = base_context(&site, &pc, &page);
+                for (name, json) in &vars {
+                    let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+                    context.insert(*name, &value);
+                }
+                render(theme, template, &context)
+                    .map_err(PublishError::from)
+                    .and_then(|bytes| {
+                        stage.put(&out, &key, &Body::Bytes(bytes))?;
+                        Ok((
+                            OutFile {
+                                path: out,
+                                key,
+                                body: Body::Staged,
+                            },
+                            true,
+                        ))
+                    })
+            };
+            progress.advance(1);
+            result
+        })
+        .collect::<Result<_, PublishError>>()?;
+    progress.finish();
+
+    let mut manifest = Manifest::new(stamp.to_owned());
+    let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
+    let mut rendered = 0;
+    for ((file, memo, fresh), p) in note_files.into_iter().zip(&notes) {
+        rendered += usize::from(fresh);
+        manifest.notes.insert(p.note.path.clone(), memo);
+        files.push(file);
+    }
+    for (file, fresh) in other_files {
+        rendered += usize::from(fresh);
+        files.push(file);
+    }
+    tracing::debug!(
+        rendered,
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "pages rendered"
+    );
+
+    // Attachments the published notes use, and the site-wide files.
+    let mut attachments: BTreeSet<&str> = BTreeSet::new();
+    let mut broken_links = 0;
+    for memo in manifest.notes.values() {
+        broken_links += memo.broken;
+        attachments.extend(
+            memo.attachments
+                .iter()
+                .map(String::as_str)
+                .filter(|a| catalog.attachment_allowed(a)),
+        );
+    }
+    let mut attachment_count = 0;
+    for path in attachments {
+        let Some(key) = catalog.texts.attachment_key(path) else {
+            continue;
+        };
+        attachment_count += 1;
+        let body = if stage.live_key(path) == Some(key.as_str()) {
+            Body::Kept
+        } else {
+            Body::Attachment(path.to_owned())
+        };
+        files.push(OutFile {
+            path: path.to_owned(),
+            key,
+            body,
+        });
+    }
+    let page_paths: Vec<String> = files
+        .iter()
+        .filter(|f| f.path.ends_with("index.html"))
+        .map(|f| f.path.clone())
+        .collect();
+    let mut generated = vec![
+        (
+            "search.json".to_owned(),
+            search_index(catalog, &manifest.notes),
+        ),
+        (
+            "sitemap.xml".to_owned(),
+            sitemap(&config.site.base_url, page_paths),
+        ),
+        (
+            "feed.xml".to_owned(),
+            feed(catalog, &manifest.notes, config),
+        ),
+        (
+            "static/tokens.css".to_owned(),
+            theme.tokens_css.as_bytes().to_vec(),
+        ),
+    ];
+    for (rel, bytes) in &theme.statics {
+        generated.push((format!("static/{rel}"), bytes.clone()));
+    }
+    for (path, bytes) in generated {
+        let key = hex(&Sha256::digest(&bytes)[..16]);
+        let body = if stage.live_key(&path) == Some(key.as_str()) {
+            Body::Kept
+        } else {
+            Body::Bytes(bytes)
+        };
+        files.push(OutFile { path, key, body });
+    }
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "site-wide files made"
+    );
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for f in &files {
+        manifest.files.insert(f.path.clone(), f.key.clone());
+    }
+    Ok(Build {
+        files,
+        manifest,
+        pages,
+        rendered,
+        attachments: attachment_count,
+        broken_links,
+    })
+}
+
+/// Renders a note's page: its Markdown, then the theme's `note.html`.
+fn render_note_page(
+    shared: &Shared<'_>,
+    p: &Published,
+    linker: &Linker<'_>,
+) -> Result<(Vec<u8>, NoteMemo), RenderError> {
+    let text = shared.catalog.texts.text(&p.note.path).unwrap_or_default();
+    let mut html = render_note(linker, &p.page, &p.note.path, &text);
+    if html.raw_html {
+        html.html = sanitize(&html.html);
+    }
+    let ctx = shared.note_ctx(p);
+    let site = shared.site(&p.page);
+    let pc = PageCtx {
+        kind: "note",
+        title: p.note.title.clone(),
+        url: p.page.as_str().to_owned(),
+        path: Some(p.note.path.clone()),
+    };
+    let mut context = base_context(&site, &pc, &p.page);
+    // The note's HTML: built by quire's own writer, which escapes all text, or — when the note
+    // holds raw HTML — sanitized by ammonia above. Themes print it with `| safe`.
+    context.insert(
+        "note",
+        &NoteFull {
+            ctx: &ctx,
+            content: &html.html,
+            toc: &html.toc,
+        },
+    );
+    let bytes = render(shared.theme, "note.html", &context)?;
+    let memo = NoteMemo {
+        excerpt: html.excerpt,
+        attachments: html.attachments.into_iter().collect(),
+        broken: html.broken,
+    };
+    Ok((bytes, memo))
+}
+
+/// The task bucket of open tasks without a due date.
+const UNDATED: &str = "undated";
+
+fn bucket_page(key: &str) -> SitePath {
+    SitePath::page(&format!("tasks/{key}"))
+}
+
+fn bucket_title(key: &str) -> String {
+    match key
+        .split_once('-')
+        .and_then(|(y, m)| Some((y.parse().ok()?, m.parse().ok()?)))
+    {
+        Some((y, m)) => format!("Due {}", month_title(y, m)),
+        None => "No due date".to_owned(),
+    }
+}
+
+/// A template variable as JSON text: cheaper to build and hash than a `Value` tree, and parsed
+/// only for the pages that are rendered.
+fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// The key of a page: a hash of the JSON of its parts.
+fn key_of(parts: &[&dyn erased::Hashable]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        p.feed(&mut h);
+        h.update([0xff]);
+    }
+    hex(&h.finalize()[..16])
+}
+
+/// Serializable values fed to a hash (serde's `Serialize` is not object-safe).
+mod erased {
+    use sha2::Digest;
+
+    pub(super) trait Hashable {
+        fn feed(&self, h: &mut sha2::Sha256);
+    }
+
+    impl<T: serde::Serialize> Hashable for T {
+        fn feed(&self, h: &mut sha2::Sha256) {
+            struct W<'a>(&'a mut sha2::Sha256);
+            impl std::io::Write for W<'_> {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0.update(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            // Serializing plain data to a writer that cannot fail does not fail.
+            let _ = serde_json::to_writer(W(h), self);
+        }
+    }
+}
+
+/// Feeds everything the Markdown output of the note at `path` depends on into `h`: its text, where
+/// each of its links leads now (and whether that note is published), and — for notes it transcludes,
+/// as deep as rendering goes — the same of theirs.
+fn markdown_signature<'c>(
+    catalog: &'c Catalog,
+    path: &'c str,
+    depth: u8,
+    chain: &mut Vec<&'c str>,
+    h: &mut Sha256,
+) {
+    h.update(path.as_bytes());
+    h.update([0]);
+    if let Some(hash) = catalog.hashes.get(path) {
+        h.update(hash);
+    }
+    chain.push(path);
+    for link in catalog
+        .links
+        .get(path)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        h.update([link.kind as u8]);
+        h.update(link.target.as_bytes());
+        h.update([0]);
+        if let Some(r) = &link.resolved {
+            h.update(r.as_bytes());
+            h.update([u8::from(catalog.is_published(r))]);
+            if link.kind == LinkKind::Embed
+                && catalog.is_published(r)
+                && depth < MAX_EMBED_DEPTH
+                && !chain.contains(&r.as_str())
+            {
+                markdown_signature(catalog, r, depth + 1, chain, h);
+            }
+        }
+        h.update([0xfe]);
+    }
+    chain.pop();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn render(theme: &Theme, template: &str, context: &tera::Context) -> Result<Vec<u8>, RenderError> {
+    theme
+        .render(template, context)
+        .map(String::into_bytes)
+        .map_err(RenderError::Theme)
+}
+
+fn base_context(site: &SiteCtx<'_>, page: &PageCtx, at: &SitePath) -> tera::Context {
+    let mut c = tera::Context::new();
+    c.insert("site", site);
+    c.insert("page", page);
+    c.insert("root", &at.root_prefix());
+    c
+}
+
+fn absolute_root(base_url: &str) -> String {
+    let b = base_url.trim();
+    if b.ends_with('/') {
+        b.to_owned()
+    } else {
+        format!("{b}/")
+    }
+}
+
+/// The page of a tag (`#a/B` → `tags/a/b/`).
+pub(crate) fn tag_page(tag: &str) -> SitePath {
+    SitePath::page(&format!("tags/{}", url::slug_path(tag)))
+}
+
+fn mission_page(id: &str) -> SitePath {
+    SitePath::page(&format!("missions/{}", url::slug_segment(id)))
+}
+
+fn month_page(y: i32, m: u32) -> SitePath {
+    SitePath::page(&format!("calendar/{y}-{m:02}"))
+}
+
+fn month_title(y: i32, m: u32) -> String {
+    NaiveDate::from_ymd_opt(y, m, 1)
+        .map_or_else(|| format!("{y}-{m:02}"), |d| d.format("%B %Y").to_string())
+}
+
+fn month_range(y: i32, m: u32) -> std::ops::Range<NaiveDate> {
+    let first = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or_default();
+    let next = if m == 12 {
+        NaiveDate::from_ymd_opt(y + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(y, m + 1, 1)
+    };
+    first..next.unwrap_or(NaiveDate::MAX)
+}
+
+fn is_open(t: &TaskView) -> bool {
+    t.status != "done" && t.status != "cancelled"
+}
+
+fn agenda_date(t: &TaskView) -> Option<&String> {
+    t.due.as_ref().or(t.scheduled.as_ref())
+}
+
+fn is_run(p: &Published) -> bool {
+    p.note.path.starts_with(RUNS_DIR) && p.note.path[RUNS_DIR.len()..].starts_with('/')
+}
+
+/// When a run started: front matter `started`, else `date`.
+fn run_time(p: &Published) -> Option<&str> {
+    ["started", "date"]
+        .iter()
+        .find_map(|k| p.note.front_matter.get(*k).and_then(Value::as_str))
+}
+
+/// The URL of a task's note from `from` (at the task's block, when it has an id), and the note.
+fn task_url<'c>(
+    t: &TaskView,
+    catalog: &'c Catalog,
+    from: &SitePath,
+) -> (String, Option<&'c Published>) {
+    let note = catalog.note(&t.path);
+    let mut url = note.map(|p| p.page.relative_from(from)).unwrap_or_default();
+    if let (Some(id), false) = (&t.block_id, url.is_empty()) {
+        url.push_str("#%5E");
+        url.push_str(&url::encode(id));
+    }
+    (url, note)
+}
+
+fn task_ctx<'c>(t: &'c TaskView, catalog: &'c Catalog, from: &SitePath) -> TaskCtx<'c> {
+    let (url, note) = task_url(t, catalog, from);
+    TaskCtx {
+        task: t,
+        url,
+        note_title: note.map_or("", |p| p.note.title.as_str()),
+        date: agenda_date(t).map(String::as_str),
+    }
+}
+
+fn note_ref<'c>(p: &'c Published, from: &SitePath) -> NoteRef<'c> {
+    NoteRef {
+        title: &p.note.title,
+        url: p.page.relative_from(from),
+        path: &p.note.path,
+        date: p.date.as_deref(),
+    }
+}
+
+/// A folder of published notes (vault path `""` is the root).
+struct Folder {
+    path: String,
+    title: String,
+    folders: BTreeSet<String>,
+    notes: BTreeSet<String>,
+    /// Published notes in it and below.
+    count: usize,
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn strip_note_ext(path: &str) -> &str {
+    path.strip_suffix(".md")
+        .or_else(|| path.strip_suffix(".markdown"))
+        .unwrap_or(path)
+}
+
+fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
+    let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
+    let ensure = |path: &str, folders: &mut BTreeMap<String, Folder>| {
+        folders.entry(path.to_owned()).or_insert_with(|| Folder {
+            path: path.to_owned(),
+            title: path.rsplit('/').next().unwrap_or(path).to_owned(),
+            folders: BTreeSet::new(),
+            notes: BTreeSet::new(),
+            count: 0,
+        });
+    };
+    ensure("", &mut folders);
+    for path in catalog.notes.iter().map(|p| &p.note.path) {
+        let dir = parent(path);
+        ensure(dir, &mut folders);
+        if let Some(f) = folders.get_mut(dir) {
+            f.notes.insert(path.clone());
+        }
+        // The folder and every ancestor count the note; each ancestor lists the folder below it.
+        let mut d = dir;
+        loop {
+            if let Some(f) = folders.get_mut(d) {
+                f.count += 1;
+            }
+            if d.is_empty() {
+                break;
+            }
+            let up = parent(d);
+            ensure(up, &mut folders);
+            if let Some(f) = folders.get_mut(up) {
+                f.folders.insert(d.to_owned());
+            }
+            d = up;
+        }
+    }
+    folders
+}
+
+fn folder_entry(f: &Folder, from: &SitePath) -> FolderEntry {
+    FolderEntry {
+        title: f.title.clone(),
+        url: url::folder_page(&f.path).relative_from(from),
+        count: f.count,
+    }
+}
+
+fn folder_ctx<'c>(
+    f: &'c Folder,
+    catalog: &'c Catalog,
+    folders: &BTreeMap<String, Folder>,
+    at: &SitePath,
+) -> FolderCtx<'c> {
+    FolderCtx {
+        title: &f.title,
+        path: &f.path,
+        breadcrumbs: breadcrumbs(parent(&f.path), at, folders),
+        folders: f
+            .folders
+            .iter()
+            .filter_map(|p| folders.get(p))
+            .filter(|sub| !catalog::reserved(&url::folder_page(&sub.path)))
+            .map(|sub| folder_entry(sub, at))
+            .collect(),
+        notes: f
+            .notes
+            .iter()
+            .filter_map(|n| catalog.note(n))
+            .map(|p| note_ref(p, at))
+            .collect(),
+    }
+}
+
+/// Links from the front page down to `folder` (inclusive), for a page at `at`.
+fn breadcrumbs(folder: &str, at: &SitePath, folders: &BTreeMap<String, Folder>) -> Vec<Link> {
+    let mut out = vec![Link {
+        title: "Home".into(),
+        url: SitePath::root().relative_from(at),
+    }];
+    if folder.is_empty() {
+        return out;
+    }
+    let mut acc = String::new();
+    for part in folder.split('/') {
+        if !acc.is_empty() {
+            acc.push('/');
+        }
+        acc.push_str(part);
+        let page = url::folder_page(&acc);
+        if catalog::reserved(&page) {
+            continue;
+        }
+        let title = folders
+            .get(acc.as_str())
+            .map_or(part.to_owned(), |f| f.title.clone());
+        out.push(Link {
+            title,
+            url: page.relative_from(at),
+        });
+    }
+    out
+}
+
+/// Top-level folders, then quire's own pages.
+fn nav(folders: &BTreeMap<String, Folder>, at: &SitePath) -> Vec<Link> {
+    let mut out: Vec<Link> = folders
+        .get("")
+        .map(|root| {
+            root.folders
+                .iter()
+                .filter(|f| !catalog::reserved(&url::folder_page(f)))
+                .map(|f| Link {
+                    title: folders
+                        .get(f.as_str())
+                        .map_or(f.clone(), |x| x.title.clone()),
+                    url: url::folder_page(f).relative_from(at),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (title, p) in [
+        ("Tasks", "tasks"),
+        ("Agenda", "agenda"),
+        ("Calendar", "calendar"),
+        ("Missions", "missions"),
+        ("Tags", "tags"),
+    ] {
+        out.push(Link {
+            title: title.into(),
+            url: SitePath::page(p).relative_from(at),
+        });
+    }
+    out
+}
+
+/// Tags of published notes, nested ones also counting towards their parents (`#a/b` is under
+/// `#a`), by lowercased name: (name as first written, notes).
+fn tags(catalog: &Catalog) -> BTreeMap<String, (String, Vec<&Published>)> {
+    let mut by_tag: BTreeMap<String, (String, Vec<&Published>)> = BTreeMap::new();
+    for p in catalog.notes.iter() {
+        for t in &p.note.tags {
+            let mut prefix = String::new();
+            for part in t.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                let entry = by_tag
+                    .entry(prefix.to_lowercase())
+                    .or_insert_with(|| (prefix.clone(), Vec::new()));
+                if entry
+                    .1
+                    .last()
+                    .is_none_or(|last| last.note.path != p.note.path)
+                {
+                    entry.1.push(p);
+                }
+            }
+        }
+    }
+    by_tag
+}
+
+/// Missions of published notes and tasks, with counts, by id.
+fn missions(catalog: &Catalog) -> Vec<MissionCtx> {
+    let blank = |id: &str| MissionCtx {
+        id: id.to_owned(),
+        title: id.to_owned(),
+        status: None,
+        due: None,
+        url: mission_page(id).as_str().to_owned(),
+        total: 0,
+        open: 0,
+        done: 0,
+        cancelled: 0,
+        progress: 0,
+        open_due: Vec::new(),
+    };
+    let mut by_id: BTreeMap<String, MissionCtx> = BTreeMap::new();
+    let prefix = format!("{}/", crate::index::MISSIONS_DIR);
+    for p in catalog.notes.iter() {
+        let is_mission_note =
+            p.note.path.starts_with(&prefix) && p.note.path.ends_with("/mission.md");
+        if let (true, Some(id)) = (is_mission_note, &p.note.mission) {
+            let text = |k: &str| match p.note.front_matter.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            };
+            let mut m = blank(id);
+            m.title = text("title").unwrap_or_else(|| p.note.title.clone());
+            m.status = text("status");
+            m.due = text("due");
+            by_id.insert(id.clone(), m);
+        }
+    }
+    for t in &catalog.tasks {
+        let Some(id) = &t.mission else { continue };
+        let m = by_id.entry(id.clone()).or_insert_with(|| blank(id));
+        m.total += 1;
+        match t.status.as_str() {
+            "done" => m.done += 1,
+            "cancelled" => m.cancelled += 1,
+            _ => {
+                m.open += 1;
+                if let Some(d) = &t.due {
+                    m.open_due.push(d.clone());
+                }
+            }
+        }
+    }
+    for m in by_id.values_mut() {
+        let counted = m.total - m.cancelled;
+        m.progress = (m.done * 100).checked_div(counted).unwrap_or(0);
+        m.open_due.sort();
+    }
+    by_id.into_values().collect()
+}
+
+/// A mission with its URL made relative to the page at `from` (stored relative to the root).
+fn relative_mission(m: &MissionCtx, from: &SitePath) -> MissionCtx {
+    let mut m = m.clone();
+    m.url = SitePath::page(&m.url).relative_from(from);
+    m
+}
+
+/// The weeks (Monday first) of month `m` of year `y`, with the tasks filed under each day.
+fn month_grid<'c>(
+    y: i32,
+    m: u32,
+    by_day: &BTreeMap<NaiveDate, Vec<&'c TaskView>>,
+    catalog: &'c Catalog,
+    page: &SitePath,
+) -> Vec<Vec<DayCtx<'c>>> {
+    let Some(first) = NaiveDate::from_ymd_opt(y, m, 1) else {
+        return Vec::new();
+    };
+    let mut day = first - chrono::Duration::days(i64::from(first.weekday().num_days_from_monday()));
+    let mut weeks = Vec::new();
+    loop {
+        let mut week = Vec::with_capacity(7);
+        for _ in 0..7 {
+            let in_month = day.month() == m && day.year() == y;
+            week.push(DayCtx {
+                day: day.day(),
+                date: day.format("%Y-%m-%d").to_string(),
+                in_month,
+                tasks: if in_month {
+                    by_day
+                        .get(&day)
+                        .map(|ts| ts.iter().map(|t| cell_task(t, catalog, page)).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            });
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => return weeks,
+            }
+        }
+        weeks.push(week);
+        if day.month() != m || day.year() != y {
+            return weeks;
+        }
+    }
+}
+
+fn cell_task<'c>(t: &'c TaskView, catalog: &'c Catalog, from: &SitePath) -> CellTask<'c> {
+    let (url, note) = task_url(t, catalog, from);
+    CellTask {
+        text: &t.text,
+        status: &t.status,
+        url,
+        note_title: note.map_or("", |p| p.note.title.as_str()),
+    }
+}
+
+/// `search.json`: for every published note, its title, URL (from the site root), tags, headings and
+/// the start of its text. The theme's script searches it in the browser.
+fn search_index(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        t: &'a str,
+        u: String,
+        g: &'a [String],
+        h: Vec<&'a str>,
+        x: &'a str,
+    }
+    let entries: Vec<Entry<'_>> = catalog
+        .notes
+        .iter()
+        .map(|p| Entry {
+            t: &p.note.title,
+            u: url::encode(p.page.as_str()),
+            g: &p.note.tags,
+            h: p.note
+                .headings
+                .iter()
+                .take(12)
+                .map(|(_, _, h)| h.as_str())
+                .collect(),
+            x: memos.get(&p.note.path).map_or("", |m| m.excerpt.as_str()),
+        })
+        .collect();
+    serde_json::to_vec(&entries).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+fn sitemap(base_url: &str, mut pages: Vec<String>) -> Vec<u8> {
+    let base = absolute_root(base_url);
+    pages.sort();
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for p in pages {
+        out.push_str("  <url><loc>");
+        out.push_str(&escape(&format!(
+            "{base}{}",
+            url::encode(p.trim_end_matches("index.html"))
+        )));
+        out.push_str("</loc></url>\n");
+    }
+    out.push_str("</urlset>\n");
+    out.into_bytes()
+}
+
+/// An Atom feed of the most recently dated notes. Dates come from front matter, not the clock or
+/// file times, so the same content gives the same feed whenever and wherever it is rendered.
+fn feed(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>, config: &Config) -> Vec<u8> {
+    let base = absolute_root(&config.site.base_url);
+    let mut dated: Vec<&Published> = catalog
+        .notes
+        .iter()
+        .filter(|p| p.date.is_some() && !is_run(p))
+        .collect();
+    dated.sort_by(|a, b| (&b.date, &a.note.path).cmp(&(&a.date, &b.note.path)));
+    dated.truncate(FEED_ENTRIES);
+    let updated = dated
+        .first()
+        .and_then(|p| p.date.clone())
+        .unwrap_or_else(|| "1970-01-01".into());
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n",
+    );
+    out.push_str(&format!(
+        "  <title>{}</title>\n",
+        escape(&config.site.title)
+    ));
+    out.push_str(&format!("  <id>{}</id>\n", escape(&base)));
+    out.push_str(&format!("  <link href=\"{}\"/>\n", escape(&base)));
+    out.push_str(&format!(
+        "  <link rel=\"self\" href=\"{}feed.xml\"/>\n",
+        escape(&base)
+    ));
+    out.push_str(&format!("  <updated>{updated}T00:00:00Z</updated>\n"));
+    out.push_str("  <generator>quire</generator>\n");
+    for p in dated {
+        let link = format!("{base}{}", url::encode(p.page.as_str()));
+        out.push_str("  <entry>\n");
+        out.push_str(&format!("    <title>{}</title>\n", escape(&p.note.title)));
+        out.push_str(&format!("    <link href=\"{}\"/>\n", escape(&link)));
+        out.push_str(&format!("    <id>{}</id>\n", escape(&link)));
+        out.push_str(&format!(
+            "    <updated>{}T00:00:00Z</updated>\n",
+            p.date.as_deref().unwrap_or("1970-01-01")
+        ));
+        if let Some(memo) = memos.get(&p.note.path).filter(|m| !m.excerpt.is_empty()) {
+            out.push_str(&format!(
+                "    <summary>{}</summary>\n",
+                escape(&memo.excerpt)
+            ));
+        }
+        out.push_str("  </entry>\n");
+    }
+    out.push_str("</feed>\n");
+    out.into_bytes()
+}

@@ -1,0 +1,499 @@
+//! Publishing a build: made beside the live site and swapped in, writing only what changed.
+//!
+//! ```text
+//!   _site/paper/                 the live site (served, deployed)
+//!   _site/.paper.next/           the build before it, reused as the staging area of the next one
+//!   _site/.paper.lock            held while a render of this theme runs
+//!   <site>/.quire-build.json     the build's manifest: every file with its key
+//! ```
+//!
+//! A file's key is a hash of everything its bytes depend on (see `pages`). To publish, the staging
+//! folder — two builds old — is brought to the new build file by file: a file whose key it already
+//! has is left alone; one the live site has is hard-linked from there (files are never modified in
+//! place, only replaced, so sharing them is safe); the rest are written. Then the two folders are
+//! exchanged with one `renameat2(RENAME_EXCHANGE)`, so a reader sees the old site or the new one,
+//! never a mix, and a crash at any point leaves the live site whole. When every key matches the live
+//! manifest nothing at all is written.
+//!
+//! The staging folder's manifest is removed before it is touched and written back last: a staging
+//! folder without one (after a crash) is rebuilt from scratch.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::RenderError;
+use super::catalog::Texts;
+
+/// The manifest's file name, inside each build.
+pub(crate) const MANIFEST: &str = ".quire-build.json";
+
+/// What a build's manifest format is; a manifest of another format is not used.
+const FORMAT: u32 = 1;
+
+/// One file of a build.
+pub(crate) struct OutFile {
+    /// Where, relative to the site root.
+    pub(crate) path: String,
+    /// A hash of everything its bytes depend on.
+    pub(crate) key: String,
+    pub(crate) body: Body,
+}
+
+/// Where a file's bytes come from.
+pub(crate) enum Body {
+    /// Made now.
+    Bytes(Vec<u8>),
+    /// Rendered now and already put into the staging folder.
+    Staged,
+    /// Unchanged since the live build: its file there.
+    Kept,
+    /// An attachment of the content, by vault path.
+    Attachment(String),
+}
+
+/// What a rendered note contributed to the site-wide files, kept so an unchanged note need not be
+/// rendered again to rebuild them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NoteMemo {
+    /// The start of its plain text, for the search index and the feed.
+    pub(crate) excerpt: String,
+    /// Attachments it shows or links to.
+    pub(crate) attachments: Vec<String>,
+    /// Its links that lead nowhere.
+    pub(crate) broken: usize,
+}
+
+/// A build's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    format: u32,
+    /// The quire version, theme and settings the build was made with; keys from another stamp mean
+    /// nothing.
+    pub(crate) stamp: String,
+    /// Every file, with its key.
+    pub(crate) files: BTreeMap<String, String>,
+    /// Every published note's memo, by vault path.
+    pub(crate) notes: BTreeMap<String, NoteMemo>,
+    /// What the build was made from (equal for equal content).
+    #[serde(default)]
+    pub(crate) source: String,
+    /// What the build holds, for reporting on a render that finds nothing to do.
+    #[serde(default)]
+    pub(crate) summary: Summary,
+}
+
+/// What a build holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub(crate) pages: usize,
+    pub(crate) attachments: usize,
+    pub(crate) broken_links: usize,
+    pub(crate) published: usize,
+    /// Notes not published, with why.
+    pub(crate) unpublished: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    pub(crate) fn new(stamp: String) -> Self {
+        Self {
+            format: FORMAT,
+            stamp,
+            files: BTreeMap::new(),
+            notes: BTreeMap::new(),
+            source: String::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn read(dir: &Path, stamp: &str) -> Option<Self> {
+        let bytes = std::fs::read(dir.join(MANIFEST)).ok()?;
+        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+        (m.format == FORMAT && m.stamp == stamp).then_some(m)
+    }
+}
+
+/// Why publishing stopped.
+pub(crate) enum PublishError {
+    /// A file the live manifest lists is missing from the live site (removed by hand): the build
+    /// must be made again without reusing the live one.
+    Stale,
+    /// Anything else.
+    Failed(RenderError),
+}
+
+impl From<RenderError> for PublishError {
+    fn from(e: RenderError) -> Self {
+        PublishError::Failed(e)
+    }
+}
+
+/// What publishing did.
+pub(crate) struct Outcome {
+    pub(crate) written: usize,
+    pub(crate) removed: usize,
+    pub(crate) files: usize,
+    pub(crate) changed: bool,
+}
+
+/// A theme's site folder and its companions.
+pub(crate) struct SiteDir {
+    live: PathBuf,
+    stage: PathBuf,
+    aside: PathBuf,
+    lock: PathBuf,
+}
+
+impl SiteDir {
+    /// The folders of theme `name` under `root` (created if missing).
+    pub(crate) fn open(root: &Path, name: &str) -> Result<Self, RenderError> {
+        // Theme names come from folder names and quire.toml; one that is not a plain name would put
+        // the site somewhere else.
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(RenderError::Config(format!(
+                "`{name}` cannot be a theme's folder name"
+            )));
+        }
+        std::fs::create_dir_all(root).map_err(RenderError::io(format!(
+            "could not create {}",
+            root.display()
+        )))?;
+        let site = Self {
+            live: root.join(name),
+            stage: root.join(format!(".{name}.next")),
+            aside: root.join(format!(".{name}.prev")),
+            lock: root.join(format!(".{name}.lock")),
+        };
+        site.recover()?;
+        Ok(site)
+    }
+
+    /// The live site's folder.
+    pub(crate) fn live_dir(&self) -> &Path {
+        &self.live
+    }
+
+    /// Holds the theme's render lock until dropped, so two renders never share a staging folder.
+    pub(crate) fn lock(&self) -> Result<File, RenderError> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(RenderError::io(format!(
+                "could not open {}",
+                self.lock.display()
+            )))?;
+        file.lock().map_err(RenderError::io(format!(
+            "could not lock {}",
+            self.lock.display()
+        )))?;
+        Ok(file)
+    }
+
+    /// The live build's manifest, if it was made with `stamp`.
+    pub(crate) fn live_manifest(&self, stamp: &str) -> Option<Manifest> {
+        Manifest::read(&self.live, stamp)
+    }
+
+    /// A swap without `RENAME_EXCHANGE` that was cut off leaves the live site aside; put it back.
+    fn recover(&self) -> Result<(), RenderError> {
+        if !self.live.exists() && self.aside.is_dir() {
+            std::fs::rename(&self.aside, &self.live).map_err(RenderError::io(format!(
+                "could not restore {}",
+                self.live.display()
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// Starts publishing a build made with `stamp`; `previous` is the live build's manifest.
+    pub(crate) fn stage<'s>(
+        &'s self,
+        stamp: &'s str,
+        previous: Option<&'s Manifest>,
+        texts: &'s Texts,
+    ) -> Stage<'s> {
+        Stage {
+            site: self,
+            stamp,
+            previous,
+            texts,
+            have: OnceLock::new(),
+            dirs: Mutex::new(HashSet::new()),
+            written: AtomicUsize::new(0),
+        }
+    }
+
+    /// Exchanges the staging folder and the live site.
+    fn swap(&self) -> Result<(), RenderError> {
+        let fail =
+            |what: &str| RenderError::io(format!("could not {what} {}", self.live.display()));
+        if self.live.symlink_metadata().is_err() {
+            return std::fs::rename(&self.stage, &self.live).map_err(fail("publish"));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, &self.stage, CWD, &self.live, RenameFlags::EXCHANGE) {
+                Ok(()) => return Ok(()),
+                // Kernels and file systems without RENAME_EXCHANGE fall through to three renames.
+                Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+                Err(e) => {
+                    return Err(RenderError::Io {
+                        context: format!("could not publish {}", self.live.display()),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        // Not atomic: between the first two renames the site is missing (never half-written); a
+        // crash there is repaired by `recover` on the next render.
+        std::fs::rename(&self.live, &self.aside).map_err(fail("move aside"))?;
+        std::fs::rename(&self.stage, &self.live).map_err(fail("publish"))?;
+        std::fs::rename(&self.aside, &self.stage).map_err(fail("keep the previous build of"))?;
+        Ok(())
+    }
+}
+
+/// A build being published. The staging folder is prepared on the first write, so a render that
+/// changes nothing touches nothing.
+pub(crate) struct Stage<'s> {
+    site: &'s SiteDir,
+    stamp: &'s str,
+    previous: Option<&'s Manifest>,
+    texts: &'s Texts,
+    /// The keys the staging folder holds (empty when it was made afresh); `None` if preparing it
+    /// failed.
+    have: OnceLock<Option<BTreeMap<String, String>>>,
+    /// Folders already made in the staging folder.
+    dirs: Mutex<HashSet<String>>,
+    written: AtomicUsize,
+}
+
+impl Stage<'_> {
+    /// The live build's key for a file, if it has that file.
+    pub(crate) fn live_key(&self, path: &str) -> Option<&str> {
+        self.previous
+            .and_then(|m| m.files.get(path))
+            .map(String::as_str)
+    }
+
+    /// The live build's memo of a note.
+    pub(crate) fn live_memo(&self, path: &str) -> Option<&NoteMemo> {
+        self.previous.and_then(|m| m.notes.get(path))
+    }
+
+    fn prepared(&self) -> Result<&BTreeMap<String, String>, RenderError> {
+        let have = self.have.get_or_init(|| match self.prepare() {
+            Ok(have) => Some(have),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        });
+        have.as_ref().ok_or_else(|| RenderError::Io {
+            context: format!("could not prepare {}", self.site.stage.display()),
+            source: io::Error::other("see the error logged before"),
+        })
+    }
+
+    /// Makes the staging folder usable: its manifest's keys if it has a usable one (removed now,
+    /// written back last), else an empty folder.
+    fn prepare(&self) -> Result<BTreeMap<String, String>, RenderError> {
+        let stage = &self.site.stage;
+        if let Some(m) = Manifest::read(stage, self.stamp) {
+            remove_if_exists(&stage.join(MANIFEST)).map_err(RenderError::io(format!(
+                "could not update {}",
+                stage.display()
+            )))?;
+            return Ok(m.files);
+        }
+        if stage.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(stage).map_err(RenderError::io(format!(
+                "could not clear {}",
+                stage.display()
+            )))?;
+        }
+        std::fs::create_dir(stage).map_err(RenderError::io(format!(
+            "could not create {}",
+            stage.display()
+        )))?;
+        Ok(BTreeMap::new())
+    }
+
+    /// Puts a file into the staging folder unless it already holds it with this key. The file is
+    /// replaced, never modified in place (it may be a hard link shared with the live site).
+    pub(crate) fn put(&self, path: &str, key: &str, body: &Body) -> Result<(), PublishError> {
+        let have = self.prepared()?;
+        if matches!(body, Body::Staged) || have.get(path).map(String::as_str) == Some(key) {
+            return Ok(());
+        }
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            self.make_dir(dir)?;
+        }
+        let target = self.site.stage.join(path);
+        let fail = |what: &str| RenderError::io(format!("could not {what} {}", target.display()));
+        remove_if_exists(&target).map_err(fail("replace"))?;
+        match body {
+            Body::Bytes(bytes) => std::fs::write(&target, bytes).map_err(fail("write"))?,
+            Body::Staged => {}
+            Body::Kept => {
+                let from = self.site.live.join(path);
+                if from.symlink_metadata().is_err() {
+                    return Err(PublishError::Stale);
+                }
+                std::fs::hard_link(&from, &target)
+                    .or_else(|_| std::fs::copy(&from, &target).map(|_| ()))
+                    .map_err(fail("copy the unchanged file to"))?;
+            }
+            Body::Attachment(vault_path) => match self.texts.file_path(vault_path) {
+                // Copied, never linked: an edit to the vault's file must not change the live site.
+                Some(src) => {
+                    if src.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                        std::fs::copy(&src, &target).map_err(fail("copy an attachment to"))?;
+                    }
+                }
+                None => {
+                    if let Some(bytes) = self.texts.bytes(vault_path) {
+                        std::fs::write(&target, bytes).map_err(fail("write"))?;
+                    }
+                }
+            },
+        }
+        self.written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn make_dir(&self, dir: &str) -> Result<(), RenderError> {
+        if self.dirs.lock().map(|d| d.contains(dir)).unwrap_or(false) {
+            return Ok(());
+        }
+        let full = self.site.stage.join(dir);
+        // A file may stand where a folder is now wanted (a page turned into a folder's page).
+        let mut probe = Some(full.as_path());
+        while let Some(p) = probe.filter(|p| *p != self.site.stage) {
+            if p.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+                remove_if_exists(p).map_err(RenderError::io(format!(
+                    "could not replace {}",
+                    p.display()
+                )))?;
+            }
+            probe = p.parent();
+        }
+        std::fs::create_dir_all(&full).map_err(RenderError::io(format!(
+            "could not create {}",
+            full.display()
+        )))?;
+        if let Ok(mut d) = self.dirs.lock() {
+            d.insert(dir.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Completes the build: `files` is every file of it with its key and where its bytes come
+    /// from (files already put are skipped by key). When nothing differs from the live build,
+    /// nothing is written at all.
+    pub(crate) fn finish(
+        self,
+        files: &[OutFile],
+        manifest: &Manifest,
+    ) -> Result<Outcome, PublishError> {
+        let count = files.len();
+        if self.have.get().is_none()
+            && let Some(prev) = self.previous
+            && prev.files.len() == count
+            && files
+                .iter()
+                .all(|f| prev.files.get(&f.path) == Some(&f.key))
+            && prev.notes == manifest.notes
+            && self.site.live.is_dir()
+        {
+            // Same site from content the manifest does not know yet (a touched file, a rebuilt
+            // index): record it, so the next render can tell at once that nothing changed.
+            if prev.source != manifest.source || prev.summary != manifest.summary {
+                let json = serde_json::to_vec(manifest).map_err(|e| RenderError::Io {
+                    context: "could not write the build manifest".into(),
+                    source: io::Error::other(e),
+                })?;
+                crate::vault::fsutil::atomic_write(&self.site.live.join(MANIFEST), &json, false)
+                    .map_err(RenderError::io(format!(
+                        "could not update {}",
+                        self.site.live.join(MANIFEST).display()
+                    )))?;
+            }
+            return Ok(Outcome {
+                written: 0,
+                removed: 0,
+                files: count,
+                changed: false,
+            });
+        }
+        let t0 = std::time::Instant::now();
+        let have = self.prepared()?.clone();
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "stage prepared");
+        files
+            .par_iter()
+            .try_for_each(|f| self.put(&f.path, &f.key, &f.body))?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "stage filled");
+
+        let wanted: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let stage = &self.site.stage;
+        let mut removed = 0;
+        let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
+        for path in have.keys().filter(|p| !wanted.contains(p.as_str())) {
+            let full = stage.join(path);
+            remove_if_exists(&full).map_err(RenderError::io(format!(
+                "could not remove {}",
+                full.display()
+            )))?;
+            removed += 1;
+            let mut dir = full.parent();
+            while let Some(d) = dir.filter(|d| *d != stage.as_path()) {
+                emptied.insert(d.to_path_buf());
+                dir = d.parent();
+            }
+        }
+        // Deepest first; a folder that still holds something stays.
+        for d in emptied.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        let json = serde_json::to_vec(manifest).map_err(|e| RenderError::Io {
+            context: "could not write the build manifest".into(),
+            source: io::Error::other(e),
+        })?;
+        std::fs::write(stage.join(MANIFEST), json).map_err(RenderError::io(format!(
+            "could not write {}",
+            stage.join(MANIFEST).display()
+        )))?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "stage manifest written"
+        );
+        self.site.swap()?;
+        Ok(Outcome {
+            written: self.written.load(Ordering::Relaxed),
+            removed,
+            files: count,
+            changed: true,
+        })
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
