@@ -80,10 +80,22 @@ pub(crate) fn render_note(
     host: &SitePath,
     path: &str,
     text: &str,
+    title: &str,
 ) -> NoteHtml {
     let mut out = NoteHtml::default();
     let mut chain = vec![path.to_owned()];
     out.html = render_inner(linker, host, path, text, &mut out, &mut chain, 0);
+    // A note that opens with its own title as `# Title` would show it twice under the page's
+    // title; the page's heading stands for it.
+    if let Some(first) = out.toc.first()
+        && first.level == 1
+        && first.text.eq_ignore_ascii_case(title.trim())
+        && out.html.starts_with("<h1 ")
+        && let Some(end) = out.html.find("</h1>\n")
+    {
+        out.html.replace_range(..end + "</h1>\n".len(), "");
+        out.toc.remove(0);
+    }
     out
 }
 
@@ -134,6 +146,8 @@ fn render_inner(
     // the marker's own text events before that are dropped.
     let mut task_text_from: Option<usize> = None;
     let mut in_link = 0usize;
+    // The paragraph a block embed replaced: its end is dropped too.
+    let mut drop_paragraph_end = false;
     let root = host.root_prefix();
 
     // The same query the index makes for this link (`make_link`), so the page and `quire check`
@@ -305,6 +319,9 @@ fn render_inner(
             Event::Start(Tag::Link { .. }) | Event::Code(_) if strip_callout_title => {
                 strip_callout_title = false;
                 push_event(sink, event, out, in_link > 0, htext, &root);
+            }
+            Event::End(TagEnd::Paragraph) if drop_paragraph_end => {
+                drop_paragraph_end = false;
             }
             Event::End(TagEnd::Paragraph) if strip_callout_title => {
                 strip_callout_title = false;
@@ -510,6 +527,12 @@ fn render_inner(
                                 html.push_str("</a></div>");
                                 html.push_str(&rendered);
                                 html.push_str("</div>");
+                                // A transcluded note is a block: `![[Note]]` opening a paragraph
+                                // stands instead of it (a `<div>` cannot be inside a `<p>`).
+                                if matches!(sink.last(), Some(Event::Start(Tag::Paragraph))) {
+                                    sink.pop();
+                                    drop_paragraph_end = true;
+                                }
                                 html
                             }
                             _ => {
@@ -777,7 +800,7 @@ mod tests {
             load: &load,
         };
         let text = notes.iter().find(|(p, _)| *p == which).unwrap().1;
-        render_note(&linker, &url::note_page(which), which, text)
+        render_note(&linker, &url::note_page(which), which, text, "")
     }
 
     #[test]

@@ -1116,7 +1116,7 @@ fn render_note_page(
     linker: &Linker<'_>,
 ) -> Result<(Vec<u8>, NoteMemo), RenderError> {
     let text = shared.catalog.texts.text(&p.note.path).unwrap_or_default();
-    let mut html = render_note(linker, &p.page, &p.note.path, &text);
+    let mut html = render_note(linker, &p.page, &p.note.path, &text, &p.note.title);
     if html.raw_html {
         html.html = sanitize(&html.html);
     }
@@ -1382,7 +1382,7 @@ fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
     let ensure = |path: &str, folders: &mut BTreeMap<String, Folder>| {
         folders.entry(path.to_owned()).or_insert_with(|| Folder {
             path: path.to_owned(),
-            title: path.rsplit('/').next().unwrap_or(path).to_owned(),
+            title: folder_title(path.rsplit('/').next().unwrap_or(path)),
             folders: BTreeSet::new(),
             notes: BTreeSet::new(),
             count: 0,
@@ -1413,6 +1413,29 @@ fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
         }
     }
     folders
+}
+
+/// How a folder is called on pages: without a sorting prefix (`01_`), underscores as spaces, and
+/// an all-capitals name in ordinary case (`01_MISSIONS` → `Missions`, `projects` stays).
+fn folder_title(name: &str) -> String {
+    let rest = name.trim_start_matches(|c: char| c.is_ascii_digit());
+    let rest = if rest.len() < name.len() {
+        rest.trim_start_matches(['_', '-', ' ', '.'])
+    } else {
+        name
+    };
+    let rest = if rest.is_empty() { name } else { rest };
+    let spaced = rest.replace('_', " ");
+    if spaced.chars().any(char::is_alphabetic) && !spaced.chars().any(char::is_lowercase) {
+        let lower = spaced.to_lowercase();
+        let mut chars = lower.chars();
+        chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect())
+            .unwrap_or_default()
+    } else {
+        spaced
+    }
 }
 
 fn folder_entry(f: &Folder, from: &SitePath) -> FolderEntry {
@@ -1486,7 +1509,11 @@ fn nav(folders: &BTreeMap<String, Folder>, at: &SitePath) -> Vec<Link> {
         .map(|root| {
             root.folders
                 .iter()
-                .filter(|f| !catalog::reserved(&url::folder_page(f)))
+                // The missions folder is what the Missions page shows.
+                .filter(|f| {
+                    !catalog::reserved(&url::folder_page(f))
+                        && f.as_str() != crate::index::MISSIONS_DIR
+                })
                 .map(|f| Link {
                     title: folders
                         .get(f.as_str())
@@ -1752,4 +1779,19 @@ fn feed(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>, config: &Config) 
     }
     out.push_str("</feed>\n");
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::folder_title;
+
+    #[test]
+    fn folder_titles_drop_sorting_prefixes() {
+        assert_eq!(folder_title("01_MISSIONS"), "Missions");
+        assert_eq!(folder_title("05_RESOURCES"), "Resources");
+        assert_eq!(folder_title("projects"), "projects");
+        assert_eq!(folder_title("2024"), "2024");
+        assert_eq!(folder_title("My_Notes"), "My Notes");
+        assert_eq!(folder_title("00 Inbox"), "Inbox");
+    }
 }

@@ -373,6 +373,7 @@ impl Stage<'_> {
             },
         }
         self.written.fetch_add(1, Ordering::Relaxed);
+        crate::fault::point("render_file");
         Ok(())
     }
 
@@ -481,6 +482,7 @@ impl Stage<'_> {
             ms = t0.elapsed().as_millis() as u64,
             "stage manifest written"
         );
+        crate::fault::point("render_swap");
         self.site.swap()?;
         Ok(Outcome {
             written: self.written.load(Ordering::Relaxed),

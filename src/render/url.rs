@@ -53,10 +53,20 @@ impl SitePath {
         "../".repeat(self.depth())
     }
 
-    /// A relative URL from a page at `from` to this path.
+    /// The shortest relative URL from a page at `from` to this path (`../seed-list/`).
     pub fn relative_from(&self, from: &SitePath) -> String {
-        let mut out = from.root_prefix();
-        out.push_str(&encode(&self.0));
+        let from_file = from.output_file();
+        let mut from_dirs: Vec<&str> = from_file.split('/').collect();
+        from_dirs.pop();
+        let parts: Vec<&str> = self.0.split('/').collect();
+        let dirs = &parts[..parts.len() - 1];
+        let common = from_dirs
+            .iter()
+            .zip(dirs)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut out = "../".repeat(from_dirs.len() - common);
+        out.push_str(&encode(&parts[common..].join("/")));
         if out.is_empty() { "./".into() } else { out }
     }
 }

@@ -11,4 +11,5 @@ mod harness;
 mod hostile;
 mod index;
 mod obsidian;
+mod render;
 mod robustness;
