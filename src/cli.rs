@@ -114,6 +114,15 @@ pub(crate) enum Command {
     },
     /// List the themes: built in, and the vault's own under themes/.
     Themes,
+    /// Serve a theme's site on 127.0.0.1, re-rendering and reloading open pages when notes change.
+    Serve {
+        /// The theme (default: the first of `[site] themes` in quire.toml).
+        #[arg(long, value_name = "NAME")]
+        theme: Option<String>,
+        /// The port (0: any free one).
+        #[arg(long, default_value_t = 7879)]
+        port: u16,
+    },
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).

@@ -40,6 +40,7 @@ mod embedded;
 pub mod events;
 pub mod fault;
 pub mod git;
+pub mod http;
 pub mod index;
 pub mod markdown;
 pub mod render;

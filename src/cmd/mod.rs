@@ -71,6 +71,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render::render(&open(cli.vault.as_deref())?, &request, json)
         }
         Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
+        Command::Serve { theme, port } => render::serve(&open(cli.vault.as_deref())?, theme, port),
     }
 }
 

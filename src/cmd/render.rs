@@ -70,6 +70,24 @@ pub(crate) fn render(
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) fn serve(vault: &Vault, theme: Option<String>, port: u16) -> anyhow::Result<ExitCode> {
+    let theme = match theme {
+        Some(t) => t,
+        None => workflow::render::theme_names(vault, &workflow::Themes::Default).remove(0),
+    };
+    let options = quire::http::ServeOptions {
+        theme: theme.clone(),
+        port,
+    };
+    quire::http::serve(vault, &options, |addr| {
+        // Scripts wait for this line to know the server is up.
+        println!("Serving {theme} at http://{addr}/ (live reload on; Ctrl-C stops)");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn themes(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
     let themes = available_themes(vault)?;
     if json {

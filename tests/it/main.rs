@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod apply;
+mod browser;
 mod cli;
 mod conformance;
 mod crash;
@@ -13,3 +14,4 @@ mod index;
 mod obsidian;
 mod render;
 mod robustness;
+mod serve;

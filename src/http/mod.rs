@@ -1,0 +1,9 @@
+//! HTTP: serving rendered sites over loopback. The only module that imports `axum` and `tokio`.
+//!
+//! [`site`] answers a request for a file of a site safely (nothing outside it, nothing hidden);
+//! [`serve`] is `quire serve`, a site with live reload. The daemon's API builds on the same pieces.
+
+mod serve;
+pub mod site;
+
+pub use serve::{ServeError, ServeOptions, serve};

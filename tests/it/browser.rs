@@ -1,0 +1,302 @@
+//! A real browser on a served site: Debian's headless `chromium`, driven over the Chrome DevTools
+//! Protocol, loads a page from `quire serve`, searches for a note with the search box, follows a
+//! wikilink, sees an edited note reload by itself, and saves a screenshot.
+//!
+//! Without `chromium` on the PATH the test says so and passes, unless `QUIRE_REQUIRE_BROWSER=1`
+//! (which `.ci/run` sets after installing it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{VaultTest, isolated};
+
+/// A process killed when dropped, so a failing test leaves nothing running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Chrome DevTools Protocol session with one page.
+struct Page {
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next: u64,
+}
+
+impl Page {
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = json!({ "id": id, "method": method, "params": params }).to_string();
+        self.ws.send(tungstenite::Message::text(msg)).unwrap();
+        loop {
+            let reply = self.ws.read().unwrap();
+            let Ok(text) = reply.to_text() else { continue };
+            let v: Value = serde_json::from_str(text).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method} failed: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page and returns its value.
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "`{expr}` threw: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until `expr` is truthy in the page.
+    fn wait_for(&mut self, expr: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.call(
+                "Runtime.evaluate",
+                json!({ "expression": expr, "returnByValue": true }),
+            );
+            if v["result"]["value"].as_bool() == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} (`{expr}`)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn location(&mut self) -> String {
+        self.eval("window.location.pathname")
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// A GET over HTTP/1.1; the body, read to its `Content-Length` (chromium keeps the connection
+/// open). Retried briefly while the answer is empty: chromium lists its page a moment after it
+/// starts listening.
+fn http_get(host: &str, path: &str) -> String {
+    for _ in 0..50 {
+        let s = TcpStream::connect(host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        write!(
+            w,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::new(s);
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        let body = String::from_utf8(body).unwrap();
+        if body.contains("webSocketDebuggerUrl") {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no answer from http://{host}{path}");
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
+        })
+}
+
+#[test]
+fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("QUIRE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "QUIRE_REQUIRE_BROWSER=1 but no chromium on the PATH; install Debian's `chromium`"
+        );
+        eprintln!(
+            "skipping the browser test: no `chromium` on the PATH (apt-get install chromium; .ci/run does)"
+        );
+        return;
+    };
+    let t = VaultTest::new();
+    t.write(
+        "02_PROJECTS/Garden Plan.md",
+        "# Garden plan\n\nRead the [[Seed Catalogue]] first.\n\n- [ ] Dig 📅 2026-04-02\n",
+    );
+    t.write(
+        "02_PROJECTS/Seed Catalogue.md",
+        "# Seed Catalogue\n\nHeirloom tomatoes and beans.\n",
+    );
+    t.write("03_NOTES/Other.md", "# Other\n\nNothing about seeds.\n");
+
+    // quire serve on a free port; its first line says where.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(&t.root)
+        .args(["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    isolated(&mut cmd, t.tmp.path());
+    let mut server = Killed(cmd.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+
+    // Headless chromium with the DevTools Protocol on a free port. Its stderr is drained by a
+    // thread (a full pipe would stall it) that passes on the DevTools address.
+    let profile = t.tmp.path().join("chromium-profile");
+    let mut chrome = Killed(
+        Command::new(browser)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1200,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(chrome.0.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some((_, rest)) = line.split_once("DevTools listening on ws://") {
+                let _ = tx.send(rest.split('/').next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let devtools = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("chromium did not print its DevTools address");
+    let targets: Value = serde_json::from_str(&http_get(&devtools, "/json/list")).unwrap();
+    let ws_url = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+        .expect("a page target")
+        .to_owned();
+    let (ws, _) = tungstenite::connect(ws_url.as_str()).unwrap();
+    let mut page = Page { ws, next: 0 };
+    page.call("Page.enable", json!({}));
+    page.call("Runtime.enable", json!({}));
+
+    // The front page loads, with its script.
+    page.call("Page.navigate", json!({ "url": base }));
+    page.wait_for(
+        "document.readyState === 'complete' && !!document.querySelector('[data-search-input]')",
+        "the front page",
+    );
+
+    // Type into the search box; the index is fetched and matching notes are listed.
+    page.eval("document.querySelector('[data-search-input]').focus()");
+    page.call("Input.insertText", json!({ "text": "catalogue" }));
+    page.wait_for(
+        "document.querySelectorAll('[data-search-hit]').length > 0",
+        "search results",
+    );
+    let first = page.eval("document.querySelector('[data-search-hit]').textContent");
+    assert!(
+        first.as_str().unwrap().starts_with("Seed Catalogue"),
+        "first hit: {first}"
+    );
+    let hits = page.eval("Array.from(document.querySelectorAll('[data-search-hit]')).map(a => a.firstChild.textContent).join('|')");
+    assert_eq!(
+        hits,
+        json!("Seed Catalogue|Garden plan"),
+        "title matches first, then text matches; Other does not match"
+    );
+
+    // Enter opens the first hit.
+    for kind in ["keyDown", "keyUp"] {
+        page.call(
+            "Input.dispatchKeyEvent",
+            json!({ "type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13 }),
+        );
+    }
+    page.wait_for("window.location.pathname.endsWith('/02_projects/seed-catalogue/') && document.readyState === 'complete'", "the search hit's page");
+
+    // Its backlink leads to the garden plan, whose wikilink leads back.
+    page.eval("document.querySelector('.backlinks a').click()");
+    page.wait_for("window.location.pathname.endsWith('/02_projects/garden-plan/') && document.readyState === 'complete'", "the backlink's page");
+    let link = page.eval("document.querySelector('a.wikilink').textContent");
+    assert_eq!(link, json!("Seed Catalogue"));
+    page.eval("document.querySelector('a.wikilink').click()");
+    page.wait_for("window.location.pathname.endsWith('/02_projects/seed-catalogue/') && document.readyState === 'complete'", "the wikilink's page");
+    assert!(page.location().ends_with("/seed-catalogue/"));
+
+    // Editing the note updates the open page by itself (live reload).
+    page.wait_for("typeof EventSource !== 'undefined'", "EventSource");
+    std::thread::sleep(Duration::from_millis(300)); // let the page subscribe to the reload events
+    let started = Instant::now();
+    t.write(
+        "02_PROJECTS/Seed Catalogue.md",
+        "# Seed Catalogue\n\nHeirloom tomatoes, beans and sweet peas.\n",
+    );
+    page.wait_for(
+        "document.readyState === 'complete' && document.body.textContent.includes('sweet peas')",
+        "the live reload",
+    );
+    eprintln!("live reload showed the edit after {:?}", started.elapsed());
+
+    // A screenshot of where we ended up, kept in target/ for people to look at.
+    let shot = page.call("Page.captureScreenshot", json!({ "format": "png" }));
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        shot["data"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "a real screenshot"
+    );
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("browser-search-and-wikilink.png");
+    std::fs::write(&file, png).unwrap();
+    eprintln!("screenshot saved to {}", file.display());
+
+    drop(page);
+    drop(chrome);
+    drop(server);
+}
