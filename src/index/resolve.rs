@@ -171,9 +171,13 @@ fn nearest(candidates: Option<&Vec<String>>, wanted: &str, folder: &str) -> Opti
     let matching: Vec<&String> = candidates
         .iter()
         .filter(|path| {
+            // A bare name matches every candidate; only `dir/name` needs the comparison.
+            if !wanted.contains('/') {
+                return true;
+            }
             let key = path.to_lowercase();
             let key = key.strip_suffix(".md").unwrap_or(&key);
-            !wanted.contains('/') || key == wanted || key.ends_with(&format!("/{wanted}"))
+            key == wanted || key.ends_with(&format!("/{wanted}"))
         })
         .collect();
     let in_folder = matching.iter().find(|p| {

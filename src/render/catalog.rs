@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use super::RenderError;
 use super::url::{self, SitePath};
@@ -117,6 +118,9 @@ pub(crate) struct LinkFact {
     pub(crate) resolved: Option<String>,
 }
 
+/// Every note's links (vault path, links in order), as read.
+type Links = Vec<(String, Vec<LinkFact>)>;
+
 /// Everything a render needs.
 pub(crate) struct Catalog {
     /// Published notes, by vault path.
@@ -131,10 +135,15 @@ pub(crate) struct Catalog {
     pub(crate) tasks: Vec<TaskView>,
     /// Every attachment of the content.
     pub(crate) attachments: BTreeSet<String>,
-    /// Backlinks: target vault path → (source vault path, line), published sources only.
-    pub(crate) backlinks: HashMap<String, Vec<(String, usize)>>,
-    /// Every note's links, in order, with what they resolve to.
-    pub(crate) links: HashMap<String, Vec<LinkFact>>,
+    /// Backlinks: target vault path → the published notes linking to it (positions in `notes`),
+    /// in path order.
+    pub(crate) backlinks: HashMap<String, Vec<u32>>,
+    /// For each published note with links: a digest of where each of them leads now (kind,
+    /// target, resolution, whether that note is published) — what its HTML depends on besides its
+    /// own text.
+    pub(crate) link_digests: HashMap<String, [u8; 32]>,
+    /// For each published note that transcludes published notes: those notes.
+    pub(crate) embeds: HashMap<String, Vec<String>>,
     pub(crate) resolver: Resolver,
     pub(crate) texts: Texts,
     excluded: GlobSet,
@@ -152,26 +161,21 @@ impl Catalog {
         let attachments = index.attachments()?;
         let resolver = index.resolver()?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "resolver");
-        let mut links: HashMap<String, Vec<LinkFact>> = HashMap::new();
-        let mut backlink_lines: Vec<(String, usize, String)> = Vec::new();
-        for (source, list) in index.links_by_note()? {
-            for l in &list {
-                if let Some(target) = &l.resolved
-                    && !l.target.is_empty()
-                {
-                    backlink_lines.push((source.clone(), l.line, target.clone()));
-                }
-            }
-            let facts = list
-                .into_iter()
-                .map(|l| LinkFact {
-                    kind: l.kind,
-                    target: l.target,
-                    resolved: l.resolved,
-                })
-                .collect();
-            links.insert(source, facts);
-        }
+        let links: Links = index
+            .links_by_note()?
+            .into_iter()
+            .map(|(source, list)| {
+                let facts = list
+                    .into_iter()
+                    .map(|l| LinkFact {
+                        kind: l.kind,
+                        target: l.target,
+                        resolved: l.resolved,
+                    })
+                    .collect();
+                (source, facts)
+            })
+            .collect();
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "links");
         Self::assemble(
             config,
@@ -180,7 +184,6 @@ impl Catalog {
             attachments.into_iter().collect(),
             resolver,
             links,
-            backlink_lines,
             Texts::WorkTree(vault.root().to_path_buf()),
         )
     }
@@ -220,21 +223,18 @@ impl Catalog {
         let resolver = Resolver::new(&names, &attachments.iter().cloned().collect::<Vec<_>>());
         let mut notes = Vec::new();
         let mut tasks = Vec::new();
-        let mut links: HashMap<String, Vec<LinkFact>> = HashMap::new();
-        let mut backlink_lines = Vec::new();
+        let mut links: Links = Vec::new();
         for (note, t, l) in described {
-            for (kind, target, line) in l {
-                let resolved = resolver.resolve(&note.path, kind, &target);
-                if let Some(r) = &resolved
-                    && !target.is_empty()
-                {
-                    backlink_lines.push((note.path.clone(), line, r.clone()));
-                }
-                links.entry(note.path.clone()).or_default().push(LinkFact {
+            let facts: Vec<LinkFact> = l
+                .into_iter()
+                .map(|(kind, target, _)| LinkFact {
+                    resolved: resolver.resolve(&note.path, kind, &target),
                     kind,
                     target,
-                    resolved,
-                });
+                })
+                .collect();
+            if !facts.is_empty() {
+                links.push((note.path.clone(), facts));
             }
             tasks.extend(t);
             notes.push(note);
@@ -246,7 +246,6 @@ impl Catalog {
             attachments,
             resolver,
             links,
-            backlink_lines,
             Texts::Blobs(files),
         )
     }
@@ -258,8 +257,7 @@ impl Catalog {
         tasks: Vec<TaskView>,
         attachments: BTreeSet<String>,
         resolver: Resolver,
-        links: HashMap<String, Vec<LinkFact>>,
-        backlink_lines: Vec<(String, usize, String)>,
+        links: Links,
         texts: Texts,
     ) -> Result<Self, RenderError> {
         let excluded = exclusions(&config.publish.exclude)?;
@@ -309,22 +307,44 @@ impl Catalog {
             .into_iter()
             .filter(|t| published.contains_key(&t.path))
             .collect();
-        let mut backlinks: HashMap<String, Vec<(String, usize)>> = HashMap::new();
-        for (source, line, target) in backlink_lines {
-            if source != target && published.contains_key(&source) {
-                backlinks.entry(target).or_default().push((source, line));
-            }
-        }
-        for list in backlinks.values_mut() {
-            list.sort();
-            list.dedup_by(|a, b| a.0 == b.0);
-        }
         let notes: Vec<Published> = published.into_values().collect();
-        let positions = notes
+        let positions: HashMap<String, usize> = notes
             .iter()
             .enumerate()
             .map(|(i, p)| (p.note.path.clone(), i))
             .collect();
+        let is_published = |p: &str| positions.contains_key(p);
+
+        let mut backlinks: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut link_digests = HashMap::new();
+        let mut embeds: HashMap<String, Vec<String>> = HashMap::new();
+        for (source, facts) in links {
+            let Some(&from) = positions.get(&source) else {
+                continue;
+            };
+            let mut h = Sha256::new();
+            for f in &facts {
+                h.update([f.kind as u8]);
+                h.update(f.target.as_bytes());
+                h.update([0]);
+                if let Some(r) = &f.resolved {
+                    h.update(r.as_bytes());
+                    h.update([u8::from(is_published(r))]);
+                    if r != &source && !f.target.is_empty() {
+                        backlinks.entry(r.clone()).or_default().push(from as u32);
+                    }
+                    if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
+                        embeds.entry(source.clone()).or_default().push(r.clone());
+                    }
+                }
+                h.update([0xfe]);
+            }
+            link_digests.insert(source, h.finalize().into());
+        }
+        for list in backlinks.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
         Ok(Self {
             notes,
             positions,
@@ -333,7 +353,8 @@ impl Catalog {
             tasks,
             attachments,
             backlinks,
-            links,
+            link_digests,
+            embeds,
             resolver,
             texts,
             excluded,

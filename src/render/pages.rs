@@ -26,7 +26,6 @@ use super::theme::Theme;
 use super::url::{self, SitePath};
 use super::{Progress, RenderError, sanitize};
 use crate::index::TaskView;
-use crate::markdown::LinkKind;
 use crate::vault::Config;
 
 /// How many notes the front page lists as recent, and the feed carries.
@@ -220,15 +219,14 @@ pub(crate) struct Build {
 /// the pages per due month (one edit then re-renders one month's page, not a list of thousands).
 const TASKS_INLINE: usize = 500;
 
-/// A page other than a note's: template, kind, title, place, vault path, and its variables as
-/// JSON text.
-type PageParts = (
+/// A page other than a note's: template, kind, title, place, vault path, and its variables.
+type PageParts<'v> = (
     &'static str,
     &'static str,
     String,
     SitePath,
     Option<String>,
-    Vec<(&'static str, String)>,
+    Vec<(&'static str, Box<dyn erased::Var + 'v>)>,
 );
 
 /// What every page is made from, computed once per build.
@@ -409,14 +407,15 @@ impl<'a> Shared<'a> {
         h.update(self.site_hash.as_bytes());
         markdown_signature(catalog, &p.note.path, 0, &mut Vec::new(), &mut h);
         h.update([0xfd]);
-        for (src, _) in catalog
+        for &src in catalog
             .backlinks
             .get(&p.note.path)
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            if let Some(s) = catalog.note(src) {
-                h.update(src.as_bytes());
+            let s = &catalog.notes[src as usize];
+            {
+                h.update(s.note.path.as_bytes());
                 h.update([0]);
                 h.update(s.note.title.as_bytes());
                 h.update([0]);
@@ -469,7 +468,7 @@ impl<'a> Shared<'a> {
                 .get(&p.note.path)
                 .map(|list| {
                     list.iter()
-                        .filter_map(|(src, _)| catalog.note(src))
+                        .map(|&src| &catalog.notes[src as usize])
                         .map(|s| Link {
                             title: s.note.title.clone(),
                             url: s.page.relative_from(at),
@@ -501,7 +500,7 @@ impl<'a> Shared<'a> {
     }
 
     /// A page's template, kind, title, place, vault path and variables.
-    fn page(&self, which: Page<'_>) -> PageParts {
+    fn page<'s>(&'s self, which: Page<'s>) -> PageParts<'s> {
         let catalog = self.catalog;
         match which {
             Page::Folder(f) => {
@@ -513,7 +512,7 @@ impl<'a> Shared<'a> {
                     ctx.title.to_owned(),
                     page,
                     Some(f.path.clone()),
-                    vec![("folder", to_json(&ctx))],
+                    vec![("folder", var(ctx))],
                 )
             }
             Page::Tag(key) => {
@@ -538,7 +537,7 @@ impl<'a> Shared<'a> {
                 });
                 let vars = vec![(
                     "tag",
-                    to_json(&TagCtx {
+                    var(TagCtx {
                         name,
                         notes,
                         children,
@@ -560,7 +559,7 @@ impl<'a> Shared<'a> {
                     "Tags".into(),
                     page,
                     None,
-                    vec![("tags", to_json(&all))],
+                    vec![("tags", var(all))],
                 )
             }
             Page::Tasks(bucket) => {
@@ -608,23 +607,20 @@ impl<'a> Shared<'a> {
                     Some(i) => format!("Tasks · {}", bucket_title(&self.buckets[i].0)),
                 };
                 let vars = vec![
-                    ("tasks", to_json(&tasks)),
-                    ("buckets", to_json(&buckets)),
-                    ("bucket", to_json(&current)),
-                    ("open_count", to_json(&self.open.len())),
-                    (
-                        "closed_count",
-                        to_json(&(catalog.tasks.len() - self.open.len())),
-                    ),
+                    ("tasks", var(tasks)),
+                    ("buckets", var(buckets)),
+                    ("bucket", var(current)),
+                    ("open_count", var(self.open.len())),
+                    ("closed_count", var(catalog.tasks.len() - self.open.len())),
                 ];
                 ("tasks.html", "tasks", title, page, None, vars)
             }
             Page::Calendar => {
                 let page = SitePath::page("calendar");
                 let vars = vec![
-                    ("months", to_json(&self.month_list(&page))),
-                    ("month", "null".to_owned()),
-                    ("days", "[]".to_owned()),
+                    ("months", var(self.month_list(&page))),
+                    ("month", var(Value::Null)),
+                    ("days", var(Vec::<Value>::new())),
                 ];
                 (
                     "calendar.html",
@@ -661,9 +657,9 @@ impl<'a> Shared<'a> {
                     next: neighbour(Some(i + 1)),
                 };
                 let vars = vec![
-                    ("months", to_json(&self.month_list(&page))),
-                    ("month", to_json(&month)),
-                    ("days", to_json(&days)),
+                    ("months", var(self.month_list(&page))),
+                    ("month", var(month)),
+                    ("days", var(days)),
                 ];
                 (
                     "calendar.html",
@@ -680,9 +676,9 @@ impl<'a> Shared<'a> {
                 // themselves from the month pages around today.
                 let page = SitePath::page("agenda");
                 let vars = vec![
-                    ("agenda_days", to_json(&self.agenda_days)),
-                    ("months", to_json(&self.month_list(&page))),
-                    ("window", "7".to_owned()),
+                    ("agenda_days", var(self.agenda_days.as_str())),
+                    ("months", var(self.month_list(&page))),
+                    ("window", var(7)),
                 ];
                 ("agenda.html", "agenda", "Agenda".into(), page, None, vars)
             }
@@ -699,7 +695,7 @@ impl<'a> Shared<'a> {
                     "Missions".into(),
                     page,
                     None,
-                    vec![("missions", to_json(&list))],
+                    vec![("missions", var(list))],
                 )
             }
             Page::Mission(m) => {
@@ -727,9 +723,9 @@ impl<'a> Shared<'a> {
                     .map(|p| note_ref(p, &page))
                     .collect();
                 let vars = vec![
-                    ("mission", to_json(&relative_mission(m, &page))),
-                    ("tasks", to_json(&tasks)),
-                    ("notes", to_json(&notes)),
+                    ("mission", var(relative_mission(m, &page))),
+                    ("tasks", var(tasks)),
+                    ("notes", var(notes)),
                 ];
                 ("mission.html", "mission", m.title.clone(), page, None, vars)
             }
@@ -807,23 +803,21 @@ impl<'a> Shared<'a> {
                     "tags": self.by_tag.len(),
                 });
                 let vars = vec![
-                    ("recent", to_json(&recent)),
-                    ("folders", to_json(&top)),
-                    ("notes", to_json(&root_notes)),
-                    ("tags", to_json(&top_tags)),
+                    ("recent", var(recent)),
+                    ("folders", var(top)),
+                    ("notes", var(root_notes)),
+                    ("tags", var(top_tags)),
                     (
                         "missions",
-                        to_json(
-                            &self
-                                .missions
-                                .iter()
-                                .map(|m| relative_mission(m, &page))
-                                .collect::<Vec<_>>(),
-                        ),
+                        var(self
+                            .missions
+                            .iter()
+                            .map(|m| relative_mission(m, &page))
+                            .collect::<Vec<_>>()),
                     ),
-                    ("runs", to_json(&runs)),
-                    ("agenda_days", to_json(&self.agenda_days)),
-                    ("counts", to_json(&counts)),
+                    ("runs", var(runs)),
+                    ("agenda_days", var(self.agenda_days.as_str())),
+                    ("counts", var(counts)),
                 ];
                 (
                     "index.html",
@@ -843,7 +837,7 @@ impl<'a> Shared<'a> {
                     "Not found".into(),
                     SitePath::file("404.html"),
                     None,
-                    vec![("root", to_json(&base))],
+                    vec![("root", var(base))],
                 )
             }
         }
@@ -972,7 +966,20 @@ pub(crate) fn build(
             } else {
                 shared.site(&page)
             };
-            let key = key_of(&[&template, &site, &pc, &vars]);
+            let key = {
+                let mut h = Sha256::new();
+                for part in [&template as &dyn erased::Hashable, &site, &pc] {
+                    part.feed(&mut h);
+                    h.update([0xff]);
+                }
+                for (name, value) in &vars {
+                    h.update(name.as_bytes());
+                    h.update([0]);
+                    value.feed(&mut h);
+                    h.update([0xff]);
+                }
+                hex(&h.finalize()[..16])
+            };
             let out = page.output_file();
             let result = if stage.live_key(&out) == Some(key.as_str()) {
                 Ok((
@@ -985,9 +992,8 @@ pub(crate) fn build(
                 ))
             } else {
                 let mut context = base_context(&site, &pc, &page);
-                for (name, json) in &vars {
-                    let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-                    context.insert(*name, &value);
+                for (name, value) in &vars {
+                    value.insert_into(&mut context, name);
                 }
                 render(theme, template, &context)
                     .map_err(PublishError::from)
@@ -1165,10 +1171,10 @@ fn bucket_title(key: &str) -> String {
     }
 }
 
-/// A template variable as JSON text: cheaper to build and hash than a `Value` tree, and parsed
-/// only for the pages that are rendered.
-fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+/// A template variable: hashed straight from its typed value for the page's key, and handed to
+/// tera only when the page is rendered (no JSON text or `Value` tree in between).
+fn var<'v, T: Serialize + Send + 'v>(v: T) -> Box<dyn erased::Var + 'v> {
+    Box::new(v)
 }
 
 /// The key of a page: a hash of the JSON of its parts.
@@ -1187,6 +1193,17 @@ mod erased {
 
     pub(super) trait Hashable {
         fn feed(&self, h: &mut sha2::Sha256);
+    }
+
+    /// A template variable of any serializable type.
+    pub(super) trait Var: Hashable + Send {
+        fn insert_into(&self, context: &mut tera::Context, name: &str);
+    }
+
+    impl<T: serde::Serialize + Send> Var for T {
+        fn insert_into(&self, context: &mut tera::Context, name: &str) {
+            context.insert(name.to_owned(), self);
+        }
     }
 
     impl<T: serde::Serialize> Hashable for T {
@@ -1222,30 +1239,22 @@ fn markdown_signature<'c>(
     if let Some(hash) = catalog.hashes.get(path) {
         h.update(hash);
     }
+    if let Some(links) = catalog.link_digests.get(path) {
+        h.update(links);
+    }
     chain.push(path);
-    for link in catalog
-        .links
+    for embedded in catalog
+        .embeds
         .get(path)
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        h.update([link.kind as u8]);
-        h.update(link.target.as_bytes());
-        h.update([0]);
-        if let Some(r) = &link.resolved {
-            h.update(r.as_bytes());
-            h.update([u8::from(catalog.is_published(r))]);
-            if link.kind == LinkKind::Embed
-                && catalog.is_published(r)
-                && depth < MAX_EMBED_DEPTH
-                && !chain.contains(&r.as_str())
-            {
-                markdown_signature(catalog, r, depth + 1, chain, h);
-            }
+        if depth < MAX_EMBED_DEPTH && !chain.contains(&embedded.as_str()) {
+            markdown_signature(catalog, embedded, depth + 1, chain, h);
         }
-        h.update([0xfe]);
     }
     chain.pop();
+    h.update([0xfe]);
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -345,7 +345,9 @@ impl Stage<'_> {
         }
         let target = self.site.stage.join(path);
         let fail = |what: &str| RenderError::io(format!("could not {what} {}", target.display()));
-        remove_if_exists(&target).map_err(fail("replace"))?;
+        if !have.is_empty() {
+            remove_if_exists(&target).map_err(fail("replace"))?;
+        }
         match body {
             Body::Bytes(bytes) => std::fs::write(&target, bytes).map_err(fail("write"))?,
             Body::Staged => {}
@@ -382,8 +384,13 @@ impl Stage<'_> {
             return Ok(());
         }
         let full = self.site.stage.join(dir);
-        // A file may stand where a folder is now wanted (a page turned into a folder's page).
-        let mut probe = Some(full.as_path());
+        // A file may stand where a folder is now wanted (a page turned into a folder's page) —
+        // not in a staging folder made afresh.
+        let fresh = self
+            .have
+            .get()
+            .is_some_and(|h| h.as_ref().is_some_and(BTreeMap::is_empty));
+        let mut probe = Some(full.as_path()).filter(|_| !fresh);
         while let Some(p) = probe.filter(|p| *p != self.site.stage) {
             if p.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
                 remove_if_exists(p).map_err(RenderError::io(format!(

@@ -55,18 +55,24 @@ impl SitePath {
 
     /// The shortest relative URL from a page at `from` to this path (`../seed-list/`).
     pub fn relative_from(&self, from: &SitePath) -> String {
-        let from_file = from.output_file();
-        let mut from_dirs: Vec<&str> = from_file.split('/').collect();
-        from_dirs.pop();
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let dirs = &parts[..parts.len() - 1];
-        let common = from_dirs
-            .iter()
-            .zip(dirs)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut out = "../".repeat(from_dirs.len() - common);
-        out.push_str(&encode(&parts[common..].join("/")));
+        // The folder the page at `from` is in: `a/b/` for the page `a/b/`, `x/` for `x/y.png`.
+        let from_dir = from.0.rfind('/').map_or("", |i| &from.0[..=i]);
+        // The longest run of whole leading folders both share.
+        let mut common = 0;
+        for (i, (a, b)) in from_dir.bytes().zip(self.0.bytes()).enumerate() {
+            if a != b {
+                break;
+            }
+            if a == b'/' {
+                common = i + 1;
+            }
+        }
+        let ups = from_dir[common..].matches('/').count();
+        let mut out = String::with_capacity(ups * 3 + self.0.len() - common);
+        for _ in 0..ups {
+            out.push_str("../");
+        }
+        encode_into(&self.0[common..], &mut out);
         if out.is_empty() { "./".into() } else { out }
     }
 }
@@ -138,14 +144,21 @@ pub fn anchor(text: &str) -> String {
 /// not worth the ambiguity: everything but unreserved ASCII and `/` is encoded).
 pub fn encode(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
+    encode_into(path, &mut out);
+    out
+}
+
+fn encode_into(path: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    out
 }
 
 #[cfg(test)]
