@@ -5,8 +5,13 @@
 #                              vault, against the same work done as a shell loop of git add + commit.
 #   scripts/bench.sh index     the task index on 10,000 and 100,000 notes: full and incremental
 #                              indexing, tasks --json and agenda on a fresh index, peak memory.
+#   scripts/bench.sh render    `quire render` (paper theme) on 1,000, 10,000 and 100,000 notes:
+#                              cold, unchanged and after one edit; beside Hugo and Zola building the
+#                              same corpus (when installed), in BENCH_DIR (tmpfs by default) and on
+#                              disk. Wall, CPU (user+sys) and peak RSS.
 #
-# Environment: BENCH_DIR (work folder, default a new one under /tmp; use /dev/shm for tmpfs),
+# Environment: BENCH_DIR (work folder, default a new one under /tmp; use /dev/shm for tmpfs; for
+# `render` the default is /dev/shm, and DISK_DIR (default /tmp) holds the on-disk comparison),
 # NOTES (default 10000), BUNDLES (default 1000), SEED (default 42), KEEP=1 to keep the work folder,
 # LARGE (default 100000; 0 skips the large vault of `index`).
 # Figures go to stdout; nothing here is a test and nothing asserts on time.
@@ -177,8 +182,96 @@ if len(sizes) == 2:
 PY
 }
 
+bench_render() {
+  build
+  BENCH_DIR=${BENCH_DIR:-/dev/shm} workdir
+  local sizes=(1000 "$notes")
+  [ "${LARGE:-100000}" != 0 ] && sizes+=("${LARGE:-100000}")
+  echo "# quire render vs hugo ($(command -v hugo >/dev/null && hugo version | cut -d' ' -f2 || echo absent)) and zola ($(command -v zola >/dev/null && zola --version || echo absent)); seed $seed; in $work"
+  for n in "${sizes[@]}"; do
+    python3 "$shared/bench/gen_vault.py" "$work/v$n" --notes "$n" --seed "$seed" --hugo "$work/hugo$n" --zola "$work/zola$n" >/dev/null
+    touch "$work/v$n/quire.toml"
+    "$quire" init "$work/v$n" >/dev/null
+  done
+  python3 - "$quire" "$work" "${DISK_DIR:-/tmp}" "${BIG_ENGINES:-0}" "${sizes[@]}" <<'PY'
+import os, shutil, statistics, subprocess, sys, tempfile
+quire, work, disk, big_engines, sizes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", [int(x) for x in sys.argv[5:]]
+hugo, zola = shutil.which("hugo"), shutil.which("zola")
+
+def timed(cmd, cwd=None):
+    """(wall s, cpu s, peak RSS MiB) of one run, from /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r") as tf:
+        subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", tf.name] + cmd, cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wall, user, sys_, rss = tf.read().split()[-4:]
+        return float(wall), float(user) + float(sys_), int(rss) / 1024
+
+def median_of(runs, make):
+    results = [make(i) for i in range(runs)]
+    return tuple(statistics.median(r[k] for r in results) for k in range(3))
+
+def quire_cold(v):
+    def one(_):
+        shutil.rmtree(f"{v}/.quire", ignore_errors=True)
+        shutil.rmtree(f"{v}/_site", ignore_errors=True)
+        return timed([quire, "--vault", v, "render"])
+    return one
+
+def quire_again(v):
+    return lambda _: timed([quire, "--vault", v, "render"])
+
+def quire_edit(v):
+    note = sorted(os.path.join(d, f) for d, _, fs in os.walk(f"{v}/projects") for f in fs if f.endswith(".md"))[0]
+    def one(i):
+        with open(note, "a") as f:
+            f.write(f"\nAn added paragraph, edit {i}.\n")
+        return timed([quire, "--vault", v, "render"])
+    return one
+
+def engine(cmd, out):
+    def one(_):
+        shutil.rmtree(out, ignore_errors=True)
+        return timed(cmd)
+    return one
+
+rows = []
+for n in sizes:
+    v = f"{work}/v{n}"
+    runs = 5 if n <= 20000 else 3
+    rows.append((n, "quire render, cold (index built too)", median_of(runs, quire_cold(v))))
+    rows.append((n, "quire render, unchanged", median_of(runs, quire_again(v))))
+    quire_again(v)(0)
+    rows.append((n, "quire render, after editing one note", median_of(runs, quire_edit(v))))
+    if n <= 20000 or big_engines:
+        if hugo:
+            rows.append((n, "hugo", median_of(runs, engine([hugo, "-s", f"{work}/hugo{n}", "-d", f"{work}/hugo{n}-out", "--quiet"], f"{work}/hugo{n}-out"))))
+        if zola:
+            rows.append((n, "zola build", median_of(runs, engine([zola, "--root", f"{work}/zola{n}", "build", "-o", f"{work}/zola{n}-out", "--force"], f"{work}/zola{n}-out"))))
+
+# The same 10,000-note builds on disk, where writing the files costs more and varies more.
+if os.path.realpath(disk) != os.path.realpath(work) and 10000 in sizes:
+    d = tempfile.mkdtemp(prefix="quire-bench-disk.", dir=disk)
+    try:
+        shutil.copytree(f"{work}/v10000", f"{d}/v", symlinks=True)
+        rows.append((10000, "quire render, cold, on disk", median_of(3, quire_cold(f"{d}/v"))))
+        if hugo:
+            shutil.copytree(f"{work}/hugo10000", f"{d}/hugo")
+            rows.append((10000, "hugo, on disk", median_of(3, engine([hugo, "-s", f"{d}/hugo", "-d", f"{d}/hugo-out", "--quiet"], f"{d}/hugo-out"))))
+        if zola:
+            shutil.copytree(f"{work}/zola10000", f"{d}/zola")
+            rows.append((10000, "zola build, on disk", median_of(3, engine([zola, "--root", f"{d}/zola", "build", "-o", f"{d}/zola-out", "--force"], f"{d}/zola-out"))))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+print(f"{'notes':>7}  {'what':40} {'wall s':>8} {'CPU s':>8} {'RSS MiB':>8}")
+for n, what, (wall, cpu, rss) in rows:
+    print(f"{n:>7}  {what:40} {wall:8.2f} {cpu:8.2f} {rss:8.0f}")
+PY
+}
+
 case "${1:-}" in
   apply) bench_apply ;;
   index) bench_index ;;
-  *) echo "usage: scripts/bench.sh apply|index" >&2; exit 2 ;;
+  render) bench_render ;;
+  *) echo "usage: scripts/bench.sh apply|index|render" >&2; exit 2 ;;
 esac
