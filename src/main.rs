@@ -12,6 +12,10 @@ use clap::Parser as _;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // mimalloc asks for transparent huge pages; the kernel then zeroes 2 MiB at every first touch,
+    // which for a short command costs more than it saves and makes its timings erratic.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     match cmd::run(cli) {

@@ -124,6 +124,17 @@ pub fn is_content_path(path: &str) -> bool {
         && !update::SKIPPED_ROOTS.contains(&first)
 }
 
+/// Where an index stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexState {
+    /// The index file's own id (a rebuilt index has another).
+    pub id: String,
+    /// How many updates changed something.
+    pub generation: u64,
+    /// The last generation that added or removed a note or an attachment, or changed aliases.
+    pub structure: u64,
+}
+
 /// An open index.
 pub struct Index {
     conn: Connection,
@@ -150,6 +161,23 @@ impl Index {
     /// Brings the index up to date with the work tree; `full` re-reads every note.
     pub fn update(&mut self, full: bool) -> Result<UpdateReport, IndexError> {
         update::update(&mut self.conn, &self.root, full)
+    }
+
+    /// Where the index stands: its id, its generation, and the last generation that changed what
+    /// links can resolve to.
+    pub fn state(&self) -> Result<IndexState, IndexError> {
+        let mut stmt = self.conn.prepare("SELECT key, value FROM meta")?;
+        let mut state = IndexState::default();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (k, v) = row?;
+            match k.as_str() {
+                "id" => state.id = v,
+                "generation" => state.generation = v.parse().unwrap_or(0),
+                "structure" => state.structure = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        Ok(state)
     }
 
     /// What the index holds, as one string that changes whenever its content changes: the index

@@ -659,6 +659,89 @@ impl Index {
             .collect())
     }
 
+    /// Vault paths of the notes written by updates after `generation`.
+    pub fn changed_since(&self, generation: u64) -> Result<Vec<String>, IndexError> {
+        // Sorted here: with `ORDER BY path` SQLite would scan every note instead of the index.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path FROM notes INDEXED BY notes_gen WHERE gen > ?1")?;
+        let rows = stmt.query_map([generation as i64], |r| r.get::<_, String>(0))?;
+        let mut paths: Vec<String> = rows.collect::<Result<_, _>>()?;
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// The catalog entry of the note at `path`.
+    pub fn catalog_note(&self, path: &str) -> Result<Option<super::CatalogNote>, IndexError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, title, frontmatter, tags, aliases, headings, mission, hash FROM notes WHERE path = ?1",
+        )?;
+        let mut rows = stmt.query([path])?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        let json = |i: usize| -> Result<String, rusqlite::Error> { r.get(i) };
+        Ok(Some(super::CatalogNote {
+            path: r.get(0)?,
+            title: r.get(1)?,
+            front_matter: serde_json::from_str(&json(2)?).unwrap_or_default(),
+            tags: serde_json::from_str(&json(3)?).unwrap_or_default(),
+            aliases: serde_json::from_str(&json(4)?).unwrap_or_default(),
+            headings: serde_json::from_str(&json(5)?).unwrap_or_default(),
+            mission: r.get(6)?,
+            hash: r.get(7)?,
+        }))
+    }
+
+    /// The tasks of the note at `path`, by line.
+    pub fn tasks_of(&self, path: &str) -> Result<Vec<TaskView>, IndexError> {
+        // By note id: the tasks table is clustered by due date, and indexed by note.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT json FROM tasks WHERE note_id = (SELECT id FROM notes WHERE path = ?1) ORDER BY line",
+        )?;
+        let rows = stmt.query_map([path], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(parse_view(&json?)?);
+        }
+        Ok(out)
+    }
+
+    /// The links of the note at `path`, in order, each with where `resolver` resolves it.
+    pub fn links_of(
+        &self,
+        path: &str,
+        resolver: &super::Resolver,
+    ) -> Result<Vec<NoteLinkResolved>, IndexError> {
+        let links: String = match self
+            .conn
+            .prepare_cached("SELECT links FROM notes WHERE path = ?1")?
+            .query_row([path], |r| r.get(0))
+        {
+            Ok(l) => l,
+            Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
+            IndexError::BadQuery(format!(
+                "stored links of {path} are unreadable ({e}); run `quire index --full`"
+            ))
+        })?;
+        Ok(links
+            .into_iter()
+            .map(|(line, kind, target, subpath)| {
+                let kind = link_kind(&kind);
+                NoteLinkResolved {
+                    line,
+                    kind,
+                    resolved: resolver.resolve(path, kind, &target),
+                    target,
+                    subpath,
+                }
+            })
+            .collect())
+    }
+
     /// Every task, by path and line.
     pub fn all_tasks(&self) -> Result<Vec<TaskView>, IndexError> {
         use rayon::prelude::*;
@@ -672,6 +755,14 @@ impl Index {
             .collect::<Result<Vec<_>, _>>()?;
         out.par_sort_unstable_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
         Ok(out)
+    }
+
+    /// Whether the vault has an attachment (a file that is not a note) at `path`.
+    pub fn has_attachment(&self, path: &str) -> Result<bool, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE path = ?1")?;
+        Ok(stmt.exists([path])?)
     }
 
     /// Every attachment (non-note file) of the vault, by path.

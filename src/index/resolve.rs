@@ -43,7 +43,7 @@ impl Resolver {
     /// Loads every note, alias and attachment name from the index.
     pub fn load(conn: &Connection) -> Result<Self, IndexError> {
         let mut notes = Vec::new();
-        let mut stmt = conn.prepare("SELECT path, aliases FROM notes")?;
+        let mut stmt = conn.prepare("SELECT path, aliases FROM notes INDEXED BY notes_names")?;
         for row in stmt.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })? {

@@ -74,6 +74,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('id', lower(hex(randomblob(16)))), ('generation', '0');
     "#,
+    // 3: the generation each note last changed in, and the last generation that added or removed a
+    // note or an attachment or changed a note's aliases (what links may resolve to): a reader can
+    // then ask what changed since it last looked, and whether link resolution can have changed.
+    r#"
+    ALTER TABLE notes ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notes_gen ON notes(gen);
+    -- What the link resolver reads, without walking the notes' long rows.
+    CREATE INDEX notes_names ON notes(path, aliases);
+    INSERT INTO meta (key, value) VALUES ('structure', '0');
+    "#,
 ];
 
 /// The schema version this quire writes.

@@ -131,16 +131,33 @@ fn update_inner(
     }
 
     // Stored hashes, only for the notes about to be read.
-    let old_hashes: HashMap<i64, Vec<u8>> = {
-        let mut stmt = conn.prepare_cached("SELECT hash FROM notes WHERE id = ?1")?;
-        let mut out = HashMap::new();
+    let (old_hashes, old_aliases): (HashMap<i64, Vec<u8>>, HashMap<i64, String>) = {
+        let mut stmt = conn.prepare_cached("SELECT hash, aliases FROM notes WHERE id = ?1")?;
+        let mut hashes = HashMap::new();
+        let mut aliases = HashMap::new();
         for seen in &candidates {
             if let Some(k) = known.get(&seen.path) {
-                out.insert(k.id, stmt.query_row([k.id], |r| r.get::<_, Vec<u8>>(0))?);
+                let (h, a) = stmt.query_row([k.id], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                })?;
+                hashes.insert(k.id, h);
+                aliases.insert(k.id, a);
             }
         }
-        out
+        (hashes, aliases)
     };
+    let generation: i64 = conn
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+        + 1;
+    // Whether what links can resolve to changed: a note or attachment came or went, or aliases
+    // changed.
+    let mut structural =
+        full || !deleted.is_empty() || !files_added.is_empty() || !files_removed.is_empty();
 
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(
@@ -190,12 +207,15 @@ fn update_inner(
                         report.touched += 1;
                     }
                     Prepared::Note { id, record } => {
-                        write_note(&tx, id, &record)?;
+                        structural |=
+                            id.is_none_or(|id| old_aliases.get(&id) != Some(&record.aliases));
+                        write_note(&tx, id, &record, generation)?;
                         report.parsed += 1;
                         crate::fault::point("index_write");
                     }
                     Prepared::Vanished { id } => {
                         if let Some(id) = id {
+                            structural = true;
                             delete_children(&tx, id)?;
                             tx.execute("DELETE FROM notes WHERE id = ?1", [id])?;
                             report.removed += 1;
@@ -222,9 +242,15 @@ fn update_inner(
     }
     report.attachments = files.len();
     tx.execute(
-        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
-        [],
+        "UPDATE meta SET value = ?1 WHERE key = 'generation'",
+        [generation.to_string()],
     )?;
+    if structural {
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'structure'",
+            [generation.to_string()],
+        )?;
+    }
     let before_commit = started.elapsed();
     tx.commit()?;
     tracing::debug!(
@@ -395,26 +421,31 @@ fn delete_children(tx: &Transaction<'_>, id: i64) -> Result<(), IndexError> {
 }
 
 /// Writes one note and its rows, replacing what the index held for it.
-fn write_note(tx: &Transaction<'_>, id: Option<i64>, r: &NoteRecord) -> Result<(), IndexError> {
+fn write_note(
+    tx: &Transaction<'_>,
+    id: Option<i64>,
+    r: &NoteRecord,
+    generation: i64,
+) -> Result<(), IndexError> {
     let id = match id {
         Some(id) => {
             delete_children(tx, id)?;
             tx.prepare_cached(
                 "UPDATE notes SET title = ?1, frontmatter = ?2, mission = ?3, tags = ?4, aliases = ?5, headings = ?6,
-                                  links = ?7, size = ?8, mtime_ns = ?9, hash = ?10 WHERE id = ?11",
+                                  links = ?7, size = ?8, mtime_ns = ?9, hash = ?10, gen = ?12 WHERE id = ?11",
             )?
             .execute(params![
-                r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash, id
+                r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash, id, generation
             ])?;
             id
         }
         None => {
             tx.prepare_cached(
-                "INSERT INTO notes (path, title, frontmatter, mission, tags, aliases, headings, links, size, mtime_ns, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO notes (path, title, frontmatter, mission, tags, aliases, headings, links, size, mtime_ns, hash, gen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
-                r.path, r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash
+                r.path, r.title, r.frontmatter, r.mission, r.tags, r.aliases, r.headings, r.links, r.size, r.mtime_ns, r.hash, generation
             ])?;
             tx.last_insert_rowid()
         }

@@ -152,15 +152,11 @@ pub(crate) struct Catalog {
 impl Catalog {
     /// The work tree's content, through its index (as it is: the caller brought it up to date).
     pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Self, RenderError> {
-        let t0 = std::time::Instant::now();
         let index = Index::open(vault)?;
         let notes = index.catalog()?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "catalog");
         let tasks = index.all_tasks()?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "tasks");
         let attachments = index.attachments()?;
         let resolver = index.resolver()?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "resolver");
         let links: Links = index
             .links_by_note()?
             .into_iter()
@@ -176,7 +172,6 @@ impl Catalog {
                 (source, facts)
             })
             .collect();
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "links");
         Self::assemble(
             config,
             notes,
@@ -322,24 +317,22 @@ impl Catalog {
             let Some(&from) = positions.get(&source) else {
                 continue;
             };
-            let mut h = Sha256::new();
             for f in &facts {
-                h.update([f.kind as u8]);
-                h.update(f.target.as_bytes());
-                h.update([0]);
-                if let Some(r) = &f.resolved {
-                    h.update(r.as_bytes());
-                    h.update([u8::from(is_published(r))]);
-                    if r != &source && !f.target.is_empty() {
-                        backlinks.entry(r.clone()).or_default().push(from as u32);
-                    }
-                    if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
-                        embeds.entry(source.clone()).or_default().push(r.clone());
-                    }
+                let Some(r) = &f.resolved else { continue };
+                if r != &source && !f.target.is_empty() {
+                    backlinks.entry(r.clone()).or_default().push(from as u32);
                 }
-                h.update([0xfe]);
+                if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
+                    embeds.entry(source.clone()).or_default().push(r.clone());
+                }
             }
-            link_digests.insert(source, h.finalize().into());
+            let digest = link_digest(
+                facts
+                    .iter()
+                    .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
+                &is_published,
+            );
+            link_digests.insert(source, digest);
         }
         for list in backlinks.values_mut() {
             list.sort_unstable();
@@ -377,11 +370,31 @@ impl Catalog {
     }
 }
 
-fn is_note(path: &str) -> bool {
+pub(crate) fn is_note(path: &str) -> bool {
     path.ends_with(".md") || path.ends_with(".markdown")
 }
 
-fn exclusions(globs: &[String]) -> Result<GlobSet, RenderError> {
+/// A digest of where a note's links lead: each link's kind and target, what it resolves to, and
+/// whether that note is published — what the note's HTML depends on besides its own text.
+pub(crate) fn link_digest<'l>(
+    links: impl Iterator<Item = (LinkKind, &'l str, Option<&'l str>)>,
+    is_published: &dyn Fn(&str) -> bool,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (kind, target, resolved) in links {
+        h.update([kind as u8]);
+        h.update(target.as_bytes());
+        h.update([0]);
+        if let Some(r) = resolved {
+            h.update(r.as_bytes());
+            h.update([u8::from(is_published(r))]);
+        }
+        h.update([0xfe]);
+    }
+    h.finalize().into()
+}
+
+pub(crate) fn exclusions(globs: &[String]) -> Result<GlobSet, RenderError> {
     let mut b = GlobSetBuilder::new();
     for g in globs {
         let glob = Glob::new(g).map_err(|e| {
@@ -394,7 +407,7 @@ fn exclusions(globs: &[String]) -> Result<GlobSet, RenderError> {
 }
 
 /// Why a note is not published, if it is not: excluded by a glob, a draft, or `publish: false`.
-fn withheld(excluded: &GlobSet, note: &CatalogNote) -> Option<String> {
+pub(crate) fn withheld(excluded: &GlobSet, note: &CatalogNote) -> Option<String> {
     if excluded.is_match(&note.path) {
         return Some("matches `[publish] exclude` in quire.toml".into());
     }
@@ -417,7 +430,7 @@ fn withheld(excluded: &GlobSet, note: &CatalogNote) -> Option<String> {
 }
 
 /// The date a note is filed under: front matter `updated`, `modified`, `date` or `created`.
-fn note_date(fm: &serde_json::Map<String, Value>) -> Option<String> {
+pub(crate) fn note_date(fm: &serde_json::Map<String, Value>) -> Option<String> {
     ["updated", "modified", "date", "created"]
         .iter()
         .find_map(|k| {

@@ -22,6 +22,7 @@
 mod catalog;
 mod escape;
 mod highlight;
+mod incremental;
 mod markdown;
 mod pages;
 mod publish;
@@ -93,6 +94,8 @@ pub struct Content {
     catalog: OnceLock<Catalog>,
     /// The work tree's root, when the content is the work tree.
     root: Option<PathBuf>,
+    /// The vault and where its index stood, when the content is the work tree.
+    work_tree: Option<(Vault, crate::index::IndexState)>,
 }
 
 /// Where the notes come from, until they are read.
@@ -105,7 +108,8 @@ impl Content {
     /// The vault's work tree, read through its task index (brought up to date now).
     pub fn work_tree(vault: &Vault) -> Result<Self, RenderError> {
         let (index, _) = crate::index::Index::open_fresh(vault)?;
-        let source_id = format!("index:{}", index.generation()?);
+        let state = index.state()?;
+        let source_id = format!("index:{}:{}", state.id, state.generation);
         Ok(Self {
             config: vault.config().clone(),
             local_themes: theme::LocalThemes::from_dir(&vault.root().join("themes")),
@@ -114,6 +118,7 @@ impl Content {
             origin: Mutex::new(Some(Origin_::WorkTree(vault.clone()))),
             catalog: OnceLock::new(),
             root: Some(vault.root().to_path_buf()),
+            work_tree: Some((vault.clone(), state)),
         })
     }
 
@@ -161,6 +166,7 @@ impl Content {
             origin: Mutex::new(Some(Origin_::Commit(content))),
             catalog: OnceLock::new(),
             root: None,
+            work_tree: None,
         })
     }
 
@@ -265,6 +271,9 @@ pub struct RenderReport {
     pub unpublished: BTreeMap<String, String>,
     /// Whether the live site changed (a new build was swapped in).
     pub changed: bool,
+    /// Whether only the edited notes were read (an edit that changes nothing but their own pages;
+    /// otherwise every note is read and each page decided by its key).
+    pub quick: bool,
     /// How long it took.
     #[serde(serialize_with = "millis")]
     pub elapsed: Duration,
@@ -325,8 +334,38 @@ pub fn render_theme(
             published: s.published,
             unpublished: s.unpublished.clone(),
             changed: false,
+            quick: true,
             elapsed: started.elapsed(),
         });
+    }
+    // After an edit that changes only notes' own pages: those pages, without reading the vault.
+    if let (Some(_), Some((vault, state))) = (&previous, &content.work_tree)
+        && site.live_dir().is_dir()
+    {
+        match incremental::try_render(
+            vault,
+            state,
+            &content.config,
+            theme,
+            &site,
+            &stamp,
+            &mut previous,
+            &content.source_id,
+            started,
+        ) {
+            Ok(Some(report)) => {
+                tracing::debug!(
+                    theme = theme.name(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "re-rendered the edited notes"
+                );
+                return Ok(report);
+            }
+            Ok(None) => {}
+            // Files gone from the live site: the full render below rebuilds everything.
+            Err(publish::PublishError::Stale) => previous = None,
+            Err(publish::PublishError::Failed(e)) => return Err(e),
+        }
     }
     let catalog = content.catalog()?;
     let (built, outcome) = loop {
@@ -334,6 +373,7 @@ pub fn render_theme(
         let result = pages::build(catalog, theme, &content.config, &stamp, &stage, progress)
             .and_then(|mut built| {
                 built.manifest.source = content.source_id.clone();
+                built.manifest.index = content.work_tree.as_ref().map(|(_, state)| state.clone());
                 built.manifest.summary = publish::Summary {
                     pages: built.pages,
                     attachments: built.attachments,
@@ -342,7 +382,7 @@ pub fn render_theme(
                     unpublished: catalog.unpublished.clone(),
                 };
                 stage
-                    .finish(&built.files, &built.manifest)
+                    .finish(&built.files, &mut built.manifest)
                     .map(|outcome| (built, outcome))
             });
         match result {
@@ -381,6 +421,7 @@ pub fn render_theme(
         published: catalog.notes.len(),
         unpublished: catalog.unpublished.clone(),
         changed: outcome.changed,
+        quick: false,
         elapsed: started.elapsed(),
     })
 }

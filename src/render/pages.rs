@@ -15,17 +15,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{self, Catalog, Published};
 use super::escape::escape;
-use super::markdown::{Linker, MAX_EMBED_DEPTH, TocEntry, render_note};
+use super::markdown::{Linker, MAX_EMBED_DEPTH, NoteHtml, TocEntry, render_note};
 use super::publish::{Body, Manifest, NoteMemo, OutFile, PublishError, Stage};
 use super::theme::Theme;
 use super::url::{self, SitePath};
 use super::{Progress, RenderError, sanitize};
-use crate::index::TaskView;
+use crate::index::{CatalogNote, TaskView};
 use crate::vault::Config;
 
 /// How many notes the front page lists as recent, and the feed carries.
@@ -37,13 +38,13 @@ const RUNS: usize = 10;
 const RUNS_DIR: &str = crate::vault::RUNS_DIR;
 
 #[derive(Serialize, Clone)]
-struct Link {
-    title: String,
-    url: String,
+pub(super) struct Link {
+    pub(super) title: String,
+    pub(super) url: String,
 }
 
 #[derive(Serialize)]
-struct SiteCtx<'a> {
+pub(super) struct SiteCtx<'a> {
     title: &'a str,
     base_url: &'a str,
     lang: &'a str,
@@ -73,14 +74,14 @@ struct NoteRef<'a> {
 }
 
 #[derive(Serialize, Clone)]
-struct TagRef {
+pub(super) struct TagRef {
     name: String,
     url: String,
     count: usize,
 }
 
 #[derive(Serialize, Clone)]
-struct TaskCtx<'a> {
+pub(super) struct TaskCtx<'a> {
     #[serde(flatten)]
     task: &'a TaskView,
     /// The task's note (at the task's block, when it has an id).
@@ -135,7 +136,7 @@ struct FolderEntry {
 
 /// A note page's context without the note's HTML, which is keyed separately.
 #[derive(Serialize)]
-struct NoteCtx<'a> {
+pub(super) struct NoteCtx<'a> {
     title: &'a str,
     path: &'a str,
     tags: Vec<TagRef>,
@@ -361,16 +362,7 @@ impl<'a> Shared<'a> {
     }
 
     fn site(&self, page: &SitePath) -> SiteCtx<'a> {
-        SiteCtx {
-            title: self.config.site.title.as_str(),
-            base_url: self.config.site.base_url.as_str(),
-            lang: self.config.site.lang.as_str(),
-            theme: self.theme.name(),
-            nav: nav(&self.folders, page),
-            search_index: SitePath::file("search.json").relative_from(page),
-            feed: SitePath::file("feed.xml").relative_from(page),
-            home: SitePath::root().relative_from(page),
-        }
+        site_ctx(self.config, self.theme, &self.folders, page)
     }
 
     /// Every page but the notes'.
@@ -437,6 +429,36 @@ impl<'a> Shared<'a> {
             erased::Hashable::feed(&folder_ctx(f, catalog, &self.folders, &p.page), &mut h);
         }
         hex(&h.finalize()[..16])
+    }
+
+    /// A note's memo, without what rendering it gives.
+    fn memo_facts(&self, p: &Published) -> NoteMemo {
+        let tasks: &[&TaskView] = self
+            .tasks_by_note
+            .get(p.note.path.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let face = face(&p.note, tasks, self.catalog.link_digests.get(&p.note.path));
+        let backlinks = self
+            .catalog
+            .backlinks
+            .get(&p.note.path)
+            .cloned()
+            .unwrap_or_default();
+        let mission = p
+            .note
+            .mission
+            .as_ref()
+            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
+            .map(|m| (m.id.clone(), m.title.clone()));
+        memo_of(
+            &p.note,
+            p.date.as_deref(),
+            face,
+            backlinks,
+            mission,
+            self.children(p).is_some(),
+        )
     }
 
     /// The folder whose URL a note's page takes (`dir.md` beside `dir/`), if any.
@@ -876,6 +898,73 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// A note page's context from the note's own data and what the caller knows of its neighbours
+/// (for a render that does not read the whole vault; no same-URL folder listing).
+pub(super) fn note_ctx_of<'c>(
+    note: &'c CatalogNote,
+    page: &SitePath,
+    date: Option<&'c str>,
+    tasks: &'c [TaskView],
+    backlinks: Vec<Link>,
+    mission: Option<Link>,
+    folders: &BTreeMap<String, Folder>,
+) -> NoteCtx<'c> {
+    NoteCtx {
+        title: &note.title,
+        path: &note.path,
+        tags: note
+            .tags
+            .iter()
+            .map(|t| TagRef {
+                name: t.clone(),
+                url: tag_page(t).relative_from(page),
+                count: 0,
+            })
+            .collect(),
+        backlinks,
+        breadcrumbs: breadcrumbs(parent(&note.path), page, folders),
+        date,
+        tasks: tasks
+            .iter()
+            .map(|t| {
+                let mut url = page.relative_from(page);
+                if let Some(id) = &t.block_id {
+                    url.push_str("#%5E");
+                    url.push_str(&url::encode(id));
+                }
+                TaskCtx {
+                    task: t,
+                    url,
+                    note_title: &note.title,
+                    date: agenda_date(t).map(String::as_str),
+                }
+            })
+            .collect(),
+        front_matter: &note.front_matter,
+        mission,
+        children: None,
+    }
+}
+
+/// The frame every page shows: site settings and navigation.
+pub(super) fn site_ctx<'c>(
+    config: &'c Config,
+    theme: &'c Theme,
+    folders: &BTreeMap<String, Folder>,
+    page: &SitePath,
+) -> SiteCtx<'c> {
+    SiteCtx {
+        title: config.site.title.as_str(),
+        base_url: config.site.base_url.as_str(),
+        lang: config.site.lang.as_str(),
+        theme: theme.name(),
+        nav: nav(folders, page),
+        search_index: SitePath::file("search.json").relative_from(page),
+        feed: SitePath::file("feed.xml").relative_from(page),
+        home: SitePath::root().relative_from(page),
+    }
+}
+
 /// Renders the catalog's site in `theme` into `stage`: every page whose key the live build does
 /// not already have is rendered and written as soon as it is done, so memory holds a few pages at
 /// a time, not the site; the rest are kept.
@@ -908,28 +997,41 @@ pub(crate) fn build(
 
     // Note pages: keyed, and rendered and written only when the live build lacks the key.
     let notes: Vec<&Published> = catalog.notes.iter().collect();
-    let note_files: Vec<(OutFile, NoteMemo, bool)> = notes
+    let live_entries = stage.live_entries();
+    type NoteOut = (OutFile, NoteMemo, Box<RawValue>, bool);
+    let note_files: Vec<NoteOut> = notes
         .par_iter()
         .map(|p| {
             let out = p.page.output_file();
             let key = shared.note_key(p);
-            let result = match (
-                stage.live_key(&out) == Some(key.as_str()),
-                stage.live_memo(&p.note.path),
-            ) {
-                (true, Some(memo)) => Ok((
-                    OutFile {
-                        path: out,
-                        key,
-                        body: Body::Kept,
-                    },
-                    memo.clone(),
-                    false,
-                )),
-                _ => render_note_page(&shared, p, &linker)
+            let mut memo = shared.memo_facts(p);
+            let live = (stage.live_key(&out) == Some(key.as_str()))
+                .then(|| {
+                    stage
+                        .live_memo(&p.note.path)
+                        .zip(live_entries.get(p.note.path.as_str()))
+                })
+                .flatten();
+            let result = match live {
+                Some((live, entry)) => {
+                    memo.take_rendered(live);
+                    Ok((
+                        OutFile {
+                            path: out,
+                            key,
+                            body: Body::Kept,
+                        },
+                        memo,
+                        (*entry).to_owned(),
+                        false,
+                    ))
+                }
+                None => render_note_page(&shared, p, &linker)
                     .map_err(PublishError::from)
-                    .and_then(|(bytes, memo)| {
+                    .and_then(|(bytes, html)| {
                         stage.put(&out, &key, &Body::Bytes(bytes))?;
+                        memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
+                        let entry = search_entry(&p.note, &html.excerpt);
                         Ok((
                             OutFile {
                                 path: out,
@@ -937,6 +1039,7 @@ pub(crate) fn build(
                                 body: Body::Staged,
                             },
                             memo,
+                            entry,
                             true,
                         ))
                     }),
@@ -946,10 +1049,6 @@ pub(crate) fn build(
         })
         .collect::<Result<_, PublishError>>()?;
 
-    tracing::debug!(
-        elapsed_ms = t0.elapsed().as_millis() as u64,
-        "note pages done"
-    );
     // Every other page: its context is built to key it, and rendered only when the key is new.
     let other_files: Vec<(OutFile, bool)> = others
         .into_par_iter()
@@ -1018,9 +1117,11 @@ pub(crate) fn build(
     let mut manifest = Manifest::new(stamp.to_owned());
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
     let mut rendered = 0;
-    for ((file, memo, fresh), p) in note_files.into_iter().zip(&notes) {
+    let mut entries = Vec::with_capacity(notes.len());
+    for ((file, memo, entry, fresh), p) in note_files.into_iter().zip(&notes) {
         rendered += usize::from(fresh);
         manifest.notes.insert(p.note.path.clone(), memo);
+        entries.push(entry);
         files.push(file);
     }
     for (file, fresh) in other_files {
@@ -1038,12 +1139,7 @@ pub(crate) fn build(
     let mut broken_links = 0;
     for memo in manifest.notes.values() {
         broken_links += memo.broken;
-        attachments.extend(
-            memo.attachments
-                .iter()
-                .map(String::as_str)
-                .filter(|a| catalog.attachment_allowed(a)),
-        );
+        attachments.extend(memo.attachments.iter().map(String::as_str));
     }
     let mut attachment_count = 0;
     for path in attachments {
@@ -1068,17 +1164,14 @@ pub(crate) fn build(
         .map(|f| f.path.clone())
         .collect();
     let mut generated = vec![
-        (
-            "search.json".to_owned(),
-            search_index(catalog, &manifest.notes),
-        ),
+        ("search.json".to_owned(), search_index(&entries)),
         (
             "sitemap.xml".to_owned(),
             sitemap(&config.site.base_url, page_paths),
         ),
         (
             "feed.xml".to_owned(),
-            feed(catalog, &manifest.notes, config),
+            feed(&manifest.notes, &entries, config),
         ),
         (
             "static/tokens.css".to_owned(),
@@ -1097,10 +1190,6 @@ pub(crate) fn build(
         };
         files.push(OutFile { path, key, body });
     }
-    tracing::debug!(
-        elapsed_ms = t0.elapsed().as_millis() as u64,
-        "site-wide files made"
-    );
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for f in &files {
         manifest.files.insert(f.path.clone(), f.key.clone());
@@ -1120,38 +1209,125 @@ fn render_note_page(
     shared: &Shared<'_>,
     p: &Published,
     linker: &Linker<'_>,
-) -> Result<(Vec<u8>, NoteMemo), RenderError> {
+) -> Result<(Vec<u8>, NoteHtml), RenderError> {
     let text = shared.catalog.texts.text(&p.note.path).unwrap_or_default();
-    let mut html = render_note(linker, &p.page, &p.note.path, &text, &p.note.title);
+    let html = note_html(linker, &p.page, &p.note.path, &text, &p.note.title);
+    let ctx = shared.note_ctx(p);
+    let site = shared.site(&p.page);
+    let bytes = note_page_bytes(shared.theme, &site, &p.page, &p.note, &ctx, &html)?;
+    Ok((bytes, html))
+}
+
+/// A note's Markdown as HTML, sanitized when it holds raw HTML.
+pub(crate) fn note_html(
+    linker: &Linker<'_>,
+    page: &SitePath,
+    path: &str,
+    text: &str,
+    title: &str,
+) -> NoteHtml {
+    let mut html = render_note(linker, page, path, text, title);
     if html.raw_html {
         html.html = sanitize(&html.html);
     }
-    let ctx = shared.note_ctx(p);
-    let site = shared.site(&p.page);
+    html
+}
+
+/// A note's page through the theme's `note.html`.
+pub(super) fn note_page_bytes(
+    theme: &Theme,
+    site: &SiteCtx<'_>,
+    page: &SitePath,
+    note: &CatalogNote,
+    ctx: &NoteCtx<'_>,
+    html: &NoteHtml,
+) -> Result<Vec<u8>, RenderError> {
     let pc = PageCtx {
         kind: "note",
-        title: p.note.title.clone(),
-        url: p.page.as_str().to_owned(),
-        path: Some(p.note.path.clone()),
+        title: note.title.clone(),
+        url: page.as_str().to_owned(),
+        path: Some(note.path.clone()),
     };
-    let mut context = base_context(&site, &pc, &p.page);
+    let mut context = base_context(site, &pc, page);
     // The note's HTML: built by quire's own writer, which escapes all text, or — when the note
-    // holds raw HTML — sanitized by ammonia above. Themes print it with `| safe`.
+    // holds raw HTML — sanitized by ammonia. Themes print it with `| safe`.
     context.insert(
         "note",
         &NoteFull {
-            ctx: &ctx,
+            ctx,
             content: &html.html,
             toc: &html.toc,
         },
     );
-    let bytes = render(shared.theme, "note.html", &context)?;
-    let memo = NoteMemo {
-        excerpt: html.excerpt,
-        attachments: html.attachments.into_iter().collect(),
-        broken: html.broken,
-    };
-    Ok((bytes, memo))
+    render(theme, "note.html", &context)
+}
+
+impl NoteMemo {
+    /// Takes what rendering the note gave: its attachments (those that may be published),
+    /// broken links and transcluded notes.
+    pub(crate) fn set_rendered(&mut self, html: &NoteHtml, allowed: &dyn Fn(&str) -> bool) {
+        self.attachments = html
+            .attachments
+            .iter()
+            .filter(|a| allowed(a))
+            .cloned()
+            .collect();
+        self.broken = html.broken;
+        self.embeds = html.embeds.iter().cloned().collect();
+    }
+
+    /// Takes what an earlier rendering of the same page gave.
+    pub(crate) fn take_rendered(&mut self, live: &NoteMemo) {
+        self.attachments = live.attachments.clone();
+        self.broken = live.broken;
+        self.embeds = live.embeds.clone();
+    }
+}
+
+/// A digest of what other pages show of a note: its title, tags, aliases, front matter (date,
+/// publishing flags, a run's or mission's fields), mission, tasks, and where its links lead.
+pub(crate) fn face(
+    note: &CatalogNote,
+    tasks: &[&TaskView],
+    link_digest: Option<&[u8; 32]>,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        &note.title as &dyn erased::Hashable,
+        &note.tags,
+        &note.aliases,
+        &note.front_matter,
+        &note.mission,
+        &tasks,
+    ] {
+        part.feed(&mut h);
+        h.update([0xff]);
+    }
+    if let Some(d) = link_digest {
+        h.update(d);
+    }
+    hex(&h.finalize()[..16])
+}
+
+/// The memo facts that come from a note's own data, not from rendering it.
+pub(crate) fn memo_of(
+    note: &CatalogNote,
+    date: Option<&str>,
+    face: String,
+    backlinks: Vec<u32>,
+    mission: Option<(String, String)>,
+    children: bool,
+) -> NoteMemo {
+    NoteMemo {
+        title: note.title.clone(),
+        date: date.map(str::to_owned),
+        feed: date.is_some() && !is_run_path(&note.path),
+        face,
+        backlinks,
+        mission,
+        children,
+        ..NoteMemo::default()
+    }
 }
 
 /// The task bucket of open tasks without a due date.
@@ -1257,7 +1433,7 @@ fn markdown_signature<'c>(
     h.update([0xfe]);
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -1290,7 +1466,7 @@ pub(crate) fn tag_page(tag: &str) -> SitePath {
     SitePath::page(&format!("tags/{}", url::slug_path(tag)))
 }
 
-fn mission_page(id: &str) -> SitePath {
+pub(super) fn mission_page(id: &str) -> SitePath {
     SitePath::page(&format!("missions/{}", url::slug_segment(id)))
 }
 
@@ -1321,8 +1497,12 @@ fn agenda_date(t: &TaskView) -> Option<&String> {
     t.due.as_ref().or(t.scheduled.as_ref())
 }
 
+fn is_run_path(path: &str) -> bool {
+    path.starts_with(RUNS_DIR) && path[RUNS_DIR.len()..].starts_with('/')
+}
+
 fn is_run(p: &Published) -> bool {
-    p.note.path.starts_with(RUNS_DIR) && p.note.path[RUNS_DIR.len()..].starts_with('/')
+    is_run_path(&p.note.path)
 }
 
 /// When a run started: front matter `started`, else `date`.
@@ -1367,7 +1547,7 @@ fn note_ref<'c>(p: &'c Published, from: &SitePath) -> NoteRef<'c> {
 }
 
 /// A folder of published notes (vault path `""` is the root).
-struct Folder {
+pub(super) struct Folder {
     path: String,
     title: String,
     folders: BTreeSet<String>,
@@ -1376,7 +1556,7 @@ struct Folder {
     count: usize,
 }
 
-fn parent(path: &str) -> &str {
+pub(super) fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
@@ -1387,6 +1567,11 @@ fn strip_note_ext(path: &str) -> &str {
 }
 
 fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
+    folder_tree_of(catalog.notes.iter().map(|p| p.note.path.as_str()))
+}
+
+/// The folders of the notes at `paths`.
+pub(super) fn folder_tree_of<'p>(paths: impl Iterator<Item = &'p str>) -> BTreeMap<String, Folder> {
     let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
     let ensure = |path: &str, folders: &mut BTreeMap<String, Folder>| {
         folders.entry(path.to_owned()).or_insert_with(|| Folder {
@@ -1398,11 +1583,11 @@ fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
         });
     };
     ensure("", &mut folders);
-    for path in catalog.notes.iter().map(|p| &p.note.path) {
+    for path in paths {
         let dir = parent(path);
         ensure(dir, &mut folders);
         if let Some(f) = folders.get_mut(dir) {
-            f.notes.insert(path.clone());
+            f.notes.insert(path.to_owned());
         }
         // The folder and every ancestor count the note; each ancestor lists the folder below it.
         let mut d = dir;
@@ -1482,7 +1667,11 @@ fn folder_ctx<'c>(
 }
 
 /// Links from the front page down to `folder` (inclusive), for a page at `at`.
-fn breadcrumbs(folder: &str, at: &SitePath, folders: &BTreeMap<String, Folder>) -> Vec<Link> {
+pub(super) fn breadcrumbs(
+    folder: &str,
+    at: &SitePath,
+    folders: &BTreeMap<String, Folder>,
+) -> Vec<Link> {
     let mut out = vec![Link {
         title: "Home".into(),
         url: SitePath::root().relative_from(at),
@@ -1690,34 +1879,47 @@ fn cell_task<'c>(t: &'c TaskView, catalog: &'c Catalog, from: &SitePath) -> Cell
     }
 }
 
-/// `search.json`: for every published note, its title, URL (from the site root), tags, headings and
-/// the start of its text. The theme's script searches it in the browser.
-fn search_index(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Entry<'a> {
-        t: &'a str,
-        u: String,
-        g: &'a [String],
-        h: Vec<&'a str>,
-        x: &'a str,
+/// A note's entry in `search.json`: its title, URL (from the site root), tags, first headings and
+/// the start of its text. The theme's script searches them in the browser.
+#[derive(Serialize)]
+struct SearchEntry<'a> {
+    t: &'a str,
+    u: String,
+    g: &'a [String],
+    h: Vec<&'a str>,
+    x: &'a str,
+}
+
+/// The search index entry of a note whose text starts with `excerpt`.
+pub(crate) fn search_entry(note: &CatalogNote, excerpt: &str) -> Box<RawValue> {
+    let entry = SearchEntry {
+        t: &note.title,
+        u: url::encode(url::note_page(&note.path).as_str()),
+        g: &note.tags,
+        h: note
+            .headings
+            .iter()
+            .take(12)
+            .map(|(_, _, h)| h.as_str())
+            .collect(),
+        x: excerpt,
+    };
+    serde_json::value::to_raw_value(&entry)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
+}
+
+/// `search.json`: the notes' entries, in path order.
+pub(crate) fn search_index(entries: &[Box<RawValue>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.get().len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e.get().as_bytes());
     }
-    let entries: Vec<Entry<'_>> = catalog
-        .notes
-        .iter()
-        .map(|p| Entry {
-            t: &p.note.title,
-            u: url::encode(p.page.as_str()),
-            g: &p.note.tags,
-            h: p.note
-                .headings
-                .iter()
-                .take(12)
-                .map(|(_, _, h)| h.as_str())
-                .collect(),
-            x: memos.get(&p.note.path).map_or("", |m| m.excerpt.as_str()),
-        })
-        .collect();
-    serde_json::to_vec(&entries).unwrap_or_else(|_| b"[]".to_vec())
+    out.push(b']');
+    out
 }
 
 fn sitemap(base_url: &str, mut pages: Vec<String>) -> Vec<u8> {
@@ -1740,18 +1942,28 @@ fn sitemap(base_url: &str, mut pages: Vec<String>) -> Vec<u8> {
 
 /// An Atom feed of the most recently dated notes. Dates come from front matter, not the clock or
 /// file times, so the same content gives the same feed whenever and wherever it is rendered.
-fn feed(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>, config: &Config) -> Vec<u8> {
+pub(crate) fn feed(
+    memos: &BTreeMap<String, NoteMemo>,
+    entries: &[Box<RawValue>],
+    config: &Config,
+) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Excerpt<'a> {
+        #[serde(borrow)]
+        x: std::borrow::Cow<'a, str>,
+    }
     let base = absolute_root(&config.site.base_url);
-    let mut dated: Vec<&Published> = catalog
-        .notes
+    let mut dated: Vec<(&String, &NoteMemo, usize)> = memos
         .iter()
-        .filter(|p| p.date.is_some() && !is_run(p))
+        .enumerate()
+        .filter(|(_, (_, m))| m.feed)
+        .map(|(i, (p, m))| (p, m, i))
         .collect();
-    dated.sort_by(|a, b| (&b.date, &a.note.path).cmp(&(&a.date, &b.note.path)));
+    dated.sort_by(|(pa, a, _), (pb, b, _)| (&b.date, pa).cmp(&(&a.date, pb)));
     dated.truncate(FEED_ENTRIES);
     let updated = dated
         .first()
-        .and_then(|p| p.date.clone())
+        .and_then(|(_, m, _)| m.date.clone())
         .unwrap_or_else(|| "1970-01-01".into());
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n",
@@ -1768,21 +1980,21 @@ fn feed(catalog: &Catalog, memos: &BTreeMap<String, NoteMemo>, config: &Config) 
     ));
     out.push_str(&format!("  <updated>{updated}T00:00:00Z</updated>\n"));
     out.push_str("  <generator>quire</generator>\n");
-    for p in dated {
-        let link = format!("{base}{}", url::encode(p.page.as_str()));
+    for (path, m, i) in dated {
+        let link = format!("{base}{}", url::encode(url::note_page(path).as_str()));
         out.push_str("  <entry>\n");
-        out.push_str(&format!("    <title>{}</title>\n", escape(&p.note.title)));
+        out.push_str(&format!("    <title>{}</title>\n", escape(&m.title)));
         out.push_str(&format!("    <link href=\"{}\"/>\n", escape(&link)));
         out.push_str(&format!("    <id>{}</id>\n", escape(&link)));
         out.push_str(&format!(
             "    <updated>{}T00:00:00Z</updated>\n",
-            p.date.as_deref().unwrap_or("1970-01-01")
+            m.date.as_deref().unwrap_or("1970-01-01")
         ));
-        if let Some(memo) = memos.get(&p.note.path).filter(|m| !m.excerpt.is_empty()) {
-            out.push_str(&format!(
-                "    <summary>{}</summary>\n",
-                escape(&memo.excerpt)
-            ));
+        let excerpt = entries
+            .get(i)
+            .and_then(|e| serde_json::from_str::<Excerpt<'_>>(e.get()).ok());
+        if let Some(x) = excerpt.filter(|e| !e.x.is_empty()) {
+            out.push_str(&format!("    <summary>{}</summary>\n", escape(&x.x)));
         }
         out.push_str("  </entry>\n");
     }

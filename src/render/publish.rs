@@ -27,6 +27,7 @@ use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::RenderError;
 use super::catalog::Texts;
@@ -34,8 +35,14 @@ use super::catalog::Texts;
 /// The manifest's file name, inside each build.
 pub(crate) const MANIFEST: &str = ".quire-build.json";
 
+/// The search index of a site, at its root.
+pub(crate) const SEARCH_INDEX: &str = "search.json";
+
+/// The notes' memos of a build, beside its manifest.
+pub(crate) const NOTES: &str = ".quire-notes.json";
+
 /// What a build's manifest format is; a manifest of another format is not used.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// One file of a build.
 pub(crate) struct OutFile {
@@ -58,16 +65,51 @@ pub(crate) enum Body {
     Attachment(String),
 }
 
-/// What a rendered note contributed to the site-wide files, kept so an unchanged note need not be
-/// rendered again to rebuild them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the site knows of a published note beyond its own page: what it contributes to the
+/// site-wide files, and what its page shows of other notes. Kept so that an unchanged note need
+/// not be rendered again, and so that a render after an edit that changes only a note's own page
+/// can skip reading every other note (see `incremental`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NoteMemo {
-    /// The start of its plain text, for the search index and the feed.
-    pub(crate) excerpt: String,
-    /// Attachments it shows or links to.
+    /// Attachments it shows or links to (those that may be published).
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) attachments: Vec<String>,
     /// Its links that lead nowhere.
+    #[serde(rename = "b", default, skip_serializing_if = "is_zero")]
     pub(crate) broken: usize,
+    /// Notes it transcludes, at any depth.
+    #[serde(rename = "e", default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) embeds: Vec<String>,
+    /// Its title (pages linking back to it show it; so does the feed).
+    #[serde(rename = "t", default)]
+    pub(crate) title: String,
+    /// Its date, when it has one.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) date: Option<String>,
+    /// Whether it goes into the feed (dated, and not a run record).
+    #[serde(rename = "f", default, skip_serializing_if = "is_false")]
+    pub(crate) feed: bool,
+    /// A digest of everything other pages show of the note: title, tags, aliases, front matter,
+    /// mission, tasks, and where its links lead.
+    #[serde(rename = "c", default)]
+    pub(crate) face: String,
+    /// The notes linking to it, as positions among the build's notes (in path order).
+    #[serde(rename = "l", default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) backlinks: Vec<u32>,
+    /// Its mission (id, title), when it belongs to one.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) mission: Option<(String, String)>,
+    /// Whether a folder's listing shares its page.
+    #[serde(rename = "k", default, skip_serializing_if = "is_false")]
+    pub(crate) children: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A build's manifest.
@@ -79,14 +121,27 @@ pub(crate) struct Manifest {
     pub(crate) stamp: String,
     /// Every file, with its key.
     pub(crate) files: BTreeMap<String, String>,
-    /// Every published note's memo, by vault path.
+    /// Every published note's memo, by vault path: kept in its own file, `NOTES`, which a
+    /// staging folder's reader does not need to parse.
+    #[serde(skip)]
     pub(crate) notes: BTreeMap<String, NoteMemo>,
+    /// The SHA-256 of the notes file written with this manifest, so a pair torn by a crash is
+    /// never used.
+    #[serde(default)]
+    notes_sha: String,
+    /// The build's search index entries, one per note in `notes` order (its `search.json`, read
+    /// back): a note that is not rendered again keeps its entry.
+    #[serde(skip)]
+    pub(crate) entries: Vec<Box<serde_json::value::RawValue>>,
     /// What the build was made from (equal for equal content).
     #[serde(default)]
     pub(crate) source: String,
     /// What the build holds, for reporting on a render that finds nothing to do.
     #[serde(default)]
     pub(crate) summary: Summary,
+    /// The index the build was made from, when it was made from the work tree.
+    #[serde(default)]
+    pub(crate) index: Option<crate::index::IndexState>,
 }
 
 /// What a build holds.
@@ -107,15 +162,69 @@ impl Manifest {
             stamp,
             files: BTreeMap::new(),
             notes: BTreeMap::new(),
+            notes_sha: String::new(),
+            entries: Vec::new(),
             source: String::new(),
             summary: Summary::default(),
+            index: None,
         }
     }
 
+    /// The manifest of the build in `dir`, without the notes' memos, if it was made with `stamp`.
     fn read(dir: &Path, stamp: &str) -> Option<Self> {
         let bytes = std::fs::read(dir.join(MANIFEST)).ok()?;
         let m: Manifest = serde_json::from_slice(&bytes).ok()?;
         (m.format == FORMAT && m.stamp == stamp).then_some(m)
+    }
+
+    /// The same with the notes' memos.
+    fn read_full(dir: &Path, stamp: &str) -> Option<Self> {
+        let mut m = Self::read(dir, stamp)?;
+        let bytes = std::fs::read(dir.join(NOTES)).ok()?;
+        if hex(&Sha256::digest(&bytes)) != m.notes_sha {
+            return None;
+        }
+        m.notes = serde_json::from_slice(&bytes).ok()?;
+        let search = std::fs::read(dir.join(SEARCH_INDEX)).ok()?;
+        m.entries = serde_json::from_slice(&search).ok()?;
+        (m.entries.len() == m.notes.len()).then_some(m)
+    }
+
+    /// Each note's search index entry, by vault path.
+    pub(crate) fn entries_by_path(
+        &self,
+    ) -> std::collections::HashMap<&str, &serde_json::value::RawValue> {
+        self.notes
+            .keys()
+            .map(String::as_str)
+            .zip(self.entries.iter().map(|e| &**e))
+            .collect()
+    }
+
+    /// Writes the manifest into `dir`: the notes' memos first, then the manifest, which names
+    /// them by hash and so makes the pair valid.
+    fn write(&mut self, dir: &Path, atomic: bool) -> Result<(), RenderError> {
+        let encode = |e: serde_json::Error| RenderError::Io {
+            context: "could not write the build manifest".into(),
+            source: io::Error::other(e),
+        };
+        let notes = serde_json::to_vec(&self.notes).map_err(encode)?;
+        self.notes_sha = hex(&Sha256::digest(&notes));
+        let manifest = serde_json::to_vec(&self).map_err(encode)?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            let done = if atomic {
+                crate::vault::fsutil::atomic_write(&path, bytes, false)
+            } else {
+                std::fs::write(&path, bytes)
+            };
+            done.map_err(RenderError::io(format!(
+                "could not write {}",
+                path.display()
+            )))
+        };
+        write(NOTES, &notes)?;
+        write(MANIFEST, &manifest)
     }
 }
 
@@ -131,6 +240,12 @@ pub(crate) enum PublishError {
 impl From<RenderError> for PublishError {
     fn from(e: RenderError) -> Self {
         PublishError::Failed(e)
+    }
+}
+
+impl From<crate::index::IndexError> for PublishError {
+    fn from(e: crate::index::IndexError) -> Self {
+        PublishError::Failed(e.into())
     }
 }
 
@@ -204,7 +319,7 @@ impl SiteDir {
 
     /// The live build's manifest, if it was made with `stamp`.
     pub(crate) fn live_manifest(&self, stamp: &str) -> Option<Manifest> {
-        Manifest::read(&self.live, stamp)
+        Manifest::read_full(&self.live, stamp)
     }
 
     /// A swap without `RENAME_EXCHANGE` that was cut off leaves the live site aside; put it back.
@@ -288,6 +403,15 @@ impl Stage<'_> {
         self.previous
             .and_then(|m| m.files.get(path))
             .map(String::as_str)
+    }
+
+    /// The live build's search index entries, by vault path.
+    pub(crate) fn live_entries(
+        &self,
+    ) -> std::collections::HashMap<&str, &serde_json::value::RawValue> {
+        self.previous
+            .map(Manifest::entries_by_path)
+            .unwrap_or_default()
     }
 
     /// The live build's memo of a note.
@@ -416,7 +540,7 @@ impl Stage<'_> {
     pub(crate) fn finish(
         self,
         files: &[OutFile],
-        manifest: &Manifest,
+        manifest: &mut Manifest,
     ) -> Result<Outcome, PublishError> {
         let count = files.len();
         if self.have.get().is_none()
@@ -430,8 +554,13 @@ impl Stage<'_> {
         {
             // Same site from content the manifest does not know yet (a touched file, a rebuilt
             // index): record it, so the next render can tell at once that nothing changed.
-            if prev.source != manifest.source || prev.summary != manifest.summary {
-                let json = serde_json::to_vec(manifest).map_err(|e| RenderError::Io {
+            if prev.source != manifest.source
+                || prev.summary != manifest.summary
+                || prev.index != manifest.index
+            {
+                // The memos are the live ones: only the manifest is rewritten, in place, atomically.
+                manifest.notes_sha = prev.notes_sha.clone();
+                let json = serde_json::to_vec(&*manifest).map_err(|e| RenderError::Io {
                     context: "could not write the build manifest".into(),
                     source: io::Error::other(e),
                 })?;
@@ -448,13 +577,10 @@ impl Stage<'_> {
                 changed: false,
             });
         }
-        let t0 = std::time::Instant::now();
         let have = self.prepared()?.clone();
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "stage prepared");
         files
             .par_iter()
             .try_for_each(|f| self.put(&f.path, &f.key, &f.body))?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "stage filled");
 
         let wanted: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
         let stage = &self.site.stage;
@@ -477,18 +603,7 @@ impl Stage<'_> {
         for d in emptied.iter().rev() {
             let _ = std::fs::remove_dir(d);
         }
-        let json = serde_json::to_vec(manifest).map_err(|e| RenderError::Io {
-            context: "could not write the build manifest".into(),
-            source: io::Error::other(e),
-        })?;
-        std::fs::write(stage.join(MANIFEST), json).map_err(RenderError::io(format!(
-            "could not write {}",
-            stage.join(MANIFEST).display()
-        )))?;
-        tracing::debug!(
-            ms = t0.elapsed().as_millis() as u64,
-            "stage manifest written"
-        );
+        manifest.write(stage, false)?;
         crate::fault::point("render_swap");
         self.site.swap()?;
         Ok(Outcome {
@@ -498,6 +613,10 @@ impl Stage<'_> {
             changed: true,
         })
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

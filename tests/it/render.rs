@@ -695,3 +695,156 @@ fn render_json_reports_each_theme() {
         "site title from quire.toml"
     );
 }
+
+/// Whatever way a render takes after a change — the quick one for edits that change only notes'
+/// own pages, or page-by-page keys — the site is byte for byte the one a render from scratch
+/// makes of the same content.
+#[test]
+fn incremental_renders_equal_renders_from_scratch() {
+    let t = rich_vault();
+    render_theme(&t, "paper");
+    render_theme(&t, "paper");
+    // (what, the edit, whether only the edited notes need reading)
+    type Edit = (&'static str, Box<dyn Fn(&VaultTest)>, bool);
+    let edits: Vec<Edit> = vec![
+        (
+            "a body edit",
+            Box::new(|t| {
+                let body = t.read("04_AREAS/Home.md");
+                t.write(
+                    "04_AREAS/Home.md",
+                    &format!("{body}\nA new paragraph, *emphasised*.\n"),
+                );
+            }),
+            true,
+        ),
+        (
+            "a new link",
+            Box::new(|t| {
+                let body = t.read("04_AREAS/Home.md");
+                t.write(
+                    "04_AREAS/Home.md",
+                    &format!("{body}\nAnd [[Seed List]] again.\n"),
+                );
+            }),
+            false,
+        ),
+        (
+            "a transcluded note's edit",
+            Box::new(|t| {
+                let body = t.read("02_PROJECTS/Seed List.md");
+                t.write(
+                    "02_PROJECTS/Seed List.md",
+                    &body.replace("Roma and cherry.", "Roma, cherry and plum."),
+                );
+            }),
+            true,
+        ),
+        (
+            "a new heading",
+            Box::new(|t| {
+                let body = t.read("03_NOTES/Raw.md");
+                t.write(
+                    "03_NOTES/Raw.md",
+                    &format!("{body}\n## Added\n\nMore words.\n"),
+                );
+            }),
+            true,
+        ),
+        (
+            "a new image",
+            Box::new(|t| {
+                let body = t.read("03_NOTES/Raw.md");
+                t.write("03_NOTES/Raw.md", &format!("{body}\n![[photo.png]]\n"));
+            }),
+            false,
+        ),
+        (
+            "a task edit",
+            Box::new(|t| {
+                let body = t.read("02_PROJECTS/Seed List.md");
+                t.write(
+                    "02_PROJECTS/Seed List.md",
+                    &body.replace("📅 2026-03-20", "📅 2026-03-27"),
+                );
+            }),
+            false,
+        ),
+        (
+            "a title edit",
+            Box::new(|t| {
+                t.write(
+                    "04_AREAS/Home.md",
+                    "---\ntitle: The house\n---\n# Home\n\nBack to [[Beds]].\n",
+                );
+            }),
+            false,
+        ),
+        (
+            "a new note",
+            Box::new(|t| {
+                t.write(
+                    "04_AREAS/Shed.md",
+                    "# Shed\n\nSee [[Nowhere]] — now [[Garden plan]].\n",
+                );
+            }),
+            false,
+        ),
+        (
+            "a note that now fixes a broken link",
+            Box::new(|t| {
+                t.write("Nowhere.md", "# Nowhere\n\nFound.\n");
+            }),
+            false,
+        ),
+        (
+            "a removed note",
+            Box::new(|t| std::fs::remove_file(t.path("04_AREAS/Shed.md")).unwrap()),
+            false,
+        ),
+        (
+            "a draft",
+            Box::new(|t| {
+                let body = t.read("02_PROJECTS/Seed List.md");
+                t.write(
+                    "02_PROJECTS/Seed List.md",
+                    &format!("---\ndraft: true\n---\n{body}"),
+                );
+            }),
+            false,
+        ),
+        (
+            "a body edit after all that",
+            Box::new(|t| {
+                let body = t.read("04_AREAS/Home.md");
+                t.write("04_AREAS/Home.md", &body.replace("emphasised", "stressed"));
+            }),
+            true,
+        ),
+    ];
+    for (what, edit, quick) in edits {
+        edit(&t);
+        let report = render_theme(&t, "paper");
+        assert_eq!(report.quick, quick, "after {what}: {report:?}");
+        let fresh = t
+            .tmp
+            .path()
+            .join(format!("fresh-{}", what.replace(' ', "-")));
+        render_into(&t, "paper", &fresh);
+        let (incremental, scratch) = (
+            site_files(&t.path("_site/paper")),
+            site_files(&fresh.join("paper")),
+        );
+        assert_eq!(
+            incremental.keys().collect::<Vec<_>>(),
+            scratch.keys().collect::<Vec<_>>(),
+            "after {what}: the same files"
+        );
+        for (path, bytes) in &incremental {
+            assert!(
+                bytes == &scratch[path],
+                "after {what}: {path} differs from a render from scratch ({report:?})"
+            );
+        }
+    }
+}
