@@ -228,6 +228,14 @@ def quire_edit(v):
         return timed([quire, "--vault", v, "render"])
     return one
 
+def quire_task_edit(v):
+    note = sorted(os.path.join(d, f) for d, _, fs in os.walk(f"{v}/areas") for f in fs if f.endswith(".md"))[0]
+    def one(i):
+        with open(note, "a") as f:
+            f.write(f"\n- [ ] an added task {i} 📅 2026-12-{i % 28 + 1:02d}\n")
+        return timed([quire, "--vault", v, "render"])
+    return one
+
 def engine(cmd, out):
     def one(_):
         shutil.rmtree(out, ignore_errors=True)
@@ -242,6 +250,7 @@ for n in sizes:
     rows.append((n, "quire render, unchanged", median_of(runs, quire_again(v))))
     quire_again(v)(0)
     rows.append((n, "quire render, after editing one note", median_of(runs, quire_edit(v))))
+    rows.append((n, "quire render, after adding a task", median_of(runs, quire_task_edit(v))))
     if n <= 20000 or big_engines:
         if hugo:
             rows.append((n, "hugo", median_of(runs, engine([hugo, "-s", f"{work}/hugo{n}", "-d", f"{work}/hugo{n}-out", "--quiet"], f"{work}/hugo{n}-out"))))

@@ -37,6 +37,17 @@ pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "  cat {root}/contributions/rejected/*.receipt.json   why the refused ones were refused"
         );
+        for site in &report.sites {
+            println!(
+                "  {}/index.html   the {} site ({} pages)",
+                site.dir.display(),
+                site.theme,
+                site.pages
+            );
+        }
+        println!(
+            "  quire --vault {root} serve --theme desk   browse the dashboard, live as you edit"
+        );
     }
     // The tour shows refusals on purpose; they are not a failure of the demo.
     Ok(ExitCode::SUCCESS)

@@ -354,11 +354,6 @@ impl Catalog {
         })
     }
 
-    /// Whether the note at `path` is published.
-    pub(crate) fn is_published(&self, path: &str) -> bool {
-        self.positions.contains_key(path)
-    }
-
     /// The published note at `path`.
     pub(crate) fn note(&self, path: &str) -> Option<&Published> {
         self.positions.get(path).map(|&i| &self.notes[i])

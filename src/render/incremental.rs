@@ -107,12 +107,14 @@ pub(crate) fn try_render(
     let root = vault.root().to_path_buf();
     let texts = Texts::WorkTree(root.clone());
     let folders = pages::folder_tree_of(prev.notes.keys().map(String::as_str));
+    let nav_targets = pages::nav_targets(&folders);
     let order: Vec<&String> = prev.notes.keys().collect();
     let load = |p: &str| texts.text(p);
+    let page_of = |p: &str| published(p).then(|| url::note_page(p));
     let linker = Linker {
         resolver: &resolver,
-        published: &published,
         load: &load,
+        page_of: &page_of,
     };
     let allowed = |a: &str| index.has_attachment(a).unwrap_or(false) && !excluded.is_match(a);
     let positions: std::collections::HashMap<&str, usize> = order
@@ -158,7 +160,7 @@ pub(crate) fn try_render(
             mission,
             &folders,
         );
-        let site_ctx = pages::site_ctx(config, theme, &folders, &page);
+        let site_ctx = pages::site_ctx(config, theme, &nav_targets, &page);
         let bytes = pages::note_page_bytes(theme, &site_ctx, &page, note, &ctx, &html)?;
         let key = format!("q{}", pages::hex(&Sha256::digest(&bytes)[..16]));
         let mut memo = pages::memo_of(
@@ -170,7 +172,7 @@ pub(crate) fn try_render(
             false,
         );
         memo.set_rendered(&html, &allowed);
-        let entry = pages::search_entry(note, &html.excerpt);
+        let entry = pages::search_entry(note, &page, &html.excerpt);
         let position = positions.get(path.as_str()).copied().unwrap_or(usize::MAX);
         pages_done.push((
             page.output_file(),

@@ -43,10 +43,10 @@ const EXCERPT_CHARS: usize = 280;
 pub(crate) struct Linker<'a> {
     /// The index's resolver (every note and attachment of the vault).
     pub(crate) resolver: &'a Resolver,
-    /// Whether a note (vault path) is published.
-    pub(crate) published: &'a (dyn Fn(&str) -> bool + Sync),
     /// The text of a note (vault path), for transclusion.
     pub(crate) load: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    /// The page of a published note (vault path): known already, no need to work it out again.
+    pub(crate) page_of: &'a (dyn Fn(&str) -> Option<SitePath> + Sync),
 }
 
 /// A heading, for the table of contents.
@@ -72,6 +72,8 @@ pub(crate) struct NoteHtml {
     pub(crate) broken: usize,
     /// The start of the note's plain text.
     pub(crate) excerpt: String,
+    /// Its length in characters.
+    excerpt_chars: usize,
 }
 
 /// Renders the note at vault path `path` (text `text`) for display in the page at `host`.
@@ -163,15 +165,15 @@ fn render_inner(
                 path: resolved,
             };
         }
-        if !(linker.published)(&resolved) {
+        let Some(target_page) = (linker.page_of)(&resolved) else {
             return Target::Unpublished;
-        }
+        };
         // `[[#Heading]]` in the page itself is just the fragment; in a transcluded note it leads to
         // that note's page.
         let mut href = if link.target.is_empty() && depth == 0 {
             String::new()
         } else {
-            url::note_page(&resolved).relative_from(host)
+            target_page.relative_from(host)
         };
         if let Some(sub) = &link.subpath {
             href.push('#');
@@ -626,11 +628,15 @@ fn push_event<'e>(
             if let Some(h) = heading {
                 h.push_str(&t);
             }
-            if out.excerpt.chars().count() < EXCERPT_CHARS {
+            if out.excerpt_chars < EXCERPT_CHARS {
                 if !out.excerpt.is_empty() && !out.excerpt.ends_with(' ') {
                     out.excerpt.push(' ');
+                    out.excerpt_chars += 1;
                 }
-                out.excerpt.extend(t.chars().take(EXCERPT_CHARS));
+                let room = EXCERPT_CHARS.saturating_sub(out.excerpt_chars);
+                let before = out.excerpt.len();
+                out.excerpt.extend(t.chars().take(room));
+                out.excerpt_chars += out.excerpt[before..].chars().count();
             }
             let (t, block) = strip_block_id(t);
             if in_link || !t.contains('#') {
@@ -793,11 +799,12 @@ mod tests {
             .collect();
         let published: Vec<String> = published.iter().map(|s| (*s).to_owned()).collect();
         let is_pub = move |p: &str| published.iter().any(|x| x == p);
+        let page_of = |p: &str| is_pub(p).then(|| url::note_page(p));
         let load = move |p: &str| texts.get(p).cloned();
         let linker = Linker {
             resolver: &resolver,
-            published: &is_pub,
             load: &load,
+            page_of: &page_of,
         };
         let text = notes.iter().find(|(p, _)| *p == which).unwrap().1;
         render_note(&linker, &url::note_page(which), which, text, "")

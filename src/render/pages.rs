@@ -252,6 +252,8 @@ struct Shared<'a> {
     tasks_by_note: HashMap<&'a str, Vec<&'a TaskView>>,
     /// A hash of what every page's frame shows (site title, language, navigation).
     site_hash: String,
+    /// What the navigation links to.
+    nav: Vec<(String, SitePath)>,
 }
 
 /// A page other than a note's.
@@ -337,12 +339,13 @@ impl<'a> Shared<'a> {
                     m.entry(t.path.as_str()).or_default().push(t);
                     m
                 });
+        let nav_targets = nav_targets(&folders);
         let site_hash = key_of(&[
             &config.site.title,
             &config.site.lang,
             &config.site.base_url,
             &theme.name(),
-            &nav(&folders, &SitePath::root()),
+            &nav(&nav_targets, &SitePath::root()),
         ]);
         Self {
             catalog,
@@ -358,11 +361,12 @@ impl<'a> Shared<'a> {
             agenda_days,
             tasks_by_note,
             site_hash,
+            nav: nav_targets,
         }
     }
 
     fn site(&self, page: &SitePath) -> SiteCtx<'a> {
-        site_ctx(self.config, self.theme, &self.folders, page)
+        site_ctx(self.config, self.theme, &self.nav, page)
     }
 
     /// Every page but the notes'.
@@ -950,7 +954,7 @@ pub(super) fn note_ctx_of<'c>(
 pub(super) fn site_ctx<'c>(
     config: &'c Config,
     theme: &'c Theme,
-    folders: &BTreeMap<String, Folder>,
+    nav_targets: &[(String, SitePath)],
     page: &SitePath,
 ) -> SiteCtx<'c> {
     SiteCtx {
@@ -958,7 +962,7 @@ pub(super) fn site_ctx<'c>(
         base_url: config.site.base_url.as_str(),
         lang: config.site.lang.as_str(),
         theme: theme.name(),
-        nav: nav(folders, page),
+        nav: nav(nav_targets, page),
         search_index: SitePath::file("search.json").relative_from(page),
         feed: SitePath::file("feed.xml").relative_from(page),
         home: SitePath::root().relative_from(page),
@@ -987,12 +991,12 @@ pub(crate) fn build(
     );
     progress.start(theme.name(), pages);
 
-    let published = |p: &str| catalog.is_published(p);
     let load = |p: &str| catalog.texts.text(p);
+    let page_of = |p: &str| catalog.note(p).map(|n| n.page.clone());
     let linker = Linker {
         resolver: &catalog.resolver,
-        published: &published,
         load: &load,
+        page_of: &page_of,
     };
 
     // Note pages: keyed, and rendered and written only when the live build lacks the key.
@@ -1031,7 +1035,7 @@ pub(crate) fn build(
                     .and_then(|(bytes, html)| {
                         stage.put(&out, &key, &Body::Bytes(bytes))?;
                         memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
-                        let entry = search_entry(&p.note, &html.excerpt);
+                        let entry = search_entry(&p.note, &p.page, &html.excerpt);
                         Ok((
                             OutFile {
                                 path: out,
@@ -1701,22 +1705,25 @@ pub(super) fn breadcrumbs(
 }
 
 /// Top-level folders, then quire's own pages.
-fn nav(folders: &BTreeMap<String, Folder>, at: &SitePath) -> Vec<Link> {
-    let mut out: Vec<Link> = folders
+/// What the navigation links to: the top-level folders (the missions folder is what the Missions
+/// page shows), then quire's own pages.
+pub(super) fn nav_targets(folders: &BTreeMap<String, Folder>) -> Vec<(String, SitePath)> {
+    let mut out: Vec<(String, SitePath)> = folders
         .get("")
         .map(|root| {
             root.folders
                 .iter()
-                // The missions folder is what the Missions page shows.
-                .filter(|f| {
-                    !catalog::reserved(&url::folder_page(f))
-                        && f.as_str() != crate::index::MISSIONS_DIR
+                .map(|f| (f, url::folder_page(f)))
+                .filter(|(f, page)| {
+                    !catalog::reserved(page) && f.as_str() != crate::index::MISSIONS_DIR
                 })
-                .map(|f| Link {
-                    title: folders
-                        .get(f.as_str())
-                        .map_or(f.clone(), |x| x.title.clone()),
-                    url: url::folder_page(f).relative_from(at),
+                .map(|(f, page)| {
+                    (
+                        folders
+                            .get(f.as_str())
+                            .map_or(f.clone(), |x| x.title.clone()),
+                        page,
+                    )
                 })
                 .collect()
         })
@@ -1728,12 +1735,20 @@ fn nav(folders: &BTreeMap<String, Folder>, at: &SitePath) -> Vec<Link> {
         ("Missions", "missions"),
         ("Tags", "tags"),
     ] {
-        out.push(Link {
-            title: title.into(),
-            url: SitePath::page(p).relative_from(at),
-        });
+        out.push((title.to_owned(), SitePath::page(p)));
     }
     out
+}
+
+/// The navigation as seen from the page at `at`.
+fn nav(targets: &[(String, SitePath)], at: &SitePath) -> Vec<Link> {
+    targets
+        .iter()
+        .map(|(title, page)| Link {
+            title: title.clone(),
+            url: page.relative_from(at),
+        })
+        .collect()
 }
 
 /// Tags of published notes, nested ones also counting towards their parents (`#a/b` is under
@@ -1891,10 +1906,10 @@ struct SearchEntry<'a> {
 }
 
 /// The search index entry of a note whose text starts with `excerpt`.
-pub(crate) fn search_entry(note: &CatalogNote, excerpt: &str) -> Box<RawValue> {
+pub(crate) fn search_entry(note: &CatalogNote, page: &SitePath, excerpt: &str) -> Box<RawValue> {
     let entry = SearchEntry {
         t: &note.title,
-        u: url::encode(url::note_page(&note.path).as_str()),
+        u: url::encode(page.as_str()),
         g: &note.tags,
         h: note
             .headings

@@ -27,7 +27,12 @@ pub struct DemoReport {
     pub init: Option<InitReport>,
     /// The sample bundles' outcomes, the seed first.
     pub apply: ApplyReport,
+    /// The sites rendered from the result, one per built-in theme.
+    pub sites: Vec<crate::render::RenderReport>,
 }
+
+/// The themes the demo renders: the reading theme and the dashboard.
+pub const DEMO_THEMES: [&str; 2] = ["paper", "desk"];
 
 /// Creates (or reuses) the demo vault at `dir`, drops the sample bundles and applies them.
 pub fn demo(
@@ -73,10 +78,19 @@ pub fn demo(
     // Named explicitly so they apply in their numbered order.
     let rest = apply(&vault, &dropped, events, observer)?;
     report.filed.extend(rest.filed);
+    let content = crate::render::Content::work_tree(&vault)?;
+    let themes: Vec<String> = DEMO_THEMES.iter().map(|t| (*t).to_owned()).collect();
+    let sites = crate::render::render(
+        &content,
+        &themes,
+        &vault.root().join(crate::render::SITE_DIR),
+        &crate::render::Quiet,
+    )?;
     Ok(DemoReport {
         root: vault.root().to_path_buf(),
         init: init_report,
         apply: report,
+        sites,
     })
 }
 

@@ -53,6 +53,9 @@ pub enum WorkflowError {
     /// The task index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
 }
 
 impl WorkflowError {
