@@ -33,6 +33,14 @@ struct Page {
 
 impl Page {
     fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params) {
+            Ok(v) => v,
+            Err(e) => panic!("{method} failed: {e}"),
+        }
+    }
+
+    /// Like `call`, but hands back the protocol's error instead of failing the test.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next += 1;
         let id = self.next;
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
@@ -42,8 +50,10 @@ impl Page {
             let Ok(text) = reply.to_text() else { continue };
             let v: Value = serde_json::from_str(text).unwrap();
             if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method} failed: {v}");
-                return v["result"].clone();
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
             }
         }
     }
@@ -58,15 +68,16 @@ impl Page {
         r["result"]["value"].clone()
     }
 
-    /// Waits until `expr` is truthy in the page.
+    /// Waits until `expr` is truthy in the page. An evaluation that fails because the page is
+    /// navigating (a click or a live reload) counts as "not yet".
     fn wait_for(&mut self, expr: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let v = self.call(
+            let v = self.try_call(
                 "Runtime.evaluate",
                 json!({ "expression": expr, "returnByValue": true }),
             );
-            if v["result"]["value"].as_bool() == Some(true) {
+            if v.is_ok_and(|v| v["result"]["value"].as_bool() == Some(true)) {
                 return;
             }
             assert!(
@@ -75,6 +86,15 @@ impl Page {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Clicks the first element matching `selector`. The click may navigate away before the
+    /// evaluation answers, so only a missing element fails the test.
+    fn click(&mut self, selector: &str) {
+        let expr = format!(
+            "(() => {{ const e = document.querySelector({selector:?}); if (!e) return false; setTimeout(() => e.click(), 0); return true; }})()"
+        );
+        assert_eq!(self.eval(&expr), json!(true), "nothing matches {selector}");
     }
 
     fn location(&mut self) -> String {
@@ -257,11 +277,11 @@ fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
     page.wait_for("window.location.pathname.endsWith('/02_projects/seed-catalogue/') && document.readyState === 'complete'", "the search hit's page");
 
     // Its backlink leads to the garden plan, whose wikilink leads back.
-    page.eval("document.querySelector('.backlinks a').click()");
+    page.click(".backlinks a");
     page.wait_for("window.location.pathname.endsWith('/02_projects/garden-plan/') && document.readyState === 'complete'", "the backlink's page");
     let link = page.eval("document.querySelector('a.wikilink').textContent");
     assert_eq!(link, json!("Seed Catalogue"));
-    page.eval("document.querySelector('a.wikilink').click()");
+    page.click("a.wikilink");
     page.wait_for("window.location.pathname.endsWith('/02_projects/seed-catalogue/') && document.readyState === 'complete'", "the wikilink's page");
     assert!(page.location().ends_with("/seed-catalogue/"));
 
