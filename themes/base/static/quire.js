@@ -125,6 +125,32 @@
     });
   }
 
+  // A page may show this month's grid: it is fetched from the month's calendar page.
+  function monthEmbed() {
+    var box = document.querySelector("[data-month-embed]");
+    if (!box) return;
+    var base = document.body.getAttribute("data-root") || "";
+    var url = new URL(base + "calendar/" + today.slice(0, 7) + "/", window.location.href);
+    fetch(url).then(function (r) { return r.ok ? r.text() : ""; }).catch(function () { return ""; }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var grid = doc.querySelector(".calendar-month");
+      if (!grid) {
+        box.textContent = "";
+        var p = document.createElement("p");
+        p.className = "empty";
+        p.textContent = "No dated tasks this month.";
+        box.appendChild(p);
+        return;
+      }
+      grid.querySelectorAll("a[href]").forEach(function (a) {
+        a.setAttribute("href", new URL(a.getAttribute("href"), url).href);
+      });
+      box.textContent = "";
+      box.appendChild(document.importNode(grid, true));
+      calendar();
+    });
+  }
+
   function calendar() {
     var cell = document.querySelector('.calendar-month td[data-date="' + today + '"]');
     if (cell) cell.classList.add("is-today");
@@ -272,6 +298,7 @@
     agenda();
     missions();
     calendar();
+    monthEmbed();
     callouts();
     search();
   }
