@@ -74,6 +74,9 @@ pub(crate) struct NoteHtml {
     pub(crate) excerpt: String,
     /// Its length in characters.
     excerpt_chars: usize,
+    /// Whether a block boundary or line break came since the excerpt's last text, so the next
+    /// text is set apart by a space (inline pieces such as a link's text join as written).
+    excerpt_gap: bool,
 }
 
 /// Renders the note at vault path `path` (text `text`) for display in the page at `host`.
@@ -98,7 +101,47 @@ pub(crate) fn render_note(
         out.html.replace_range(..end + "</h1>\n".len(), "");
         out.toc.remove(0);
     }
+    // A cut excerpt ends at a word boundary, marked as cut.
+    if out.excerpt_chars >= EXCERPT_CHARS
+        && let Some(space) = out.excerpt.rfind(char::is_whitespace)
+    {
+        out.excerpt.truncate(space);
+        let kept = out.excerpt.trim_end().len();
+        out.excerpt.truncate(kept);
+        out.excerpt.push('…');
+    }
+    let kept = out.excerpt.trim_end().len();
+    out.excerpt.truncate(kept);
     out
+}
+
+/// Whether `event` separates the text before it from the text after it, as a block boundary or a
+/// line break does.
+fn separates_text(event: &Event<'_>) -> bool {
+    match event {
+        Event::Start(tag) => !matches!(
+            tag,
+            Tag::Emphasis
+                | Tag::Strong
+                | Tag::Strikethrough
+                | Tag::Superscript
+                | Tag::Subscript
+                | Tag::Link { .. }
+                | Tag::Image { .. }
+        ),
+        Event::End(tag) => !matches!(
+            tag,
+            TagEnd::Emphasis
+                | TagEnd::Strong
+                | TagEnd::Strikethrough
+                | TagEnd::Superscript
+                | TagEnd::Subscript
+                | TagEnd::Link
+                | TagEnd::Image
+        ),
+        Event::SoftBreak | Event::HardBreak | Event::Rule | Event::Html(_) => true,
+        _ => false,
+    }
 }
 
 fn options() -> Options {
@@ -191,6 +234,9 @@ fn render_inner(
     let masked = mask_comment_blocks(body);
     let parser = Parser::new_ext(&masked, options()).into_offset_iter();
     for (event, range) in parser {
+        if separates_text(&event) {
+            out.excerpt_gap = true;
+        }
         if skip_until_end > 0 {
             match event {
                 Event::Start(Tag::Image { .. } | Tag::Link { .. }) => skip_until_end += 1,
@@ -629,10 +675,15 @@ fn push_event<'e>(
                 h.push_str(&t);
             }
             if out.excerpt_chars < EXCERPT_CHARS {
-                if !out.excerpt.is_empty() && !out.excerpt.ends_with(' ') {
+                if out.excerpt_gap
+                    && !out.excerpt.is_empty()
+                    && !out.excerpt.ends_with(char::is_whitespace)
+                    && !t.starts_with(char::is_whitespace)
+                {
                     out.excerpt.push(' ');
                     out.excerpt_chars += 1;
                 }
+                out.excerpt_gap = false;
                 let room = EXCERPT_CHARS.saturating_sub(out.excerpt_chars);
                 let before = out.excerpt.len();
                 out.excerpt.extend(t.chars().take(room));
@@ -808,6 +859,24 @@ mod tests {
         };
         let text = notes.iter().find(|(p, _)| *p == which).unwrap().1;
         render_note(&linker, &url::note_page(which), which, text, "")
+    }
+
+    #[test]
+    fn excerpts_read_as_plain_text_and_end_at_a_word() {
+        let notes = [
+            (
+                "A.md",
+                "# A\n\nSee [[B]] and *this*, [a link](B.md).\nNext line.\n\n- one\n- two\n",
+            ),
+            ("B.md", "b"),
+        ];
+        let out = render(&notes, "A.md", &["A.md", "B.md"]);
+        assert_eq!(out.excerpt, "A See B and this, a link. Next line. one two");
+
+        let long = format!("# Long\n\n{}", "word ".repeat(100));
+        let out = render(&[("L.md", &long)], "L.md", &["L.md"]);
+        assert!(out.excerpt.ends_with("word…"), "{}", out.excerpt);
+        assert!(out.excerpt.chars().count() <= EXCERPT_CHARS + 1);
     }
 
     #[test]

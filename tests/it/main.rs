@@ -15,3 +15,4 @@ mod obsidian;
 mod render;
 mod robustness;
 mod serve;
+mod snapshots;

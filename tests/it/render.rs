@@ -11,7 +11,7 @@ use quire::render::{self, Content, Quiet, RenderReport};
 use crate::harness::VaultTest;
 
 /// A vault with something of everything a site shows.
-fn rich_vault() -> VaultTest {
+pub(crate) fn rich_vault() -> VaultTest {
     let t = VaultTest::new();
     t.write(
         "02_PROJECTS/Garden Plan.md",
@@ -64,7 +64,7 @@ fn rich_vault() -> VaultTest {
     t
 }
 
-fn render_theme(t: &VaultTest, theme: &str) -> RenderReport {
+pub(crate) fn render_theme(t: &VaultTest, theme: &str) -> RenderReport {
     render_into(t, theme, &t.path("_site"))
 }
 
