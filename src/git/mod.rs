@@ -8,11 +8,13 @@
 //! back with [`Repo::trailers_since`].
 
 mod locks;
+mod merge;
 mod repo;
 pub mod worktree;
 
 /// Git's object id and signature, re-exported so no module but this one imports `git2`.
 pub use git2::{Oid, Signature};
+pub use merge::{Conflict, DiffEntry, Merged};
 pub use repo::{Repo, Trailed, TreeSnapshot, init_repository};
 pub use worktree::{Checkout, FileChange, SyncReport};
 

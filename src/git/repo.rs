@@ -14,8 +14,30 @@ pub struct Repo {
     repo: Repository,
 }
 
+/// Makes libgit2 fsync what it writes into the Git directory (objects, refs, reflogs, the index), so
+/// a commit quire has reported survives a power cut. libgit2 leaves this off by default, and git2
+/// does not wrap the option. A process-wide setting, applied once.
+fn durable_writes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        libgit2_sys::init();
+        // SAFETY: `git_libgit2_opts` with GIT_OPT_ENABLE_FSYNC_GITDIR takes exactly one int
+        // argument; libgit2 is initialised just above.
+        let rc = unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                1 as std::ffi::c_int,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!("libgit2 refused to turn on fsync of the Git directory (code {rc})");
+        }
+    });
+}
+
 /// Creates the repository at `root` with `main` as its initial branch, or opens the one there.
 pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
+    durable_writes();
     if root.join(".git").exists() {
         return Repo::open(root);
     }
@@ -29,6 +51,7 @@ pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
 impl Repo {
     /// Opens the repository whose work tree is `root`.
     pub fn open(root: &Path) -> Result<Self, GitError> {
+        durable_writes();
         // libgit2 re-hashes every object it reads by default; Git itself leaves that to `fsck`, and
         // with the collision-detecting SHA-1 it costs more than the reads. (A process-wide option.)
         git2::opts::strict_hash_verification(false);
@@ -191,10 +214,35 @@ impl Repo {
                 &empty
             }
         };
+        let (tree, files) = self.build_tree(base_tree, changes, branch)?;
+        let parent_commit = match parent {
+            Some(id) => Some(
+                repo.find_commit(id)
+                    .ctx(|| format!("could not read commit {id}"))?,
+            ),
+            None => None,
+        };
+        let parents: Vec<&git2::Commit<'_>> = parent_commit.iter().collect();
+        let id = repo
+            .commit(None, author, committer, message, &tree, &parents)
+            .ctx(|| format!("could not write the commit for branch `{branch}`"))?;
+        self.swap_branch(branch, parent, id, reflog)?;
+        Ok((id, files))
+    }
+
+    /// `base` with `changes` applied, written to the object database, and what changed path by
+    /// path.
+    pub(crate) fn build_tree<'r>(
+        &'r self,
+        base: &Tree<'r>,
+        changes: &ChangeSet,
+        branch: &str,
+    ) -> Result<(Tree<'r>, Vec<FileChange>), GitError> {
+        let repo = &self.repo;
         let mut builder = git2::build::TreeUpdateBuilder::new();
         let mut files = Vec::with_capacity(changes.len());
         for (path, content) in changes.iter() {
-            let old = base_tree
+            let old = base
                 .get_path(Path::new(path.as_str()))
                 .ok()
                 .filter(|e| e.kind() == Some(ObjectType::Blob))
@@ -225,23 +273,29 @@ impl Repo {
                 new,
             });
         }
+        if files.is_empty() {
+            return Ok((base.clone(), files));
+        }
         let tree_id = builder
-            .create_updated(repo, base_tree)
+            .create_updated(repo, base)
             .ctx(|| format!("could not build the new tree for branch `{branch}`"))?;
         let tree = repo
             .find_tree(tree_id)
             .ctx(|| "could not read the new tree".into())?;
-        let parent_commit = match parent {
-            Some(id) => Some(
-                repo.find_commit(id)
-                    .ctx(|| format!("could not read commit {id}"))?,
-            ),
-            None => None,
-        };
-        let parents: Vec<&git2::Commit<'_>> = parent_commit.iter().collect();
-        let id = repo
-            .commit(None, author, committer, message, &tree, &parents)
-            .ctx(|| format!("could not write the commit for branch `{branch}`"))?;
+        Ok((tree, files))
+    }
+
+    /// Moves local branch `branch` to `new` if it points at `expected` (creates it if `expected`
+    /// is `None` and it does not exist): [`GitError::Moved`] otherwise. Waits briefly for a ref lock
+    /// another Git program holds.
+    pub(crate) fn swap_branch(
+        &self,
+        branch: &str,
+        expected: Option<Oid>,
+        new: Oid,
+        reflog: &str,
+    ) -> Result<(), GitError> {
+        let repo = &self.repo;
         let refname = format!("refs/heads/{branch}");
         let common = repo.commondir();
         let mut locks = vec![
@@ -253,15 +307,15 @@ impl Repo {
             locks.extend(worktrees.flatten().map(|w| w.path().join("logs/HEAD.lock")));
         }
         let swapped = noting_locks(common, &locks, || {
-            Ok(retry_locked(&locks[0], || match parent {
+            Ok(retry_locked(&locks[0], || match expected {
                 Some(old) => repo
-                    .reference_matching(&refname, id, true, old, reflog)
+                    .reference_matching(&refname, new, true, old, reflog)
                     .map(|_| ()),
-                None => repo.reference(&refname, id, false, reflog).map(|_| ()),
+                None => repo.reference(&refname, new, false, reflog).map(|_| ()),
             }))
         })?;
         match swapped {
-            Ok(()) => Ok((id, files)),
+            Ok(()) => Ok(()),
             Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists) => {
                 Err(GitError::Moved(branch.to_owned()))
             }
@@ -289,10 +343,19 @@ impl Repo {
             ),
             Err(_) => None,
         };
+        self.tree_diff(old_tree.as_ref(), &new_tree)
+    }
+
+    /// What changes, path by path, from `old` (an empty tree when `None`) to `new`.
+    pub(crate) fn tree_diff(
+        &self,
+        old: Option<&Tree<'_>>,
+        new: &Tree<'_>,
+    ) -> Result<Vec<FileChange>, GitError> {
         let diff = self
             .repo
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)
-            .ctx(|| format!("could not diff commit {commit}"))?;
+            .diff_tree_to_tree(old, Some(new), None)
+            .ctx(|| format!("could not diff tree {}", new.id()))?;
         let mut out = Vec::new();
         for d in diff.deltas() {
             let side = |f: git2::DiffFile<'_>| {

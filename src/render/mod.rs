@@ -100,7 +100,7 @@ pub struct Content {
 
 /// Where the notes come from, until they are read.
 enum Origin_ {
-    WorkTree(Vault),
+    WorkTree(Box<Vault>),
     Commit(Vec<(String, crate::git::Oid, Vec<u8>)>),
 }
 
@@ -115,7 +115,7 @@ impl Content {
             local_themes: theme::LocalThemes::from_dir(&vault.root().join("themes")),
             source: "the work tree".into(),
             source_id,
-            origin: Mutex::new(Some(Origin_::WorkTree(vault.clone()))),
+            origin: Mutex::new(Some(Origin_::WorkTree(Box::new(vault.clone())))),
             catalog: OnceLock::new(),
             root: Some(vault.root().to_path_buf()),
             work_tree: Some((vault.clone(), state)),
