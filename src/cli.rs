@@ -123,11 +123,88 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 7879)]
         port: u16,
     },
+    /// Mission sandboxes: a branch `mission/<ID>` and a worktree `sandbox/<ID>/`, promoted into main
+    /// or rolled back.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+    /// Install quire's git hooks into this vault, or into a bare server repository.
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
+    /// What the installed git hooks call (reads git's stdin contract); never fails the git command.
+    Hook {
+        /// post-receive, post-commit or post-merge.
+        #[arg(value_parser = ["post-receive", "post-commit", "post-merge"])]
+        name: String,
+        /// post-receive: render into DIR/<theme>/.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// post-receive: the bare repository (default: $GIT_DIR, else the current folder).
+        #[arg(long, value_name = "BARE")]
+        git_dir: Option<PathBuf>,
+        /// Arguments git passes to the hook.
+        #[arg(trailing_var_arg = true, hide = true)]
+        args: Vec<String>,
+    },
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxAction {
+    /// Branch `mission/<ID>` from main (or REF) with a worktree at sandbox/<ID>/.
+    Create {
+        /// The mission id: letters, digits, `.`, `_`, `-`.
+        id: String,
+        /// Start from this branch, tag, ref or commit instead of main.
+        #[arg(long, value_name = "REF")]
+        from: Option<String>,
+        /// Only the branch: no worktree (bundles still commit to it).
+        #[arg(long)]
+        no_worktree: bool,
+    },
+    /// Every sandbox: tip, ahead/behind main, created, state.
+    List,
+    /// What promoting the sandbox would bring: files and a unified diff from the merge base.
+    Diff {
+        /// The mission id.
+        id: String,
+    },
+    /// Merge the sandbox into main as one commit carrying a promotion record.
+    Promote {
+        /// The mission id.
+        id: String,
+    },
+    /// Revert the sandbox's last promotion on main (a new commit) and hold the mission.
+    Rollback {
+        /// The mission id.
+        id: String,
+    },
+    /// Remove the sandbox's worktree and branch, keeping its tip under refs/quire/archive/.
+    Discard {
+        /// The mission id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HooksAction {
+    /// Write post-commit and post-merge hooks into the vault (existing hooks keep running), or with
+    /// --git-dir and --out a post-receive hook into a bare repository that renders pushes to main.
+    Install {
+        /// A bare repository to install the post-receive hook into.
+        #[arg(long, value_name = "BARE", requires = "out")]
+        git_dir: Option<PathBuf>,
+        /// Where the post-receive hook renders: DIR/<theme>/.
+        #[arg(long, value_name = "DIR", requires = "git_dir")]
+        out: Option<PathBuf>,
     },
 }
 

@@ -8,6 +8,7 @@ mod init;
 mod output;
 mod render;
 mod retry;
+mod sandbox;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             render::render(&open(cli.vault.as_deref())?, &request, json)
         }
+        Command::Sandbox { action } => sandbox::run(&open(cli.vault.as_deref())?, action, json),
+        Command::Hooks { action } => sandbox::install(cli.vault.as_deref(), action, json),
+        Command::Hook {
+            name,
+            out,
+            git_dir,
+            args: _,
+        } => sandbox::hook(cli.vault.as_deref(), &name, git_dir, out),
         Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
         Command::Serve { theme, port } => render::serve(&open(cli.vault.as_deref())?, theme, port),
     }

@@ -21,6 +21,8 @@ pub struct Config {
     pub git: GitConfig,
     /// `[contributions]`: limits on bundles.
     pub contributions: ContributionsConfig,
+    /// `[sandbox]`: what a promotion must pass.
+    pub sandbox: SandboxConfig,
 }
 
 /// `[site]`.
@@ -114,6 +116,26 @@ impl Default for ContributionsConfig {
             max_bundle_bytes: 16 * 1024 * 1024,
             max_changes: 10_000,
             max_depth: 128,
+        }
+    }
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// A shell command that must succeed in a sandbox's worktree before it is promoted (such as
+    /// `quire check`); none by default.
+    pub verify: Option<String>,
+    /// How long the verification may run, in seconds.
+    pub verify_timeout_secs: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            verify: None,
+            verify_timeout_secs: 600,
         }
     }
 }

@@ -147,7 +147,7 @@ pub fn apply(
 
 /// Brings the task index up to date after commits, as the pipeline does. The bundles are applied
 /// whatever happens here: an index that cannot be updated is reported, not a failure of the apply.
-fn refresh_index(vault: &Vault, events: &mut dyn EventSink) {
+pub(crate) fn refresh_index(vault: &Vault, events: &mut dyn EventSink) {
     let result = crate::index::Index::open(vault).and_then(|mut index| index.update(false));
     match result {
         Ok(update) => events.emit(Event::new(

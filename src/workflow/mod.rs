@@ -7,8 +7,10 @@
 pub mod apply;
 pub mod check;
 pub mod demo;
+pub mod hooks;
 mod init;
 pub mod render;
+pub mod sandbox;
 
 use std::path::PathBuf;
 
