@@ -5,6 +5,9 @@
 #                              vault, against the same work done as a shell loop of git add + commit.
 #   scripts/bench.sh index     the task index on 10,000 and 100,000 notes: full and incremental
 #                              indexing, tasks --json and agenda on a fresh index, peak memory.
+#   scripts/bench.sh sandbox   sandboxes on a 10,000-note vault: create (branch only, and with the
+#                              worktree checkout), 1,000 bundles to it, diff, promote, rollback,
+#                              and a three-way promotion after main moved.
 #   scripts/bench.sh render    `quire render` (paper theme) on 1,000, 10,000 and 100,000 notes:
 #                              cold, unchanged and after one edit; beside Hugo and Zola building the
 #                              same corpus (when installed), in BENCH_DIR (tmpfs by default) and on
@@ -278,9 +281,80 @@ for n, what, (wall, cpu, rss) in rows:
 PY
 }
 
+bench_sandbox() {
+  build; workdir
+  echo "# quire sandbox on a $notes-note vault (seed $seed), $bundles single-file bundles, in $work"
+  python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
+  touch "$work/vault/quire.toml"
+  "$quire" init "$work/vault" >/dev/null
+  python3 - "$quire" "$work" "$bundles" <<'PY'
+import json, os, statistics, subprocess, sys, tempfile, time
+quire, work, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+vault = f"{work}/vault"
+has_time = os.path.exists("/usr/bin/time")
+
+def run(*args):
+    """Wall ms and peak RSS MiB of one `quire --vault vault args`."""
+    with tempfile.NamedTemporaryFile("r") as tf:
+        cmd = [quire, "--vault", vault, *args]
+        if has_time:
+            cmd = ["/usr/bin/time", "-f", "%M", "-o", tf.name] + cmd
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        ms = (time.perf_counter() - t0) * 1000
+        rss = int(open(tf.name).read().split()[-1]) / 1024 if has_time else float("nan")
+    return ms, rss
+
+def bundles(target, prefix, count, folder, creates_only=False):
+    notes = sorted(os.path.relpath(os.path.join(d, f), vault) for d, _, fs in os.walk(vault)
+                   if "/." not in d and "/contributions" not in d and "/sandbox" not in d
+                   for f in fs if f.endswith(".md") and not d.startswith(f"{vault}/0"))
+    pending = f"{vault}/contributions/pending"
+    for i in range(count):
+        if i % 2 or creates_only:
+            change = {"op": "create", "path": f"{folder}/{prefix}-{i:05d}.md", "content": f"# {prefix} {i}\n\n- [ ] follow up {i}\n"}
+        else:
+            note = notes[(i * 7919) % len(notes)]
+            change = {"op": "patch", "path": note, "body": [{"append": f"- [ ] {prefix} task {i}\n"}]}
+        b = {"contract": "quire.contribution/1", "id": f"{prefix}-{i:05d}", "target": target,
+             "author": {"name": "Bench", "email": "bench@example.org"}, "message": f"{prefix} {i}", "changes": [change]}
+        with open(f"{pending}/{prefix}-{i:05d}.json", "w") as f:
+            json.dump(b, f)
+
+rows = []
+creates = [run("sandbox", "create", f"branch-only-{i}", "--no-worktree")[0] for i in range(7)]
+rows.append(("create, branch only (median of 7)", statistics.median(creates), float("nan")))
+ms, rss = run("sandbox", "create", "m-1")
+rows.append(("create with the worktree checkout", ms, rss))
+bundles("sandbox:m-1", "sb", n, "bench")
+ms, rss = run("apply")
+rows.append((f"apply {n} bundles to the sandbox", ms, rss))
+ms, rss = run("sandbox", "diff", "m-1")
+rows.append(("diff", ms, rss))
+ms, rss = run("sandbox", "promote", "m-1")
+rows.append(("promote (main had not moved)", ms, rss))
+ms, rss = run("sandbox", "rollback", "m-1")
+rows.append(("rollback", ms, rss))
+# Main moves on beside a second sandbox: a three-way merge.
+run("sandbox", "create", "m-2", "--no-worktree")
+bundles("sandbox:m-2", "sc", n, "bench2")
+run("apply")
+bundles("main", "mn", 100, "bench3", creates_only=True)
+run("apply")
+ms, rss = run("sandbox", "promote", "m-2")
+rows.append(("promote (three-way, both moved)", ms, rss))
+ms, rss = run("sandbox", "list")
+rows.append(("list", ms, rss))
+print(f"  {'what':40} {'wall ms':>9} {'RSS MiB':>8}")
+for what, ms, rss in rows:
+    print(f"  {what:40} {ms:9.1f} {rss:8.0f}")
+PY
+}
+
 case "${1:-}" in
   apply) bench_apply ;;
   index) bench_index ;;
   render) bench_render ;;
-  *) echo "usage: scripts/bench.sh apply|index|render" >&2; exit 2 ;;
+  sandbox) bench_sandbox ;;
+  *) echo "usage: scripts/bench.sh apply|index|render|sandbox" >&2; exit 2 ;;
 esac

@@ -6,10 +6,10 @@
 //! ```text
 //!                    cli / cmd            (thin: parse arguments, call a workflow, map exit codes)
 //!                        │
-//!                    workflow             (init, apply, retry, check, demo: wires the jobs together)
-//!          ┌─────────────┼──────────────┬─────────────┐
-//!    contributions      git           index       (render, daemon, http: later)
-//!          └─────────────┴──────┬───────┘
+//!                    workflow             (init, apply, check, render, sandbox, hooks, demo: wires the jobs)
+//!          ┌─────────────┼──────────────┬─────────────┬────────────┐
+//!    contributions      git           index        render        http   (daemon: later)
+//!          └─────────────┴──────┬───────┴─────────────┘
 //!         vault · markdown · events        (core: paths and safety, config, notes and tasks, events)
 //! ```
 //!
@@ -28,7 +28,11 @@
 //! * [`index`] is the only module that imports `rusqlite`: every note and task in
 //!   `.quire/state.db`, brought up to date incrementally before each query, with tasks, agenda,
 //!   missions, calendar, link resolution and health checks.
-//! * [`workflow`] holds the functions the CLI, the hooks and the daemon share.
+//! * [`render`] turns the work tree or any commit into themed static sites, incrementally and
+//!   atomically; [`http`] serves a site on loopback with live reload.
+//! * [`workflow`] holds the functions the CLI, the hooks and the daemon share, among them
+//!   [`mod@workflow::sandbox`] (mission branches promoted into main as one merge commit, rolled back
+//!   as one revert) and [`mod@workflow::hooks`] (git hooks that index and render).
 //! * [`events`] is what happened, as plain data, written to `07_LOGS/`.
 //!
 //! Data flow for a contribution: `pending/` → claim (rename to `processing/`) → parse → plan against

@@ -438,6 +438,20 @@ impl Repo {
         self.raw().path()
     }
 
+    /// The first commit on `tip`'s first-parent line (looking at most `limit` commits back) whose
+    /// first parent is `parent`.
+    pub fn child_on_first_parent_line(&self, tip: Oid, parent: Oid, limit: usize) -> Option<Oid> {
+        let mut at = self.raw().find_commit(tip).ok()?;
+        for _ in 0..limit {
+            let first = at.parent_id(0).ok()?;
+            if first == parent {
+                return Some(at.id());
+            }
+            at = self.raw().find_commit(first).ok()?;
+        }
+        None
+    }
+
     /// The commit's summary line and author, for reports.
     pub fn commit_summary(&self, id: Oid) -> Option<(String, String)> {
         let c = self.raw().find_commit(id).ok()?;

@@ -266,6 +266,7 @@ impl<'v> Run<'v> {
         // We hold the apply lock: any quire that noted Git locks or journaled index updates is dead.
         repo.clear_stale_locks()?;
         repo.settle_index_debt()?;
+        super::sandbox::finish_interrupted(vault, &repo)?;
         let record = AppliedRecord::load(&vault.state_dir())
             .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
         let committer = repo.committer();

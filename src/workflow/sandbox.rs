@@ -516,11 +516,8 @@ pub fn promote(
     events: &mut dyn EventSink,
 ) -> Result<Outcome, WorkflowError> {
     check_id(id)?;
-    let _lock = ApplyLock::acquire(vault, || {
-        tracing::info!("waiting for another quire process to finish writing to the vault");
-    })
-    .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?;
     let repo = Repo::open(vault.root())?;
+    let _lock = writer(vault, &repo)?;
     let main = main_branch(vault);
     let tip = sandbox_tip(&repo, id)?;
 
@@ -654,7 +651,8 @@ pub fn promote(
                 (TRAILER_RECORD, &record_path),
             ],
         );
-        match repo.commit_tree(
+        mark_pending(vault, &main, before)?;
+        let committed = repo.commit_tree(
             &main,
             before,
             tree,
@@ -663,10 +661,15 @@ pub fn promote(
             &who,
             &message,
             &format!("quire: promote {id}"),
-        ) {
+        );
+        if committed.is_err() {
+            clear_pending(vault);
+        }
+        match committed {
             Ok((commit, files)) => {
                 crate::fault::point("after_promote_commit");
                 let kept = sync_main(&repo, &main, &files)?;
+                clear_pending(vault);
                 let done = Done {
                     id: id.to_owned(),
                     action: "promotion",
@@ -708,11 +711,8 @@ pub fn rollback(
     events: &mut dyn EventSink,
 ) -> Result<Outcome, WorkflowError> {
     check_id(id)?;
-    let _lock = ApplyLock::acquire(vault, || {
-        tracing::info!("waiting for another quire process to finish writing to the vault");
-    })
-    .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?;
     let repo = Repo::open(vault.root())?;
+    let _lock = writer(vault, &repo)?;
     let main = main_branch(vault);
 
     for _ in 0..MAX_ATTEMPTS {
@@ -808,7 +808,8 @@ pub fn rollback(
                 (TRAILER_RECORD, &record_path),
             ],
         );
-        match repo.commit_tree(
+        mark_pending(vault, &main, before)?;
+        let committed = repo.commit_tree(
             &main,
             before,
             tree,
@@ -817,9 +818,15 @@ pub fn rollback(
             &who,
             &message,
             &format!("quire: roll back {id}"),
-        ) {
+        );
+        if committed.is_err() {
+            clear_pending(vault);
+        }
+        match committed {
             Ok((commit, files)) => {
+                crate::fault::point("after_rollback_commit");
                 let kept = sync_main(&repo, &main, &files)?;
+                clear_pending(vault);
                 let done = Done {
                     id: id.to_owned(),
                     action: "rollback",
@@ -872,9 +879,8 @@ pub fn discard(
     events: &mut dyn EventSink,
 ) -> Result<Result<Discarded, Refusal>, WorkflowError> {
     check_id(id)?;
-    let _lock = ApplyLock::acquire(vault, || {})
-        .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?;
     let repo = Repo::open(vault.root())?;
+    let _lock = writer(vault, &repo)?;
     let branch = branch_of(id);
     let tip = sandbox_tip(&repo, id)?;
     let checkout = repo.checkout_of(&branch)?;
@@ -938,6 +944,73 @@ pub fn discard(
         previous,
         worktree_removed,
     }))
+}
+
+/// Written before quire moves main for a promotion or rollback and removed once main's work tree
+/// has followed, so a crash in between is finished by the next quire that takes the writer lock.
+const PENDING_SYNC: &str = "main-sync.json";
+
+#[derive(Serialize, serde::Deserialize)]
+struct PendingSync {
+    branch: String,
+    before: String,
+}
+
+fn mark_pending(vault: &Vault, branch: &str, before: Oid) -> Result<(), WorkflowError> {
+    let path = vault.state_dir().join(PENDING_SYNC);
+    let bytes = serde_json::to_vec(&PendingSync {
+        branch: branch.to_owned(),
+        before: before.to_string(),
+    })
+    .map_err(|e| {
+        WorkflowError::io(
+            "could not write .quire/main-sync.json",
+            std::io::Error::other(e),
+        )
+    })?;
+    crate::vault::fsutil::atomic_write(&path, &bytes, false)
+        .map_err(|e| WorkflowError::io("could not write .quire/main-sync.json", e))
+}
+
+fn clear_pending(vault: &Vault) {
+    let _ = std::fs::remove_file(vault.state_dir().join(PENDING_SYNC));
+}
+
+/// Finishes the work-tree update of a promotion or rollback that a crash interrupted after main
+/// moved. Call with the writer lock held. Paths a person changed meanwhile are left as they are.
+pub(crate) fn finish_interrupted(vault: &Vault, repo: &Repo) -> Result<(), WorkflowError> {
+    let path = vault.state_dir().join(PENDING_SYNC);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let Ok(pending) = serde_json::from_slice::<PendingSync>(&bytes) else {
+        clear_pending(vault);
+        return Ok(());
+    };
+    if let (Some(tip), Ok(before)) = (
+        repo.branch_tip(&pending.branch)?,
+        Oid::from_str(&pending.before),
+    ) && tip != before
+        && let Some(commit) = repo.child_on_first_parent_line(tip, before, 10_000)
+    {
+        let files = repo.commit_changes_of(commit)?;
+        let kept = sync_main(repo, &pending.branch, &files)?;
+        tracing::info!(%commit, kept = kept.len(), "finished updating the work tree after an interrupted promotion or rollback");
+    }
+    clear_pending(vault);
+    Ok(())
+}
+
+/// Takes the vault's writer lock and finishes whatever a crashed quire left half done.
+fn writer(vault: &Vault, repo: &Repo) -> Result<ApplyLock, WorkflowError> {
+    let lock = ApplyLock::acquire(vault, || {
+        tracing::info!("waiting for another quire process to finish writing to the vault");
+    })
+    .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?;
+    repo.clear_stale_locks()?;
+    repo.settle_index_debt()?;
+    finish_interrupted(vault, repo)?;
+    Ok(lock)
 }
 
 fn short(id: Oid) -> String {
@@ -1024,7 +1097,10 @@ fn conflict_refusal(
         )
     };
     let lines: Vec<String> = conflicts.iter().map(versions).collect();
-    let paths: Vec<String> = conflicts.iter().map(|c| c.path.clone()).collect();
+    let mut paths: Vec<String> = conflicts.iter().take(10).map(|c| c.path.clone()).collect();
+    if conflicts.len() > 10 {
+        paths.push(format!("and {} more", conflicts.len() - 10));
+    }
     let message = format!(
         "the {action} of `{id}` conflicts with `{}` ({}) on {}; nothing was changed. Resolve it in the sandbox (merge main into `{}` there) and promote again; `quire sandbox diff {id}` shows what the sandbox changes",
         vault.config().git.main,

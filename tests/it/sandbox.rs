@@ -722,3 +722,36 @@ fn two_quire_processes_committing_to_one_branch_at_once_both_land() {
     // Each applied bundle is filed with its receipt.
     assert_eq!(t.queue_names(Queue::Processed).len(), 2 * 51);
 }
+
+#[test]
+fn a_crash_after_main_moved_is_finished_by_the_next_quire() {
+    for (point, action) in [
+        ("after_promote_commit", "promote"),
+        ("after_rollback_commit", "rollback"),
+    ] {
+        let t = with_sandbox();
+        assert_applied(&t.apply_one(&to_sandbox(
+            "s-1",
+            "m-1",
+            json!([{ "op": "create", "path": "03_NOTES/New.md", "content": "# New\n" }]),
+        )));
+        if action == "rollback" {
+            quire_expect(&t, &["sandbox", "promote", "m-1"], 0);
+        }
+        let before = rev(&t, "main");
+        let out = t.quire_env(&["sandbox", action, "m-1"], &[("QUIRE_CRASH_AT", point)]);
+        assert!(!out.status.success(), "{point}: the process died");
+        assert_ne!(rev(&t, "main"), before, "{point}: main had moved");
+        assert_eq!(
+            t.exists("03_NOTES/New.md"),
+            action == "rollback",
+            "{point}: the work tree had not followed yet"
+        );
+        assert_ne!(t.status(), "", "{point}: the work tree lags");
+        // Any quire that takes the writer lock finishes it.
+        quire_expect(&t, &["apply"], 0);
+        assert_eq!(t.exists("03_NOTES/New.md"), action == "promote", "{point}");
+        assert_eq!(t.status(), "", "{point}: work tree and index match main");
+        assert!(!t.exists(".quire/main-sync.json"));
+    }
+}
