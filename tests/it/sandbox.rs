@@ -755,3 +755,66 @@ fn a_crash_after_main_moved_is_finished_by_the_next_quire() {
         assert!(!t.exists(".quire/main-sync.json"));
     }
 }
+
+/// Another program moves main with plumbing (compare-and-swap `git update-ref`, as a bot or CI
+/// job would) while quire applies bundles to it: quire loses swaps, re-plans on the new tip, and
+/// every commit of both writers ends up in main's history and tree.
+#[test]
+fn a_lost_compare_and_swap_is_retried_and_no_update_is_lost() {
+    let t = VaultTest::new();
+    let n = 60;
+    for i in 0..n {
+        t.drop_json(
+            &format!("q{i:03}.json"),
+            &bundle(
+                &format!("q-{i}"),
+                json!([{ "op": "create", "path": format!("03_NOTES/q-{i}.md"), "content": format!("q {i}\n") }]),
+            ),
+        );
+    }
+    let script = format!(
+        r#"set -u
+idx=$(mktemp)
+i=0
+while [ $i -lt {n} ]; do
+  parent=$(git rev-parse main)
+  blob=$(echo "ext $i" | git hash-object -w --stdin)
+  GIT_INDEX_FILE=$idx git read-tree "$parent"
+  GIT_INDEX_FILE=$idx git update-index --add --cacheinfo "100644,$blob,ext/e-$i.md"
+  tree=$(GIT_INDEX_FILE=$idx git write-tree)
+  c=$(git commit-tree "$tree" -p "$parent" -m "external $i")
+  if git update-ref refs/heads/main "$c" "$parent" 2>/dev/null; then i=$((i+1)); fi
+done
+rm -f "$idx"
+"#
+    );
+    let mut bot = std::process::Command::new("sh");
+    bot.arg("-c").arg(&script).current_dir(&t.root);
+    crate::harness::isolated(&mut bot, t.tmp.path());
+    let bot = bot.spawn().unwrap();
+    let out = t.quire_env(&["apply"], &[("QUIRE_LOG", "quire=debug")]);
+    let bot = bot.wait_with_output().unwrap();
+    assert!(bot.status.success());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let retries = stderr(&out).matches("planning again").count();
+    eprintln!("quire re-planned {retries} times after losing the swap");
+
+    let tree = t.git(&["ls-tree", "-r", "--name-only", "main"]);
+    for i in 0..n {
+        assert!(
+            tree.contains(&format!("03_NOTES/q-{i}.md\n")),
+            "bundle q-{i} is in main"
+        );
+        assert!(
+            tree.contains(&format!("ext/e-{i}.md\n")),
+            "external commit {i} is in main"
+        );
+        assert_eq!(t.commits_for(&format!("q-{i}")), 1);
+    }
+    let external = t.git(&["log", "--format=%s", "--grep=^external ", "main"]);
+    assert_eq!(
+        external.lines().count(),
+        n,
+        "every external commit is in main's history"
+    );
+}
