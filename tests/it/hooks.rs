@@ -94,6 +94,26 @@ fn vault_hooks_keep_existing_ones_and_update_the_index_and_site_on_commit() {
     let tasks = quire_ok(&t, &["--json", "tasks"]);
     assert!(tasks.contains("From a git commit"), "{tasks}");
 
+    // A merge into main (post-merge) renders too.
+    git_ok(&t, &t.root, &["checkout", "-q", "-b", "side"]);
+    t.write("03_NOTES/Merged.md", "# Merged\n");
+    git_ok(&t, &t.root, &["add", "-A"]);
+    git_ok(&t, &t.root, &["commit", "-q", "-m", "on a side branch"]);
+    assert!(
+        !t.exists("_site/paper/03_notes/merged/index.html"),
+        "not on main: not rendered"
+    );
+    git_ok(&t, &t.root, &["checkout", "-q", "main"]);
+    let out = git_ok(
+        &t,
+        &t.root,
+        &["merge", "-q", "--no-ff", "--no-edit", "side"],
+    );
+    assert!(
+        t.exists("_site/paper/03_notes/merged/index.html"),
+        "the merge was rendered; git said: {out}"
+    );
+
     // A commit in a sandbox worktree (which shares the hooks) leaves main's site alone.
     quire_ok(&t, &["sandbox", "create", "m-1"]);
     let wt = t.path("sandbox/m-1");
