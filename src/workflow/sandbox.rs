@@ -574,11 +574,7 @@ pub fn promote(
             .filter_map(|t| t.values.into_iter().next().flatten())
             .collect();
         let who = repo.committer();
-        let by = format!(
-            "{} <{}>",
-            who.name().unwrap_or("quire"),
-            who.email().unwrap_or("")
-        );
+        let by = signer(&who);
         let at = now_rfc3339();
         let record_path = record_path(&repo, before, "promotion", id);
         let strategy = if base == Some(before) {
@@ -651,25 +647,23 @@ pub fn promote(
                 (TRAILER_RECORD, &record_path),
             ],
         );
-        mark_pending(vault, &main, before)?;
-        let committed = repo.commit_tree(
+        let landed = land(
+            vault,
+            &repo,
             &main,
             before,
-            tree,
-            &extra,
-            &[before, tip],
-            &who,
-            &message,
-            &format!("quire: promote {id}"),
-        );
-        if committed.is_err() {
-            clear_pending(vault);
-        }
-        match committed {
-            Ok((commit, files)) => {
-                crate::fault::point("after_promote_commit");
-                let kept = sync_main(&repo, &main, &files)?;
-                clear_pending(vault);
+            Landing {
+                tree,
+                extra: &extra,
+                parents: &[before, tip],
+                author: &who,
+                message: &message,
+                reflog: &format!("quire: promote {id}"),
+                crash_point: "after_promote_commit",
+            },
+        )?;
+        match landed {
+            Some((commit, files, kept)) => {
                 let done = Done {
                     id: id.to_owned(),
                     action: "promotion",
@@ -690,11 +684,10 @@ pub fn promote(
                 super::apply::refresh_index(vault, events);
                 return Ok(Outcome::Done(done));
             }
-            Err(GitError::Moved(_)) => {
+            None => {
                 tracing::debug!("main moved during the promotion; merging again on its new tip");
                 continue;
             }
-            Err(e) => return Err(e.into()),
         }
     }
     Err(WorkflowError::Input(format!(
@@ -765,11 +758,7 @@ pub fn rollback(
         }
         let at = now_rfc3339();
         let who = repo.committer();
-        let by = format!(
-            "{} <{}>",
-            who.name().unwrap_or("quire"),
-            who.email().unwrap_or("")
-        );
+        let by = signer(&who);
         let record_path = record_path(&repo, before, "rollback", id);
         let mut front = Map::new();
         front.insert("id".into(), json!(record_id(&record_path)));
@@ -808,25 +797,23 @@ pub fn rollback(
                 (TRAILER_RECORD, &record_path),
             ],
         );
-        mark_pending(vault, &main, before)?;
-        let committed = repo.commit_tree(
+        let landed = land(
+            vault,
+            &repo,
             &main,
             before,
-            tree,
-            &extra,
-            &[before],
-            &who,
-            &message,
-            &format!("quire: roll back {id}"),
-        );
-        if committed.is_err() {
-            clear_pending(vault);
-        }
-        match committed {
-            Ok((commit, files)) => {
-                crate::fault::point("after_rollback_commit");
-                let kept = sync_main(&repo, &main, &files)?;
-                clear_pending(vault);
+            Landing {
+                tree,
+                extra: &extra,
+                parents: &[before],
+                author: &who,
+                message: &message,
+                reflog: &format!("quire: roll back {id}"),
+                crash_point: "after_rollback_commit",
+            },
+        )?;
+        match landed {
+            Some((commit, files, kept)) => {
                 let done = Done {
                     id: id.to_owned(),
                     action: "rollback",
@@ -847,8 +834,7 @@ pub fn rollback(
                 super::apply::refresh_index(vault, events);
                 return Ok(Outcome::Done(done));
             }
-            Err(GitError::Moved(_)) => continue,
-            Err(e) => return Err(e.into()),
+            None => continue,
         }
     }
     Err(WorkflowError::Input(format!(
@@ -999,6 +985,64 @@ pub(crate) fn finish_interrupted(vault: &Vault, repo: &Repo) -> Result<(), Workf
     }
     clear_pending(vault);
     Ok(())
+}
+
+/// A commit to put on main.
+struct Landing<'a> {
+    tree: Oid,
+    extra: &'a ChangeSet,
+    parents: &'a [Oid],
+    author: &'a crate::git::Signature<'a>,
+    message: &'a str,
+    reflog: &'a str,
+    crash_point: &'static str,
+}
+
+/// Commits `landing` onto `main` if main is still at `before`, then brings main's work tree along.
+/// `None` when main moved meanwhile (nothing changed; the caller computes again). Returns the
+/// commit, what it changed, and the paths left as a person had them.
+#[allow(clippy::type_complexity)]
+fn land(
+    vault: &Vault,
+    repo: &Repo,
+    main: &str,
+    before: Oid,
+    landing: Landing<'_>,
+) -> Result<Option<(Oid, Vec<crate::git::FileChange>, Vec<String>)>, WorkflowError> {
+    mark_pending(vault, main, before)?;
+    let committed = repo.commit_tree(
+        main,
+        before,
+        landing.tree,
+        landing.extra,
+        landing.parents,
+        landing.author,
+        landing.message,
+        landing.reflog,
+    );
+    let (commit, files) = match committed {
+        Ok(done) => done,
+        Err(GitError::Moved(_)) => {
+            clear_pending(vault);
+            return Ok(None);
+        }
+        Err(e) => {
+            clear_pending(vault);
+            return Err(e.into());
+        }
+    };
+    crate::fault::point(landing.crash_point);
+    let kept = sync_main(repo, main, &files)?;
+    clear_pending(vault);
+    Ok(Some((commit, files, kept)))
+}
+
+fn signer(who: &crate::git::Signature<'_>) -> String {
+    format!(
+        "{} <{}>",
+        who.name().unwrap_or("quire"),
+        who.email().unwrap_or("")
+    )
 }
 
 /// Takes the vault's writer lock and finishes whatever a crashed quire left half done.
