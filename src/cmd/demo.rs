@@ -27,6 +27,17 @@ pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     print_report(&vault, &report.apply, json)?;
     if !json {
+        println!();
+        match &report.promotion {
+            workflow::sandbox::Outcome::Done(d) => println!(
+                "Mission `{}` worked in its sandbox (branch mission/{}) and was promoted into main: commit {}, record {}",
+                d.id,
+                d.id,
+                super::output::short(&d.commit),
+                d.record
+            ),
+            workflow::sandbox::Outcome::Refused(r) => println!("Sandbox: {}", r.message),
+        }
         let root = report.root.display();
         println!();
         println!("Look around:");
@@ -34,6 +45,9 @@ pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             "  git -C {root} log --stat              one commit per applied bundle, with Contribution-Id trailers"
         );
         println!("  ls {root}/contributions/processed     applied bundles and their receipts");
+        println!(
+            "  quire --vault {root} sandbox list     the mission's sandbox; `sandbox diff`, `promote`, `rollback`"
+        );
         println!(
             "  cat {root}/contributions/rejected/*.receipt.json   why the refused ones were refused"
         );

@@ -29,7 +29,12 @@ pub struct DemoReport {
     pub apply: ApplyReport,
     /// The sites rendered from the result, one per built-in theme.
     pub sites: Vec<crate::render::RenderReport>,
+    /// The demo mission's promotion from its sandbox into main.
+    pub promotion: super::sandbox::Outcome,
 }
+
+/// The demo mission that works in a sandbox and is promoted.
+pub const DEMO_SANDBOX: &str = "mobile-app-001";
 
 /// The themes the demo renders: the reading theme and the dashboard.
 pub const DEMO_THEMES: [&str; 2] = ["paper", "desk"];
@@ -78,6 +83,33 @@ pub fn demo(
     // Named explicitly so they apply in their numbered order.
     let rest = apply(&vault, &dropped, events, observer)?;
     report.filed.extend(rest.filed);
+
+    // The mission then works in its own sandbox and is promoted into main as one merge commit;
+    // its record is what the desk dashboard lists under recent runs.
+    let repo = crate::git::Repo::open(vault.root())?;
+    if repo
+        .branch_tip(&super::sandbox::branch_of(DEMO_SANDBOX))?
+        .is_none()
+    {
+        super::sandbox::create(&vault, DEMO_SANDBOX, None, true, events)?;
+    }
+    let mut work = Vec::new();
+    for (name, bytes) in crate::embedded::DEMO
+        .iter()
+        .filter(|(n, _)| n.starts_with("sandbox/"))
+    {
+        let stem = name
+            .trim_start_matches("sandbox/")
+            .trim_end_matches(".json");
+        let text = expand_dates(&String::from_utf8_lossy(bytes), today);
+        let dest = fsutil::free_name(&pending, stem, ".json");
+        fsutil::atomic_write(&dest, text.as_bytes(), false)
+            .map_err(|e| WorkflowError::io("could not drop a sample bundle", e))?;
+        work.push(dest);
+    }
+    let sandboxed = apply(&vault, &work, events, observer)?;
+    report.filed.extend(sandboxed.filed);
+    let promotion = super::sandbox::promote(&vault, DEMO_SANDBOX, events)?;
     let content = crate::render::Content::work_tree(&vault)?;
     let themes: Vec<String> = DEMO_THEMES.iter().map(|t| (*t).to_owned()).collect();
     let sites = crate::render::render(
@@ -91,6 +123,7 @@ pub fn demo(
         init: init_report,
         apply: report,
         sites,
+        promotion,
     })
 }
 

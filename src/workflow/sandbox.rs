@@ -600,8 +600,22 @@ pub fn promote(
         front.insert("by".into(), json!(by));
         front.insert("at".into(), json!(at));
         front.insert("checks".into(), json!(check.iter().collect::<Vec<_>>()));
+        // What the dashboards list under recent runs.
+        front.insert("status".into(), json!("promoted"));
+        front.insert("started".into(), json!(at));
+        front.insert(
+            "summary".into(),
+            json!(format!(
+                "{} into {main}: {} file{}, {} contribution{}",
+                branch_of(id),
+                changes.len(),
+                if changes.len() == 1 { "" } else { "s" },
+                contributions.len(),
+                if contributions.len() == 1 { "" } else { "s" }
+            )),
+        );
         let mut body = format!(
-            "# Promotion of mission `{id}` into `{main}`\n\n{} file{} from `{}` ({}), merged onto `{main}` at {} by {strategy}.\n\n",
+            "# Promotion of mission {id} into {main}\n\n{} file{} from `{}` ({}), merged onto `{main}` at {} by {strategy}.\n\n",
             changes.len(),
             if changes.len() == 1 { "" } else { "s" },
             branch_of(id),
@@ -774,8 +788,14 @@ pub fn rollback(
         front.insert("promotion_record".into(), json!(last.record));
         front.insert("by".into(), json!(by));
         front.insert("at".into(), json!(at));
+        front.insert("status".into(), json!("rolled_back"));
+        front.insert("started".into(), json!(at));
+        front.insert(
+            "summary".into(),
+            json!(format!("reverted the promotion {}", short(promotion))),
+        );
         let body = format!(
-            "# Rollback of mission `{id}` from `{main}`\n\nReverts the promotion {} on top of {}. The sandbox is held: nothing promotes it again until someone runs `quire sandbox promote {id}`.\n",
+            "# Rollback of mission {id} from {main}\n\nReverts the promotion {} on top of {}. The sandbox is held: nothing promotes it again until someone runs `quire sandbox promote {id}`.\n",
             short(promotion),
             short(before)
         );
@@ -1161,7 +1181,7 @@ fn conflict_refusal(
     front.insert("conflicts".into(), json!(conflicts));
     front.insert("at".into(), json!(now_rfc3339()));
     let body = format!(
-        "# Refused: {action} of mission `{id}`\n\n{message}.\n\nThe three versions of each conflicting file:\n\n{}\n",
+        "# Refused: {action} of mission {id}\n\n{message}.\n\nThe three versions of each conflicting file:\n\n{}\n",
         lines.join("\n")
     );
     let rel = format!("{RUNS_DIR}/{}-{action}-{id}-refused.md", stamp());
