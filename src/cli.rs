@@ -149,6 +149,13 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, hide = true)]
         args: Vec<String>,
     },
+    /// Run the pipeline (apply dropped bundles, index, render, record) on every change, and serve
+    /// the HTTP API and the sites.
+    Daemon {
+        /// Listen here instead of `[daemon] listen` (127.0.0.1:7878).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).

@@ -40,6 +40,7 @@
 //! or `rejected/`. Crash safety of that flow is argued in [`mod@workflow::apply`].
 
 pub mod contributions;
+pub mod daemon;
 mod embedded;
 pub mod events;
 pub mod fault;

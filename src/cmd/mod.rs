@@ -79,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             git_dir,
             args: _,
         } => sandbox::hook(cli.vault.as_deref(), &name, git_dir, out),
+        Command::Daemon { listen } => render::daemon(&open(cli.vault.as_deref())?, listen),
         Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
         Command::Serve { theme, port } => render::serve(&open(cli.vault.as_deref())?, theme, port),
     }

@@ -88,6 +88,37 @@ pub(crate) fn serve(vault: &Vault, theme: Option<String>, port: u16) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) fn daemon(
+    vault: &Vault,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let addr = match listen {
+        Some(a) => a,
+        None => vault.config().daemon.listen.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "`[daemon] listen = \"{}\"` in quire.toml is not an address like 127.0.0.1:7878: {e}",
+                vault.config().daemon.listen
+            )
+        })?,
+    };
+    let themes = workflow::render::theme_names(vault, &workflow::Themes::All);
+    quire::http::api::run_daemon(vault, addr, |addr| {
+        // Scripts wait for this line to know the daemon is up. A reader that went away must not
+        // take the daemon with it, so write errors are ignored.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "quire daemon on http://{addr}/ (API under /api/, sites under /site/<theme>/; Ctrl-C or SIGTERM stops)"
+        );
+        for t in &themes {
+            let _ = writeln!(out, "  http://{addr}/site/{t}/");
+        }
+        let _ = out.flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn themes(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
     let themes = available_themes(vault)?;
     if json {

@@ -150,7 +150,7 @@ pub fn serve(
         })?;
         ready(addr);
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(signals())
             .await
             .map_err(|source| ServeError::Io {
                 context: "the server failed".into(),
@@ -188,7 +188,8 @@ fn is_content(root: &Path, path: &Path) -> bool {
         .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
 }
 
-async fn shutdown() {
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn signals() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

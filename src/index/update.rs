@@ -75,60 +75,37 @@ fn update_inner(
     let started = Instant::now();
     let (notes, files) = walk(root)?;
     let walked = started.elapsed();
-    let known = if full {
-        HashMap::new()
-    } else {
-        known_notes(conn)?
-    };
+    let mut plan = Plan::make(conn, &notes, &files, full)?;
     tracing::debug!(
         walk_ms = walked.as_secs_f64() * 1e3,
-        known_ms = (started.elapsed() - walked).as_secs_f64() * 1e3,
+        plan_ms = (started.elapsed() - walked).as_secs_f64() * 1e3,
         "scanned the vault"
     );
-    let known_files: HashSet<String> = {
-        let mut stmt = conn.prepare("SELECT path FROM files")?;
-        stmt.query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?
-    };
-
     let mut report = UpdateReport {
         notes: notes.len(),
         ..UpdateReport::default()
     };
-    let seen: HashSet<&str> = notes.iter().map(|n| n.path.as_str()).collect();
-    let deleted: Vec<i64> = known
-        .iter()
-        .filter(|(path, _)| !seen.contains(path.as_str()))
-        .map(|(_, k)| k.id)
-        .collect();
-    let candidates: Vec<&Seen> = notes
-        .iter()
-        .filter(|n| {
-            known
-                .get(&n.path)
-                .is_none_or(|k| k.size != n.size || k.mtime_ns != n.mtime_ns)
-        })
-        .collect();
-    let files_now: HashSet<&str> = files.iter().map(String::as_str).collect();
-    let files_added: Vec<&str> = files_now
-        .iter()
-        .copied()
-        .filter(|f| !known_files.contains(*f))
-        .collect();
-    let files_removed: Vec<&String> = known_files
-        .iter()
-        .filter(|f| !files_now.contains(f.as_str()))
-        .collect();
-
-    if !full
-        && candidates.is_empty()
-        && deleted.is_empty()
-        && files_added.is_empty()
-        && files_removed.is_empty()
-    {
+    if !full && plan.is_empty() {
         report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         return Ok(report);
     }
+    // Another process (the daemon beside a `quire tasks`) may be writing the same changes: take
+    // the writers' lock, then plan again against what is stored now.
+    let _writer = writer_lock(root)?;
+    if !full {
+        plan = Plan::make(conn, &notes, &files, full)?;
+        if plan.is_empty() {
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return Ok(report);
+        }
+    }
+    let Plan {
+        known,
+        deleted,
+        candidates,
+        files_added,
+        files_removed,
+    } = plan;
 
     // Stored hashes, only for the notes about to be read.
     let (old_hashes, old_aliases): (HashMap<i64, Vec<u8>>, HashMap<i64, String>) = {
@@ -353,6 +330,94 @@ fn list_dir(root: &Path, dir: &Path) -> (Vec<Seen>, Vec<String>) {
 fn mtime_ns(t: Option<SystemTime>) -> i64 {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// What an update will do, from a walk and what the index holds.
+struct Plan<'w> {
+    known: HashMap<String, Known>,
+    deleted: Vec<i64>,
+    candidates: Vec<&'w Seen>,
+    files_added: Vec<&'w str>,
+    files_removed: Vec<String>,
+}
+
+impl<'w> Plan<'w> {
+    fn make(
+        conn: &Connection,
+        notes: &'w [Seen],
+        files: &'w [String],
+        full: bool,
+    ) -> Result<Self, IndexError> {
+        let known = if full {
+            HashMap::new()
+        } else {
+            known_notes(conn)?
+        };
+        let known_files: HashSet<String> = {
+            let mut stmt = conn.prepare("SELECT path FROM files")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let seen: HashSet<&str> = notes.iter().map(|n| n.path.as_str()).collect();
+        let deleted: Vec<i64> = known
+            .iter()
+            .filter(|(path, _)| !seen.contains(path.as_str()))
+            .map(|(_, k)| k.id)
+            .collect();
+        let candidates: Vec<&Seen> = notes
+            .iter()
+            .filter(|n| {
+                known
+                    .get(&n.path)
+                    .is_none_or(|k| k.size != n.size || k.mtime_ns != n.mtime_ns)
+            })
+            .collect();
+        let files_now: HashSet<&str> = files.iter().map(String::as_str).collect();
+        let files_added: Vec<&str> = files_now
+            .iter()
+            .copied()
+            .filter(|f| !known_files.contains(*f))
+            .collect();
+        let files_removed: Vec<String> = known_files
+            .into_iter()
+            .filter(|f| !files_now.contains(f.as_str()))
+            .collect();
+        Ok(Self {
+            known,
+            deleted,
+            candidates,
+            files_added,
+            files_removed,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+            && self.deleted.is_empty()
+            && self.files_added.is_empty()
+            && self.files_removed.is_empty()
+    }
+}
+
+/// The index's writers' lock (`.quire/index.lock`), held while an update writes. SQLite would
+/// serialize the writes anyway, but two updaters that planned from the same old state would both
+/// insert the same new note.
+fn writer_lock(root: &Path) -> Result<std::fs::File, IndexError> {
+    let dir = root.join(crate::vault::STATE_DIR);
+    let open = || {
+        std::fs::create_dir_all(&dir)?;
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("index.lock"))?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    };
+    open().map_err(|e| IndexError::Io {
+        context: format!("could not take {}", dir.join("index.lock").display()),
+        source: e,
+    })
 }
 
 fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> {

@@ -47,6 +47,9 @@ pub struct Filed {
     pub bundle: PathBuf,
     /// Its receipt.
     pub receipt: Receipt,
+    /// The file name it was dropped under in `pending/` (or found under in `processing/`), without
+    /// `.json`: how a submitter that wrote the file recognises its outcome.
+    pub dropped_as: String,
 }
 
 /// What an apply run did.
@@ -81,6 +84,11 @@ pub trait ApplyObserver {
     fn start(&mut self, _total: usize) {}
     /// One more bundle was handled.
     fn filed(&mut self, _filed: &Filed) {}
+    /// Asked before each bundle from `pending/`: `true` stops the run there, leaving the rest
+    /// queued (the daemon's graceful shutdown finishes only the bundle in hand).
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -124,13 +132,17 @@ pub fn apply(
         report.filed.push(filed);
     }
     for path in fresh {
+        if observer.stop_requested() {
+            break;
+        }
         let Some(claimed) = queue::claim(vault, &path)
             .map_err(|e| WorkflowError::io(format!("could not claim {}", path.display()), e))?
         else {
             continue;
         };
         fault::point("after_claim");
-        let filed = run.handle(&claimed, false, events)?;
+        let mut filed = run.handle(&claimed, false, events)?;
+        filed.dropped_as = queue::file_stem(&path);
         observer.filed(&filed);
         report.filed.push(filed);
     }
@@ -443,7 +455,11 @@ impl<'v> Run<'v> {
             .map_err(|e| WorkflowError::io(format!("could not file {}", claimed.display()), e))?;
         fault::point("after_file");
         events.emit(event);
-        Ok(Filed { bundle, receipt })
+        Ok(Filed {
+            bundle,
+            receipt,
+            dropped_as: name,
+        })
     }
 
     /// Decides a parsed bundle: duplicate, recovered from a crash, or applied now. `Err` is a failure

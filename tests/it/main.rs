@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod conformance;
 mod crash;
+mod daemon;
 mod harness;
 mod hooks;
 mod hostile;

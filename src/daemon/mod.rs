@@ -1,0 +1,644 @@
+//! `quire daemon`: the watched pipeline.
+//!
+//! ```text
+//!   notify ──hint──▶ ┌──────────── one worker thread ─────────────┐
+//!   periodic scan ──▶│ intake (ready bundles, arrival order)        │
+//!   HTTP submit ────▶│   → apply (the library `quire apply` uses)   │──▶ events: 07_LOGS, subscribers
+//!                    │   → run record (06_RUNS/)                    │
+//!                    │   → index → render every configured theme    │
+//!                    └──────────────────────────────────────────────┘
+//! ```
+//!
+//! Watcher events are only hints: no work happens on notify's thread, and every pass reads the
+//! directory listing afresh, so a missed or coalesced event costs at most one scan interval. One
+//! worker does everything that writes, in order, so bundles are applied in arrival order and a
+//! render always sees the commits before it. What a crash leaves behind is recovered by the same
+//! code as `quire apply` (bundles in `processing/`) and the render's atomic swap (sites).
+//!
+//! The HTTP layer ([`crate::http`]) holds a [`Handle`]: it submits bundles, waits for their
+//! receipts, reads health, and subscribes to events.
+
+pub mod intake;
+mod runs;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::contributions::{Status, now_rfc3339};
+use crate::events::{Event, EventSink, JsonlLog};
+use crate::vault::{Queue, Vault};
+use crate::workflow::{self, ApplyObserver, Filed};
+
+/// How often the worker scans `pending/` and the notes without being told to.
+pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// How soon it looks again while a half-written bundle is being waited for.
+const RECHECK: Duration = Duration::from_millis(100);
+/// After a failure of quire itself (disk full, Git refusing), how long before trying again.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why the worker should look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hint {
+    /// Something in `pending/`.
+    Bundles,
+    /// A note, a theme or the configuration.
+    Notes,
+    /// The watcher lost track: look at everything.
+    Rescan,
+}
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The vault's folders could not be made, or the worker not started.
+    #[error("{context}: {source}")]
+    Io {
+        /// What quire was doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `/healthz`: whether the pipeline works, and why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// What is wrong, one line each (empty when ok).
+    pub reasons: Vec<String>,
+    /// quire's version.
+    pub version: &'static str,
+    /// When the daemon started (RFC 3339).
+    pub started: String,
+    /// When the last pipeline pass that did something finished.
+    pub last_run: Option<String>,
+    /// Bundles waiting in `pending/` at the last look.
+    pub queue_depth: u64,
+}
+
+/// Counters and latencies for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Bundles applied.
+    pub applied: AtomicU64,
+    /// Bundles found to be duplicates.
+    pub duplicate: AtomicU64,
+    /// Bundles refused.
+    pub rejected: AtomicU64,
+    /// Bundles in `pending/` at the last look.
+    pub queue_depth: AtomicU64,
+    /// Per bundle, from claim to receipt.
+    pub apply_seconds: Histogram,
+    /// Index updates.
+    pub index_seconds: Histogram,
+    /// Renders (all themes of one pass).
+    pub render_seconds: Histogram,
+    /// Server-Sent Events clients connected now.
+    pub sse_clients: AtomicU64,
+}
+
+/// A latency histogram with fixed buckets (seconds), in the Prometheus manner.
+#[derive(Debug)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+/// The upper bounds of the buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if s <= *bound {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// (cumulative count per bucket, total count, sum in seconds).
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        (
+            self.counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            self.count.load(Ordering::Relaxed),
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+}
+
+struct Inner {
+    vault: Vault,
+    hints: mpsc::Sender<Hint>,
+    events: broadcast::Sender<Event>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Filed>>>,
+    health: Mutex<Health>,
+    stop: AtomicBool,
+    metrics: Metrics,
+}
+
+/// What the HTTP layer (or a test) holds to talk to a running daemon.
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Handle {
+    /// The vault the daemon works on.
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
+    }
+
+    /// Tells the worker that `pending/` has something new.
+    pub fn wake(&self) {
+        let _ = self.inner.hints.send(Hint::Bundles);
+    }
+
+    /// Events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Records an event from outside the pipeline (the API's `POST /api/events`).
+    pub fn emit(&self, event: Event) {
+        let mut log = JsonlLog::new(self.inner.vault.logs_dir());
+        log.emit(event.clone());
+        let _ = self.inner.events.send(event);
+    }
+
+    /// A receiver for the outcome of the bundle that will be dropped as `pending/<name>.json`.
+    /// Register before dropping the file, so the outcome cannot be missed.
+    pub fn expect(&self, name: &str) -> oneshot::Receiver<Filed> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.inner.waiters.lock() {
+            w.insert(name.to_owned(), tx);
+        }
+        rx
+    }
+
+    /// Stops waiting for `name` (the submitter gave up).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut w) = self.inner.waiters.lock() {
+            w.remove(name);
+        }
+    }
+
+    /// Health now.
+    pub fn health(&self) -> Health {
+        let mut h = self
+            .inner
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        h.queue_depth = self.inner.metrics.queue_depth.load(Ordering::Relaxed);
+        h
+    }
+
+    /// Counters and latencies.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Asks the worker to stop after the bundle in hand.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        let _ = self.inner.hints.send(Hint::Rescan);
+    }
+}
+
+/// A running daemon: its worker and watcher.
+pub struct Daemon {
+    handle: Handle,
+    worker: Option<std::thread::JoinHandle<()>>,
+    _watcher: Option<Box<dyn notify::Watcher + Send>>,
+}
+
+impl Daemon {
+    /// Starts the pipeline on `vault`: a first full pass (bundles left by a crash, the index, the
+    /// sites), then watching.
+    pub fn start(vault: &Vault) -> Result<Self, DaemonError> {
+        vault.ensure_work_dirs().map_err(|source| DaemonError::Io {
+            context: "could not create the vault's work folders".into(),
+            source,
+        })?;
+        let (hints, rx) = mpsc::channel();
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            vault: vault.clone(),
+            hints: hints.clone(),
+            events,
+            waiters: Mutex::new(HashMap::new()),
+            health: Mutex::new(Health {
+                status: "ok",
+                reasons: Vec::new(),
+                version: env!("CARGO_PKG_VERSION"),
+                started: now_rfc3339(),
+                last_run: None,
+                queue_depth: 0,
+            }),
+            stop: AtomicBool::new(false),
+            metrics: Metrics::default(),
+        });
+        let handle = Handle { inner };
+        let watcher = watch(vault.root(), hints);
+        if watcher.is_none() {
+            handle.degrade_note("file events are unavailable; scanning every 2 s instead");
+        }
+        let worker = {
+            let handle = handle.clone();
+            std::thread::Builder::new()
+                .name("quire-pipeline".into())
+                .spawn(move || pipeline(&handle, &rx))
+                .map_err(|source| DaemonError::Io {
+                    context: "could not start the pipeline".into(),
+                    source,
+                })?
+        };
+        Ok(Self {
+            handle,
+            worker: Some(worker),
+            _watcher: watcher,
+        })
+    }
+
+    /// The handle for the HTTP layer.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops after the bundle in hand and waits for the worker.
+    pub fn shutdown(mut self) {
+        self.handle.stop();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Handle {
+    fn set_health(&self, reasons: Vec<String>) {
+        if let Ok(mut h) = self.inner.health.lock() {
+            h.status = if reasons.is_empty() { "ok" } else { "degraded" };
+            h.reasons = reasons;
+        }
+    }
+
+    /// A lasting note that is not a failure of the pipeline (shown, but health stays ok).
+    fn degrade_note(&self, note: &str) {
+        tracing::warn!("{note}");
+    }
+}
+
+/// Watches the vault: `pending/` and the content. `None` when the platform gives no events (the
+/// periodic scan then does all the work).
+fn watch(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Box<dyn notify::Watcher + Send>> {
+    let root_buf = root.to_path_buf();
+    let pending = root.join(Queue::Pending.rel());
+    let handler = move |event: notify::Result<notify::Event>| {
+        let hint = match &event {
+            Ok(e) if e.need_rescan() => Some(Hint::Rescan),
+            Ok(e) => e
+                .paths
+                .iter()
+                .find_map(|p| classify(&root_buf, &pending, p)),
+            Err(_) => Some(Hint::Rescan),
+        };
+        if let Some(h) = hint {
+            let _ = hints.send(h);
+        }
+    };
+    let mut watcher = notify::recommended_watcher(handler).ok()?;
+    notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::Recursive).ok()?;
+    Some(Box::new(watcher))
+}
+
+/// What a changed path means for the worker.
+fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
+    if path.parent() == Some(pending) {
+        return Some(Hint::Bundles);
+    }
+    let rel = path.strip_prefix(root).ok()?.to_str()?;
+    // The daemon's own run records would otherwise wake it again.
+    if rel.starts_with("06_RUNS/") && rel.matches('/').count() == 1 {
+        return None;
+    }
+    crate::index::is_content_path(rel).then_some(Hint::Notes)
+}
+
+/// The worker: one pass per wake-up (or per scan interval), until asked to stop.
+fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>) {
+    let vault = &handle.inner.vault;
+    let mut log = JsonlLog::new(vault.logs_dir());
+    let mut intake = intake::Intake::default();
+    // At start: bundles left by a crash, and the index and sites brought up to date.
+    let mut notes = true;
+    let mut failing = false;
+    loop {
+        if handle.inner.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let wait = if failing {
+            BACKOFF
+        } else if intake.waiting() {
+            RECHECK
+        } else {
+            SCAN_EVERY
+        };
+        match hints.recv_timeout(wait) {
+            Ok(Hint::Notes | Hint::Rescan) => notes = true,
+            Ok(Hint::Bundles) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Coalesce the burst that woke us.
+        while let Ok(h) = hints.try_recv() {
+            if h != Hint::Bundles {
+                notes = true;
+            }
+        }
+        if handle.inner.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        failing = !pass(handle, &mut log, &mut intake, &mut notes);
+    }
+    tracing::info!("the pipeline stopped");
+}
+
+/// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed
+/// (the daemon is then degraded and tries again after a pause).
+fn pass(
+    handle: &Handle,
+    log: &mut JsonlLog,
+    intake: &mut intake::Intake,
+    notes: &mut bool,
+) -> bool {
+    let vault = &handle.inner.vault;
+    let metrics = &handle.inner.metrics;
+    let mut sink = Fanout {
+        log,
+        events: &handle.inner.events,
+    };
+    let mut problems = Vec::new();
+    let ready = match intake.ready(vault) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(format!("could not list contributions/pending/: {e}"));
+            Vec::new()
+        }
+    };
+    metrics
+        .queue_depth
+        .store(ready.len() as u64, Ordering::Relaxed);
+    let started = now_rfc3339();
+    let clock = Instant::now();
+    let mut filed = Vec::new();
+    if !ready.is_empty() {
+        let mut observer = Observer {
+            handle,
+            last: Instant::now(),
+            filed: &mut filed,
+        };
+        if let Err(e) = workflow::apply(vault, &ready, &mut sink, &mut observer) {
+            // The bundle in hand stays in processing/ and is resumed on the next pass.
+            problems.push(format!("applying bundles failed: {e}"));
+            sink.emit(Event::new(
+                "pipeline.failed",
+                "apply",
+                json!({ "error": e.to_string() }),
+                None,
+            ));
+        }
+        metrics
+            .queue_depth
+            .store(count_pending(vault), Ordering::Relaxed);
+    }
+    let applied = filed
+        .iter()
+        .filter(|f| f.receipt.status == Status::Applied)
+        .count();
+    if !filed.is_empty() {
+        match runs::record(vault, &started, clock.elapsed(), &filed, &problems) {
+            Ok(path) => sink.emit(Event::new(
+                "run.recorded",
+                &path,
+                json!({ "path": path, "bundles": filed.len(), "applied": applied }),
+                None,
+            )),
+            Err(e) => problems.push(format!("could not write the run record: {e}")),
+        }
+    }
+    if applied > 0 || !filed.is_empty() || *notes {
+        // `apply` brought the index up to date after committing; a person's edit needs it here.
+        let index_needed = *notes && applied == 0;
+        *notes = false;
+        let t = Instant::now();
+        let updated = if index_needed {
+            crate::index::Index::open(vault).and_then(|mut i| i.update(false))
+        } else {
+            Ok(crate::index::UpdateReport::default())
+        };
+        match updated {
+            Ok(u) => {
+                metrics.index_seconds.observe(t.elapsed());
+                if u.parsed > 0 || u.removed > 0 {
+                    sink.emit(Event::new(
+                        "index.updated",
+                        "index",
+                        json!({ "parsed": u.parsed, "removed": u.removed, "notes": u.notes, "duration_ms": u.duration_ms }),
+                        None,
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("the index could not be updated: {e}")),
+        }
+        render_all(vault, &mut sink, metrics, &mut problems);
+    }
+    let ok = problems.is_empty();
+    if (!filed.is_empty() || !ok)
+        && let Ok(mut h) = handle.inner.health.lock()
+    {
+        h.last_run = Some(now_rfc3339());
+    }
+    handle.set_health(problems);
+    ok
+}
+
+fn count_pending(vault: &Vault) -> u64 {
+    crate::contributions::queue::list(vault, Queue::Pending)
+        .map(|l| l.len() as u64)
+        .unwrap_or(0)
+}
+
+/// Renders every configured theme; the configuration is read afresh, since it may have changed.
+fn render_all(
+    vault: &Vault,
+    sink: &mut dyn EventSink,
+    metrics: &Metrics,
+    problems: &mut Vec<String>,
+) {
+    let t = Instant::now();
+    let vault = match Vault::open(vault.root()) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("quire.toml: {e}"));
+            return;
+        }
+    };
+    let request = workflow::RenderRequest {
+        themes: workflow::Themes::All,
+        out: None,
+        git_ref: None,
+    };
+    match workflow::render::render(&vault, &request, &crate::render::Quiet) {
+        Ok(outcome) => {
+            metrics.render_seconds.observe(t.elapsed());
+            for r in outcome.themes.iter().filter(|r| r.changed) {
+                sink.emit(Event::new(
+                    "render.completed",
+                    &r.theme,
+                    json!({ "theme": r.theme, "pages": r.pages, "written": r.written, "removed": r.removed, "duration_ms": r.elapsed.as_secs_f64() * 1000.0 }),
+                    None,
+                ));
+            }
+        }
+        Err(e) => {
+            sink.emit(Event::new(
+                "render.failed",
+                "render",
+                json!({ "error": e.to_string() }),
+                None,
+            ));
+            problems.push(format!("render failed: {e}"));
+        }
+    }
+}
+
+/// Events to the log and to subscribers.
+struct Fanout<'a> {
+    log: &'a mut JsonlLog,
+    events: &'a broadcast::Sender<Event>,
+}
+
+impl EventSink for Fanout<'_> {
+    fn emit(&mut self, event: Event) {
+        self.log.emit(event.clone());
+        let _ = self.events.send(event);
+    }
+}
+
+/// Hands each outcome to whoever waits for it, counts it, and stops between bundles on request.
+struct Observer<'a> {
+    handle: &'a Handle,
+    last: Instant,
+    filed: &'a mut Vec<Filed>,
+}
+
+impl ApplyObserver for Observer<'_> {
+    fn filed(&mut self, filed: &Filed) {
+        let m = &self.handle.inner.metrics;
+        m.apply_seconds.observe(self.last.elapsed());
+        self.last = Instant::now();
+        match filed.receipt.status {
+            Status::Applied => &m.applied,
+            Status::Duplicate => &m.duplicate,
+            Status::Rejected => &m.rejected,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut w) = self.handle.inner.waiters.lock()
+            && let Some(tx) = w.remove(&filed.dropped_as)
+        {
+            let _ = tx.send(filed.clone());
+        }
+        self.filed.push(filed.clone());
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.handle.inner.stop.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_classified_for_the_worker() {
+        let root = Path::new("/v");
+        let pending = Path::new("/v/contributions/pending");
+        assert_eq!(
+            classify(root, pending, Path::new("/v/contributions/pending/a.json")),
+            Some(Hint::Bundles)
+        );
+        assert_eq!(
+            classify(root, pending, Path::new("/v/03_NOTES/a.md")),
+            Some(Hint::Notes)
+        );
+        assert_eq!(
+            classify(root, pending, Path::new("/v/06_RUNS/promotions/p.md")),
+            Some(Hint::Notes)
+        );
+        for quiet in [
+            "/v/06_RUNS/20261121-pipeline.md",
+            "/v/contributions/processed/a.json",
+            "/v/_site/paper/index.html",
+            "/v/.git/index",
+            "/v/.quire/state.db",
+            "/v/07_LOGS/quire-2026-11-21.jsonl",
+        ] {
+            assert_eq!(classify(root, pending, Path::new(quiet)), None, "{quiet}");
+        }
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(300));
+        let (buckets, count, sum) = h.snapshot();
+        assert_eq!(count, 2);
+        assert_eq!(buckets[0], 0);
+        assert_eq!(buckets[2], 1, "≤ 5 ms");
+        assert_eq!(*buckets.last().unwrap(), 2);
+        assert!((sum - 0.303).abs() < 1e-6);
+    }
+}

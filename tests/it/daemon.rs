@@ -1,0 +1,559 @@
+//! The daemon for real: `quire daemon` spawned on loopback over a real vault, bundles dropped into
+//! the folder and posted over HTTP, kill -9 and SIGTERM, notes edited on disk, hostile requests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quire::vault::Queue;
+use serde_json::{Value, json};
+
+use crate::harness::{VaultTest, bundle, isolated};
+
+/// A running `quire daemon`, killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(t: &VaultTest) -> Daemon {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(&t.root)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    isolated(&mut cmd, t.tmp.path());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Daemon {
+        child,
+        addr,
+        _stdout: stdout,
+    }
+}
+
+/// One HTTP/1.1 exchange: (status, headers lowercased, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    // A large body waits for the server's go-ahead, so an early refusal (413) is read, not lost
+    // to a reset.
+    let large = body.len() > 1 << 20;
+    if large {
+        req.push_str("Expect: 100-continue\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    if large {
+        let mut first = [0u8; 25];
+        let n = s.read(&mut first).unwrap();
+        if first[..n].starts_with(b"HTTP/1.1 100") {
+            s.write_all(body).unwrap();
+        } else {
+            raw.extend_from_slice(&first[..n]);
+        }
+    } else {
+        s.write_all(body).unwrap();
+    }
+    s.read_to_end(&mut raw).unwrap();
+    if raw.starts_with(b"HTTP/1.1 100") {
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw.drain(..at + 4);
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+fn get_json(addr: &str, path: &str) -> (u16, Value) {
+    let (status, _, body) = http(addr, "GET", path, &[], b"");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn token(t: &VaultTest) -> String {
+    t.read(".env")
+        .lines()
+        .find_map(|l| l.strip_prefix("QUIRE_TOKEN="))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes bundles straight into pending/ (each renamed into place, as producers should).
+fn drop_many(t: &VaultTest, prefix: &str, n: usize) {
+    let pending = t.vault().queue_dir(Queue::Pending);
+    std::fs::create_dir_all(&pending).unwrap();
+    for i in 0..n {
+        let id = format!("{prefix}-{i:04}");
+        let b = bundle(
+            &id,
+            json!([{ "op": "create", "path": format!("03_NOTES/{prefix}/{id}.md"), "content": format!("# {id}\n\n- [ ] task {i}\n") }]),
+        );
+        let tmp = pending.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&b).unwrap()).unwrap();
+        std::fs::rename(&tmp, pending.join(format!("{id}.json"))).unwrap();
+    }
+}
+
+fn processed_count(t: &VaultTest) -> usize {
+    std::fs::read_dir(t.vault().queue_dir(Queue::Processed))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".receipt.json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn five_hundred_dropped_bundles_are_each_applied_exactly_once() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    drop_many(&t, "burst", 500);
+    wait_until("500 receipts", Duration::from_secs(120), || {
+        processed_count(&t) == 500
+    });
+    for i in (0..500).step_by(7) {
+        assert_eq!(t.commits_for(&format!("burst-{i:04}")), 1);
+    }
+    let commits = t.git(&[
+        "rev-list",
+        "--count",
+        "--grep=^Contribution-Id: burst-",
+        "main",
+    ]);
+    assert_eq!(commits.trim(), "500");
+    assert!(t.queue_names(Queue::Pending).is_empty());
+    assert!(t.queue_names(Queue::Processing).is_empty());
+    // A run record, the index and the site followed.
+    let runs: Vec<String> = std::fs::read_dir(t.path("06_RUNS"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-pipeline.md"))
+        .collect();
+    assert!(!runs.is_empty());
+    wait_until("the site", Duration::from_secs(30), || {
+        t.exists("_site/paper/03_notes/burst/burst-0499/index.html")
+    });
+    let (status, tasks) = get_json(&d.addr, "/api/tasks?path=03_NOTES/burst/**");
+    assert_eq!(status, 200);
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 500);
+    let (status, health) = get_json(&d.addr, "/healthz");
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
+    let out = t.git_output(&["fsck", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_mid_burst_loses_nothing_and_applies_nothing_twice() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    drop_many(&t, "k", 300);
+    wait_until("some progress", Duration::from_secs(60), || {
+        processed_count(&t) >= 40
+    });
+    drop(d); // SIGKILL
+    let after_kill = processed_count(&t);
+    assert!(after_kill < 300, "killed mid-burst ({after_kill} done)");
+    let _d = start(&t);
+    wait_until("all 300", Duration::from_secs(120), || {
+        processed_count(&t) == 300
+    });
+    for i in 0..300 {
+        assert_eq!(t.commits_for(&format!("k-{i:04}")), 1, "k-{i:04}");
+    }
+    assert!(t.queue_names(Queue::Processing).is_empty());
+    let out = t.git_output(&["fsck", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.status(), "", "work tree and index match main");
+}
+
+#[test]
+fn a_slowly_written_bundle_is_not_read_half_written() {
+    let t = VaultTest::new();
+    let _d = start(&t);
+    let b = serde_json::to_vec(&bundle(
+        "slow",
+        json!([{ "op": "create", "path": "03_NOTES/Slow.md", "content": "# Slow\n" }]),
+    ))
+    .unwrap();
+    let path = t.vault().queue_dir(Queue::Pending).join("slow.json");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&b[..b.len() / 2]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(path.exists(), "not claimed while half-written");
+    assert!(t.queue_names(Queue::Rejected).is_empty());
+    f.write_all(&b[b.len() / 2..]).unwrap();
+    drop(f);
+    wait_until("the bundle", Duration::from_secs(10), || {
+        processed_count(&t) == 1
+    });
+    assert_eq!(t.read("03_NOTES/Slow.md"), "# Slow\n");
+
+    // A file that stays broken is refused once it has settled, not waited for forever.
+    std::fs::write(
+        t.vault().queue_dir(Queue::Pending).join("broken.json"),
+        b"{\"id\": ",
+    )
+    .unwrap();
+    wait_until("the refusal", Duration::from_secs(10), || {
+        t.queue_names(Queue::Rejected)
+            .iter()
+            .any(|n| n == "broken.receipt.json")
+    });
+}
+
+#[test]
+fn an_edited_note_reaches_the_site_without_a_commit() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    t.write("03_NOTES/Edited.md", "# Edited\n\nfirst words\n");
+    let page = "/site/paper/03_notes/edited/";
+    wait_until("the page", Duration::from_secs(10), || {
+        let (status, _, body) = http(&d.addr, "GET", page, &[], b"");
+        status == 200 && String::from_utf8_lossy(&body).contains("first words")
+    });
+    t.write("03_NOTES/Edited.md", "# Edited\n\nsecond thoughts\n");
+    wait_until("the edit", Duration::from_secs(10), || {
+        let (_, _, body) = http(&d.addr, "GET", page, &[], b"");
+        String::from_utf8_lossy(&body).contains("second thoughts")
+    });
+    assert!(
+        t.status().contains("03_NOTES/Edited.md"),
+        "nothing was committed"
+    );
+}
+
+#[test]
+fn the_api_answers_safely_and_stays_healthy() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    let tok = token(&t);
+    let auth = format!("Bearer {tok}");
+    let b = serde_json::to_vec(&bundle(
+        "api-1",
+        json!([{ "op": "create", "path": "03_NOTES/Api.md", "content": "# Api\n\n- [ ] from the API 📅 2026-12-01\n" }]),
+    ))
+    .unwrap();
+
+    // No token, a wrong token: 401, nothing queued.
+    for h in [vec![], vec![("Authorization", "Bearer nope")]] {
+        let (status, _, body) = http(&d.addr, "POST", "/api/contributions", &h, &b);
+        assert_eq!(status, 401);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized");
+    }
+    assert!(t.queue_names(Queue::Pending).is_empty());
+
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth)],
+        &b,
+    );
+    let receipt: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, receipt["status"].as_str()),
+        (200, Some("applied")),
+        "{receipt}"
+    );
+    assert_eq!(t.read("03_NOTES/Api.md").lines().next(), Some("# Api"));
+    let (status, again) = get_json(&d.addr, "/api/contributions/api-1");
+    assert_eq!(
+        (status, again["commit"].clone()),
+        (200, receipt["commit"].clone())
+    );
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth)],
+        &b,
+    );
+    let dup: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, dup["status"].as_str()), (200, Some("duplicate")));
+
+    // A refused bundle: 422 with the receipt's error.
+    let bad = serde_json::to_vec(&bundle(
+        "api-2",
+        json!([{ "op": "create", "path": "../escape.md", "content": "x" }]),
+    ))
+    .unwrap();
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth)],
+        &bad,
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unsafe_path")),
+        "{v}"
+    );
+
+    // Bad and oversized bodies.
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth)],
+        b"{not json",
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let huge = vec![b' '; 16 * 1024 * 1024 + 10];
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth)],
+        &huge,
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{v}"
+    );
+    let (status, v) = get_json(&d.addr, "/api/contributions/never-sent");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Tasks, agenda, calendar, missions, themes, metrics.
+    wait_until("the task", Duration::from_secs(10), || {
+        get_json(&d.addr, "/api/tasks").1["tasks"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter().any(|t| {
+                    t["text"]
+                        .as_str()
+                        .is_some_and(|x| x.contains("from the API"))
+                })
+            })
+    });
+    let (status, agenda) = get_json(&d.addr, "/api/agenda?today=2026-11-30&days=3");
+    assert_eq!(status, 200);
+    assert_eq!(agenda["upcoming"].as_array().unwrap().len(), 1, "{agenda}");
+    let (status, v) = get_json(&d.addr, "/api/agenda?today=yesterday");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_query"))
+    );
+    let (status, headers, ics) = http(&d.addr, "GET", "/calendar.ics", &[], b"");
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/calendar"))
+    );
+    assert!(String::from_utf8_lossy(&ics).contains("BEGIN:VCALENDAR"));
+    assert_eq!(get_json(&d.addr, "/api/renderer/missions").0, 200);
+    let (_, themes) = get_json(&d.addr, "/api/renderer/themes");
+    assert!(
+        themes["themes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "paper")
+    );
+    let (_, _, metrics) = http(&d.addr, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("quire_bundles_total{status=\"applied\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("quire_apply_seconds_bucket"));
+
+    // The sites: served, with ETags; nothing outside them, nothing hidden.
+    wait_until("the site", Duration::from_secs(10), || {
+        http(&d.addr, "GET", "/site/paper/03_notes/api/", &[], b"").0 == 200
+    });
+    let (_, headers, _) = http(&d.addr, "GET", "/site/paper/", &[], b"");
+    let etag = headers
+        .iter()
+        .find(|(k, _)| k == "etag")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(
+        http(
+            &d.addr,
+            "GET",
+            "/site/paper/",
+            &[("If-None-Match", &etag)],
+            b""
+        )
+        .0,
+        304
+    );
+    t.write("_site/paper/.hidden", "secret");
+    for path in [
+        "/site/paper/../../.env",
+        "/site/paper/%2e%2e/%2e%2e/.env",
+        "/site/paper/..%2f..%2f.env",
+        "/site/paper/.hidden",
+        "/site/..%2f.git/config",
+        "/site/.quire/state.db",
+        "/site/paper/%00",
+    ] {
+        let (status, _, body) = http(&d.addr, "GET", path, &[], b"");
+        assert!(status == 404 || status == 400, "{path}: {status}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("QUIRE_TOKEN"),
+            "{path}"
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("secret"), "{path}");
+    }
+    let (status, _, body) = http(&d.addr, "GET", "/site/paper/no/such/page/", &[], b"");
+    assert_eq!(status, 404);
+    assert!(
+        String::from_utf8_lossy(&body).contains("Not found"),
+        "the theme's 404 page"
+    );
+
+    // Garbage on the socket, then a healthy daemon.
+    for junk in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"GET /healthz HTTP/9.9\r\n\r\n",
+        b"POST",
+    ] {
+        let mut s = TcpStream::connect(&d.addr).unwrap();
+        let _ = s.write_all(junk);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let (status, health) = get_json(&d.addr, "/healthz");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let t = VaultTest::new();
+    let mut d = start(&t);
+    drop_many(&t, "term", 50);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = d.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.queue_names(Queue::Processing).is_empty(),
+        "nothing left half done"
+    );
+    // Whatever was not applied is still pending, and a new run applies it exactly once.
+    let done = processed_count(&t);
+    let _d = start(&t);
+    wait_until("the rest", Duration::from_secs(60), || {
+        processed_count(&t) == 50
+    });
+    assert!(done <= 50);
+    for i in 0..50 {
+        assert_eq!(t.commits_for(&format!("term-{i:04}")), 1);
+    }
+}
