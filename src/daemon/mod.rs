@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::contributions::{Status, now_rfc3339};
 use crate::events::{Event, EventSink, JsonlLog};
+use crate::index::journal::{Claim, Journal};
 use crate::vault::{Queue, Vault};
 use crate::workflow::{self, ApplyObserver, Filed};
 
@@ -161,7 +162,12 @@ impl Histogram {
 struct Inner {
     vault: Vault,
     hints: mpsc::Sender<Hint>,
-    events: broadcast::Sender<Event>,
+    /// Events with their journal sequence numbers, to live subscribers.
+    events: broadcast::Sender<(i64, Event)>,
+    /// Where events are kept for replay, and idempotency keys.
+    journal: Mutex<Option<Journal>>,
+    /// Render jobs asked for over the API.
+    jobs: Mutex<HashMap<String, RenderJob>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Filed>>>,
     health: Mutex<Health>,
     stop: AtomicBool,
@@ -185,16 +191,203 @@ impl Handle {
         let _ = self.inner.hints.send(Hint::Bundles);
     }
 
-    /// Events as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// Events as they happen, with their sequence numbers.
+    pub fn subscribe(&self) -> broadcast::Receiver<(i64, Event)> {
         self.inner.events.subscribe()
     }
 
-    /// Records an event from outside the pipeline (the API's `POST /api/events`).
-    pub fn emit(&self, event: Event) {
+    /// Records an event from outside the pipeline (the API's `POST /api/events`); its sequence
+    /// number, or `None` when the journal is unavailable.
+    pub fn emit(&self, event: Event) -> Option<i64> {
         let mut log = JsonlLog::new(self.inner.vault.logs_dir());
-        log.emit(event.clone());
-        let _ = self.inner.events.send(event);
+        publish(&self.inner, &mut log, event)
+    }
+
+    /// Kept events after `seq`, oldest first (at most `limit`).
+    pub fn replay(&self, seq: i64, limit: usize) -> Vec<(i64, Event)> {
+        self.with_journal(|j| j.since(seq, limit))
+            .unwrap_or_default()
+    }
+
+    /// The oldest kept and the newest sequence numbers: (`oldest`, `newest`); (1, 0) when none.
+    pub fn journal_range(&self) -> (i64, i64) {
+        let range = self.with_journal(|j| Ok((j.range()?, j.last_seq()?)));
+        match range {
+            Some((Some((oldest, _)), last)) => (oldest, last),
+            Some((None, last)) => (last + 1, last),
+            None => (1, 0),
+        }
+    }
+
+    /// Claims an idempotency key (see [`Claim`]); `None` when the journal is unavailable.
+    pub fn claim_key(&self, scope: &str, key: &str, hash: &str) -> Option<Claim> {
+        self.with_journal(|j| j.claim(scope, key, hash))
+    }
+
+    /// Stores the response to a claimed key.
+    pub fn finish_key(&self, scope: &str, key: &str, status: u16, body: &str) {
+        let _ = self.with_journal(|j| j.finish(scope, key, status, body));
+    }
+
+    /// Releases a claimed key whose request did not complete.
+    pub fn release_key(&self, scope: &str, key: &str) {
+        let _ = self.with_journal(|j| j.release(scope, key));
+    }
+
+    fn with_journal<T>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<T, crate::index::IndexError>,
+    ) -> Option<T> {
+        let guard = self.inner.journal.lock().ok()?;
+        match guard.as_ref().map(f) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                tracing::warn!("the event journal failed: {e}");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Starts a render job (a theme, or the default ones, of the work tree or of a Git ref) on
+    /// its own thread; returns its id at once.
+    pub fn start_render(&self, theme: Option<String>, git_ref: Option<String>) -> RenderJob {
+        let id = crate::events::Event::new("render.job", "job", json!({}), None).id;
+        let job = RenderJob {
+            id: id.clone(),
+            state: "queued",
+            theme: theme.clone(),
+            git_ref: git_ref.clone(),
+            submitted: now_rfc3339(),
+            finished: None,
+            themes: Vec::new(),
+            error: None,
+        };
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            // Old finished jobs go first: the map stays small.
+            if jobs.len() > 1000
+                && let Some(oldest) = jobs
+                    .values()
+                    .filter(|j| j.finished.is_some())
+                    .min_by(|a, b| a.submitted.cmp(&b.submitted))
+                    .map(|j| j.id.clone())
+            {
+                jobs.remove(&oldest);
+            }
+            jobs.insert(id.clone(), job.clone());
+        }
+        let handle = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("quire-render-job".into())
+            .spawn(move || handle.run_render_job(&id, theme, git_ref));
+        if spawned.is_err() {
+            self.update_job(&job.id, |j| {
+                j.state = "failed";
+                j.error = Some("could not start a thread for the render".into());
+                j.finished = Some(now_rfc3339());
+            });
+        }
+        job
+    }
+
+    /// A render job's state.
+    pub fn job(&self, id: &str) -> Option<RenderJob> {
+        self.inner.jobs.lock().ok()?.get(id).cloned()
+    }
+
+    fn update_job(&self, id: &str, f: impl FnOnce(&mut RenderJob)) {
+        if let Ok(mut jobs) = self.inner.jobs.lock()
+            && let Some(j) = jobs.get_mut(id)
+        {
+            f(j);
+        }
+    }
+
+    fn run_render_job(&self, id: &str, theme: Option<String>, git_ref: Option<String>) {
+        self.update_job(id, |j| j.state = "running");
+        let mut log = JsonlLog::new(self.inner.vault.logs_dir());
+        publish(
+            &self.inner,
+            &mut log,
+            Event::new(
+                "render.started",
+                id,
+                json!({ "theme": theme, "ref": git_ref }),
+                Some(id.to_owned()),
+            ),
+        );
+        let vault = match Vault::open(self.inner.vault.root()) {
+            Ok(v) => v,
+            Err(e) => return self.fail_job(id, &mut log, &e.to_string()),
+        };
+        // A commit renders beside the live sites, never over them.
+        let out = git_ref.as_ref().map(|r| {
+            let safe: String = r
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            vault
+                .root()
+                .join(crate::render::SITE_DIR)
+                .join("_refs")
+                .join(safe.trim_start_matches('.'))
+        });
+        let request = workflow::RenderRequest {
+            themes: theme.map_or(workflow::Themes::Default, workflow::Themes::One),
+            out,
+            git_ref,
+        };
+        let t = Instant::now();
+        match workflow::render::render(&vault, &request, &crate::render::Quiet) {
+            Ok(outcome) => {
+                self.inner.metrics.render_seconds.observe(t.elapsed());
+                let themes: Vec<serde_json::Value> = outcome
+                    .themes
+                    .iter()
+                    .map(|r| json!({ "theme": r.theme, "dir": r.dir, "pages": r.pages, "written": r.written, "removed": r.removed, "changed": r.changed }))
+                    .collect();
+                publish(
+                    &self.inner,
+                    &mut log,
+                    Event::new(
+                        "render.completed",
+                        id,
+                        json!({ "job": id, "themes": themes }),
+                        Some(id.to_owned()),
+                    ),
+                );
+                self.update_job(id, |j| {
+                    j.state = "done";
+                    j.themes = themes;
+                    j.finished = Some(now_rfc3339());
+                });
+            }
+            Err(e) => self.fail_job(id, &mut log, &e.to_string()),
+        }
+    }
+
+    fn fail_job(&self, id: &str, log: &mut JsonlLog, error: &str) {
+        publish(
+            &self.inner,
+            log,
+            Event::new(
+                "render.failed",
+                id,
+                json!({ "job": id, "error": error }),
+                Some(id.to_owned()),
+            ),
+        );
+        self.update_job(id, |j| {
+            j.state = "failed";
+            j.error = Some(error.to_owned());
+            j.finished = Some(now_rfc3339());
+        });
     }
 
     /// A receiver for the outcome of the bundle that will be dropped as `pending/<name>.json`.
@@ -238,6 +431,46 @@ impl Handle {
     }
 }
 
+/// A render asked for over the API (`POST /api/renderer/render`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderJob {
+    /// The job id.
+    pub id: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: &'static str,
+    /// The theme asked for (`None`: the default one).
+    pub theme: Option<String>,
+    /// The Git ref asked for (`None`: the work tree).
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// When it was asked for.
+    pub submitted: String,
+    /// When it ended.
+    pub finished: Option<String>,
+    /// Per theme: where it went and what was written.
+    pub themes: Vec<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Writes an event to the log and the journal and hands it to subscribers.
+fn publish(inner: &Inner, log: &mut JsonlLog, event: Event) -> Option<i64> {
+    log.emit(event.clone());
+    let seq = inner
+        .journal
+        .lock()
+        .ok()
+        .and_then(|j| j.as_ref().map(|j| j.append(&event)))
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!("could not journal an event: {e}"))
+                .ok()
+        });
+    if let Some(seq) = seq {
+        let _ = inner.events.send((seq, event));
+    }
+    seq
+}
+
 /// A running daemon: its worker and watcher.
 pub struct Daemon {
     handle: Handle,
@@ -254,11 +487,27 @@ impl Daemon {
             source,
         })?;
         let (hints, rx) = mpsc::channel();
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(4096);
+        let journal = match Journal::open(&vault.state_dir()) {
+            Ok(j) => {
+                // Keys a killed daemon left in flight would answer 409 forever.
+                let _ = j.release_all_in_flight();
+                let _ = j.prune();
+                Some(j)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "the event journal cannot be opened: {e}; events are logged but not replayed"
+                );
+                None
+            }
+        };
         let inner = Arc::new(Inner {
             vault: vault.clone(),
             hints: hints.clone(),
             events,
+            journal: Mutex::new(journal),
+            jobs: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             health: Mutex::new(Health {
                 status: "ok",
@@ -416,7 +665,7 @@ fn pass(
     let metrics = &handle.inner.metrics;
     let mut sink = Fanout {
         log,
-        events: &handle.inner.events,
+        inner: &handle.inner,
     };
     let mut problems = Vec::new();
     let ready = match intake.ready(vault) {
@@ -553,16 +802,15 @@ fn render_all(
     }
 }
 
-/// Events to the log and to subscribers.
+/// Events to the log, the journal and subscribers.
 struct Fanout<'a> {
     log: &'a mut JsonlLog,
-    events: &'a broadcast::Sender<Event>,
+    inner: &'a Inner,
 }
 
 impl EventSink for Fanout<'_> {
     fn emit(&mut self, event: Event) {
-        self.log.emit(event.clone());
-        let _ = self.events.send(event);
+        publish(self.inner, self.log, event);
     }
 }
 

@@ -17,12 +17,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tokio::sync::broadcast;
 
-use crate::contributions::{Receipt, Status, queue};
+use crate::contributions::{Receipt, Status, queue, sha256_hex};
 use crate::daemon::{BUCKETS, Handle};
+use crate::index::journal::Claim;
 use crate::index::{CalendarKind, Index, StatusFilter, TaskFilter};
 use crate::vault::{Queue, fsutil};
 
@@ -53,6 +56,9 @@ pub fn router(daemon: Handle) -> Router {
         .route("/api/tasks", get(tasks))
         .route("/api/agenda", get(agenda))
         .route("/calendar.ics", get(calendar))
+        .route("/api/events", get(events).post(post_event))
+        .route("/api/renderer/render", post(render))
+        .route("/api/renderer/jobs/{id}", get(job))
         .route("/api/renderer/themes", get(themes))
         .route("/api/renderer/missions", get(missions))
         .route("/site/{theme}", get(site_root))
@@ -245,8 +251,94 @@ async fn submit(
             format!("the body is not JSON: {e}"),
         );
     }
-    let _ = headers;
     let id = crate::contributions::peek_id(&body);
+    // The key defaults to the bundle id: resending a bundle answers what it answered first.
+    let key = idempotency_key(&headers).or_else(|| id.clone());
+    let hash = sha256_hex(&body);
+    if let Some(key) = &key {
+        match api.daemon.claim_key("contributions", key, &hash) {
+            Some(Claim::New) | None => {}
+            Some(other) => return replay_claim(other, false),
+        }
+    }
+    let response = submit_claimed(&api, id, body).await;
+    if let Some(key) = &key {
+        finish_claim(&api, "contributions", key, response).await
+    } else {
+        response
+    }
+}
+
+/// The `Idempotency-Key` header, when it is a sensible one.
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .map(str::to_owned)
+}
+
+/// The answer for a key seen before: the stored response, 422 for another body, 409 in flight.
+fn replay_claim(claim: Claim, mark_deduped: bool) -> Response {
+    match claim {
+        Claim::Done(status, body) => {
+            let body = if mark_deduped {
+                match serde_json::from_str::<serde_json::Value>(&body) {
+                    Ok(mut v) => {
+                        v["deduped"] = json!(true);
+                        v.to_string()
+                    }
+                    Err(_) => body,
+                }
+            } else {
+                body
+            };
+            let mut r = json_text(body);
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            r
+        }
+        Claim::Mismatch => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_mismatch",
+            "this Idempotency-Key was used with another request body; use a new key",
+        ),
+        Claim::InFlight | Claim::New => error(
+            StatusCode::CONFLICT,
+            "in_flight",
+            "a request with this Idempotency-Key is being handled; ask again when it is done",
+        ),
+    }
+}
+
+/// Stores a final response under its key (a 202 or a failure releases the key instead).
+async fn finish_claim(api: &Api, scope: &str, key: &str, response: Response) -> Response {
+    let status = response.status();
+    if status == StatusCode::ACCEPTED || status.is_server_error() {
+        api.daemon.release_key(scope, key);
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        api.daemon.release_key(scope, key);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the response was lost",
+        );
+    };
+    api.daemon.finish_key(
+        scope,
+        key,
+        status.as_u16(),
+        &String::from_utf8_lossy(&bytes),
+    );
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+async fn submit_claimed(api: &Api, id: Option<String>, body: Bytes) -> Response {
     let daemon = api.daemon.clone();
     // Drop the bundle into pending/ under a fresh name, as any other producer would.
     let dropped = tokio::task::spawn_blocking(move || -> std::io::Result<(String, _)> {
@@ -431,6 +523,270 @@ async fn calendar(State(api): State<Api>, Query(q): Query<HashMap<String, String
         }
     })
     .await
+}
+
+/// How many kept events one replay step reads.
+const REPLAY_CHUNK: usize = 500;
+
+/// Counts a connected SSE client while it lives.
+struct ClientGauge(Handle);
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        self.0.metrics().sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn sse_event(seq: i64, event: &crate::events::Event) -> SseEvent {
+    SseEvent::default()
+        .id(seq.to_string())
+        .event(event.kind.clone())
+        .data(serde_json::to_string(event).unwrap_or_default())
+}
+
+/// `GET /api/events`: Server-Sent Events. Everything after `Last-Event-ID` (header, or the
+/// `last_event_id` query parameter) is replayed from the journal first; an id the journal does
+/// not know (pruned, or from before a reset) gets a `reset` event, then everything kept.
+async fn events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| q.get("last_event_id").cloned());
+    // Subscribe before reading the journal, so nothing falls between replay and live.
+    let live = api.daemon.subscribe();
+    let daemon = api.daemon.clone();
+    daemon.metrics().sse_clients.fetch_add(1, Ordering::Relaxed);
+    let gauge = ClientGauge(daemon.clone());
+    let (oldest, newest) = {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.journal_range())
+            .await
+            .unwrap_or((1, 0))
+    };
+    let mut first: Vec<SseEvent> = vec![
+        SseEvent::default()
+            .retry(Duration::from_secs(3))
+            .comment("quire events"),
+    ];
+    let from = match last.as_deref().map(str::parse::<i64>) {
+        None => newest, // a new client: live events only
+        Some(Ok(n)) if n >= oldest - 1 && n <= newest => n,
+        Some(_) => {
+            first.push(
+                SseEvent::default()
+                    .event("reset")
+                    .data(json!({ "reason": "the last event id is unknown or no longer kept; reload your state", "oldest": oldest, "newest": newest }).to_string()),
+            );
+            oldest - 1
+        }
+    };
+    struct State_ {
+        daemon: Handle,
+        live: broadcast::Receiver<(i64, crate::events::Event)>,
+        sent: i64,
+        pending: std::collections::VecDeque<SseEvent>,
+        replaying: bool,
+        _gauge: ClientGauge,
+    }
+    let state = State_ {
+        daemon,
+        live,
+        sent: from,
+        pending: first.into(),
+        replaying: true,
+        _gauge: gauge,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(e) = st.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(e), st));
+            }
+            if st.replaying {
+                let d = st.daemon.clone();
+                let after = st.sent;
+                let chunk = tokio::task::spawn_blocking(move || d.replay(after, REPLAY_CHUNK))
+                    .await
+                    .unwrap_or_default();
+                if chunk.len() < REPLAY_CHUNK {
+                    st.replaying = false;
+                }
+                for (seq, e) in chunk {
+                    st.sent = seq;
+                    st.pending.push_back(sse_event(seq, &e));
+                }
+                continue;
+            }
+            match st.live.recv().await {
+                Ok((seq, e)) if seq > st.sent => {
+                    st.sent = seq;
+                    return Some((Ok(sse_event(seq, &e)), st));
+                }
+                Ok(_) => {}
+                // Fell behind the live channel: catch up from the journal.
+                Err(broadcast::error::RecvError::Lagged(_)) => st.replaying = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("heartbeat"),
+        )
+        .into_response()
+}
+
+/// `POST /api/events`: appends an external event `{ "type", "subject"?, "data"?,
+/// "correlation_id"? }`. With `Idempotency-Key`, a repeat answers `"deduped": true`.
+async fn post_event(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the event is too large",
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Posted {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        subject: String,
+        #[serde(default)]
+        data: serde_json::Value,
+        #[serde(default)]
+        correlation_id: Option<String>,
+    }
+    let posted: Posted = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("expected {{\"type\", \"subject\", \"data\", \"correlation_id\"}}: {e}"),
+            );
+        }
+    };
+    let valid_type = !posted.kind.is_empty()
+        && posted.kind.len() <= 100
+        && posted
+            .kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid_type {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_event",
+            "`type` must be letters, digits, `.`, `_` or `-` (such as `agent.step_done`)",
+        );
+    }
+    let key = idempotency_key(&headers);
+    let hash = sha256_hex(&body);
+    let daemon = api.daemon.clone();
+    let scope_key = key.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        if let Some(k) = &scope_key {
+            match daemon.claim_key("events", k, &hash) {
+                Some(Claim::New) | None => {}
+                Some(other) => return Err(other),
+            }
+        }
+        let event = crate::events::Event::new(
+            &posted.kind,
+            posted.subject,
+            posted.data,
+            posted.correlation_id,
+        );
+        let seq = daemon.emit(event.clone());
+        let body = json!({ "seq": seq, "event": event, "deduped": false }).to_string();
+        if let Some(k) = &scope_key {
+            daemon.finish_key("events", k, 201, &body);
+        }
+        Ok(body)
+    })
+    .await;
+    match stored {
+        Ok(Ok(body)) => {
+            let mut r = json_text(body);
+            *r.status_mut() = StatusCode::CREATED;
+            r
+        }
+        Ok(Err(claim)) => replay_claim(claim, true),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /api/renderer/render`: `{ "theme"?, "ref"? }` → 202 and the job.
+async fn render(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        theme: Option<String>,
+        #[serde(rename = "ref")]
+        git_ref: Option<String>,
+    }
+    let asked: Asked = match body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Asked::default(),
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(a) => a,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("expected {{\"theme\"?, \"ref\"?}}: {e}"),
+                );
+            }
+        },
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let daemon = api.daemon.clone();
+    blocking(move || {
+        if let Some(theme) = &asked.theme {
+            let known = crate::render::available_themes(daemon.vault())
+                .map(|l| l.iter().any(|t| &t.name == theme))
+                .unwrap_or(false);
+            if !known {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_theme",
+                    format!("there is no theme `{theme}`; GET /api/renderer/themes lists them"),
+                );
+            }
+        }
+        let job = daemon.start_render(asked.theme, asked.git_ref);
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "job": job.id, "state": job.state })),
+        )
+            .into_response()
+    })
+    .await
+}
+
+async fn job(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.daemon.job(&id) {
+        Some(job) => axum::Json(job).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no render job `{id}`"),
+        ),
+    }
 }
 
 async fn themes(State(api): State<Api>) -> Response {

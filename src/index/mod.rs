@@ -7,6 +7,7 @@
 //! on the next run; a file it cannot use is set aside and rebuilt, never a crash.
 
 mod calendar;
+pub mod journal;
 mod query;
 mod record;
 mod resolve;

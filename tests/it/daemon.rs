@@ -353,11 +353,23 @@ fn the_api_answers_safely_and_stays_healthy() {
         (status, again["commit"].clone()),
         (200, receipt["commit"].clone())
     );
+    // A resend is answered from the idempotency key (the bundle id by default)...
     let (status, _, body) = http(
         &d.addr,
         "POST",
         "/api/contributions",
         &[("Authorization", &auth)],
+        &b,
+    );
+    let resent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, resent["status"].as_str()), (200, Some("applied")));
+    assert_eq!(resent["commit"], receipt["commit"]);
+    // ...and under another key the pipeline itself finds it a duplicate.
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth), ("Idempotency-Key", "another")],
         &b,
     );
     let dup: Value = serde_json::from_slice(&body).unwrap();
@@ -556,4 +568,264 @@ fn sigterm_finishes_and_exits_zero() {
     for i in 0..50 {
         assert_eq!(t.commits_for(&format!("term-{i:04}")), 1);
     }
+}
+
+/// Reads Server-Sent Events from `/api/events` until `want` events (not comments) arrived or
+/// `limit` passed: (id, event, data) each. HTTP/1.0, so the stream is not chunked.
+fn sse(
+    addr: &str,
+    last_id: Option<&str>,
+    only: &str,
+    want: usize,
+    limit: Duration,
+) -> (String, Vec<(String, String, String)>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req =
+        format!("GET /api/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = last_id {
+        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let mut raw = String::new();
+    let mut buf = [0u8; 8192];
+    let parse = |raw: &str| -> Vec<(String, String, String)> {
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        body.split("\n\n")
+            .filter_map(|block| {
+                let (mut id, mut ev, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = v.trim().into();
+                    }
+                }
+                (!ev.is_empty() && ev.starts_with(only)).then_some((id, ev, data))
+            })
+            .collect()
+    };
+    while Instant::now() < deadline && parse(&raw).len() < want {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    let events = parse(&raw);
+    (raw, events)
+}
+
+fn post_event(d: &Daemon, auth: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut h = vec![
+        ("Authorization", auth),
+        ("Content-Type", "application/json"),
+    ];
+    if let Some(k) = key {
+        h.push(("Idempotency-Key", k));
+    }
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/events",
+        &h,
+        &serde_json::to_vec(body).unwrap(),
+    );
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn events_stream_live_and_replay_after_a_disconnect() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    let auth = format!("Bearer {}", token(&t));
+    let (status, _) = post_event(&d, "Bearer wrong", None, &json!({ "type": "agent.step" }));
+    assert_eq!(status, 401);
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let (status, v) = post_event(
+            &d,
+            &auth,
+            None,
+            &json!({ "type": "agent.step", "subject": "m-1", "data": { "n": i } }),
+        );
+        assert_eq!(status, 201, "{v}");
+        seqs.push(v["seq"].as_i64().unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing: {seqs:?}");
+
+    // Replay after the first.
+    let (raw, got) = sse(
+        &d.addr,
+        Some(&seqs[0].to_string()),
+        "agent.",
+        2,
+        Duration::from_secs(5),
+    );
+    assert!(
+        raw.contains("retry: 3000") || raw.contains("retry:3000"),
+        "{raw}"
+    );
+    let replayed: Vec<(String, String)> = got
+        .iter()
+        .filter(|e| e.1 == "agent.step")
+        .map(|e| (e.0.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(replayed.len(), 2, "{got:?}");
+    assert_eq!(replayed[0].0, seqs[1].to_string());
+    assert!(replayed[1].1.contains("\"n\":2"));
+
+    // Live: an event posted while connected arrives.
+    let addr = d.addr.clone();
+    let last = seqs[2].to_string();
+    let reader =
+        std::thread::spawn(move || sse(&addr, Some(&last), "agent.", 1, Duration::from_secs(10)).1);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, v) = post_event(&d, &auth, None, &json!({ "type": "agent.live" }));
+    let live = reader.join().unwrap();
+    assert_eq!(
+        live.first().map(|e| e.1.as_str()),
+        Some("agent.live"),
+        "{live:?}"
+    );
+    assert_eq!(live[0].0, v["seq"].as_i64().unwrap().to_string());
+
+    // Missed while away: replayed on reconnect, nothing twice.
+    let (_, missed) = post_event(&d, &auth, None, &json!({ "type": "agent.missed" }));
+    let (_, again) = sse(
+        &d.addr,
+        Some(&live[0].0),
+        "agent.",
+        2,
+        Duration::from_secs(3),
+    );
+    assert_eq!(again.len(), 1, "once, and nothing already seen: {again:?}");
+    assert_eq!(again[0].0, missed["seq"].as_i64().unwrap().to_string());
+
+    // An id the journal does not know: reset, then what is kept.
+    let (_, reset) = sse(&d.addr, Some("99999999"), "", 2, Duration::from_secs(5));
+    assert_eq!(
+        reset.first().map(|e| e.1.as_str()),
+        Some("reset"),
+        "{reset:?}"
+    );
+
+    // Pipeline events arrive too: a bundle's lifecycle, in order.
+    let addr = d.addr.clone();
+    let now = missed["seq"].as_i64().unwrap().to_string();
+    let reader = std::thread::spawn(move || {
+        sse(
+            &addr,
+            Some(&now),
+            "contribution.",
+            2,
+            Duration::from_secs(20),
+        )
+        .1
+    });
+    drop_many(&t, "ev", 1);
+    let got = reader.join().unwrap();
+    let kinds: Vec<&str> = got.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(
+        &kinds[..2],
+        ["contribution.received", "contribution.applied"],
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn idempotency_keys_answer_once_and_refuse_another_body() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    let auth = format!("Bearer {}", token(&t));
+    let e = json!({ "type": "agent.done", "subject": "m-1" });
+    let (s1, v1) = post_event(&d, &auth, Some("k-1"), &e);
+    assert_eq!((s1, v1["deduped"].as_bool()), (201, Some(false)));
+    let (s2, v2) = post_event(&d, &auth, Some("k-1"), &e);
+    assert_eq!(v2["deduped"].as_bool(), Some(true), "{v2}");
+    assert_eq!(s2, 201);
+    assert_eq!(
+        v2["seq"], v1["seq"],
+        "the stored response, not a second event"
+    );
+    let (s3, v3) = post_event(&d, &auth, Some("k-1"), &json!({ "type": "agent.other" }));
+    assert_eq!(
+        (s3, v3["error"]["code"].as_str()),
+        (422, Some("idempotency_mismatch"))
+    );
+
+    // Contributions: the key defaults to the bundle id; a resend answers the first receipt.
+    let b = serde_json::to_vec(&bundle(
+        "idem-1",
+        json!([{ "op": "create", "path": "03_NOTES/I.md", "content": "i" }]),
+    ))
+    .unwrap();
+    let h = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "submit-1"),
+    ];
+    let (s, _, first) = http(&d.addr, "POST", "/api/contributions", &h, &b);
+    assert_eq!(s, 200);
+    let (s, headers, second) = http(&d.addr, "POST", "/api/contributions", &h, &b);
+    assert_eq!(s, 200);
+    assert_eq!(first, second, "the same receipt, byte for byte");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "idempotent-replayed" && v == "true")
+    );
+    let other = serde_json::to_vec(&bundle("idem-2", json!([]))).unwrap();
+    let (s, _, body) = http(&d.addr, "POST", "/api/contributions", &h, &other);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("idempotency_mismatch"))
+    );
+    assert_eq!(t.commits_for("idem-1"), 1);
+    assert_eq!(t.commits_for("idem-2"), 0);
+}
+
+#[test]
+fn render_jobs_run_and_report() {
+    let t = VaultTest::new();
+    t.commit(&[("03_NOTES/Job.md", "# Job\n")], "a note");
+    let d = start(&t);
+    let auth = format!("Bearer {}", token(&t));
+    let h = [("Authorization", auth.as_str())];
+    let (s, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/renderer/render",
+        &h,
+        br#"{"theme":"nope"}"#,
+    );
+    assert_eq!(s, 422, "{}", String::from_utf8_lossy(&body));
+    for (ask, file) in [
+        (r#"{"theme":"desk"}"#, "_site/desk/index.html"),
+        (
+            r#"{"ref":"main"}"#,
+            "_site/_refs/main/paper/03_notes/job/index.html",
+        ),
+    ] {
+        let (s, _, body) = http(&d.addr, "POST", "/api/renderer/render", &h, ask.as_bytes());
+        assert_eq!(s, 202);
+        let id = serde_json::from_slice::<Value>(&body).unwrap()["job"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut state = String::new();
+        wait_until("the job", Duration::from_secs(30), || {
+            let (_, j) = get_json(&d.addr, &format!("/api/renderer/jobs/{id}"));
+            state = j["state"].as_str().unwrap_or("").to_owned();
+            state == "done" || state == "failed"
+        });
+        assert_eq!(state, "done");
+        assert!(t.exists(file), "{file}");
+    }
+    assert_eq!(get_json(&d.addr, "/api/renderer/jobs/none").0, 404);
 }
