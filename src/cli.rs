@@ -32,12 +32,15 @@ pub(crate) enum Command {
         /// Where (default: the current folder).
         dir: Option<PathBuf>,
     },
-    /// The one-command tour: a vault with sample notes, missions and tasks, and sample bundles
-    /// applied through the pipeline.
+    /// The one-command tour: a vault with sample notes, missions and tasks, sample bundles applied
+    /// through the pipeline, the sites rendered, then the daemon serving them (Ctrl-C stops).
     Demo {
         /// Where to put the demo vault.
         #[arg(default_value = "quire-demo")]
         dir: PathBuf,
+        /// Only build the demo vault and its sites; do not start the daemon afterwards.
+        #[arg(long)]
+        no_daemon: bool,
     },
     /// Apply contribution bundles now: the named files, or everything in contributions/pending/.
     Apply {

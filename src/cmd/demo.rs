@@ -7,7 +7,7 @@ use quire::workflow;
 
 use super::apply::{Progress, print_report};
 
-pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCode> {
     let today = chrono::Local::now().date_naive();
     let logs = dir.join(quire::vault::LOGS_DIR);
     let mut log = JsonlLog::new(logs);
@@ -59,9 +59,32 @@ pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 site.pages
             );
         }
-        println!(
-            "  quire --vault {root} serve --theme desk   browse the dashboard, live as you edit"
-        );
+        if !daemon {
+            println!(
+                "  quire --vault {root} daemon            the pipeline, the API and the sites on http://127.0.0.1:7878/"
+            );
+        }
+    }
+    if daemon {
+        // The configured address, or any free port when something else holds it.
+        let configured: std::net::SocketAddr = vault
+            .config()
+            .daemon
+            .listen
+            .parse()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 7878)));
+        let addr = match std::net::TcpListener::bind(configured) {
+            Ok(l) => l.local_addr().unwrap_or(configured),
+            Err(_) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        if !json {
+            println!();
+            println!(
+                "Starting the daemon: drop bundles into {}/contributions/pending/ or edit a note, and watch the sites follow.",
+                report.root.display()
+            );
+        }
+        return super::render::daemon(&vault, Some(addr));
     }
     // The tour shows refusals on purpose; they are not a failure of the demo.
     Ok(ExitCode::SUCCESS)

@@ -23,7 +23,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
         Command::Init { dir } => init::run(&target_dir(dir, cli.vault)?, json),
-        Command::Demo { dir } => demo::run(&dir, json),
+        Command::Demo { dir, no_daemon } => demo::run(&dir, json, !no_daemon),
         Command::Apply { files } => apply::run(&open(cli.vault.as_deref())?, &files, json),
         Command::Retry { id } => retry::run(&open(cli.vault.as_deref())?, &id, json),
         Command::Check => check::run(&open(cli.vault.as_deref())?, json),

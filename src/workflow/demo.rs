@@ -129,7 +129,13 @@ pub fn demo(
 
 /// The bundle creating every sample note.
 fn seed_bundle(today: NaiveDate) -> serde_json::Value {
-    let changes: Vec<serde_json::Value> = crate::embedded::DEMO
+    // Both built-in themes are the vault's sites, so the daemon keeps the dashboard current too.
+    let mut changes: Vec<serde_json::Value> = vec![json!({
+        "op": "patch",
+        "path": CONFIG_FILE,
+        "patch": [ { "op": "add", "path": "/site/themes/-", "value": "desk" } ],
+    })];
+    let notes: Vec<serde_json::Value> = crate::embedded::DEMO
         .iter()
         .filter_map(|(name, bytes)| {
             let path = name.strip_prefix("notes/")?;
@@ -140,6 +146,7 @@ fn seed_bundle(today: NaiveDate) -> serde_json::Value {
             }))
         })
         .collect();
+    changes.extend(notes);
     json!({
         "contract": CONTRACT,
         "id": SEED_ID,

@@ -423,7 +423,11 @@ fn the_schema_file_in_the_repo_is_the_one_check_uses() {
 #[test]
 fn demo_runs_the_tour_and_can_run_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = quire_in(tmp.path(), tmp.path(), &["demo", "tour", "--json"]);
+    let out = quire_in(
+        tmp.path(),
+        tmp.path(),
+        &["demo", "tour", "--json", "--no-daemon"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -451,7 +455,11 @@ fn demo_runs_the_tour_and_can_run_again() {
         String::from_utf8_lossy(&check.stdout)
     );
 
-    let again = quire_in(tmp.path(), tmp.path(), &["demo", "tour", "--json"]);
+    let again = quire_in(
+        tmp.path(),
+        tmp.path(),
+        &["demo", "tour", "--json", "--no-daemon"],
+    );
     assert!(again.status.success());
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["applied"], 0, "{report}");

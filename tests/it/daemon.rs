@@ -829,3 +829,52 @@ fn render_jobs_run_and_report() {
     }
     assert_eq!(get_json(&d.addr, "/api/renderer/jobs/none").0, 404);
 }
+
+#[test]
+fn the_demo_ends_with_the_daemon_serving_both_sites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(tmp.path())
+        .args(["demo", "tour"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    isolated(&mut cmd, tmp.path());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = None;
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.strip_prefix("quire daemon on http://") {
+            addr = rest.split('/').next().map(str::to_owned);
+            break;
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no daemon line in:\n{seen}"));
+    let mut urls = String::new();
+    for _ in 0..2 {
+        out.read_line(&mut urls).unwrap();
+    }
+    assert!(
+        urls.contains("/site/paper/") && urls.contains("/site/desk/"),
+        "{urls}"
+    );
+    assert_eq!(http(&addr, "GET", "/healthz", &[], b"").0, 200);
+    let (status, _, page) = http(&addr, "GET", "/site/desk/", &[], b"");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("Mission control"));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
