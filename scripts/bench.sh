@@ -8,6 +8,9 @@
 #   scripts/bench.sh sandbox   sandboxes on a 10,000-note vault: create (branch only, and with the
 #                              worktree checkout), 1,000 bundles to it, diff, promote, rollback,
 #                              and a three-way promotion after main moved.
+#   scripts/bench.sh daemon    `quire daemon` on a 10,000-note vault: drop-to-done latency of single
+#                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
+#                              after it, and GET /api/tasks and /api/agenda under wrk.
 #   scripts/bench.sh render    `quire render` (paper theme) on 1,000, 10,000 and 100,000 notes:
 #                              cold, unchanged and after one edit; beside Hugo and Zola building the
 #                              same corpus (when installed), in BENCH_DIR (tmpfs by default) and on
@@ -351,10 +354,126 @@ for what, ms, rss in rows:
 PY
 }
 
+bench_daemon() {
+  build; workdir
+  local burst=${BURST:-2000}
+  echo "# quire daemon on a $notes-note vault (seed $seed), theme paper, in $work"
+  python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
+  touch "$work/vault/quire.toml"
+  "$quire" init "$work/vault" >/dev/null
+  python3 - "$quire" "$work" "$burst" <<'PY'
+import json, os, socket, statistics, subprocess, sys, threading, time
+quire, work, burst = sys.argv[1], sys.argv[2], int(sys.argv[3])
+vault = f"{work}/vault"
+pending = f"{vault}/contributions/pending"
+daemon = subprocess.Popen([quire, "--vault", vault, "daemon", "--listen", "127.0.0.1:0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+line = daemon.stdout.readline()
+addr = line.split("http://")[1].split("/")[0]
+host, port = addr.split(":")
+
+# One SSE connection for the whole run; a thread records when each bundle's pass completed.
+done_at, passes, lock = {}, [], threading.Lock()
+first_pass = threading.Event()
+def listen():
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"GET /api/events HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            kind = data = None
+            for l in block.decode(errors="replace").splitlines():
+                if l.startswith("event:"): kind = l[6:].strip()
+                if l.startswith("data:"): data = l[5:].strip()
+            if kind == "pipeline.completed" and data:
+                now = time.perf_counter()
+                ids = json.loads(data)["data"]["bundles"]
+                with lock:
+                    passes.append(len(ids))
+                    for i in ids:
+                        done_at[i] = now
+                first_pass.set()
+threading.Thread(target=listen, daemon=True).start()
+time.sleep(0.3)
+first_pass.wait(600)  # the first pass renders the site cold
+
+notes = sorted(os.path.relpath(os.path.join(d, f), vault) for d, _, fs in os.walk(vault)
+               if "/." not in d and "/contributions" not in d and "/_site" not in d and "/06_RUNS" not in d
+               for f in fs if f.endswith(".md"))
+def bundle(i, prefix):
+    kind = i % 3
+    note = notes[(i * 7919) % len(notes)]
+    if kind == 0:
+        change = {"op": "patch", "path": note, "body": [{"append": f"- [ ] {prefix} task {i} 📅 2026-12-{i % 28 + 1:02d}\n"}]}
+    elif kind == 1:
+        change = {"op": "create", "path": f"bench/{prefix}-{i:05d}.md", "content": f"# {prefix} {i}\n\n- [ ] follow up {i}\n"}
+    else:
+        change = {"op": "patch", "path": note, "frontmatter": [{"op": "add", "path": f"/{prefix}{i}", "value": True}]}
+    return {"contract": "quire.contribution/1", "id": f"{prefix}-{i:05d}", "author": {"name": "Bench", "email": "bench@example.org"},
+            "message": f"{prefix} {i}", "changes": [change]}
+def drop(b):
+    tmp = f"{pending}/.{b['id']}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(b, f)
+    os.rename(tmp, f"{pending}/{b['id']}.json")
+
+# Latency: one bundle at a time, drop to the end of its pass (commit + index + render).
+lat = []
+for i in range(int(os.environ.get("SINGLES", "100"))):
+    b = bundle(i, "one")
+    t0 = time.perf_counter()
+    drop(b)
+    while b["id"] not in done_at:
+        time.sleep(0.001)
+    lat.append((done_at[b["id"]] - t0) * 1000)
+    time.sleep(0.05)
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+by_kind = {k: statistics.median(lat_k) for k, lat_k in ((k, [l for j, l in enumerate(lat) if j % 3 == k]) for k in range(3)) if lat_k}
+print(f"drop-to-done latency, {len(lat)} single bundles: p50 {pct(50):.0f} ms, p90 {pct(90):.0f} ms, p99 {pct(99):.0f} ms, max {lat[-1]:.0f} ms")
+
+# Burst: all at once, until every one has been through a pass.
+bundles = [bundle(i, "burst") for i in range(burst)]
+t0 = time.perf_counter()
+for b in bundles:
+    drop(b)
+dropped = time.perf_counter() - t0
+while not all(b["id"] in done_at for b in bundles):
+    time.sleep(0.01)
+took = time.perf_counter() - t0
+with lock:
+    n_passes = len(passes)
+rss = hwm = 0
+for l in open(f"/proc/{daemon.pid}/status"):
+    if l.startswith("VmRSS:"): rss = int(l.split()[1]) / 1024
+    if l.startswith("VmHWM:"): hwm = int(l.split()[1]) / 1024
+print(f"burst of {burst}: all through the pipeline in {took:.2f} s = {burst / took:.0f} bundles/s (dropping took {dropped:.2f} s; {n_passes} passes in all)")
+print(f"daemon memory after the burst: RSS {rss:.0f} MiB (peak {hwm:.0f} MiB)")
+
+# Queries under load.
+for path in ["/api/tasks?tag=design", "/api/agenda?today=2026-12-01", "/healthz"]:
+    if not os.path.exists("/usr/bin/wrk"):
+        print("wrk not installed (apt-get install wrk): query load skipped"); break
+    out = subprocess.run(["wrk", "-t2", "-c16", "-d10s", "--latency", f"http://{addr}{path}"], capture_output=True, text=True).stdout
+    rps = next((l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")), "?")
+    p99 = next((l.split()[1] for l in out.splitlines() if l.strip().startswith("99%")), "?")
+    p50 = next((l.split()[1] for l in out.splitlines() if l.strip().startswith("50%")), "?")
+    print(f"GET {path}: {rps} requests/s, p50 {p50}, p99 {p99} (wrk -t2 -c16 -d10s)")
+daemon.terminate()
+daemon.wait(60)
+PY
+}
+
 case "${1:-}" in
   apply) bench_apply ;;
   index) bench_index ;;
   render) bench_render ;;
   sandbox) bench_sandbox ;;
-  *) echo "usage: scripts/bench.sh apply|index|render|sandbox" >&2; exit 2 ;;
+  daemon) bench_daemon ;;
+  *) echo "usage: scripts/bench.sh apply|index|render|sandbox|daemon" >&2; exit 2 ;;
 esac

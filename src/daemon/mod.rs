@@ -171,6 +171,8 @@ struct Inner {
     waiters: Mutex<HashMap<String, oneshot::Sender<Filed>>>,
     health: Mutex<Health>,
     stop: AtomicBool,
+    /// Tells long-lived requests (event streams) that the daemon is stopping.
+    stopping: tokio::sync::watch::Sender<bool>,
     metrics: Metrics,
 }
 
@@ -427,7 +429,13 @@ impl Handle {
     /// Asks the worker to stop after the bundle in hand.
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.stopping.send_replace(true);
         let _ = self.inner.hints.send(Hint::Rescan);
+    }
+
+    /// Completes when the daemon starts stopping (for streams that would otherwise never end).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 }
 
@@ -518,6 +526,7 @@ impl Daemon {
                 queue_depth: 0,
             }),
             stop: AtomicBool::new(false),
+            stopping: tokio::sync::watch::channel(false).0,
             metrics: Metrics::default(),
         });
         let handle = Handle { inner };
@@ -741,6 +750,17 @@ fn pass(
             Err(e) => problems.push(format!("the index could not be updated: {e}")),
         }
         render_all(vault, &mut sink, metrics, &mut problems);
+        // The end of the work a drop started: what latency is measured to.
+        let ids: Vec<&str> = filed
+            .iter()
+            .filter_map(|f| f.receipt.id.as_deref())
+            .collect();
+        sink.emit(Event::new(
+            "pipeline.completed",
+            "pipeline",
+            json!({ "bundles": ids, "applied": applied, "duration_ms": clock.elapsed().as_secs_f64() * 1000.0, "problems": problems.len() }),
+            None,
+        ));
     }
     let ok = problems.is_empty();
     if (!filed.is_empty() || !ok)

@@ -1,17 +1,26 @@
-//! Run records: one Markdown note in `06_RUNS/` per pipeline pass that handled bundles, with front
-//! matter the dashboards read (`kind`, `status`, `started`, `summary`). They are git-ignored: the
-//! commits are the record of what changed; these say what the daemon did and when.
+//! Run records: what the daemon's passes did, as a Markdown note per day in `06_RUNS/`
+//! (`<YYYY-MM-DD>-pipeline.md`), one line per pass that handled bundles. Git-ignored: the commits
+//! are the record of what changed; these say what the daemon did and when.
+//!
+//! One note per day rather than one per pass: a new note changes what links can resolve to and
+//! what every folder lists, which makes the next render a whole one. A line appended to the
+//! day's note leaves its front matter, tasks and links as they were, so only its own page is
+//! rendered again.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use crate::contributions::Status;
 use crate::markdown::yaml;
-use crate::vault::{RUNS_DIR, Vault, fsutil};
+use crate::vault::{RUNS_DIR, Vault};
 use crate::workflow::Filed;
 
-/// Writes the record of one pass; returns its vault path.
+/// How many bundles a pass's line names before it says "and N more".
+const NAMED: usize = 10;
+
+/// Appends one pass to the day's record (creating it); returns its vault path.
 pub(crate) fn record(
     vault: &Vault,
     started: &str,
@@ -25,68 +34,63 @@ pub(crate) fn record(
         count(Status::Duplicate),
         count(Status::Rejected),
     );
-    let stamp = chrono::Utc::now()
-        .format("%Y%m%dT%H%M%S%.3fZ")
-        .to_string()
-        .replace('.', "");
+    let day = started.get(..10).unwrap_or("unknown").to_owned();
     let dir = vault.root().join(RUNS_DIR);
     std::fs::create_dir_all(&dir)?;
-    let file = fsutil::free_name(&dir, &format!("{stamp}-pipeline"), ".md");
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let status = if !problems.is_empty() {
-        "failed"
-    } else if rejected > 0 {
-        "partial"
-    } else {
-        "ok"
-    };
-    let summary = format!("{applied} applied, {duplicate} duplicate, {rejected} rejected");
-    let bundles: Vec<Value> = filed
+    let name = format!("{day}-pipeline.md");
+    let path = dir.join(&name);
+
+    let mut line = format!(
+        "- {} — {applied} applied, {duplicate} duplicate, {rejected} rejected in {} ms",
+        started.get(11..23).unwrap_or(started),
+        took.as_millis()
+    );
+    let named: Vec<String> = filed
         .iter()
+        .take(NAMED)
         .map(|f| {
-            json!({
-                "id": f.receipt.id,
-                "status": f.receipt.status,
-                "commit": f.receipt.commit,
-                "error": f.receipt.error.as_ref().map(|e| e.code.clone()),
-            })
+            let id = f.receipt.id.as_deref().unwrap_or(&f.dropped_as);
+            match (&f.receipt.error, &f.receipt.commit) {
+                (Some(e), _) => format!("`{id}` refused ({})", e.code),
+                (None, Some(c)) if f.receipt.status == Status::Applied => {
+                    format!("`{id}` {}", c.get(..10).unwrap_or(c))
+                }
+                _ => format!("`{id}` duplicate"),
+            }
         })
         .collect();
-    let mut front = Map::new();
-    front.insert("kind".into(), json!("pipeline"));
-    front.insert("status".into(), json!(status));
-    front.insert("started".into(), json!(started));
-    front.insert("duration_ms".into(), json!(took.as_millis() as u64));
-    front.insert("summary".into(), json!(summary));
-    front.insert("bundles".into(), json!(bundles));
-    if !problems.is_empty() {
-        front.insert("problems".into(), json!(problems));
-    }
-    let yaml = yaml::to_string(&Value::Object(front)).map_err(std::io::Error::other)?;
-    let mut body = format!("---\n{yaml}---\n\n# Pipeline run {stamp}\n\n{summary}.\n\n");
-    for f in filed {
-        let id = f.receipt.id.as_deref().unwrap_or(&f.dropped_as);
-        match (&f.receipt.commit, &f.receipt.error) {
-            (_, Some(e)) => {
-                body.push_str(&format!("- {id}: refused ({}): {}\n", e.code, e.message))
-            }
-            (Some(c), None) => body.push_str(&format!(
-                "- {id}: {} {}\n",
-                serde_json::to_value(f.receipt.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                c.get(..10).unwrap_or(c)
-            )),
-            (None, None) => body.push_str(&format!("- {id}\n")),
+    if !named.is_empty() {
+        line.push_str(": ");
+        line.push_str(&named.join(", "));
+        if filed.len() > NAMED {
+            line.push_str(&format!(" and {} more", filed.len() - NAMED));
         }
     }
     for p in problems {
-        body.push_str(&format!("\nProblem: {p}\n"));
+        line.push_str(&format!("; problem: {p}"));
     }
-    fsutil::atomic_write(&file, body.as_bytes(), false)?;
+    line.push('\n');
+
+    let mut file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    if file.metadata()?.len() == 0 {
+        let mut front = Map::new();
+        front.insert("kind".into(), json!("pipeline"));
+        front.insert("status".into(), json!("ok"));
+        front.insert("started".into(), json!(started));
+        front.insert("date".into(), json!(day));
+        front.insert(
+            "summary".into(),
+            json!("the daemon's passes of the day, one line each"),
+        );
+        let yaml = yaml::to_string(&Value::Object(front)).map_err(std::io::Error::other)?;
+        line = format!(
+            "---\n{yaml}---\n\n# Pipeline runs {day}\n\nEach line is one pass of the daemon over dropped bundles (UTC).\n\n{line}"
+        );
+    }
+    // One write per pass: a crash leaves at worst a missing line, never a torn front matter.
+    file.write_all(line.as_bytes())?;
     Ok(format!("{RUNS_DIR}/{name}"))
 }

@@ -587,14 +587,17 @@ async fn events(
     };
     struct State_ {
         daemon: Handle,
+        stopping: tokio::sync::watch::Receiver<bool>,
         live: broadcast::Receiver<(i64, crate::events::Event)>,
         sent: i64,
         pending: std::collections::VecDeque<SseEvent>,
         replaying: bool,
         _gauge: ClientGauge,
     }
+    let stopping = daemon.stopping();
     let state = State_ {
         daemon,
+        stopping,
         live,
         sent: from,
         pending: first.into(),
@@ -621,7 +624,15 @@ async fn events(
                 }
                 continue;
             }
-            match st.live.recv().await {
+            if *st.stopping.borrow() {
+                return None;
+            }
+            let received = tokio::select! {
+                r = st.live.recv() => r,
+                // The daemon is stopping: end the stream, so the server can shut down.
+                _ = st.stopping.changed() => return None,
+            };
+            match received {
                 Ok((seq, e)) if seq > st.sent => {
                     st.sent = seq;
                     return Some((Ok(sse_event(seq, &e)), st));
@@ -908,7 +919,14 @@ pub fn run_daemon(
             listener,
             router(daemon.handle()).into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(super::serve::signals())
+        .with_graceful_shutdown({
+            let handle = daemon.handle();
+            async move {
+                super::serve::signals().await;
+                // Event streams end now; the pipeline finishes the bundle in hand.
+                handle.stop();
+            }
+        })
         .await
     });
     // The pipeline finishes the bundle in hand, then stops.

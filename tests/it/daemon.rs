@@ -541,11 +541,15 @@ fn sigterm_finishes_and_exits_zero() {
     let t = VaultTest::new();
     let mut d = start(&t);
     drop_many(&t, "term", 50);
+    // A client listening to events must not keep the daemon from stopping.
+    let addr = d.addr.clone();
+    let listener =
+        std::thread::spawn(move || sse(&addr, None, "", 1_000_000, Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(200));
     let pid = d.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = d.child.try_wait().unwrap() {
             break s;
@@ -554,6 +558,8 @@ fn sigterm_finishes_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    let (raw, _) = listener.join().unwrap();
+    assert!(raw.contains(" 200 OK"), "the stream was open: {raw}");
     assert!(
         t.queue_names(Queue::Processing).is_empty(),
         "nothing left half done"
