@@ -212,6 +212,28 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// A request body within `limit` bytes, or the status, code and message of the error to answer.
+fn read_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, (StatusCode, &'static str, String)> {
+    match body {
+        Ok(b) if b.len() <= limit => Ok(b),
+        Ok(_) => Err(too_large(limit, what)),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(limit, what)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, "bad_request", e.body_text())),
+    }
+}
+
+fn too_large(limit: usize, what: &str) -> (StatusCode, &'static str, String) {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("{what} may be at most {limit} bytes"),
+    )
+}
+
 /// The HTTP status of a receipt.
 fn receipt_response(receipt: &Receipt) -> Response {
     let status = match receipt.status {
@@ -226,24 +248,10 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match read_body(body, api.max_body, "a bundle") {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("a bundle may be at most {} bytes", api.max_body),
-            );
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+        Err((status, code, message)) => return error(status, code, message),
     };
-    if body.len() > api.max_body {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("a bundle may be at most {} bytes", api.max_body),
-        );
-    }
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -660,16 +668,9 @@ async fn post_event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match read_body(body, api.max_body, "an event") {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the event is too large",
-            );
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+        Err((status, code, message)) => return error(status, code, message),
     };
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -751,9 +752,14 @@ async fn render(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> 
         #[serde(rename = "ref")]
         git_ref: Option<String>,
     }
-    let asked: Asked = match body {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Asked::default(),
-        Ok(b) => match serde_json::from_slice(&b) {
+    let body = match read_body(body, api.max_body, "a render request") {
+        Ok(b) => b,
+        Err((status, code, message)) => return error(status, code, message),
+    };
+    let asked: Asked = if body.iter().all(u8::is_ascii_whitespace) {
+        Asked::default()
+    } else {
+        match serde_json::from_slice(&body) {
             Ok(a) => a,
             Err(e) => {
                 return error(
@@ -762,8 +768,7 @@ async fn render(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> 
                     format!("expected {{\"theme\"?, \"ref\"?}}: {e}"),
                 );
             }
-        },
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+        }
     };
     let daemon = api.daemon.clone();
     blocking(move || {
