@@ -42,6 +42,8 @@ use crate::workflow::{self, ApplyObserver, Filed};
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How soon it looks again while a half-written bundle is being waited for.
 const RECHECK: Duration = Duration::from_millis(100);
+/// How long a pass may keep applying newly arrived bundles before it renders.
+const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// After a failure of quire itself (disk full, Git refusing), how long before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
@@ -690,7 +692,10 @@ fn pass(
     let started = now_rfc3339();
     let clock = Instant::now();
     let mut filed = Vec::new();
-    if !ready.is_empty() {
+    let mut ready = ready;
+    // Under a burst, keep applying what arrives and render once at the end (or after
+    // DRAIN_FOR), rather than render the whole site again between every few bundles.
+    while !ready.is_empty() {
         let mut observer = Observer {
             handle,
             last: Instant::now(),
@@ -705,7 +710,14 @@ fn pass(
                 json!({ "error": e.to_string() }),
                 None,
             ));
+            break;
         }
+        if handle.inner.stop.load(Ordering::SeqCst) || clock.elapsed() >= DRAIN_FOR {
+            break;
+        }
+        ready = intake.ready(vault).unwrap_or_default();
+    }
+    if !filed.is_empty() {
         metrics
             .queue_depth
             .store(count_pending(vault), Ordering::Relaxed);
