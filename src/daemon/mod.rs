@@ -598,12 +598,17 @@ fn watch(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Box<dyn notify::Watch
     let handler = move |event: notify::Result<notify::Event>| {
         let hint = match &event {
             Ok(e) if e.need_rescan() => Some(Hint::Rescan),
+            // Reading a file is no change; the pipeline's own reads would wake it forever.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => None,
             Ok(e) => e
                 .paths
                 .iter()
                 .find_map(|p| classify(&root_buf, &pending, p)),
             Err(_) => Some(Hint::Rescan),
         };
+        if hint.is_some() {
+            tracing::trace!(?event, ?hint, "watcher");
+        }
         if let Some(h) = hint {
             let _ = hints.send(h);
         }
@@ -659,7 +664,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>) {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        failing = !pass(handle, &mut log, &mut intake, &mut notes);
+        failing = !pass(handle, &mut log, &mut intake, &mut notes, hints);
     }
     tracing::info!("the pipeline stopped");
 }
@@ -671,6 +676,7 @@ fn pass(
     log: &mut JsonlLog,
     intake: &mut intake::Intake,
     notes: &mut bool,
+    hints: &mpsc::Receiver<Hint>,
 ) -> bool {
     let vault = &handle.inner.vault;
     let metrics = &handle.inner.metrics;
@@ -736,6 +742,19 @@ fn pass(
             )),
             Err(e) => problems.push(format!("could not write the run record: {e}")),
         }
+    }
+    // What the watcher reported so far (mostly this pass's own work-tree updates) is covered by
+    // the index update and render below, which read the vault after it: only new bundles need
+    // another pass. Hints that come later still wake the next one.
+    let mut more = false;
+    while let Ok(h) = hints.try_recv() {
+        match h {
+            Hint::Bundles => more = true,
+            Hint::Notes | Hint::Rescan => *notes = true,
+        }
+    }
+    if more {
+        let _ = handle.inner.hints.send(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || *notes {
         // `apply` brought the index up to date after committing; a person's edit needs it here.

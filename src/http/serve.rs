@@ -92,6 +92,8 @@ pub fn serve(
     let root = vault.root().to_path_buf();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
+            // Reading a file is no change; the render's own reads would wake it forever.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => false,
             Ok(e) => e.paths.iter().any(|p| is_content(&root, p)),
             // An overflow or error: the vault may have changed in any way.
             Err(_) => true,

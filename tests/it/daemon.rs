@@ -884,3 +884,21 @@ fn the_demo_ends_with_the_daemon_serving_both_sites() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn an_idle_daemon_stays_idle() {
+    let t = VaultTest::new();
+    t.commit(
+        &[("03_NOTES/Quiet.md", "# Quiet\n\n- [ ] nothing to do\n")],
+        "a note",
+    );
+    let d = start(&t);
+    // The first pass (index and sites) happens at start; after it, reading the vault to render
+    // must not wake the pipeline again.
+    wait_until("the first pass", Duration::from_secs(20), || {
+        t.exists("_site/paper/03_notes/quiet/index.html")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, passes) = sse(&d.addr, None, "pipeline.", 1, Duration::from_secs(3));
+    assert!(passes.is_empty(), "an idle daemon ran passes: {passes:?}");
+}
