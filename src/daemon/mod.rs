@@ -757,15 +757,11 @@ fn pass(
         let _ = handle.inner.hints.send(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || *notes {
-        // `apply` brought the index up to date after committing; a person's edit needs it here.
-        let index_needed = *notes && applied == 0;
+        // One index update per pass, for the commits and for a person's edits alike; the render
+        // below then finds the index current.
         *notes = false;
         let t = Instant::now();
-        let updated = if index_needed {
-            crate::index::Index::open(vault).and_then(|mut i| i.update(false))
-        } else {
-            Ok(crate::index::UpdateReport::default())
-        };
+        let updated = crate::index::Index::open(vault).and_then(|mut i| i.update(false));
         match updated {
             Ok(u) => {
                 metrics.index_seconds.observe(t.elapsed());
@@ -824,15 +820,16 @@ fn render_all(
             return;
         }
     };
-    let request = workflow::RenderRequest {
-        themes: workflow::Themes::All,
-        out: None,
-        git_ref: None,
-    };
-    match workflow::render::render(&vault, &request, &crate::render::Quiet) {
-        Ok(outcome) => {
+    // The pass has just updated the index: the render reads it as it is.
+    let rendered = crate::render::Content::work_tree_indexed(&vault).and_then(|content| {
+        let themes = workflow::render::theme_names(&vault, &workflow::Themes::All);
+        let out = vault.root().join(crate::render::SITE_DIR);
+        crate::render::render(&content, &themes, &out, &crate::render::Quiet)
+    });
+    match rendered {
+        Ok(reports) => {
             metrics.render_seconds.observe(t.elapsed());
-            for r in outcome.themes.iter().filter(|r| r.changed) {
+            for r in reports.iter().filter(|r| r.changed) {
                 sink.emit(Event::new(
                     "render.completed",
                     &r.theme,
@@ -893,6 +890,10 @@ impl ApplyObserver for Observer<'_> {
 
     fn stop_requested(&mut self) -> bool {
         self.handle.inner.stop.load(Ordering::SeqCst)
+    }
+
+    fn refresh_index(&self) -> bool {
+        false
     }
 }
 

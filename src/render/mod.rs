@@ -108,6 +108,17 @@ impl Content {
     /// The vault's work tree, read through its task index (brought up to date now).
     pub fn work_tree(vault: &Vault) -> Result<Self, RenderError> {
         let (index, _) = crate::index::Index::open_fresh(vault)?;
+        Self::with_index(vault, &index)
+    }
+
+    /// The work tree as the index already describes it, without walking the vault first: for a
+    /// caller (the daemon) that has just brought the index up to date.
+    pub fn work_tree_indexed(vault: &Vault) -> Result<Self, RenderError> {
+        let index = crate::index::Index::open(vault)?;
+        Self::with_index(vault, &index)
+    }
+
+    fn with_index(vault: &Vault, index: &crate::index::Index) -> Result<Self, RenderError> {
         let state = index.state()?;
         let source_id = format!("index:{}:{}", state.id, state.generation);
         Ok(Self {

@@ -89,6 +89,11 @@ pub trait ApplyObserver {
     fn stop_requested(&mut self) -> bool {
         false
     }
+    /// Whether to bring the task index up to date after committing (the daemon does it itself,
+    /// once per pass, as part of rendering).
+    fn refresh_index(&self) -> bool {
+        true
+    }
 }
 
 /// An observer that does nothing.
@@ -151,7 +156,7 @@ pub fn apply(
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
     drop(run);
-    if report.count(Status::Applied) > 0 {
+    if report.count(Status::Applied) > 0 && observer.refresh_index() {
         refresh_index(vault, events);
     }
     Ok(report)
