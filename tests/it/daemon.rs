@@ -902,3 +902,36 @@ fn an_idle_daemon_stays_idle() {
     let (_, passes) = sse(&d.addr, None, "pipeline.", 1, Duration::from_secs(3));
     assert!(passes.is_empty(), "an idle daemon ran passes: {passes:?}");
 }
+
+#[test]
+fn a_failing_git_write_degrades_health_and_loses_nothing() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    wait_until("the first pass", Duration::from_secs(20), || {
+        t.exists("_site/paper/index.html")
+    });
+    // Git's object store replaced by a file: every write fails (as on a full or broken disk;
+    // permissions would not stop root, which runs these tests in CI).
+    let objects = t.path(".git/objects");
+    let aside = t.path(".git/objects.aside");
+    std::fs::rename(&objects, &aside).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    drop_many(&t, "fail", 1);
+    wait_until("degraded health", Duration::from_secs(20), || {
+        let (status, h) = get_json(&d.addr, "/healthz");
+        status == 503 && h["status"] == "degraded" && !h["reasons"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(processed_count(&t), 0);
+    let queued = t.queue_names(Queue::Pending).len() + t.queue_names(Queue::Processing).len();
+    assert_eq!(queued, 1, "the bundle stays queued");
+    // Repaired: applied exactly once, healthy again.
+    std::fs::remove_file(&objects).unwrap();
+    std::fs::rename(&aside, &objects).unwrap();
+    wait_until("the bundle", Duration::from_secs(20), || {
+        processed_count(&t) == 1
+    });
+    assert_eq!(t.commits_for("fail-0000"), 1);
+    wait_until("health", Duration::from_secs(20), || {
+        get_json(&d.addr, "/healthz").0 == 200
+    });
+}
