@@ -52,8 +52,8 @@ impl Event {
 }
 
 /// A time-ordered unique id: milliseconds since the epoch and a per-process sequence number, in hex,
-/// then random bits so ids from two processes do not collide.
-fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
+/// then random bits so ids from two processes do not collide. Events use it; so do render jobs.
+pub(crate) fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff;

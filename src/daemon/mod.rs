@@ -256,7 +256,7 @@ impl Handle {
     /// Starts a render job (a theme, or the default ones, of the work tree or of a Git ref) on
     /// its own thread; returns its id at once.
     pub fn start_render(&self, theme: Option<String>, git_ref: Option<String>) -> RenderJob {
-        let id = crate::events::Event::new("render.job", "job", json!({}), None).id;
+        let id = crate::events::new_id(chrono::Utc::now());
         let job = RenderJob {
             id: id.clone(),
             state: "queued",
@@ -534,7 +534,7 @@ impl Daemon {
         let handle = Handle { inner };
         let watcher = watch(vault.root(), hints);
         if watcher.is_none() {
-            handle.degrade_note("file events are unavailable; scanning every 2 s instead");
+            tracing::warn!("file events are unavailable; scanning every 2 s instead");
         }
         let worker = {
             let handle = handle.clone();
@@ -582,11 +582,6 @@ impl Handle {
             h.status = if reasons.is_empty() { "ok" } else { "degraded" };
             h.reasons = reasons;
         }
-    }
-
-    /// A lasting note that is not a failure of the pipeline (shown, but health stays ok).
-    fn degrade_note(&self, note: &str) {
-        tracing::warn!("{note}");
     }
 }
 

@@ -176,18 +176,10 @@ fn render_once(vault: &Vault, theme: &str, out: &Path) -> Result<bool, RenderErr
 /// Whether a changed path can change the site: the vault's content and themes, and quire.toml;
 /// not quire's own folders, Git's, the rendered sites, or hidden and temporary files.
 fn is_content(root: &Path, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(root) else {
-        return false;
-    };
-    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    if crate::vault::RESERVED_ROOTS.contains(&first.as_ref()) || first == crate::vault::LOGS_DIR {
-        return false;
-    }
-    !rel.components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    path.strip_prefix(root)
+        .ok()
+        .and_then(Path::to_str)
+        .is_some_and(|rel| !rel.is_empty() && crate::index::is_content_path(rel))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -552,24 +552,7 @@ impl Index {
         // Parsing and resolving are most of the work, and independent per note.
         rows.into_par_iter()
             .map(|(source, links)| {
-                let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
-                    IndexError::BadQuery(format!(
-                        "stored links of {source} are unreadable ({e}); run `quire index --full`"
-                    ))
-                })?;
-                let resolved = links
-                    .into_iter()
-                    .map(|(line, kind, target, subpath)| {
-                        let kind = link_kind(&kind);
-                        NoteLinkResolved {
-                            line,
-                            kind,
-                            resolved: resolver.resolve(&source, kind, &target),
-                            target,
-                            subpath,
-                        }
-                    })
-                    .collect();
+                let resolved = resolve_stored(&source, &links, &resolver)?;
                 Ok((source, resolved))
             })
             .collect()
@@ -722,24 +705,7 @@ impl Index {
             Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        let links: Vec<StoredLink> = serde_json::from_str(&links).map_err(|e| {
-            IndexError::BadQuery(format!(
-                "stored links of {path} are unreadable ({e}); run `quire index --full`"
-            ))
-        })?;
-        Ok(links
-            .into_iter()
-            .map(|(line, kind, target, subpath)| {
-                let kind = link_kind(&kind);
-                NoteLinkResolved {
-                    line,
-                    kind,
-                    resolved: resolver.resolve(path, kind, &target),
-                    target,
-                    subpath,
-                }
-            })
-            .collect())
+        resolve_stored(path, &links, resolver)
     }
 
     /// Every task, by path and line.
@@ -857,4 +823,30 @@ impl PathMatcher {
             }
         }
     }
+}
+
+/// The links stored for note `source` (its `links` column), each resolved by `resolver`.
+fn resolve_stored(
+    source: &str,
+    links: &str,
+    resolver: &super::Resolver,
+) -> Result<Vec<NoteLinkResolved>, IndexError> {
+    let links: Vec<StoredLink> = serde_json::from_str(links).map_err(|e| {
+        IndexError::BadQuery(format!(
+            "stored links of {source} are unreadable ({e}); run `quire index --full`"
+        ))
+    })?;
+    Ok(links
+        .into_iter()
+        .map(|(line, kind, target, subpath)| {
+            let kind = link_kind(&kind);
+            NoteLinkResolved {
+                line,
+                kind,
+                resolved: resolver.resolve(source, kind, &target),
+                target,
+                subpath,
+            }
+        })
+        .collect())
 }
