@@ -42,6 +42,8 @@ use crate::workflow::{self, ApplyObserver, Filed};
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How soon it looks again while a half-written bundle is being waited for.
 const RECHECK: Duration = Duration::from_millis(100);
+/// How often the event journal drops what it no longer keeps.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a pass may keep applying newly arrived bundles before it renders.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// After a failure of quire itself (disk full, Git refusing), how long before trying again.
@@ -532,7 +534,16 @@ impl Daemon {
             metrics: Metrics::default(),
         });
         let handle = Handle { inner };
-        let watcher = watch(vault.root(), hints);
+        // QUIRE_DAEMON_POLL=1 skips file events, for file systems that do not send them (network
+        // mounts); the scans alone then find every change.
+        let watcher = if std::env::var_os("QUIRE_DAEMON_POLL").is_some_and(|v| v == "1") {
+            None
+        } else {
+            watch(vault.root(), hints)
+        };
+        // Without file events, every scan also looks at the notes (an index walk, and a render
+        // that finds nothing to do when nothing changed).
+        let polling = watcher.is_none();
         if watcher.is_none() {
             tracing::warn!("file events are unavailable; scanning every 2 s instead");
         }
@@ -540,7 +551,7 @@ impl Daemon {
             let handle = handle.clone();
             std::thread::Builder::new()
                 .name("quire-pipeline".into())
-                .spawn(move || pipeline(&handle, &rx))
+                .spawn(move || pipeline(&handle, &rx, polling))
                 .map_err(|source| DaemonError::Io {
                     context: "could not start the pipeline".into(),
                     source,
@@ -627,10 +638,11 @@ fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
 }
 
 /// The worker: one pass per wake-up (or per scan interval), until asked to stop.
-fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>) {
+fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, polling: bool) {
     let vault = &handle.inner.vault;
     let mut log = JsonlLog::new(vault.logs_dir());
     let mut intake = intake::Intake::default();
+    let mut pruned = Instant::now();
     // At start: bundles left by a crash, and the index and sites brought up to date.
     let mut notes = true;
     let mut failing = false;
@@ -647,8 +659,14 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>) {
         };
         match hints.recv_timeout(wait) {
             Ok(Hint::Notes | Hint::Rescan) => notes = true,
-            Ok(Hint::Bundles) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Hint::Bundles) => {}
+            Err(RecvTimeoutError::Timeout) => notes |= polling,
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // A long-running daemon keeps the journal to its limits, not only at start.
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = Instant::now();
+            let _ = handle.with_journal(|j| j.prune());
         }
         // Coalesce the burst that woke us.
         while let Ok(h) = hints.try_recv() {

@@ -26,12 +26,19 @@ impl Drop for Daemon {
 }
 
 fn start(t: &VaultTest) -> Daemon {
+    start_env(t, &[])
+}
+
+fn start_env(t: &VaultTest, env: &[(&str, &str)]) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
     cmd.current_dir(&t.root)
         .args(["daemon", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     isolated(&mut cmd, t.tmp.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -933,5 +940,20 @@ fn a_failing_git_write_degrades_health_and_loses_nothing() {
     assert_eq!(t.commits_for("fail-0000"), 1);
     wait_until("health", Duration::from_secs(20), || {
         get_json(&d.addr, "/healthz").0 == 200
+    });
+}
+
+#[test]
+fn without_file_events_the_scans_find_bundles_and_edits() {
+    let t = VaultTest::new();
+    let d = start_env(&t, &[("QUIRE_DAEMON_POLL", "1")]);
+    drop_many(&t, "poll", 3);
+    wait_until("the bundles", Duration::from_secs(20), || {
+        processed_count(&t) == 3
+    });
+    t.write("03_NOTES/Polled.md", "# Polled\n\nfound by a scan\n");
+    wait_until("the edit on the site", Duration::from_secs(20), || {
+        let (_, _, body) = http(&d.addr, "GET", "/site/paper/03_notes/polled/", &[], b"");
+        String::from_utf8_lossy(&body).contains("found by a scan")
     });
 }
