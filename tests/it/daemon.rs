@@ -573,11 +573,15 @@ fn sigterm_finishes_and_exits_zero() {
     );
     // Whatever was not applied is still pending, and a new run applies it exactly once.
     let done = processed_count(&t);
+    assert_eq!(
+        done + t.queue_names(Queue::Pending).len(),
+        50,
+        "every bundle is either filed or still pending"
+    );
     let _d = start(&t);
     wait_until("the rest", Duration::from_secs(60), || {
         processed_count(&t) == 50
     });
-    assert!(done <= 50);
     for i in 0..50 {
         assert_eq!(t.commits_for(&format!("term-{i:04}")), 1);
     }
@@ -659,6 +663,21 @@ fn events_stream_live_and_replay_after_a_disconnect() {
     let auth = format!("Bearer {}", token(&t));
     let (status, _) = post_event(&d, "Bearer wrong", None, &json!({ "type": "agent.step" }));
     assert_eq!(status, 401);
+    for bad in [
+        json!({ "type": "" }),
+        json!({ "type": "has space" }),
+        json!({ "kind": "x" }),
+    ] {
+        let (status, v) = post_event(&d, &auth, None, &bad);
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(
+            matches!(
+                v["error"]["code"].as_str(),
+                Some("bad_event" | "invalid_json")
+            ),
+            "{v}"
+        );
+    }
     let mut seqs = Vec::new();
     for i in 0..3 {
         let (status, v) = post_event(
@@ -841,6 +860,14 @@ fn render_jobs_run_and_report() {
         assert!(t.exists(file), "{file}");
     }
     assert_eq!(get_json(&d.addr, "/api/renderer/jobs/none").0, 404);
+    let (s, _, body) = http(&d.addr, "POST", "/api/renderer/render", &h, b"{theme");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (s, _, _) = http(&d.addr, "POST", "/api/renderer/render", &[], b"{}");
+    assert_eq!(s, 401, "a render needs the token");
 }
 
 #[test]

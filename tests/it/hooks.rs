@@ -131,6 +131,25 @@ fn vault_hooks_keep_existing_ones_and_update_the_index_and_site_on_commit() {
 }
 
 #[test]
+fn installing_into_a_missing_repository_is_refused() {
+    let t = VaultTest::new();
+    let missing = t.tmp.path().join("nowhere.git");
+    let out = t.quire(&[
+        "hooks",
+        "install",
+        "--git-dir",
+        missing.to_str().unwrap(),
+        "--out",
+        t.tmp.path().join("site").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere.git"));
+    // --git-dir and --out go together.
+    let out = t.quire(&["hooks", "install", "--out", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn core_hooks_path_is_respected() {
     let t = VaultTest::new();
     git_ok(&t, &t.root, &["config", "core.hooksPath", ".githooks"]);

@@ -818,3 +818,66 @@ rm -f "$idx"
         "every external commit is in main's history"
     );
 }
+
+#[test]
+fn refusals_without_a_worktree_a_timeout_a_promotion_or_a_sandbox() {
+    let t = with_sandbox();
+    // Never promoted: nothing to roll back.
+    let r = quire_json(&t, &["sandbox", "rollback", "m-1"], 1);
+    assert_eq!(r["refusal"]["code"], "not_promoted");
+    assert!(
+        r["refusal"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("never been promoted")
+    );
+    // No such sandbox, for every command that needs its branch (a rollback reads main's history,
+    // so it works on a discarded sandbox and says "never promoted" for an unknown one).
+    for cmd in ["promote", "discard", "diff"] {
+        let out = quire_expect(&t, &["sandbox", cmd, "nope"], 1);
+        assert!(out.contains("no sandbox `nope`"), "{cmd}: {out}");
+    }
+
+    // A check that cannot run without a worktree, and one that runs out of time.
+    t.commit(
+        &[(
+            "quire.toml",
+            "[sandbox]\nverify = \"sleep 5\"\nverify_timeout_secs = 1\n",
+        )],
+        "a slow check",
+    );
+    quire_expect(&t, &["sandbox", "create", "bare", "--no-worktree"], 0);
+    assert_applied(&t.apply_one(&to_sandbox(
+        "b-1",
+        "bare",
+        json!([{ "op": "create", "path": "03_NOTES/B.md", "content": "b\n" }]),
+    )));
+    let before = fingerprint(&t);
+    let r = quire_json(&t, &["sandbox", "promote", "bare"], 1);
+    assert_eq!(r["refusal"]["code"], "no_worktree");
+    assert_applied(&t.apply_one(&to_sandbox(
+        "s-1",
+        "m-1",
+        json!([{ "op": "create", "path": "03_NOTES/S.md", "content": "s\n" }]),
+    )));
+    let main = rev(&t, "main");
+    let r = quire_json(&t, &["sandbox", "promote", "m-1"], 1);
+    assert_eq!(r["refusal"]["code"], "verify_failed");
+    assert_eq!(r["refusal"]["check"]["exit_code"], Value::Null, "killed");
+    assert!(
+        r["refusal"]["check"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("verify_timeout_secs")
+    );
+    assert_eq!(rev(&t, "main"), main);
+    let after: BTreeMap<_, _> = fingerprint(&t)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("file:sandbox/m-1") && k != "refs")
+        .collect();
+    let before: BTreeMap<_, _> = before
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("file:sandbox/m-1") && k != "refs")
+        .collect();
+    assert_eq!(before, after, "main's work tree untouched");
+}
