@@ -487,7 +487,6 @@ fn publish(inner: &Inner, log: &mut JsonlLog, event: Event) -> Option<i64> {
 pub struct Daemon {
     handle: Handle,
     worker: Option<std::thread::JoinHandle<()>>,
-    _watcher: Option<Box<dyn notify::Watcher + Send>>,
 }
 
 impl Daemon {
@@ -539,11 +538,8 @@ impl Daemon {
         let watcher = if std::env::var_os("QUIRE_DAEMON_POLL").is_some_and(|v| v == "1") {
             None
         } else {
-            watch(vault.root(), hints)
+            Watches::start(vault.root(), hints)
         };
-        // Without file events, every scan also looks at the notes (an index walk, and a render
-        // that finds nothing to do when nothing changed).
-        let polling = watcher.is_none();
         if watcher.is_none() {
             tracing::warn!("file events are unavailable; scanning every 2 s instead");
         }
@@ -551,7 +547,7 @@ impl Daemon {
             let handle = handle.clone();
             std::thread::Builder::new()
                 .name("quire-pipeline".into())
-                .spawn(move || pipeline(&handle, &rx, polling))
+                .spawn(move || pipeline(&handle, &rx, watcher))
                 .map_err(|source| DaemonError::Io {
                     context: "could not start the pipeline".into(),
                     source,
@@ -560,7 +556,6 @@ impl Daemon {
         Ok(Self {
             handle,
             worker: Some(worker),
-            _watcher: watcher,
         })
     }
 
@@ -596,32 +591,92 @@ impl Handle {
     }
 }
 
-/// Watches the vault: `pending/` and the content. `None` when the platform gives no events (the
-/// periodic scan then does all the work).
-fn watch(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Box<dyn notify::Watcher + Send>> {
-    let root_buf = root.to_path_buf();
-    let pending = root.join(Queue::Pending.rel());
-    let handler = move |event: notify::Result<notify::Event>| {
-        let hint = match &event {
-            Ok(e) if e.need_rescan() => Some(Hint::Rescan),
-            // Reading a file is no change; the pipeline's own reads would wake it forever.
-            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => None,
-            Ok(e) => e
-                .paths
-                .iter()
-                .find_map(|p| classify(&root_buf, &pending, p)),
-            Err(_) => Some(Hint::Rescan),
+/// What the watcher watches: the vault root itself (its own files, and folders coming and going),
+/// `contributions/pending/`, and each content folder at the top, recursively. Never `_site/`,
+/// `.git/`, `.quire/`, sandboxes or the logs: a recursive watch costs one inotify watch per folder,
+/// and a render swaps in a whole new site tree every pass, which notify would walk and re-watch
+/// folder by folder, on a core the pipeline needs, delaying every event behind it.
+struct Watches {
+    watcher: Box<dyn notify::Watcher + Send>,
+    root: std::path::PathBuf,
+    /// Top-level content folders watched recursively, by name.
+    dirs: std::collections::BTreeSet<String>,
+}
+
+impl Watches {
+    /// `None` when the platform gives no events (the periodic scan then does all the work).
+    fn start(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Self> {
+        let root_buf = root.to_path_buf();
+        let pending = root.join(Queue::Pending.rel());
+        let watched_pending = pending.clone();
+        let handler = move |event: notify::Result<notify::Event>| {
+            let hint = match &event {
+                Ok(e) if e.need_rescan() => Some(Hint::Rescan),
+                // Reading a file is no change; the pipeline's own reads would wake it forever.
+                Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => None,
+                Ok(e) => e
+                    .paths
+                    .iter()
+                    .find_map(|p| classify(&root_buf, &pending, p)),
+                Err(_) => Some(Hint::Rescan),
+            };
+            if hint.is_some() {
+                tracing::trace!(?event, ?hint, "watcher");
+            }
+            if let Some(h) = hint {
+                let _ = hints.send(h);
+            }
         };
-        if hint.is_some() {
-            tracing::trace!(?event, ?hint, "watcher");
+        let mut watcher = notify::recommended_watcher(handler).ok()?;
+        notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::NonRecursive).ok()?;
+        notify::Watcher::watch(
+            &mut watcher,
+            &watched_pending,
+            notify::RecursiveMode::NonRecursive,
+        )
+        .ok()?;
+        let mut watches = Self {
+            watcher: Box::new(watcher),
+            root: root.to_path_buf(),
+            dirs: Default::default(),
+        };
+        watches.refresh();
+        Some(watches)
+    }
+
+    /// Watches the content folders at the top as they are now. Called before every look at the
+    /// notes, so a folder made since is watched before the index walks it (what was written in it
+    /// before then is found by that walk).
+    fn refresh(&mut self) {
+        let now: std::collections::BTreeSet<String> = std::fs::read_dir(&self.root)
+            .map(|list| {
+                list.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| crate::index::is_content_path(name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for gone in self.dirs.difference(&now) {
+            let _ = self.watcher.unwatch(&self.root.join(gone));
         }
-        if let Some(h) = hint {
-            let _ = hints.send(h);
+        self.dirs.retain(|d| now.contains(d));
+        for new in now {
+            if self.dirs.contains(&new) {
+                continue;
+            }
+            match self
+                .watcher
+                .watch(&self.root.join(&new), notify::RecursiveMode::Recursive)
+            {
+                Ok(()) => {
+                    self.dirs.insert(new);
+                }
+                // Gone again, or out of watches: the scans still find its changes.
+                Err(e) => tracing::debug!(folder = %new, "not watched: {e}"),
+            }
         }
-    };
-    let mut watcher = notify::recommended_watcher(handler).ok()?;
-    notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::Recursive).ok()?;
-    Some(Box::new(watcher))
+    }
 }
 
 /// What a changed path means for the worker.
@@ -638,7 +693,10 @@ fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
 }
 
 /// The worker: one pass per wake-up (or per scan interval), until asked to stop.
-fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, polling: bool) {
+fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<Watches>) {
+    // Without file events, every scan also looks at the notes (an index walk, and a render that
+    // finds nothing to do when nothing changed).
+    let polling = watches.is_none();
     let vault = &handle.inner.vault;
     let mut log = JsonlLog::new(vault.logs_dir());
     let mut intake = intake::Intake::default();
@@ -677,7 +735,14 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, polling: bool) {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        failing = !pass(handle, &mut log, &mut intake, &mut notes, hints);
+        failing = !pass(
+            handle,
+            &mut log,
+            &mut intake,
+            &mut notes,
+            hints,
+            &mut watches,
+        );
     }
     tracing::info!("the pipeline stopped");
 }
@@ -690,6 +755,7 @@ fn pass(
     intake: &mut intake::Intake,
     notes: &mut bool,
     hints: &mpsc::Receiver<Hint>,
+    watches: &mut Option<Watches>,
 ) -> bool {
     let vault = &handle.inner.vault;
     let metrics = &handle.inner.metrics;
@@ -773,6 +839,11 @@ fn pass(
         // One index update per pass, for the commits and for a person's edits alike; the render
         // below then finds the index current.
         *notes = false;
+        // A top-level folder made since the last look (by a bundle or a person) is watched before
+        // the index walks it.
+        if let Some(w) = watches {
+            w.refresh();
+        }
         let t = Instant::now();
         let updated = crate::index::Index::open(vault).and_then(|mut i| i.update(false));
         match updated {

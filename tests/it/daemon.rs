@@ -321,6 +321,32 @@ fn an_edited_note_reaches_the_site_without_a_commit() {
 }
 
 #[test]
+fn edits_in_folders_made_after_start_are_seen() {
+    // The daemon watches content folders one by one (never `_site/` or `.git/`): a folder made
+    // while it runs must be watched too, or a later edit in it would wait for no scan at all.
+    let t = VaultTest::new();
+    let d = start(&t);
+    let page_has = |page: &str, words: &str| {
+        let (status, _, body) = http(&d.addr, "GET", page, &[], b"");
+        status == 200 && String::from_utf8_lossy(&body).contains(words)
+    };
+    t.write("Later/Deep/New.md", "# New\n\nfirst words\n");
+    wait_until("the new folder's note", Duration::from_secs(10), || {
+        page_has("/site/paper/later/deep/new/", "first words")
+    });
+    // Nothing else changes now: only a watch on the new folder can tell the daemon.
+    std::thread::sleep(Duration::from_millis(300));
+    t.write("Later/Deep/New.md", "# New\n\nsecond thoughts\n");
+    wait_until("the edit in it", Duration::from_secs(10), || {
+        page_has("/site/paper/later/deep/new/", "second thoughts")
+    });
+    t.write("Top.md", "# Top\n\nat the root\n");
+    wait_until("a note at the root", Duration::from_secs(10), || {
+        page_has("/site/paper/top/", "at the root")
+    });
+}
+
+#[test]
 fn the_api_answers_safely_and_stays_healthy() {
     let t = VaultTest::new();
     let d = start(&t);
