@@ -178,6 +178,8 @@ struct Inner {
     /// Tells long-lived requests (event streams) that the daemon is stopping.
     stopping: tokio::sync::watch::Sender<bool>,
     metrics: Metrics,
+    /// What the last render read of the index, so the next one reads only what changed.
+    warm: Arc<Mutex<crate::render::WarmCatalog>>,
 }
 
 /// What the HTTP layer (or a test) holds to talk to a running daemon.
@@ -531,6 +533,7 @@ impl Daemon {
             stop: AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
             metrics: Metrics::default(),
+            warm: Arc::default(),
         });
         let handle = Handle { inner };
         // QUIRE_DAEMON_POLL=1 skips file events, for file systems that do not send them (network
@@ -860,7 +863,15 @@ fn pass(
             }
             Err(e) => problems.push(format!("the index could not be updated: {e}")),
         }
-        render_all(vault, &mut sink, metrics, &mut problems);
+        let mut behind = Vec::new();
+        render_all(
+            vault,
+            &mut sink,
+            metrics,
+            &mut problems,
+            &mut behind,
+            handle.inner.warm.clone(),
+        );
         // The end of the work a drop started: what latency is measured to.
         let ids: Vec<&str> = filed
             .iter()
@@ -872,6 +883,15 @@ fn pass(
             json!({ "bundles": ids, "applied": applied, "duration_ms": clock.elapsed().as_secs_f64() * 1000.0, "problems": problems.len() }),
             None,
         ));
+        // Off the latency of the bundles just reported: the next build then writes only what it
+        // changes, instead of first linking every unchanged file into its folder.
+        let out = vault.root().join(crate::render::SITE_DIR);
+        for theme in behind {
+            match crate::render::mirror_live_site(&out, &theme) {
+                Ok(n) => tracing::debug!(%theme, files = n, "mirrored the live site"),
+                Err(e) => tracing::warn!(%theme, "could not mirror the live site: {e}"),
+            }
+        }
     }
     let ok = problems.is_empty();
     if (!filed.is_empty() || !ok)
@@ -895,6 +915,8 @@ fn render_all(
     sink: &mut dyn EventSink,
     metrics: &Metrics,
     problems: &mut Vec<String>,
+    behind: &mut Vec<String>,
+    warm: Arc<Mutex<crate::render::WarmCatalog>>,
 ) {
     let t = Instant::now();
     let vault = match Vault::open(vault.root()) {
@@ -905,7 +927,7 @@ fn render_all(
         }
     };
     // The pass has just updated the index: the render reads it as it is.
-    let rendered = crate::render::Content::work_tree_indexed(&vault).and_then(|content| {
+    let rendered = crate::render::Content::work_tree_warm(&vault, warm).and_then(|content| {
         let themes = workflow::render::theme_names(&vault, &workflow::Themes::All);
         let out = vault.root().join(crate::render::SITE_DIR);
         crate::render::render(&content, &themes, &out, &crate::render::Quiet)
@@ -913,6 +935,15 @@ fn render_all(
     match rendered {
         Ok(reports) => {
             metrics.render_seconds.observe(t.elapsed());
+            // A build that wrote most of its site (the first, after a theme change, or after the
+            // navigation changed) leaves the folder the next one is made in far behind: the
+            // caller catches it up once this pass is reported.
+            behind.extend(
+                reports
+                    .iter()
+                    .filter(|r| r.written * 2 > r.files)
+                    .map(|r| r.theme.clone()),
+            );
             for r in reports.iter().filter(|r| r.changed) {
                 sink.emit(Event::new(
                     "render.completed",

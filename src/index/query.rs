@@ -654,6 +654,13 @@ impl Index {
         Ok(paths)
     }
 
+    /// The path of every note, unordered.
+    pub fn note_paths(&self) -> Result<Vec<String>, IndexError> {
+        let mut stmt = self.conn.prepare("SELECT path FROM notes")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The catalog entry of the note at `path`.
     pub fn catalog_note(&self, path: &str) -> Result<Option<super::CatalogNote>, IndexError> {
         let mut stmt = self.conn.prepare_cached(

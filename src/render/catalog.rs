@@ -183,6 +183,40 @@ impl Catalog {
         )
     }
 
+    /// The work tree's content, as [`Self::from_work_tree`] reads it, but from `warm`: what it
+    /// holds from an earlier read is brought up to date with only the notes the index changed
+    /// since, instead of reading every note, task and link again.
+    pub(crate) fn from_warm(
+        vault: &Vault,
+        config: &Config,
+        warm: &mut WarmCatalog,
+    ) -> Result<Self, RenderError> {
+        let index = Index::open(vault)?;
+        warm.catch_up(&index)?;
+        // Copies, made in parallel: the render owns its catalog, and the warm one stays.
+        let notes = warm.notes.par_iter().map(|(_, n)| n.clone()).collect();
+        let tasks = warm
+            .tasks
+            .par_iter()
+            .flat_map_iter(|(_, t)| t.iter().cloned())
+            .collect();
+        let links = warm
+            .links
+            .par_iter()
+            .filter(|(_, facts)| !facts.is_empty())
+            .map(|(p, facts)| (p.clone(), facts.clone()))
+            .collect();
+        Self::assemble(
+            config,
+            notes,
+            tasks,
+            warm.attachments.clone(),
+            index.resolver()?,
+            links,
+            Texts::WorkTree(vault.root().to_path_buf()),
+        )
+    }
+
     /// The content of a commit: every file of its tree (vault path, blob id, bytes).
     pub(crate) fn from_files(
         config: &Config,
@@ -310,28 +344,34 @@ impl Catalog {
             .collect();
         let is_published = |p: &str| positions.contains_key(p);
 
+        // The digests are the costly part (a hash per note), and independent per note.
+        let links: Vec<(String, Vec<LinkFact>, [u8; 32])> = links
+            .into_par_iter()
+            .filter(|(source, _)| positions.contains_key(source))
+            .map(|(source, facts)| {
+                let digest = link_digest(
+                    facts
+                        .iter()
+                        .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
+                    &is_published,
+                );
+                (source, facts, digest)
+            })
+            .collect();
         let mut backlinks: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut link_digests = HashMap::new();
+        let mut link_digests = HashMap::with_capacity(links.len());
         let mut embeds: HashMap<String, Vec<String>> = HashMap::new();
-        for (source, facts) in links {
-            let Some(&from) = positions.get(&source) else {
-                continue;
-            };
-            for f in &facts {
-                let Some(r) = &f.resolved else { continue };
-                if r != &source && !f.target.is_empty() {
-                    backlinks.entry(r.clone()).or_default().push(from as u32);
-                }
-                if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
+        for (source, facts, digest) in links {
+            let from = positions[&source];
+            for f in facts {
+                let Some(r) = f.resolved else { continue };
+                if f.kind == LinkKind::Embed && is_note(&r) && is_published(&r) {
                     embeds.entry(source.clone()).or_default().push(r.clone());
                 }
+                if r != source && !f.target.is_empty() {
+                    backlinks.entry(r).or_default().push(from as u32);
+                }
             }
-            let digest = link_digest(
-                facts
-                    .iter()
-                    .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
-                &is_published,
-            );
             link_digests.insert(source, digest);
         }
         for list in backlinks.values_mut() {
@@ -362,6 +402,113 @@ impl Catalog {
     /// Whether the attachment at `path` may be copied into the site.
     pub(crate) fn attachment_allowed(&self, path: &str) -> bool {
         self.attachments.contains(path) && !self.excluded.is_match(path)
+    }
+}
+
+/// The notes, tasks, links and attachments of a work tree as its index described them at one
+/// generation, kept by a long-running process (the daemon) between renders. Reading all of it
+/// from SQLite is most of a small render's time on a large vault; catching up is a few rows.
+#[derive(Default)]
+pub struct WarmCatalog {
+    /// The index generation this reflects; `None` before the first read.
+    state: Option<crate::index::IndexState>,
+    notes: BTreeMap<String, CatalogNote>,
+    tasks: BTreeMap<String, Vec<TaskView>>,
+    links: BTreeMap<String, Vec<LinkFact>>,
+    attachments: BTreeSet<String>,
+}
+
+impl WarmCatalog {
+    /// Brings the copy up to the index as it is now.
+    fn catch_up(&mut self, index: &Index) -> Result<(), RenderError> {
+        let now = index.state()?;
+        let since = match &self.state {
+            Some(s) if s.id == now.id && s.generation <= now.generation => s.generation,
+            // A first read, or a rebuilt index: everything.
+            _ => {
+                *self = Self::default();
+                self.read_all(index)?;
+                self.state = Some(now);
+                return Ok(());
+            }
+        };
+        if since == now.generation {
+            return Ok(());
+        }
+        // Notes or attachments came or went, or aliases changed: any link may lead elsewhere now.
+        let structure = now.structure > since;
+        let resolver = index.resolver()?;
+        if structure {
+            let paths: std::collections::HashSet<String> =
+                index.note_paths()?.into_iter().collect();
+            self.notes.retain(|p, _| paths.contains(p));
+            self.tasks.retain(|p, _| paths.contains(p));
+            self.links.retain(|p, _| paths.contains(p));
+            self.attachments = index.attachments()?.into_iter().collect();
+        }
+        let changed = index.changed_since(since)?;
+        for path in &changed {
+            let Some(note) = index.catalog_note(path)? else {
+                self.notes.remove(path);
+                self.tasks.remove(path);
+                self.links.remove(path);
+                continue;
+            };
+            self.notes.insert(path.clone(), note);
+            self.tasks.insert(path.clone(), index.tasks_of(path)?);
+            let facts = index
+                .links_of(path, &resolver)?
+                .into_iter()
+                .map(|l| LinkFact {
+                    kind: l.kind,
+                    target: l.target,
+                    resolved: l.resolved,
+                })
+                .collect();
+            self.links.insert(path.clone(), facts);
+        }
+        if structure {
+            self.links.par_iter_mut().for_each(|(source, facts)| {
+                for f in facts {
+                    f.resolved = resolver.resolve(source, f.kind, &f.target);
+                }
+            });
+        }
+        tracing::debug!(
+            changed = changed.len(),
+            structure,
+            "caught up with the index"
+        );
+        self.state = Some(now);
+        Ok(())
+    }
+
+    fn read_all(&mut self, index: &Index) -> Result<(), RenderError> {
+        self.notes = index
+            .catalog()?
+            .into_iter()
+            .map(|n| (n.path.clone(), n))
+            .collect();
+        for t in index.all_tasks()? {
+            self.tasks.entry(t.path.clone()).or_default().push(t);
+        }
+        self.attachments = index.attachments()?.into_iter().collect();
+        self.links = index
+            .links_by_note()?
+            .into_iter()
+            .map(|(source, list)| {
+                let facts = list
+                    .into_iter()
+                    .map(|l| LinkFact {
+                        kind: l.kind,
+                        target: l.target,
+                        resolved: l.resolved,
+                    })
+                    .collect();
+                (source, facts)
+            })
+            .collect();
+        Ok(())
     }
 }
 

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use catalog::WarmCatalog;
 pub use theme::{Origin, Theme, ThemeError, ThemeInfo};
 
 use crate::git::{GitError, Repo};
@@ -101,6 +102,8 @@ pub struct Content {
 /// Where the notes come from, until they are read.
 enum Origin_ {
     WorkTree(Box<Vault>),
+    /// The work tree, through a copy of the index kept between renders.
+    Warm(Box<Vault>, std::sync::Arc<Mutex<WarmCatalog>>),
     Commit(Vec<(String, crate::git::Oid, Vec<u8>)>),
 }
 
@@ -116,6 +119,20 @@ impl Content {
     pub fn work_tree_indexed(vault: &Vault) -> Result<Self, RenderError> {
         let index = crate::index::Index::open(vault)?;
         Self::with_index(vault, &index)
+    }
+
+    /// The same, read through `warm`, a copy of the index's content that a long-running process
+    /// keeps between renders: only what changed since the last render is read from the index.
+    pub fn work_tree_warm(
+        vault: &Vault,
+        warm: std::sync::Arc<Mutex<WarmCatalog>>,
+    ) -> Result<Self, RenderError> {
+        let index = crate::index::Index::open(vault)?;
+        let content = Self::with_index(vault, &index)?;
+        if let Ok(mut origin) = content.origin.lock() {
+            *origin = Some(Origin_::Warm(Box::new(vault.clone()), warm));
+        }
+        Ok(content)
     }
 
     fn with_index(vault: &Vault, index: &crate::index::Index) -> Result<Self, RenderError> {
@@ -202,6 +219,12 @@ impl Content {
         let origin = self.origin.lock().ok().and_then(|mut o| o.take());
         let catalog = match origin {
             Some(Origin_::WorkTree(vault)) => Catalog::from_work_tree(&vault, &self.config)?,
+            Some(Origin_::Warm(vault, warm)) => {
+                let mut warm = warm.lock().map_err(|_| {
+                    RenderError::Config("an earlier render failed midway; restart quire".into())
+                })?;
+                Catalog::from_warm(&vault, &self.config, &mut warm)?
+            }
             Some(Origin_::Commit(files)) => Catalog::from_files(&self.config, files)?,
             None => return Err(RenderError::Config("the content could not be read".into())),
         };
@@ -232,6 +255,15 @@ impl Content {
     pub fn theme(&self, name: &str) -> Result<Theme, ThemeError> {
         theme::load(&self.local_themes, name)
     }
+}
+
+/// Brings the spare build folder of `theme` under `out_root` (`.<theme>.next`, where the next
+/// build is made) up to the live site with hard links, so that the next render writes only what
+/// changed instead of filling that folder. Worth it after a build that wrote most of the site, in
+/// a process that renders again soon (the daemon); a render is correct without it. Returns how
+/// many files were linked (0 when there is no live build).
+pub fn mirror_live_site(out_root: &Path, theme: &str) -> Result<usize, RenderError> {
+    publish::SiteDir::open(out_root, theme)?.mirror_live()
 }
 
 /// Every theme of a vault: built in and vault-local, by name.

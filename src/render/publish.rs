@@ -351,6 +351,78 @@ impl SiteDir {
         }
     }
 
+    /// Makes the staging folder a copy of the live build, by hard links, so that the next build
+    /// writes only what changes. A build made from scratch leaves the staging folder empty (or
+    /// far behind), and the next one would then have to fill all of it; a long-running process
+    /// does that now, between builds, instead. Returns how many files were linked.
+    ///
+    /// The staging folder's manifest is written last, so one cut off here is simply rebuilt by
+    /// the next render.
+    pub(crate) fn mirror_live(&self) -> Result<usize, RenderError> {
+        let _lock = self.lock()?;
+        let read = |dir: &Path| {
+            std::fs::read(dir.join(MANIFEST))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+                .filter(|m| m.format == FORMAT)
+        };
+        let Some(live) = read(&self.live) else {
+            return Ok(0);
+        };
+        let stage = &self.stage;
+        let fail =
+            |what: &str, p: &Path| RenderError::io(format!("could not {what} {}", p.display()));
+        // In place, file by file, where the staging folder says what it holds: most of a site
+        // is one folder per page, and making those again costs more than the files themselves.
+        let have = match read(stage) {
+            Some(m) => m.files,
+            None => {
+                if stage.symlink_metadata().is_ok() {
+                    std::fs::remove_dir_all(stage).map_err(fail("clear", stage))?;
+                }
+                std::fs::create_dir(stage).map_err(fail("create", stage))?;
+                BTreeMap::new()
+            }
+        };
+        remove_if_exists(&stage.join(MANIFEST)).map_err(fail("update", stage))?;
+        let linked = AtomicUsize::new(0);
+        live.files.par_iter().try_for_each(|(path, key)| {
+            if have.get(path) == Some(key) {
+                return Ok(());
+            }
+            let (from, to) = (self.live.join(path), stage.join(path));
+            remove_if_exists(&to).map_err(fail("replace", &to))?;
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(fail("create", dir))?;
+            }
+            std::fs::hard_link(&from, &to)
+                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+                .map_err(fail("copy the live file to", &to))?;
+            linked.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, RenderError>(())
+        })?;
+        let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
+        for path in have.keys().filter(|p| !live.files.contains_key(*p)) {
+            let full = stage.join(path);
+            remove_if_exists(&full).map_err(fail("remove", &full))?;
+            emptied.extend(
+                full.ancestors()
+                    .skip(1)
+                    .take_while(|d| *d != stage.as_path())
+                    .map(Path::to_path_buf),
+            );
+        }
+        // Deepest first; a folder that still holds something stays.
+        for d in emptied.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        for name in [NOTES, MANIFEST] {
+            let (from, to) = (self.live.join(name), stage.join(name));
+            std::fs::copy(&from, &to).map_err(fail("copy the manifest to", &to))?;
+        }
+        Ok(linked.into_inner())
+    }
+
     /// Exchanges the staging folder and the live site.
     fn swap(&self) -> Result<(), RenderError> {
         let fail =

@@ -848,3 +848,64 @@ fn incremental_renders_equal_renders_from_scratch() {
         }
     }
 }
+
+/// The daemon keeps what it read of the index between renders and catches up with only what
+/// changed. Whatever changed — text, tasks, a note added or removed, an alias that makes a broken
+/// link resolve — the site it renders must be the one a fresh read gives, byte for byte.
+#[test]
+fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
+    let t = rich_vault();
+    let warm = std::sync::Arc::new(std::sync::Mutex::new(render::WarmCatalog::default()));
+    let warm_out = t.path("_site");
+    let fresh_out = t.path("fresh-site");
+    let render_warm = |what: &str| {
+        let vault = t.vault();
+        quire::index::Index::open(&vault)
+            .unwrap()
+            .update(false)
+            .unwrap();
+        let content = Content::work_tree_warm(&vault, warm.clone()).unwrap();
+        render::render(&content, &["paper".into()], &warm_out, &Quiet).unwrap();
+        // Between builds, as the daemon does after one that wrote most of the site.
+        render::mirror_live_site(&warm_out, "paper").unwrap();
+        render_into(&t, "paper", &fresh_out);
+        let (w, f) = (
+            site_files(&warm_out.join("paper")),
+            site_files(&fresh_out.join("paper")),
+        );
+        assert_eq!(
+            w.keys().collect::<Vec<_>>(),
+            f.keys().collect::<Vec<_>>(),
+            "{what}: the warm site has other files"
+        );
+        for (path, bytes) in &w {
+            assert!(
+                bytes == &f[path],
+                "{what}: {path} differs from a fresh render"
+            );
+        }
+    };
+    render_warm("first render");
+    t.write(
+        "02_PROJECTS/Seed List.md",
+        "# Seed List\n\n## Tomatoes\n\nRoma only.\n\n- [x] Buy tomatoes 📅 2026-03-20\n- [ ] Sow 📅 2026-06-02 #garden\n",
+    );
+    render_warm("text and tasks edited");
+    t.write(
+        "03_NOTES/Nowhere.md",
+        "# Nowhere\n\nNow somewhere, see [[Home]].\n",
+    );
+    render_warm("a note added that a broken link now reaches");
+    std::fs::remove_file(t.path("04_AREAS/Home.md")).unwrap();
+    render_warm("a note removed");
+    t.write(
+        "03_NOTES/Other.md",
+        "---\naliases: [Home]\ntags: [garden]\n---\n# Other\n\ntakes the name\n",
+    );
+    render_warm("an alias that takes a removed note's name");
+    t.write(
+        "02_PROJECTS/Garden Plan.md",
+        "---\ntitle: Garden plan\ndraft: true\n---\n# Garden plan\n\nwithdrawn\n",
+    );
+    render_warm("a note made a draft");
+}
