@@ -604,6 +604,9 @@ struct Watches {
     root: std::path::PathBuf,
     /// Top-level content folders watched recursively, by name.
     dirs: std::collections::BTreeSet<String>,
+    /// Whether some folder could not be watched (out of inotify watches): the periodic scans then
+    /// look at the notes too.
+    incomplete: bool,
 }
 
 impl Watches {
@@ -642,6 +645,7 @@ impl Watches {
             watcher: Box::new(watcher),
             root: root.to_path_buf(),
             dirs: Default::default(),
+            incomplete: false,
         };
         watches.refresh();
         Some(watches)
@@ -664,6 +668,7 @@ impl Watches {
             let _ = self.watcher.unwatch(&self.root.join(gone));
         }
         self.dirs.retain(|d| now.contains(d));
+        self.incomplete = false;
         for new in now {
             if self.dirs.contains(&new) {
                 continue;
@@ -675,8 +680,12 @@ impl Watches {
                 Ok(()) => {
                     self.dirs.insert(new);
                 }
-                // Gone again, or out of watches: the scans still find its changes.
-                Err(e) => tracing::debug!(folder = %new, "not watched: {e}"),
+                // Gone again, or out of watches: the scans find its changes instead.
+                Err(e) => {
+                    tracing::warn!(folder = %new, "not watched ({e}); scanning for its changes every 2 s");
+                    let _ = self.watcher.unwatch(&self.root.join(&new));
+                    self.incomplete = true;
+                }
             }
         }
     }
@@ -721,7 +730,9 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         match hints.recv_timeout(wait) {
             Ok(Hint::Notes | Hint::Rescan) => notes = true,
             Ok(Hint::Bundles) => {}
-            Err(RecvTimeoutError::Timeout) => notes |= polling,
+            Err(RecvTimeoutError::Timeout) => {
+                notes |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         }
         // A long-running daemon keeps the journal to its limits, not only at start.

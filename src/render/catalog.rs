@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -104,7 +105,8 @@ pub(crate) fn work_tree_file_key(root: &std::path::Path, path: &str) -> Option<S
 /// A published note, with where it is published.
 #[derive(Debug, Clone)]
 pub(crate) struct Published {
-    pub(crate) note: CatalogNote,
+    /// Shared with the daemon's warm copy, so a render does not copy every note.
+    pub(crate) note: Arc<CatalogNote>,
     pub(crate) page: SitePath,
     /// `YYYY-MM-DD` from front matter `updated`, `modified`, `date` or `created`, if any.
     pub(crate) date: Option<String>,
@@ -119,7 +121,7 @@ pub(crate) struct LinkFact {
 }
 
 /// Every note's links (vault path, links in order), as read.
-type Links = Vec<(String, Vec<LinkFact>)>;
+type Links = Vec<(String, Arc<Vec<LinkFact>>)>;
 
 /// Everything a render needs.
 pub(crate) struct Catalog {
@@ -131,8 +133,8 @@ pub(crate) struct Catalog {
     pub(crate) unpublished: BTreeMap<String, String>,
     /// Content hashes of every note, so a page knows when a note it embeds changed.
     pub(crate) hashes: HashMap<String, Vec<u8>>,
-    /// Tasks of published notes, by path and line.
-    pub(crate) tasks: Vec<TaskView>,
+    /// Tasks of published notes, by path and line (shared like the notes).
+    pub(crate) tasks: Vec<Arc<TaskView>>,
     /// Every attachment of the content.
     pub(crate) attachments: BTreeSet<String>,
     /// Backlinks: target vault path → the published notes linking to it (positions in `notes`),
@@ -153,8 +155,8 @@ impl Catalog {
     /// The work tree's content, through its index (as it is: the caller brought it up to date).
     pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Self, RenderError> {
         let index = Index::open(vault)?;
-        let notes = index.catalog()?;
-        let tasks = index.all_tasks()?;
+        let notes = index.catalog()?.into_iter().map(Arc::new).collect();
+        let tasks = index.all_tasks()?.into_iter().map(Arc::new).collect();
         let attachments = index.attachments()?;
         let resolver = index.resolver()?;
         let links: Links = index
@@ -169,7 +171,7 @@ impl Catalog {
                         resolved: l.resolved,
                     })
                     .collect();
-                (source, facts)
+                (source, Arc::new(facts))
             })
             .collect();
         Self::assemble(
@@ -193,16 +195,12 @@ impl Catalog {
     ) -> Result<Self, RenderError> {
         let index = Index::open(vault)?;
         warm.catch_up(&index)?;
-        // Copies, made in parallel: the render owns its catalog, and the warm one stays.
-        let notes = warm.notes.par_iter().map(|(_, n)| n.clone()).collect();
-        let tasks = warm
-            .tasks
-            .par_iter()
-            .flat_map_iter(|(_, t)| t.iter().cloned())
-            .collect();
+        // Shared, not copied: the render's catalog and the warm copy hold the same notes.
+        let notes = warm.notes.values().cloned().collect();
+        let tasks = warm.tasks.values().flatten().cloned().collect();
         let links = warm
             .links
-            .par_iter()
+            .iter()
             .filter(|(_, facts)| !facts.is_empty())
             .map(|(p, facts)| (p.clone(), facts.clone()))
             .collect();
@@ -263,10 +261,10 @@ impl Catalog {
                 })
                 .collect();
             if !facts.is_empty() {
-                links.push((note.path.clone(), facts));
+                links.push((note.path.clone(), Arc::new(facts)));
             }
-            tasks.extend(t);
-            notes.push(note);
+            tasks.extend(t.into_iter().map(Arc::new));
+            notes.push(Arc::new(note));
         }
         Self::assemble(
             config,
@@ -282,8 +280,8 @@ impl Catalog {
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         config: &Config,
-        notes: Vec<CatalogNote>,
-        tasks: Vec<TaskView>,
+        notes: Vec<Arc<CatalogNote>>,
+        tasks: Vec<Arc<TaskView>>,
         attachments: BTreeSet<String>,
         resolver: Resolver,
         links: Links,
@@ -345,7 +343,7 @@ impl Catalog {
         let is_published = |p: &str| positions.contains_key(p);
 
         // The digests are the costly part (a hash per note), and independent per note.
-        let links: Vec<(String, Vec<LinkFact>, [u8; 32])> = links
+        let links: Vec<(String, Arc<Vec<LinkFact>>, [u8; 32])> = links
             .into_par_iter()
             .filter(|(source, _)| positions.contains_key(source))
             .map(|(source, facts)| {
@@ -363,13 +361,13 @@ impl Catalog {
         let mut embeds: HashMap<String, Vec<String>> = HashMap::new();
         for (source, facts, digest) in links {
             let from = positions[&source];
-            for f in facts {
-                let Some(r) = f.resolved else { continue };
-                if f.kind == LinkKind::Embed && is_note(&r) && is_published(&r) {
+            for f in facts.iter() {
+                let Some(r) = &f.resolved else { continue };
+                if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
                     embeds.entry(source.clone()).or_default().push(r.clone());
                 }
-                if r != source && !f.target.is_empty() {
-                    backlinks.entry(r).or_default().push(from as u32);
+                if *r != source && !f.target.is_empty() {
+                    backlinks.entry(r.clone()).or_default().push(from as u32);
                 }
             }
             link_digests.insert(source, digest);
@@ -412,9 +410,9 @@ impl Catalog {
 pub struct WarmCatalog {
     /// The index generation this reflects; `None` before the first read.
     state: Option<crate::index::IndexState>,
-    notes: BTreeMap<String, CatalogNote>,
-    tasks: BTreeMap<String, Vec<TaskView>>,
-    links: BTreeMap<String, Vec<LinkFact>>,
+    notes: BTreeMap<String, Arc<CatalogNote>>,
+    tasks: BTreeMap<String, Vec<Arc<TaskView>>>,
+    links: BTreeMap<String, Arc<Vec<LinkFact>>>,
     attachments: BTreeSet<String>,
 }
 
@@ -454,8 +452,9 @@ impl WarmCatalog {
                 self.links.remove(path);
                 continue;
             };
-            self.notes.insert(path.clone(), note);
-            self.tasks.insert(path.clone(), index.tasks_of(path)?);
+            self.notes.insert(path.clone(), Arc::new(note));
+            let tasks = index.tasks_of(path)?.into_iter().map(Arc::new).collect();
+            self.tasks.insert(path.clone(), tasks);
             let facts = index
                 .links_of(path, &resolver)?
                 .into_iter()
@@ -465,11 +464,12 @@ impl WarmCatalog {
                     resolved: l.resolved,
                 })
                 .collect();
-            self.links.insert(path.clone(), facts);
+            self.links.insert(path.clone(), Arc::new(facts));
         }
         if structure {
             self.links.par_iter_mut().for_each(|(source, facts)| {
-                for f in facts {
+                // A render may still share the old list: it is replaced, not changed under it.
+                for f in Arc::make_mut(facts) {
                     f.resolved = resolver.resolve(source, f.kind, &f.target);
                 }
             });
@@ -487,10 +487,13 @@ impl WarmCatalog {
         self.notes = index
             .catalog()?
             .into_iter()
-            .map(|n| (n.path.clone(), n))
+            .map(|n| (n.path.clone(), Arc::new(n)))
             .collect();
         for t in index.all_tasks()? {
-            self.tasks.entry(t.path.clone()).or_default().push(t);
+            self.tasks
+                .entry(t.path.clone())
+                .or_default()
+                .push(Arc::new(t));
         }
         self.attachments = index.attachments()?.into_iter().collect();
         self.links = index
@@ -505,7 +508,7 @@ impl WarmCatalog {
                         resolved: l.resolved,
                     })
                     .collect();
-                (source, facts)
+                (source, Arc::new(facts))
             })
             .collect();
         Ok(())

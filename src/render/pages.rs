@@ -278,7 +278,12 @@ impl<'a> Shared<'a> {
         let folders = folder_tree(catalog);
         let missions = missions(catalog);
         let by_tag = tags(catalog);
-        let mut open: Vec<&TaskView> = catalog.tasks.iter().filter(|t| is_open(t)).collect();
+        let mut open: Vec<&TaskView> = catalog
+            .tasks
+            .iter()
+            .map(|t| &**t)
+            .filter(|t| is_open(t))
+            .collect();
         open.sort_by(|a, b| {
             (a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
                 b.due.is_none(),
@@ -729,6 +734,7 @@ impl<'a> Shared<'a> {
                 let mut tasks: Vec<&TaskView> = catalog
                     .tasks
                     .iter()
+                    .map(|t| &**t)
                     .filter(|t| t.mission.as_deref() == Some(m.id.as_str()))
                     .collect();
                 tasks.sort_by(|a, b| {
