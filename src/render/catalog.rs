@@ -120,6 +120,16 @@ pub(crate) struct LinkFact {
     pub(crate) resolved: Option<String>,
 }
 
+impl From<crate::index::NoteLinkResolved> for LinkFact {
+    fn from(l: crate::index::NoteLinkResolved) -> Self {
+        Self {
+            kind: l.kind,
+            target: l.target,
+            resolved: l.resolved,
+        }
+    }
+}
+
 /// Every note's links (vault path, links in order), as read.
 type Links = Vec<(String, Arc<Vec<LinkFact>>)>;
 
@@ -154,35 +164,8 @@ pub(crate) struct Catalog {
 impl Catalog {
     /// The work tree's content, through its index (as it is: the caller brought it up to date).
     pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Self, RenderError> {
-        let index = Index::open(vault)?;
-        let notes = index.catalog()?.into_iter().map(Arc::new).collect();
-        let tasks = index.all_tasks()?.into_iter().map(Arc::new).collect();
-        let attachments = index.attachments()?;
-        let resolver = index.resolver()?;
-        let links: Links = index
-            .links_by_note()?
-            .into_iter()
-            .map(|(source, list)| {
-                let facts = list
-                    .into_iter()
-                    .map(|l| LinkFact {
-                        kind: l.kind,
-                        target: l.target,
-                        resolved: l.resolved,
-                    })
-                    .collect();
-                (source, Arc::new(facts))
-            })
-            .collect();
-        Self::assemble(
-            config,
-            notes,
-            tasks,
-            attachments.into_iter().collect(),
-            resolver,
-            links,
-            Texts::WorkTree(vault.root().to_path_buf()),
-        )
+        // A copy kept by nobody: read whole, then handed over.
+        Self::from_warm(vault, config, &mut WarmCatalog::default())
     }
 
     /// The work tree's content, as [`Self::from_work_tree`] reads it, but from `warm`: what it
@@ -458,11 +441,7 @@ impl WarmCatalog {
             let facts = index
                 .links_of(path, &resolver)?
                 .into_iter()
-                .map(|l| LinkFact {
-                    kind: l.kind,
-                    target: l.target,
-                    resolved: l.resolved,
-                })
+                .map(LinkFact::from)
                 .collect();
             self.links.insert(path.clone(), Arc::new(facts));
         }
@@ -500,15 +479,10 @@ impl WarmCatalog {
             .links_by_note()?
             .into_iter()
             .map(|(source, list)| {
-                let facts = list
-                    .into_iter()
-                    .map(|l| LinkFact {
-                        kind: l.kind,
-                        target: l.target,
-                        resolved: l.resolved,
-                    })
-                    .collect();
-                (source, Arc::new(facts))
+                (
+                    source,
+                    Arc::new(list.into_iter().map(LinkFact::from).collect()),
+                )
             })
             .collect();
         Ok(())

@@ -172,9 +172,14 @@ impl Manifest {
 
     /// The manifest of the build in `dir`, without the notes' memos, if it was made with `stamp`.
     fn read(dir: &Path, stamp: &str) -> Option<Self> {
+        Self::read_any(dir).filter(|m| m.stamp == stamp)
+    }
+
+    /// The same, whatever its stamp (to copy a build, not to reuse its keys).
+    fn read_any(dir: &Path) -> Option<Self> {
         let bytes = std::fs::read(dir.join(MANIFEST)).ok()?;
         let m: Manifest = serde_json::from_slice(&bytes).ok()?;
-        (m.format == FORMAT && m.stamp == stamp).then_some(m)
+        (m.format == FORMAT).then_some(m)
     }
 
     /// The same with the notes' memos.
@@ -360,13 +365,7 @@ impl SiteDir {
     /// the next render.
     pub(crate) fn mirror_live(&self) -> Result<usize, RenderError> {
         let _lock = self.lock()?;
-        let read = |dir: &Path| {
-            std::fs::read(dir.join(MANIFEST))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-                .filter(|m| m.format == FORMAT)
-        };
-        let Some(live) = read(&self.live) else {
+        let Some(live) = Manifest::read_any(&self.live) else {
             return Ok(0);
         };
         let stage = &self.stage;
@@ -374,7 +373,7 @@ impl SiteDir {
             |what: &str, p: &Path| RenderError::io(format!("could not {what} {}", p.display()));
         // In place, file by file, where the staging folder says what it holds: most of a site
         // is one folder per page, and making those again costs more than the files themselves.
-        let have = match read(stage) {
+        let have = match Manifest::read_any(stage) {
             Some(m) => m.files,
             None => {
                 if stage.symlink_metadata().is_ok() {
@@ -401,21 +400,7 @@ impl SiteDir {
             linked.fetch_add(1, Ordering::Relaxed);
             Ok::<_, RenderError>(())
         })?;
-        let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
-        for path in have.keys().filter(|p| !live.files.contains_key(*p)) {
-            let full = stage.join(path);
-            remove_if_exists(&full).map_err(fail("remove", &full))?;
-            emptied.extend(
-                full.ancestors()
-                    .skip(1)
-                    .take_while(|d| *d != stage.as_path())
-                    .map(Path::to_path_buf),
-            );
-        }
-        // Deepest first; a folder that still holds something stays.
-        for d in emptied.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
+        remove_files(stage, have.keys().filter(|p| !live.files.contains_key(*p)))?;
         for name in [NOTES, MANIFEST] {
             let (from, to) = (self.live.join(name), stage.join(name));
             std::fs::copy(&from, &to).map_err(fail("copy the manifest to", &to))?;
@@ -656,25 +641,7 @@ impl Stage<'_> {
 
         let wanted: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
         let stage = &self.site.stage;
-        let mut removed = 0;
-        let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
-        for path in have.keys().filter(|p| !wanted.contains(p.as_str())) {
-            let full = stage.join(path);
-            remove_if_exists(&full).map_err(RenderError::io(format!(
-                "could not remove {}",
-                full.display()
-            )))?;
-            removed += 1;
-            let mut dir = full.parent();
-            while let Some(d) = dir.filter(|d| *d != stage.as_path()) {
-                emptied.insert(d.to_path_buf());
-                dir = d.parent();
-            }
-        }
-        // Deepest first; a folder that still holds something stays.
-        for d in emptied.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
+        let removed = remove_files(stage, have.keys().filter(|p| !wanted.contains(p.as_str())))?;
         manifest.write(stage, false)?;
         crate::fault::point("render_swap");
         self.site.swap()?;
@@ -689,6 +656,34 @@ impl Stage<'_> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the files at `paths` under `dir`, then the folders that left empty (deepest first; a
+/// folder that still holds something stays). Returns how many files were named.
+fn remove_files<'p>(
+    dir: &Path,
+    paths: impl Iterator<Item = &'p String>,
+) -> Result<usize, RenderError> {
+    let mut removed = 0;
+    let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
+    for path in paths {
+        let full = dir.join(path);
+        remove_if_exists(&full).map_err(RenderError::io(format!(
+            "could not remove {}",
+            full.display()
+        )))?;
+        removed += 1;
+        emptied.extend(
+            full.ancestors()
+                .skip(1)
+                .take_while(|d| *d != dir)
+                .map(Path::to_path_buf),
+        );
+    }
+    for d in emptied.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    Ok(removed)
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

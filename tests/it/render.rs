@@ -909,3 +909,29 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
     );
     render_warm("a note made a draft");
 }
+
+/// Mirroring a live site that lost a file by hand is refused, and leaves the spare folder without
+/// a manifest: the next render builds it afresh instead of trusting it.
+#[test]
+fn mirroring_a_damaged_live_site_fails_and_the_next_render_is_whole() {
+    let t = rich_vault();
+    render_theme(&t, "paper");
+    let out = t.path("_site");
+    let page = out.join("paper/04_areas/home/index.html");
+    std::fs::remove_file(&page).unwrap();
+    assert!(render::mirror_live_site(&out, "paper").is_err());
+    assert!(!out.join(".paper.next/.quire-build.json").exists());
+    t.write("04_AREAS/Home.md", "# Home\n\nBack again to [[Beds]].\n");
+    render_theme(&t, "paper");
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("Back again")
+    );
+    let fresh = t.path("fresh");
+    render_into(&t, "paper", &fresh);
+    assert_eq!(
+        site_files(&out.join("paper")).keys().collect::<Vec<_>>(),
+        site_files(&fresh.join("paper")).keys().collect::<Vec<_>>()
+    );
+}
