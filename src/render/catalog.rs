@@ -156,6 +156,8 @@ pub(crate) struct Catalog {
     pub(crate) link_digests: HashMap<String, [u8; 32]>,
     /// For each published note that transcludes published notes: those notes.
     pub(crate) embeds: HashMap<String, Vec<String>>,
+    /// The face ([`super::pages::face`]) of each published note, in the order of `notes`.
+    faces: Vec<String>,
     pub(crate) resolver: Resolver,
     pub(crate) texts: Texts,
     excluded: GlobSet,
@@ -195,6 +197,7 @@ impl Catalog {
             index.resolver()?,
             links,
             Texts::WorkTree(vault.root().to_path_buf()),
+            &mut warm.derived,
         )
     }
 
@@ -257,6 +260,7 @@ impl Catalog {
             resolver,
             links,
             Texts::Blobs(files),
+            &mut Derived::default(),
         )
     }
 
@@ -269,6 +273,7 @@ impl Catalog {
         resolver: Resolver,
         links: Links,
         texts: Texts,
+        derived: &mut Derived,
     ) -> Result<Self, RenderError> {
         let excluded = exclusions(&config.publish.exclude)?;
         let hashes: HashMap<String, Vec<u8>> = notes
@@ -313,7 +318,7 @@ impl Catalog {
             let date = note_date(&note.front_matter);
             published.insert(note.path.clone(), Published { note, page, date });
         }
-        let tasks = tasks
+        let tasks: Vec<Arc<TaskView>> = tasks
             .into_iter()
             .filter(|t| published.contains_key(&t.path))
             .collect();
@@ -325,19 +330,44 @@ impl Catalog {
             .collect();
         let is_published = |p: &str| positions.contains_key(p);
 
+        // A digest depends on the links (a list that is replaced, never changed, while the
+        // memo holds it) and on which notes are published: with the same unpublished notes and
+        // the same list, the memo's digest stands. (A note that came or went re-resolves every
+        // list, so every list is new then.)
+        let basis = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            notes.len().hash(&mut h);
+            for path in unpublished.keys() {
+                path.hash(&mut h);
+            }
+            h.finish()
+        };
+        if derived.basis != Some(basis) {
+            derived.digests.clear();
+        }
+        let memo = &derived.digests;
         // The digests are the costly part (a hash per note), and independent per note.
         let links: Vec<(String, Arc<Vec<LinkFact>>, [u8; 32])> = links
             .into_par_iter()
             .filter(|(source, _)| positions.contains_key(source))
             .map(|(source, facts)| {
-                let digest = link_digest(
-                    facts
-                        .iter()
-                        .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
-                    &is_published,
-                );
+                let digest = match memo.get(&source) {
+                    Some((known, digest)) if Arc::ptr_eq(known, &facts) => *digest,
+                    _ => link_digest(
+                        facts
+                            .iter()
+                            .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
+                        &is_published,
+                    ),
+                };
                 (source, facts, digest)
             })
+            .collect();
+        derived.basis = Some(basis);
+        derived.digests = links
+            .iter()
+            .map(|(source, facts, digest)| (source.clone(), (facts.clone(), *digest)))
             .collect();
         let mut backlinks: HashMap<String, Vec<u32>> = HashMap::new();
         let mut link_digests = HashMap::with_capacity(links.len());
@@ -359,6 +389,66 @@ impl Catalog {
             list.sort_unstable();
             list.dedup();
         }
+
+        // Faces: a note's own data, its tasks (read with it, so a new note object whenever they
+        // change) and its link digest.
+        let stale: Vec<usize> = notes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                !derived
+                    .faces
+                    .get(&p.note.path)
+                    .is_some_and(|(note, digest, _)| {
+                        Arc::ptr_eq(note, &p.note)
+                            && digest.as_ref() == link_digests.get(&p.note.path)
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut tasks_of: HashMap<&str, Vec<&TaskView>> = HashMap::new();
+        if !stale.is_empty() {
+            for t in &tasks {
+                tasks_of.entry(t.path.as_str()).or_default().push(&**t);
+            }
+        }
+        let fresh: HashMap<usize, String> = stale
+            .par_iter()
+            .map(|&i| {
+                let path = notes[i].note.path.as_str();
+                let own: &[&TaskView] = tasks_of.get(path).map(Vec::as_slice).unwrap_or_default();
+                (
+                    i,
+                    super::pages::face(&notes[i].note, own, link_digests.get(path)),
+                )
+            })
+            .collect();
+        let faces: Vec<String> = notes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match fresh.get(&i) {
+                Some(face) => face.clone(),
+                None => derived
+                    .faces
+                    .get(&p.note.path)
+                    .map(|(_, _, face)| face.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        derived.faces = notes
+            .iter()
+            .zip(&faces)
+            .map(|(p, face)| {
+                (
+                    p.note.path.clone(),
+                    (
+                        p.note.clone(),
+                        link_digests.get(&p.note.path).copied(),
+                        face.clone(),
+                    ),
+                )
+            })
+            .collect();
         Ok(Self {
             notes,
             positions,
@@ -369,6 +459,7 @@ impl Catalog {
             backlinks,
             link_digests,
             embeds,
+            faces,
             resolver,
             texts,
             excluded,
@@ -378,6 +469,14 @@ impl Catalog {
     /// The published note at `path`.
     pub(crate) fn note(&self, path: &str) -> Option<&Published> {
         self.positions.get(path).map(|&i| &self.notes[i])
+    }
+
+    /// The face of the published note at `path` (empty for a note that is not published).
+    pub(crate) fn face(&self, path: &str) -> &str {
+        self.positions
+            .get(path)
+            .and_then(|&i| self.faces.get(i))
+            .map_or("", String::as_str)
     }
 
     /// Whether the attachment at `path` may be copied into the site.
@@ -397,7 +496,24 @@ pub struct WarmCatalog {
     tasks: BTreeMap<String, Vec<Arc<TaskView>>>,
     links: BTreeMap<String, Arc<Vec<LinkFact>>>,
     attachments: BTreeSet<String>,
+    derived: Derived,
 }
+
+/// What the last render derived from each note, for the next one to reuse where the note is the
+/// same object: the warm copy replaces a note's `Arc` (and its tasks and links) whenever the index
+/// re-read it, and holding the old ones here keeps their addresses from being reused.
+#[derive(Default)]
+pub(crate) struct Derived {
+    /// A fingerprint of which notes were published when the digests were made.
+    basis: Option<u64>,
+    /// Link digests by note: the list they were made from, and the digest.
+    digests: HashMap<String, (Arc<Vec<LinkFact>>, [u8; 32])>,
+    /// Faces by note: the note and link digest they were made from, and the face.
+    faces: HashMap<String, FaceMemo>,
+}
+
+/// A face, with the note and link digest it was made from.
+type FaceMemo = (Arc<CatalogNote>, Option<[u8; 32]>, String);
 
 impl WarmCatalog {
     /// Brings the copy up to the index as it is now.

@@ -166,9 +166,12 @@ struct MonthCtx {
     key: String,
     title: String,
     url: String,
-    /// Dated tasks in the month, and how many of them are open.
-    count: usize,
-    open: usize,
+    /// Dated tasks in the month, and how many of them are open: on the overview pages only (see
+    /// [`Shared::month_list`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open: Option<usize>,
 }
 
 /// A tag page's context.
@@ -442,12 +445,7 @@ impl<'a> Shared<'a> {
 
     /// A note's memo, without what rendering it gives.
     fn memo_facts(&self, p: &Published) -> NoteMemo {
-        let tasks: &[&TaskView] = self
-            .tasks_by_note
-            .get(p.note.path.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let face = face(&p.note, tasks, self.catalog.link_digests.get(&p.note.path));
+        let face = self.catalog.face(&p.note.path).to_owned();
         let backlinks = self
             .catalog
             .backlinks
@@ -605,18 +603,23 @@ impl<'a> Shared<'a> {
                 };
                 let tasks: Vec<TaskCtx<'_>> =
                     list.iter().map(|t| task_ctx(t, catalog, &page)).collect();
+                // Counts only on the overview: on a month's page they would make one task's edit
+                // re-render every month's page, not just its own and the overview.
                 let buckets: Vec<Value> = self
                     .buckets
                     .iter()
                     .enumerate()
                     .map(|(i, (key, list))| {
-                        json!({
+                        let mut b = json!({
                             "key": key,
                             "title": bucket_title(key),
                             "url": bucket_page(key).relative_from(&page),
-                            "open": list.len(),
                             "current": Some(i) == bucket,
-                        })
+                        });
+                        if bucket.is_none() {
+                            b["open"] = json!(list.len());
+                        }
+                        b
                     })
                     .collect();
                 let neighbour = |j: Option<usize>| {
@@ -637,19 +640,21 @@ impl<'a> Shared<'a> {
                     None => "Tasks".to_owned(),
                     Some(i) => format!("Tasks · {}", bucket_title(&self.buckets[i].0)),
                 };
-                let vars = vec![
+                let mut vars = vec![
                     ("tasks", var(tasks)),
                     ("buckets", var(buckets)),
                     ("bucket", var(current)),
-                    ("open_count", var(self.open.len())),
-                    ("closed_count", var(catalog.tasks.len() - self.open.len())),
                 ];
+                if bucket.is_none() {
+                    vars.push(("open_count", var(self.open.len())));
+                    vars.push(("closed_count", var(catalog.tasks.len() - self.open.len())));
+                }
                 ("tasks.html", "tasks", title, page, None, vars)
             }
             Page::Calendar => {
                 let page = SitePath::page("calendar");
                 let vars = vec![
-                    ("months", var(self.month_list(&page))),
+                    ("months", var(self.month_list(&page, true))),
                     ("month", var(Value::Null)),
                     ("days", var(Vec::<Value>::new())),
                 ];
@@ -688,7 +693,7 @@ impl<'a> Shared<'a> {
                     next: neighbour(Some(i + 1)),
                 };
                 let vars = vec![
-                    ("months", var(self.month_list(&page))),
+                    ("months", var(self.month_list(&page, false))),
                     ("month", var(month)),
                     ("days", var(days)),
                 ];
@@ -708,7 +713,7 @@ impl<'a> Shared<'a> {
                 let page = SitePath::page("agenda");
                 let vars = vec![
                     ("agenda_days", var(self.agenda_days.as_str())),
-                    ("months", var(self.month_list(&page))),
+                    ("months", var(self.month_list(&page, true))),
                     ("window", var(7)),
                 ];
                 ("agenda.html", "agenda", "Agenda".into(), page, None, vars)
@@ -875,14 +880,22 @@ impl<'a> Shared<'a> {
         }
     }
 
-    fn month_list(&self, from: &SitePath) -> Vec<MonthCtx> {
+    /// Every month with dated tasks, linked from `from`; with their counts only on an overview
+    /// page (`counted`): a month's own page leaves them out, so that a task's edit re-renders its
+    /// month and the overviews, not every month.
+    fn month_list(&self, from: &SitePath, counted: bool) -> Vec<MonthCtx> {
         self.months
             .iter()
             .map(|&(y, m)| {
-                let days = self.by_day.range(month_range(y, m));
-                let (count, open) = days.fold((0, 0), |(c, o), (_, ts)| {
-                    (c + ts.len(), o + ts.iter().filter(|t| is_open(t)).count())
-                });
+                let (count, open) = if counted {
+                    let days = self.by_day.range(month_range(y, m));
+                    let (c, o) = days.fold((0, 0), |(c, o), (_, ts)| {
+                        (c + ts.len(), o + ts.iter().filter(|t| is_open(t)).count())
+                    });
+                    (Some(c), Some(o))
+                } else {
+                    (None, None)
+                };
                 MonthCtx {
                     key: format!("{y}-{m:02}"),
                     title: month_title(y, m),

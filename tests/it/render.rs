@@ -857,7 +857,10 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
     let t = rich_vault();
     let warm = std::sync::Arc::new(std::sync::Mutex::new(render::WarmCatalog::default()));
     let warm_out = t.path("_site");
-    let fresh_out = t.path("fresh-site");
+    // Outside the vault: a site inside it would be attachments, and so a change of structure
+    // at every step, which would keep the warm copy from ever taking its quick catch-up.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh_out = fresh_dir.path().join("site");
     let render_warm = |what: &str| {
         let vault = t.vault();
         quire::index::Index::open(&vault)
@@ -900,14 +903,52 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
     render_warm("a note removed");
     t.write(
         "03_NOTES/Other.md",
-        "---\naliases: [Home]\ntags: [garden]\n---\n# Other\n\ntakes the name\n",
+        "---\naliases: [Home]\ntags: [garden]\n---\n# Other\n\ntakes the name, and follows [[Garden Plan]]\n",
     );
+    // Settled in the past, so that no later index update reads it again: below, its page must
+    // change only because the note its link leads to is no longer published.
+    std::fs::File::options()
+        .write(true)
+        .open(t.path("03_NOTES/Other.md"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
     render_warm("an alias that takes a removed note's name");
     t.write(
         "02_PROJECTS/Garden Plan.md",
-        "---\ntitle: Garden plan\ndraft: true\n---\n# Garden plan\n\nwithdrawn\n",
+        "---\ntitle: Garden plan\naliases: [Beds]\ndraft: true\n---\n# Garden plan\n\nwithdrawn\n",
     );
     render_warm("a note made a draft");
+}
+
+/// A task added in one month re-renders that month's pages and the overviews that count tasks,
+/// not the pages of the other months (which show no counts for that reason).
+#[test]
+fn a_task_added_in_one_month_leaves_the_other_months_pages_alone() {
+    let t = rich_vault();
+    render_theme(&t, "paper");
+    let site = t.path("_site/paper");
+    let april = ["calendar/2026-04/index.html", "tasks/2026-04/index.html"];
+    let before: Vec<u64> = april.iter().map(|p| inode(&site.join(p))).collect();
+    let march = site.join("calendar/2026-03/index.html");
+    let march_ino = inode(&march);
+
+    t.write(
+        "04_AREAS/Home.md",
+        "# Home\n\nBack to [[Beds]].\n\n- [ ] Thin the seedlings 📅 2026-03-25\n",
+    );
+    let edit = render_theme(&t, "paper");
+    assert!(edit.changed);
+    let after: Vec<u64> = april.iter().map(|p| inode(&site.join(p))).collect();
+    assert_eq!(after, before, "April's pages were rendered again");
+    assert_ne!(inode(&march), march_ino, "March's page shows the new task");
+    for page in ["calendar/2026-03/index.html", "tasks/2026-03/index.html"] {
+        let html = std::fs::read_to_string(site.join(page)).unwrap();
+        assert!(html.contains("Thin the seedlings"), "{page} lists it");
+    }
+    // The overviews count it.
+    let calendar = std::fs::read_to_string(site.join("calendar/index.html")).unwrap();
+    assert!(calendar.contains("2 tasks, 2 open"), "{calendar}");
 }
 
 /// Mirroring a live site that lost a file by hand is refused, and leaves the spare folder without
