@@ -392,47 +392,26 @@ impl Catalog {
 
         // Faces: a note's own data, its tasks (read with it, so a new note object whenever they
         // change) and its link digest.
-        let stale: Vec<usize> = notes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| {
-                !derived
-                    .faces
-                    .get(&p.note.path)
-                    .is_some_and(|(note, digest, _)| {
-                        Arc::ptr_eq(note, &p.note)
-                            && digest.as_ref() == link_digests.get(&p.note.path)
-                    })
-            })
-            .map(|(i, _)| i)
-            .collect();
         let mut tasks_of: HashMap<&str, Vec<&TaskView>> = HashMap::new();
-        if !stale.is_empty() {
-            for t in &tasks {
-                tasks_of.entry(t.path.as_str()).or_default().push(&**t);
-            }
+        for t in &tasks {
+            tasks_of.entry(t.path.as_str()).or_default().push(&**t);
         }
-        let fresh: HashMap<usize, String> = stale
-            .par_iter()
-            .map(|&i| {
-                let path = notes[i].note.path.as_str();
-                let own: &[&TaskView] = tasks_of.get(path).map(Vec::as_slice).unwrap_or_default();
-                (
-                    i,
-                    super::pages::face(&notes[i].note, own, link_digests.get(path)),
-                )
-            })
-            .collect();
         let faces: Vec<String> = notes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| match fresh.get(&i) {
-                Some(face) => face.clone(),
-                None => derived
-                    .faces
-                    .get(&p.note.path)
-                    .map(|(_, _, face)| face.clone())
-                    .unwrap_or_default(),
+            .par_iter()
+            .map(|p| {
+                let path = p.note.path.as_str();
+                let digest = link_digests.get(path);
+                match derived.faces.get(path) {
+                    Some((note, known, face))
+                        if Arc::ptr_eq(note, &p.note) && known.as_ref() == digest =>
+                    {
+                        face.clone()
+                    }
+                    _ => {
+                        let own = tasks_of.get(path).map(Vec::as_slice).unwrap_or_default();
+                        super::pages::face(&p.note, own, digest)
+                    }
+                }
             })
             .collect();
         derived.faces = notes
