@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{BranchType, ErrorCode, FileMode, ObjectType, Oid, Repository, Signature, Tree};
+use git2::{
+    Binding, BranchType, ErrorCode, FileMode, ObjectType, Oid, Repository, Signature, Tree,
+};
 
 use super::locks::{noting_locks, retry_locked};
 use super::worktree::{Checkout, FileChange};
@@ -12,7 +14,23 @@ use crate::vault::{ChangeSet, FileContent, NodeKind, Snapshot, SnapshotError, Va
 /// A vault's Git repository.
 pub struct Repo {
     repo: Repository,
+    /// The in-memory object store new objects go to, once [`Repo::hold_objects_in_memory`] was
+    /// called (owned by the repository's object database).
+    held: Option<*mut libgit2_sys::git_odb_backend>,
 }
+
+unsafe extern "C" {
+    /// libgit2 (1.9, vendored by libgit2-sys) adds to `pb` exactly the objects held in the memory
+    /// store `backend`; libgit2-sys does not declare it.
+    fn git_mempack_write_thin_pack(
+        backend: *mut libgit2_sys::git_odb_backend,
+        pb: *mut libgit2_sys::git_packbuilder,
+    ) -> std::ffi::c_int;
+}
+
+/// The in-memory store's priority among the object database's backends: above the loose-object
+/// (1) and pack (2) backends, so new objects are written to it.
+const HELD_PRIORITY: i32 = 1000;
 
 /// Makes libgit2 fsync what it writes into the Git directory (objects, refs, reflogs, the index), so
 /// a commit quire has reported survives a power cut. libgit2 leaves this off by default, and git2
@@ -45,7 +63,7 @@ pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
     opts.initial_head(main).mkpath(false);
     let repo = Repository::init_opts(root, &opts)
         .ctx(|| format!("could not create a Git repository in {}", root.display()))?;
-    Ok(Repo { repo })
+    Ok(Repo { repo, held: None })
 }
 
 impl Repo {
@@ -61,7 +79,7 @@ impl Repo {
                 root.display()
             )
         })?;
-        Ok(Self { repo })
+        Ok(Self { repo, held: None })
     }
 
     pub(crate) fn raw(&self) -> &Repository {
@@ -181,14 +199,14 @@ impl Repo {
         })
     }
 
-    /// Makes one commit on `branch` whose tree is `parent`'s tree with `changes` applied, and moves
-    /// the branch to it only if it still points at `parent` (compare-and-swap). Returns the commit and
-    /// what it changed, path by path.
+    /// Writes one commit whose tree is `parent`'s tree with `changes` applied, without moving any
+    /// branch (publish it with [`Repo::swap_branch`]). Returns the commit and what it changed, path
+    /// by path. `branch` only names the branch in error messages.
     ///
-    /// Blobs, trees and the commit are written to the object database first; if the swap fails
-    /// ([`GitError::Moved`]) they are unreferenced and harmless, and nothing else has changed.
+    /// Until a branch points at it the commit is unreferenced and harmless: a crash leaves nothing
+    /// to undo.
     #[allow(clippy::too_many_arguments)]
-    pub fn commit_changes(
+    pub fn write_commit(
         &self,
         branch: &str,
         parent: Option<Oid>,
@@ -196,7 +214,6 @@ impl Repo {
         author: &Signature<'_>,
         committer: &Signature<'_>,
         message: &str,
-        reflog: &str,
     ) -> Result<(Oid, Vec<FileChange>), GitError> {
         let repo = &self.repo;
         let base = self.snapshot(parent)?;
@@ -226,8 +243,76 @@ impl Repo {
         let id = repo
             .commit(None, author, committer, message, &tree, &parents)
             .ctx(|| format!("could not write the commit for branch `{branch}`"))?;
-        self.swap_branch(branch, parent, id, reflog)?;
         Ok((id, files))
+    }
+
+    /// From now on, holds the objects this repository writes in memory instead of writing each as a
+    /// loose file, until [`Repo::write_held_objects`] stores them all as one pack.
+    ///
+    /// A run that commits many bundles would otherwise create (and fsync) five or six files per
+    /// commit; on ext4 creating files costs more than everything else a commit does. Objects held
+    /// here are readable as usual.
+    pub fn hold_objects_in_memory(&mut self) -> Result<(), GitError> {
+        if self.held.is_some() {
+            return Ok(());
+        }
+        let odb = self
+            .repo
+            .odb()
+            .ctx(|| "could not open the object database".into())?;
+        let pack = odb
+            .add_new_mempack_backend(HELD_PRIORITY)
+            .ctx(|| "could not add an in-memory object store".into())?;
+        self.held = Some(pack.raw());
+        Ok(())
+    }
+
+    /// Stores the objects held in memory as one pack file (written and fsynced by libgit2's
+    /// indexer), then empties the memory. Does nothing unless [`Repo::hold_objects_in_memory`] was
+    /// called. Call it before a branch is moved to a commit written since.
+    pub fn write_held_objects(&self) -> Result<(), GitError> {
+        let Some(raw) = self.held else {
+            return Ok(());
+        };
+        // SAFETY: `raw` was returned by `add_new_mempack_backend` on this repository's object
+        // database, which owns the backend and lives as long as `self.repo` (libgit2 caches the
+        // odb in the repository). `Mempack` has no destructor, so this borrow frees nothing.
+        let pack = unsafe { git2::Mempack::from_raw(raw) };
+        let mut builder = self
+            .repo
+            .packbuilder()
+            .ctx(|| "could not start packing the new objects".into())?;
+        builder.set_threads(1);
+        // Only the held objects, not everything they reach (which `Mempack::dump` would pack: the
+        // whole tree of every commit).
+        // SAFETY: both pointers are live: the backend as above, the pack builder owned by `builder`.
+        let rc = unsafe { git_mempack_write_thin_pack(raw, builder.raw()) };
+        if rc < 0 {
+            return Err(git2::Error::last_error(rc))
+                .ctx(|| "could not pack the new objects".into());
+        }
+        if builder.object_count() > 0 {
+            let mut buf = git2::Buf::new();
+            builder
+                .write_buf(&mut buf)
+                .ctx(|| "could not pack the new objects".into())?;
+            let odb = self
+                .repo
+                .odb()
+                .ctx(|| "could not open the object database".into())?;
+            let mut writer = odb
+                .packwriter()
+                .ctx(|| "could not start writing a pack".into())?;
+            std::io::Write::write_all(&mut writer, &buf).map_err(|e| GitError::Io {
+                context: "could not write a pack of the new objects".into(),
+                source: e,
+            })?;
+            writer
+                .commit()
+                .ctx(|| "could not store a pack of the new objects".into())?;
+        }
+        pack.reset()
+            .ctx(|| "could not empty the in-memory object store".into())
     }
 
     /// `base` with `changes` applied, written to the object database, and what changed path by
@@ -324,6 +409,11 @@ impl Repo {
                 source: e,
             }),
         }
+    }
+
+    /// Whether `commit` is `tip` or one of its ancestors.
+    pub fn contains(&self, tip: Oid, commit: Oid) -> bool {
+        tip == commit || self.repo.graph_descendant_of(tip, commit).unwrap_or(false)
     }
 
     /// What `commit` changed relative to its first parent, path by path (used to finish the work-tree

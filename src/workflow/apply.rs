@@ -1,5 +1,13 @@
 //! `quire apply`: work the contribution queue — resume `processing/`, claim from `pending/`, and for
-//! each bundle parse, plan, check the work tree, commit, sync the work tree, file a receipt.
+//! each bundle parse, plan, check the work tree and write its commit; then, for each batch of
+//! bundles, move the branch once, sync the work tree, and file a receipt per bundle.
+//!
+//! # Batches
+//!
+//! Each bundle gets its own commit, chained on the previous one, but the branch moves once per
+//! batch (up to 128 bundles), and large runs write a batch's objects as one pack. Until
+//! the branch moves, the work tree still holds the branch's old tip, so the work-tree check of every
+//! bundle compares against that, and receipts and outcome events wait for the move.
 //!
 //! # Crash safety
 //!
@@ -9,15 +17,15 @@
 //! | crash after…                 | on restart                                                              |
 //! |------------------------------|-------------------------------------------------------------------------|
 //! | claim (rename to processing) | the bundle is resumed from `processing/` and applied                     |
-//! | objects written, before swap | the objects are unreferenced; the bundle is resumed and applied once     |
-//! | branch swapped               | its id is found in the trailers with the same hash: not applied again; the work tree is synced from the commit's own diff and the receipt says `applied` |
+//! | commits written, before the branch moves | the objects are unreferenced; the batch's bundles are resumed and applied once |
+//! | branch moved                 | each id is found in the trailers with the same hash: not applied again; the work tree is synced from each commit's own diff, in order, and the receipt says `applied` |
 //! | receipt written              | as above; the receipt is rewritten and the bundle filed                  |
 //! | bundle filed                 | nothing left to do                                                       |
 //!
 //! A bundle is only ever renamed, never deleted, so none is lost; and because the id check reads
 //! the trailers of the branch history, none is applied twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,13 +40,22 @@ use crate::contributions::{
 };
 use crate::events::{Event, EventSink};
 use crate::fault;
-use crate::git::Checkout;
 use crate::git::worktree::Dirty;
+use crate::git::{Checkout, FileChange};
 use crate::git::{GitError, Oid, Repo, Signature, message_with_trailers};
 use crate::vault::{Queue, Vault, VaultPath, fsutil};
 
-/// How many times a commit is re-planned when another writer moves the branch underneath it.
+/// How many times a batch is re-planned when another writer moves its branch underneath it.
 const MAX_SWAP_ATTEMPTS: usize = 8;
+
+/// Bundles decided before their commits are published together (one branch move, one pack of
+/// objects) and filed. Bounds the memory a batch holds and how long its first receipt waits.
+const BATCH_MAX: usize = 128;
+
+/// Runs of at least this many bundles hold new objects in memory and write one pack per batch.
+/// Smaller runs (the daemon's usual single drop) write loose objects, as Git does, rather than leave
+/// a pack file per bundle.
+const PACK_FROM: usize = 32;
 
 /// One bundle's outcome: where it was filed and its receipt.
 #[derive(Debug, Clone)]
@@ -128,13 +145,19 @@ pub fn apply(
         None => queue::list(vault, Queue::Pending)
             .map_err(|e| WorkflowError::io("could not list contributions/pending/", e))?,
     };
-    observer.start(resumed.len() + fresh.len());
+    let total = resumed.len() + fresh.len();
+    if total >= PACK_FROM {
+        run.repo.hold_objects_in_memory()?;
+    }
+    observer.start(total);
     let mut report = ApplyReport::default();
     for path in resumed {
         tracing::info!(bundle = %path.display(), "resuming a bundle an interrupted run left in processing/");
-        let filed = run.handle(&path, true, events)?;
-        observer.filed(&filed);
-        report.filed.push(filed);
+        let dropped_as = queue::file_stem(&path);
+        run.handle(&path, true, dropped_as, events)?;
+        if run.batch.len() >= BATCH_MAX {
+            run.land_into(events, observer, &mut report)?;
+        }
     }
     for path in fresh {
         if observer.stop_requested() {
@@ -146,11 +169,12 @@ pub fn apply(
             continue;
         };
         fault::point("after_claim");
-        let mut filed = run.handle(&claimed, false, events)?;
-        filed.dropped_as = queue::file_stem(&path);
-        observer.filed(&filed);
-        report.filed.push(filed);
+        run.handle(&claimed, false, queue::file_stem(&path), events)?;
+        if run.batch.len() >= BATCH_MAX {
+            run.land_into(events, observer, &mut report)?;
+        }
     }
+    run.land_into(events, observer, &mut report)?;
     run.flush()?;
     if let Err(e) = run.record.compact_if_worthwhile() {
         tracing::warn!("could not compact the applied-ids record: {e}");
@@ -253,6 +277,35 @@ struct Run<'v> {
     checkouts: HashMap<String, Option<Checkout>>,
     /// Who quire commits as (read from Git's configuration once per run).
     committer: Signature<'static>,
+    /// Bundles decided but not yet filed, in arrival order.
+    batch: Vec<Decided>,
+    /// Per branch, the commits of the batch, chained on the branch's tip but not yet published.
+    chains: BTreeMap<String, Chain>,
+    /// The ids committed in the batch, so a second bundle with the same id is a duplicate.
+    batched: HashMap<String, Applied>,
+}
+
+/// The batch's commits on one branch: the branch's tip when the first was made (what its work tree
+/// still holds), and the newest.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    base: Oid,
+    tip: Oid,
+}
+
+/// A bundle decided in this run, waiting for its batch to be published and filed.
+struct Decided {
+    claimed: PathBuf,
+    name: String,
+    dropped_as: String,
+    id: Option<String>,
+    resumed: bool,
+    received_at: String,
+    started: Instant,
+    /// The parsed bundle and its SHA-256, kept so it can be planned again if its branch moves
+    /// before the batch is published.
+    parsed: Option<(Bundle, String)>,
+    outcome: Result<Outcome, Rejection>,
 }
 
 /// The work tree that has `branch` checked out, looked up once per run.
@@ -273,6 +326,9 @@ enum Outcome {
         branch: String,
         commit: Oid,
         files: Vec<String>,
+        /// What the commit changed, for the work tree, when it was made in this batch (`None`: a
+        /// commit published before a crash, whose work tree was synced when it was recovered).
+        sync: Option<Vec<FileChange>>,
     },
     Duplicate(Applied),
 }
@@ -293,6 +349,9 @@ impl<'v> Run<'v> {
             record,
             checkouts: HashMap::new(),
             committer,
+            batch: Vec::new(),
+            chains: BTreeMap::new(),
+            batched: HashMap::new(),
         };
         run.catch_up()?;
         Ok(run)
@@ -340,13 +399,14 @@ impl<'v> Run<'v> {
         Ok(())
     }
 
-    /// Handles one claimed bundle from start to receipt.
+    /// Reads, parses and decides one claimed bundle; its commit (if any) joins the batch.
     fn handle(
         &mut self,
         claimed: &Path,
         resumed: bool,
+        dropped_as: String,
         events: &mut dyn EventSink,
-    ) -> Result<Filed, WorkflowError> {
+    ) -> Result<(), WorkflowError> {
         let started = Instant::now();
         let received_at = now_rfc3339();
         let name = queue::file_stem(claimed);
@@ -363,6 +423,7 @@ impl<'v> Run<'v> {
         let read = queue::read_bundle(claimed, limit)
             .map_err(|e| WorkflowError::io(format!("could not read {}", claimed.display()), e))?;
         let mut id = None;
+        let mut parsed = None;
         let outcome = match read {
             Err(rejection) => Err(rejection),
             Ok(bytes) => {
@@ -375,12 +436,194 @@ impl<'v> Run<'v> {
                     Ok(bundle) => {
                         id = Some(bundle.id.clone());
                         tracing::debug!(id = %bundle.id, changes = bundle.changes.len(), "parsed");
-                        self.settle(&bundle, &sha, resumed)?
+                        let outcome = self.settle(&bundle, &sha, resumed)?;
+                        parsed = Some((bundle, sha));
+                        outcome
                     }
                 }
             }
         };
+        self.batch.push(Decided {
+            claimed: claimed.to_owned(),
+            name,
+            dropped_as,
+            id,
+            resumed,
+            received_at,
+            started,
+            parsed,
+            outcome,
+        });
+        Ok(())
+    }
 
+    /// Publishes the batch ([`Run::land`]) and hands each filed bundle to the observer and report.
+    fn land_into(
+        &mut self,
+        events: &mut dyn EventSink,
+        observer: &mut dyn ApplyObserver,
+        report: &mut ApplyReport,
+    ) -> Result<(), WorkflowError> {
+        for filed in self.land(events)? {
+            observer.filed(&filed);
+            report.filed.push(filed);
+        }
+        Ok(())
+    }
+
+    /// Publishes the batch: stores its objects, moves each branch to the end of its chain (once per
+    /// batch, not once per bundle), records the ids, syncs the work trees, and files every bundle
+    /// with its receipt, in arrival order.
+    fn land(&mut self, events: &mut dyn EventSink) -> Result<Vec<Filed>, WorkflowError> {
+        let branches: Vec<String> = self.chains.keys().cloned().collect();
+        for branch in branches {
+            let mut attempts = 0;
+            while let Some(chain) = self.chains.get(&branch).copied() {
+                self.repo.write_held_objects()?;
+                let reflog = self.reflog_message(&branch);
+                match self
+                    .repo
+                    .swap_branch(&branch, Some(chain.base), chain.tip, &reflog)
+                {
+                    Ok(()) => break,
+                    Err(GitError::Moved(_)) if attempts < MAX_SWAP_ATTEMPTS => {
+                        attempts += 1;
+                        self.replan(&branch)?;
+                    }
+                    Err(GitError::Moved(_)) => {
+                        return Err(WorkflowError::Input(format!(
+                            "branch `{branch}` kept moving while a batch of bundles was committed to it; another program is committing to it constantly"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if !self.chains.is_empty() {
+            fault::point("after_commit");
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batched.clear();
+        for d in &batch {
+            if let (
+                Some(id),
+                Ok(Outcome::Applied {
+                    branch,
+                    commit,
+                    sync: Some(_),
+                    ..
+                }),
+            ) = (&d.id, &d.outcome)
+            {
+                self.record
+                    .add(Applied {
+                        id: id.clone(),
+                        sha256: d
+                            .parsed
+                            .as_ref()
+                            .map(|(_, sha)| sha.clone())
+                            .unwrap_or_default(),
+                        commit: commit.to_string(),
+                        branch: branch.clone(),
+                    })
+                    .map_err(|e| {
+                        WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                    })?;
+            }
+        }
+        for (branch, chain) in std::mem::take(&mut self.chains) {
+            if self.record.tip(&branch) == Some(chain.base.to_string().as_str()) {
+                self.record
+                    .set_tip(&branch, &chain.tip.to_string())
+                    .map_err(|e| {
+                        WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                    })?;
+            }
+        }
+        for d in &batch {
+            if let Ok(Outcome::Applied {
+                branch,
+                sync: Some(files),
+                ..
+            }) = &d.outcome
+                && let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, branch)?
+            {
+                let report = checkout.sync(&self.repo, files)?;
+                fault::point("after_sync");
+                if !report.kept.is_empty() {
+                    tracing::warn!(bundle = %d.name, paths = ?report.kept, "kept uncommitted edits made while the bundle was applied");
+                }
+            }
+        }
+        batch.into_iter().map(|d| self.file(d, events)).collect()
+    }
+
+    /// The reflog line for moving `branch` to the end of its chain.
+    fn reflog_message(&self, branch: &str) -> String {
+        let ids: Vec<&str> = self
+            .batch
+            .iter()
+            .filter_map(|d| match (&d.outcome, &d.id) {
+                (
+                    Ok(Outcome::Applied {
+                        branch: b,
+                        sync: Some(_),
+                        ..
+                    }),
+                    Some(id),
+                ) if b == branch => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        match ids.as_slice() {
+            [one] => format!("quire: apply contribution {one}"),
+            _ => format!("quire: apply {} contributions", ids.len()),
+        }
+    }
+
+    /// Plans again, on the branch's new tip, every bundle whose commit was chained on `branch`:
+    /// another program moved the branch before the batch was published. The old chain's objects
+    /// stay unreferenced.
+    fn replan(&mut self, branch: &str) -> Result<(), WorkflowError> {
+        tracing::debug!(%branch, "the branch moved before the batch was published; planning its bundles again on the new tip");
+        self.chains.remove(branch);
+        self.batched.retain(|_, a| a.branch != branch);
+        let mut batch = std::mem::take(&mut self.batch);
+        for d in &mut batch {
+            let chained_here = match &d.outcome {
+                Ok(Outcome::Applied {
+                    branch: b,
+                    sync: Some(_),
+                    ..
+                }) => b == branch,
+                // A duplicate of a bundle chained on this branch in this batch.
+                Ok(Outcome::Duplicate(prev)) => {
+                    prev.branch == branch && self.record.get(&prev.id).is_none()
+                }
+                _ => false,
+            };
+            if chained_here && let Some((bundle, sha)) = &d.parsed {
+                d.outcome = self.settle(bundle, sha, d.resumed)?;
+            }
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Writes a decided bundle's receipt, files it, and reports it.
+    fn file(&mut self, d: Decided, events: &mut dyn EventSink) -> Result<Filed, WorkflowError> {
+        let span = tracing::info_span!("bundle", file = %d.name);
+        let _guard = span.enter();
+        let Decided {
+            claimed,
+            name,
+            dropped_as,
+            id,
+            received_at,
+            started,
+            outcome,
+            ..
+        } = d;
         let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let correlation = id.clone().unwrap_or_else(|| name.clone());
         let (receipt, event) = match outcome {
@@ -388,25 +631,29 @@ impl<'v> Run<'v> {
                 branch,
                 commit,
                 files,
-            }) => (
-                Receipt {
-                    id: id.clone(),
-                    status: Status::Applied,
-                    branch: Some(branch.clone()),
-                    commit: Some(commit.to_string()),
-                    files: Some(files.clone()),
-                    error: None,
-                    received_at,
-                    applied_at: Some(now_rfc3339()),
-                    duration_ms,
-                },
-                Event::new(
-                    "contribution.applied",
-                    &correlation,
-                    json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms }),
-                    Some(correlation.clone()),
-                ),
-            ),
+                ..
+            }) => {
+                tracing::info!(id = ?id, %commit, "applied");
+                (
+                    Receipt {
+                        id: id.clone(),
+                        status: Status::Applied,
+                        branch: Some(branch.clone()),
+                        commit: Some(commit.to_string()),
+                        files: Some(files.clone()),
+                        error: None,
+                        received_at,
+                        applied_at: Some(now_rfc3339()),
+                        duration_ms,
+                    },
+                    Event::new(
+                        "contribution.applied",
+                        &correlation,
+                        json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms }),
+                        Some(correlation.clone()),
+                    ),
+                )
+            }
             Ok(Outcome::Duplicate(prev)) => {
                 let applied_at = Oid::from_str(&prev.commit)
                     .ok()
@@ -456,19 +703,19 @@ impl<'v> Run<'v> {
             }
         };
         fault::point("before_receipt");
-        let bundle = queue::file_away(self.vault, claimed, &receipt)
+        let bundle = queue::file_away(self.vault, &claimed, &receipt)
             .map_err(|e| WorkflowError::io(format!("could not file {}", claimed.display()), e))?;
         fault::point("after_file");
         events.emit(event);
         Ok(Filed {
             bundle,
             receipt,
-            dropped_as: name,
+            dropped_as,
         })
     }
 
-    /// Decides a parsed bundle: duplicate, recovered from a crash, or applied now. `Err` is a failure
-    /// of quire itself; a refusal is `Ok(Err(rejection))`.
+    /// Decides a parsed bundle: duplicate, recovered from a crash, or committed into the batch.
+    /// `Err` is a failure of quire itself; a refusal is `Ok(Err(rejection))`.
     fn settle(
         &mut self,
         bundle: &Bundle,
@@ -484,31 +731,39 @@ impl<'v> Run<'v> {
             }
             return Ok(Ok(Outcome::Duplicate(prev)));
         }
+        if let Some(prev) = self.batched.get(&bundle.id) {
+            return Ok(Ok(Outcome::Duplicate(prev.clone())));
+        }
         self.commit(bundle, sha)
     }
 
-    /// Finishes a bundle whose commit was made before a crash: syncs the work tree from the commit's
-    /// own diff (if nothing was committed on top of it since) and reports it applied.
+    /// Finishes a bundle whose commit was published before a crash: syncs the work tree from the
+    /// commit's own diff (if the branch still contains it) and reports it applied. Bundles of one
+    /// batch are resumed in order, so each diff finds the work tree where the previous one left it.
     fn recover(&mut self, prev: Applied) -> Result<Outcome, WorkflowError> {
         let commit = Oid::from_str(&prev.commit).map_err(|e| {
             WorkflowError::Input(format!("bad commit id in .quire/contributions.jsonl: {e}"))
         })?;
         let changes = self.repo.commit_changes_of(commit)?;
-        if self.repo.branch_tip(&prev.branch)? == Some(commit) {
+        let tip = self.repo.branch_tip(&prev.branch)?;
+        if tip.is_some_and(|t| self.repo.contains(t, commit)) {
             if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &prev.branch)? {
                 let report = checkout.sync(&self.repo, &changes)?;
                 tracing::info!(id = %prev.id, updated = report.updated, "finished the work-tree update of a commit made before a crash");
             }
         } else {
-            tracing::warn!(id = %prev.id, "branch `{}` moved past the recovered commit; left its work tree as it is", prev.branch);
+            tracing::warn!(id = %prev.id, "branch `{}` no longer contains the recovered commit; left its work tree as it is", prev.branch);
         }
         Ok(Outcome::Applied {
             branch: prev.branch,
             commit,
             files: changes.iter().map(|c| c.path.to_string()).collect(),
+            sync: None,
         })
     }
 
+    /// Plans a bundle on the end of its branch's chain, checks the work tree, and writes its commit
+    /// into the batch (published by [`Run::land`]).
     fn commit(
         &mut self,
         bundle: &Bundle,
@@ -526,96 +781,85 @@ impl<'v> Run<'v> {
             &bundle.message,
             &[(TRAILER_ID, &bundle.id), (TRAILER_SHA, sha)],
         );
-        let reflog = format!("quire: apply contribution {}", bundle.id);
-
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let Some(tip) = self.repo.branch_tip(&branch)? else {
-                return Ok(Err(Rejection::new(
-                    ErrorCode::UnknownTarget,
-                    match &bundle.target {
-                        Target::Main => format!(
-                            "the main branch `{branch}` does not exist; check `[git] main` in quire.toml"
-                        ),
-                        Target::Sandbox(id) => format!(
-                            "sandbox `{id}` does not exist (no branch `{branch}`); create it with `quire sandbox create {id}`"
-                        ),
-                    },
-                )));
+        // `published` is what the branch points at (and its work tree holds); `tip` is the end of
+        // this batch's chain on it.
+        let (published, tip) = match self.chains.get(&branch) {
+            Some(chain) => (chain.base, chain.tip),
+            None => match self.repo.branch_tip(&branch)? {
+                Some(t) => (t, t),
+                None => {
+                    return Ok(Err(Rejection::new(
+                        ErrorCode::UnknownTarget,
+                        match &bundle.target {
+                            Target::Main => format!(
+                                "the main branch `{branch}` does not exist; check `[git] main` in quire.toml"
+                            ),
+                            Target::Sandbox(id) => format!(
+                                "sandbox `{id}` does not exist (no branch `{branch}`); create it with `quire sandbox create {id}`"
+                            ),
+                        },
+                    )));
+                }
+            },
+        };
+        let moved = bundle
+            .base
+            .as_deref()
+            .is_some_and(|b| self.repo.resolve_commit(b) != Some(tip));
+        let snapshot = self.repo.snapshot(Some(tip))?;
+        let changes = match plan(bundle, &snapshot, moved) {
+            Ok(c) => c,
+            Err(r) => return Ok(Err(r)),
+        };
+        if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)? {
+            // The work tree is synced when the batch is published, so it still holds `published`.
+            let on_disk = if published == tip {
+                None
+            } else {
+                Some(self.repo.snapshot(Some(published))?)
             };
-            let moved = bundle
-                .base
-                .as_deref()
-                .is_some_and(|b| self.repo.resolve_commit(b) != Some(tip));
-            let snapshot = self.repo.snapshot(Some(tip))?;
-            let changes = match plan(bundle, &snapshot, moved) {
-                Ok(c) => c,
-                Err(r) => return Ok(Err(r)),
-            };
-            if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)? {
-                let paths: Vec<(&VaultPath, Option<Oid>)> =
-                    changes.paths().map(|p| (p, snapshot.blob_id(p))).collect();
-                let dirty = checkout.dirty(&self.repo, &paths)?;
-                if !dirty.is_empty() {
-                    return Ok(Err(dirty_rejection(bundle, &dirty)));
-                }
-            }
-            drop(snapshot);
-            fault::point("before_commit");
-            match self.repo.commit_changes(
-                &branch,
-                Some(tip),
-                &changes,
-                &author,
-                &self.committer,
-                &message,
-                &reflog,
-            ) {
-                Ok((commit, files)) => {
-                    fault::point("after_commit");
-                    let up_to_date = self.record.tip(&branch) == Some(tip.to_string().as_str());
-                    self.record
-                        .add(Applied {
-                            id: bundle.id.clone(),
-                            sha256: sha.to_owned(),
-                            commit: commit.to_string(),
-                            branch: branch.clone(),
-                        })
-                        .map_err(|e| {
-                            WorkflowError::io("could not update .quire/contributions.jsonl", e)
-                        })?;
-                    if up_to_date {
-                        self.record
-                            .set_tip(&branch, &commit.to_string())
-                            .map_err(|e| {
-                                WorkflowError::io("could not update .quire/contributions.jsonl", e)
-                            })?;
-                    }
-                    if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)?
-                    {
-                        let report = checkout.sync(&self.repo, &files)?;
-                        fault::point("after_sync");
-                        if !report.kept.is_empty() {
-                            tracing::warn!(paths = ?report.kept, "kept uncommitted edits made while the bundle was applied");
-                        }
-                    }
-                    tracing::info!(id = %bundle.id, %commit, "applied");
-                    return Ok(Ok(Outcome::Applied {
-                        branch,
-                        commit,
-                        files: changes.paths().map(VaultPath::to_string).collect(),
-                    }));
-                }
-                Err(GitError::Moved(_)) => {
-                    tracing::debug!(%branch, "branch moved during commit; planning again on the new tip");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let expected = on_disk.as_ref().unwrap_or(&snapshot);
+            let paths: Vec<(&VaultPath, Option<Oid>)> =
+                changes.paths().map(|p| (p, expected.blob_id(p))).collect();
+            let dirty = checkout.dirty(&self.repo, &paths)?;
+            if !dirty.is_empty() {
+                return Ok(Err(dirty_rejection(bundle, &dirty)));
             }
         }
-        Err(WorkflowError::Input(format!(
-            "branch `{branch}` kept moving while bundle `{}` was committed; another program is committing to it constantly",
-            bundle.id
-        )))
+        drop(snapshot);
+        fault::point("before_commit");
+        let (commit, files) = self.repo.write_commit(
+            &branch,
+            Some(tip),
+            &changes,
+            &author,
+            &self.committer,
+            &message,
+        )?;
+        fault::point("after_write");
+        self.chains.insert(
+            branch.clone(),
+            Chain {
+                base: published,
+                tip: commit,
+            },
+        );
+        self.batched.insert(
+            bundle.id.clone(),
+            Applied {
+                id: bundle.id.clone(),
+                sha256: sha.to_owned(),
+                commit: commit.to_string(),
+                branch: branch.clone(),
+            },
+        );
+        tracing::debug!(id = %bundle.id, %commit, "committed; published with its batch");
+        Ok(Ok(Outcome::Applied {
+            branch,
+            commit,
+            files: changes.paths().map(VaultPath::to_string).collect(),
+            sync: Some(files),
+        }))
     }
 }
 
@@ -664,4 +908,80 @@ fn change_index(bundle: &Bundle, path: &VaultPath) -> Option<usize> {
     bundle.changes.iter().position(|c| {
         c.path() == path || matches!(c, crate::contributions::Change::Move { to, .. } if to == path)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::NoEvents;
+
+    fn claimed(vault: &Vault, name: &str, id: &str, changes: serde_json::Value) -> PathBuf {
+        let path = vault
+            .queue_dir(Queue::Processing)
+            .join(format!("{name}.json"));
+        let bundle = json!({
+            "contract": "quire.contribution/1", "id": id, "message": id, "changes": changes,
+            "author": { "name": "Agent", "email": "agent@example.org" },
+        });
+        std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_batch_is_planned_again_when_its_branch_moves_before_it_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        crate::workflow::init(&root).unwrap();
+        let vault = Vault::open(&root).unwrap();
+        vault.ensure_work_dirs().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&root)
+                .args(["-c", "user.name=P", "-c", "user.email=p@example.org"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let one = claimed(
+            &vault,
+            "1",
+            "one",
+            json!([{ "op": "create", "path": "one.md", "content": "one\n" }]),
+        );
+        let two = claimed(
+            &vault,
+            "2",
+            "two",
+            json!([{ "op": "create", "path": "theirs.md", "content": "mine\n" }]),
+        );
+        let mut run = Run::open(&vault).unwrap();
+        run.handle(&one, false, "1".into(), &mut NoEvents).unwrap();
+        run.handle(&two, false, "2".into(), &mut NoEvents).unwrap();
+        // Before the batch is published, a person commits the file the second bundle creates.
+        std::fs::write(root.join("theirs.md"), "theirs\n").unwrap();
+        git(&["add", "theirs.md"]);
+        git(&["commit", "-q", "-m", "theirs"]);
+        let theirs = run.repo.branch_tip("main").unwrap().unwrap();
+
+        let filed = run.land(&mut NoEvents).unwrap();
+        run.flush().unwrap();
+        // Planned again on their commit: the first still applies, the second now collides.
+        assert_eq!(filed[0].receipt.status, Status::Applied);
+        assert_eq!(filed[1].receipt.status, Status::Rejected, "{:?}", filed[1]);
+        let tip = run.repo.branch_tip("main").unwrap().unwrap();
+        assert_eq!(filed[0].receipt.commit, Some(tip.to_string()));
+        assert!(run.repo.contains(tip, theirs));
+        assert_eq!(
+            std::fs::read_to_string(root.join("one.md")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("theirs.md")).unwrap(),
+            "theirs\n"
+        );
+        assert_eq!(git(&["status", "--porcelain"]), "");
+    }
 }

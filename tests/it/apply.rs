@@ -524,17 +524,19 @@ fn events_record_each_bundle_in_the_log() {
     let (report, events) = v.apply();
     assert_eq!(report.filed.len(), 2);
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    // Each bundle is reported received as it is read, and its outcome once the batch it belongs
+    // to is published, in arrival order.
     assert_eq!(
         kinds,
         [
             "contribution.received",
-            "contribution.applied",
             "contribution.received",
+            "contribution.applied",
             "contribution.rejected",
             "index.updated"
         ]
     );
-    assert_eq!(events[1].correlation_id.as_deref(), Some("ev-ok"));
+    assert_eq!(events[2].correlation_id.as_deref(), Some("ev-ok"));
 }
 
 #[test]
@@ -554,4 +556,82 @@ fn an_unresolved_merge_conflict_counts_as_uncommitted() {
     assert_rejected(&r, "dirty_worktree");
     assert!(r.error.unwrap().message.contains("merge conflict"));
     assert_eq!(v.fingerprint(), before);
+}
+
+#[test]
+fn a_run_of_many_bundles_moves_the_branch_once_and_stores_one_pack() {
+    let v = seeded();
+    let before: usize = v
+        .git(&["rev-list", "--count", "HEAD"])
+        .trim()
+        .parse()
+        .unwrap();
+    for i in 0..40 {
+        v.drop_json(
+            &format!("{i:02}.json"),
+            &bundle(
+                &format!("many-{i:02}"),
+                json!([
+                    { "op": "create", "path": format!("03_NOTES/m{i:02}.md"), "content": format!("m {i}\n") },
+                    { "op": "patch", "path": "03_NOTES/a.md", "body": [ { "append_under_heading": "Tasks", "content": format!("- [ ] many {i}\n") } ] }
+                ]),
+            ),
+        );
+    }
+    // The same id again, in the same run: a duplicate of the commit made earlier in the batch.
+    v.drop_json(
+        "40.json",
+        &bundle(
+            "many-03",
+            json!([{ "op": "create", "path": "03_NOTES/m03.md", "content": "m 3\n" }]),
+        ),
+    );
+    let (report, _) = v.apply();
+    assert_eq!(report.count(Status::Applied), 40, "{report:?}");
+    assert_eq!(report.count(Status::Duplicate), 1, "{report:?}");
+    assert_eq!(
+        report.filed[40].receipt.commit,
+        report.filed[3].receipt.commit
+    );
+    // One commit per bundle, in arrival order, but one move of the branch.
+    let after: usize = v
+        .git(&["rev-list", "--count", "HEAD"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(after, before + 40);
+    assert_eq!(
+        v.git(&["log", "-1", "--format=%s"]).trim(),
+        "Bundle many-39"
+    );
+    let reflog = v.git(&["reflog", "show", "main", "--format=%gs"]);
+    assert_eq!(reflog.lines().next(), Some("quire: apply 40 contributions"));
+    assert_eq!(
+        reflog.lines().filter(|l| l.starts_with("quire:")).count(),
+        1
+    );
+    // The batch's objects went into one pack rather than a hundred loose files.
+    let packs = std::fs::read_dir(v.path(".git/objects/pack"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pack")
+        })
+        .count();
+    assert_eq!(packs, 1);
+    let a = v.read("03_NOTES/a.md");
+    for i in 0..40 {
+        assert_eq!(v.read(&format!("03_NOTES/m{i:02}.md")), format!("m {i}\n"));
+        assert_eq!(a.matches(&format!("- [ ] many {i}\n")).count(), 1, "{a}");
+    }
+    assert_eq!(v.status(), "");
+    let fsck = v.git_output(&["fsck", "--no-dangling"]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
 }

@@ -12,13 +12,17 @@ use serde_json::json;
 
 use crate::harness::{VaultTest, bundle, isolated};
 
-const POINTS: &[&str] = &[
-    "after_claim",
-    "before_commit",
-    "after_commit",
-    "after_sync",
-    "before_receipt",
-    "after_file",
+/// Each crash point, and which time it is reached that the run is killed: the second bundle for the
+/// points every bundle passes, the first (and only) time for the branch move, which publishes the
+/// whole batch at once.
+const POINTS: &[(&str, usize)] = &[
+    ("after_claim", 2),
+    ("before_commit", 2),
+    ("after_write", 2),
+    ("after_commit", 1),
+    ("after_sync", 2),
+    ("before_receipt", 2),
+    ("after_file", 2),
 ];
 
 fn vault_with_bundles(n: usize) -> (VaultTest, Vec<String>) {
@@ -90,9 +94,19 @@ fn assert_settled(v: &VaultTest, ids: &[String]) {
 
 #[test]
 fn a_crash_at_every_step_is_recovered_by_the_next_run() {
-    for point in POINTS {
-        let (v, ids) = vault_with_bundles(3);
-        let out = v.quire_env(&["apply"], &[("QUIRE_CRASH_AT", &format!("{point}:2"))]);
+    crash_at_every_step(3);
+}
+
+/// Enough bundles for a run to hold its objects in memory and write them as one pack.
+#[test]
+fn a_crash_at_every_step_of_a_packed_batch_is_recovered_by_the_next_run() {
+    crash_at_every_step(40);
+}
+
+fn crash_at_every_step(n: usize) {
+    for (point, nth) in POINTS {
+        let (v, ids) = vault_with_bundles(n);
+        let out = v.quire_env(&["apply"], &[("QUIRE_CRASH_AT", &format!("{point}:{nth}"))]);
         assert!(
             !out.status.success(),
             "{point}: the run should have crashed"
@@ -108,7 +122,7 @@ fn a_crash_at_every_step_is_recovered_by_the_next_run() {
                     .count()
             })
             .sum();
-        assert_eq!(total, 3, "{point}: a bundle went missing");
+        assert_eq!(total, n, "{point}: a bundle went missing");
         let fsck = v.git_output(&["fsck", "--no-dangling"]);
         assert!(
             fsck.status.success(),
