@@ -1,8 +1,10 @@
 //! Git, through libgit2: the only module that imports `git2`.
 //!
 //! quire never runs `git` and never uses a work tree to build a commit. A commit is made from the
-//! branch tip's tree plus a [`ChangeSet`](crate::vault::ChangeSet), in memory, and the branch is moved
-//! with a compare-and-swap ([`Repo::commit_changes`]); only then is the work tree that has the branch
+//! branch tip's tree plus a [`ChangeSet`](crate::vault::ChangeSet), in memory ([`Repo::write_commit`]),
+//! and the branch is moved with a compare-and-swap, once for a whole batch of chained commits
+//! whose objects may be held in memory and stored as one pack ([`Repo::hold_objects_in_memory`]);
+//! only then is the work tree that has the branch
 //! checked out brought along, path by path, never overwriting what a person changed
 //! ([`worktree`]). Everything Git stores is the audit trail: the trailers of quire's commits are read
 //! back with [`Repo::trailers_since`].

@@ -200,7 +200,7 @@ impl Repo {
     }
 
     /// Writes one commit whose tree is `parent`'s tree with `changes` applied, without moving any
-    /// branch (publish it with [`Repo::swap_branch`]). Returns the commit and what it changed, path
+    /// branch (the caller publishes it by moving one, compare-and-swap). Returns the commit and what it changed, path
     /// by path. `branch` only names the branch in error messages.
     ///
     /// Until a branch points at it the commit is unreferenced and harmless: a crash leaves nothing
