@@ -464,6 +464,11 @@ for l in open(f"/proc/{daemon.pid}/status"):
     if l.startswith("VmHWM:"): hwm = int(l.split()[1]) / 1024
 print(f"burst of {burst}: all through the pipeline in {took:.2f} s = {burst / took:.0f} bundles/s (dropping took {dropped:.2f} s; {n_passes} passes in all)")
 print(f"daemon memory after the burst: RSS {rss:.0f} MiB (peak {hwm:.0f} MiB)")
+# The daemon hands freed memory back once it is idle (no hint for a scan interval, 2 s).
+time.sleep(5)
+for l in open(f"/proc/{daemon.pid}/status"):
+    if l.startswith("VmRSS:"): rss = int(l.split()[1]) / 1024
+print(f"daemon memory once idle, 5 s after the burst: RSS {rss:.0f} MiB")
 
 # Queries under load.
 for path in ["/api/tasks?tag=design", "/api/agenda?today=2026-12-01", "/healthz"]:

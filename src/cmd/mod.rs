@@ -23,7 +23,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
         Command::Init { dir } => init::run(&target_dir(dir, cli.vault)?, json),
-        Command::Demo { dir, no_daemon } => demo::run(&dir, json, !no_daemon),
+        Command::Demo { dir, no_daemon } => {
+            if !no_daemon {
+                quire::daemon::when_idle(crate::release_freed_memory);
+            }
+            demo::run(&dir, json, !no_daemon)
+        }
         Command::Apply { files } => apply::run(&open(cli.vault.as_deref())?, &files, json),
         Command::Retry { id } => retry::run(&open(cli.vault.as_deref())?, &id, json),
         Command::Check => check::run(&open(cli.vault.as_deref())?, json),
@@ -79,7 +84,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             git_dir,
             args: _,
         } => sandbox::hook(cli.vault.as_deref(), &name, git_dir, out),
-        Command::Daemon { listen } => render::daemon(&open(cli.vault.as_deref())?, listen),
+        Command::Daemon { listen } => {
+            quire::daemon::when_idle(crate::release_freed_memory);
+            render::daemon(&open(cli.vault.as_deref())?, listen)
+        }
         Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
         Command::Serve { theme, port } => render::serve(&open(cli.vault.as_deref())?, theme, port),
     }

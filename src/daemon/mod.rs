@@ -49,6 +49,16 @@ const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// After a failure of quire itself (disk full, Git refusing), how long before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
+/// What the worker calls when it goes idle after work (see [`when_idle`]).
+static IDLE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Has the worker call `hook` once it goes idle after a pass that did work: no hint for a whole
+/// [`SCAN_EVERY`]. The binary uses it to hand memory its allocator holds back to the system, which
+/// a library cannot do for it. Only the first hook set counts.
+pub fn when_idle(hook: fn()) {
+    let _ = IDLE_HOOK.set(hook);
+}
+
 /// Why the worker should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hint {
@@ -716,6 +726,8 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     // At start: bundles left by a crash, and the index and sites brought up to date.
     let mut notes = true;
     let mut failing = false;
+    // Whether a pass did work since the idle hook last ran.
+    let mut worked = false;
     loop {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
@@ -731,6 +743,11 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             Ok(Hint::Notes | Hint::Rescan) => notes = true,
             Ok(Hint::Bundles) => {}
             Err(RecvTimeoutError::Timeout) => {
+                if std::mem::take(&mut worked)
+                    && let Some(hook) = IDLE_HOOK.get()
+                {
+                    hook();
+                }
                 notes |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -756,13 +773,14 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             &mut notes,
             hints,
             &mut watches,
+            &mut worked,
         );
     }
     tracing::info!("the pipeline stopped");
 }
 
 /// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed
-/// (the daemon is then degraded and tries again after a pause).
+/// (the daemon is then degraded and tries again after a pause). Sets `worked` when it did anything.
 fn pass(
     handle: &Handle,
     log: &mut JsonlLog,
@@ -770,6 +788,7 @@ fn pass(
     notes: &mut bool,
     hints: &mpsc::Receiver<Hint>,
     watches: &mut Option<Watches>,
+    worked: &mut bool,
 ) -> bool {
     let vault = &handle.inner.vault;
     let metrics = &handle.inner.metrics;
@@ -850,6 +869,7 @@ fn pass(
         let _ = handle.inner.hints.send(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || *notes {
+        *worked = true;
         // One index update per pass, for the commits and for a person's edits alike; the render
         // below then finds the index current.
         *notes = false;
@@ -1026,6 +1046,33 @@ impl ApplyObserver for Observer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_hook_runs_once_after_work_and_not_again_while_nothing_happens() {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        }
+        when_idle(count);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        crate::workflow::init(&root).unwrap();
+        let vault = Vault::open(&root).unwrap();
+        // The first pass (index, sites) is work; then nothing happens.
+        let daemon = Daemon::start(&vault).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while CALLS.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the idle hook never ran after the first pass"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Two more scan intervals of nothing: idle, but no work to hand memory back after.
+        std::thread::sleep(SCAN_EVERY * 2 + Duration::from_millis(500));
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+        daemon.shutdown();
+    }
 
     #[test]
     fn paths_are_classified_for_the_worker() {
