@@ -52,6 +52,10 @@ const MAX_SWAP_ATTEMPTS: usize = 8;
 /// objects) and filed. Bounds the memory a batch holds and how long its first receipt waits.
 const BATCH_MAX: usize = 128;
 
+/// A batch is also published once its bundles add up to this many bytes: each is held parsed (to be
+/// planned again if its branch moves) and its objects may be held in memory until then.
+const BATCH_BYTES: usize = 64 << 20;
+
 /// Runs of at least this many bundles hold new objects in memory and write one pack per batch.
 /// Smaller runs (the daemon's usual single drop) write loose objects, as Git does, rather than leave
 /// a pack file per bundle.
@@ -155,7 +159,7 @@ pub fn apply(
         tracing::info!(bundle = %path.display(), "resuming a bundle an interrupted run left in processing/");
         let dropped_as = queue::file_stem(&path);
         run.handle(&path, true, dropped_as, events)?;
-        if run.batch.len() >= BATCH_MAX {
+        if run.batch_is_full() {
             run.land_into(events, observer, &mut report)?;
         }
     }
@@ -170,7 +174,7 @@ pub fn apply(
         };
         fault::point("after_claim");
         run.handle(&claimed, false, queue::file_stem(&path), events)?;
-        if run.batch.len() >= BATCH_MAX {
+        if run.batch_is_full() {
             run.land_into(events, observer, &mut report)?;
         }
     }
@@ -283,6 +287,8 @@ struct Run<'v> {
     chains: BTreeMap<String, Chain>,
     /// The ids committed in the batch, so a second bundle with the same id is a duplicate.
     batched: HashMap<String, Applied>,
+    /// The size of the batch's bundle files.
+    batch_bytes: usize,
 }
 
 /// The batch's commits on one branch: the branch's tip when the first was made (what its work tree
@@ -352,6 +358,7 @@ impl<'v> Run<'v> {
             batch: Vec::new(),
             chains: BTreeMap::new(),
             batched: HashMap::new(),
+            batch_bytes: 0,
         };
         run.catch_up()?;
         Ok(run)
@@ -427,6 +434,7 @@ impl<'v> Run<'v> {
         let outcome = match read {
             Err(rejection) => Err(rejection),
             Ok(bytes) => {
+                self.batch_bytes += bytes.len();
                 let sha = sha256_hex(&bytes);
                 match Bundle::parse(&bytes, &self.vault.config().contributions) {
                     Err(rejection) => {
@@ -455,6 +463,11 @@ impl<'v> Run<'v> {
             outcome,
         });
         Ok(())
+    }
+
+    /// Whether the batch is as large as it may grow.
+    fn batch_is_full(&self) -> bool {
+        self.batch.len() >= BATCH_MAX || self.batch_bytes >= BATCH_BYTES
     }
 
     /// Publishes the batch ([`Run::land`]) and hands each filed bundle to the observer and report.
@@ -504,6 +517,7 @@ impl<'v> Run<'v> {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batched.clear();
+        self.batch_bytes = 0;
         for d in &batch {
             if let (
                 Some(id),

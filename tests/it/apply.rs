@@ -635,3 +635,32 @@ fn a_run_of_many_bundles_moves_the_branch_once_and_stores_one_pack() {
         String::from_utf8_lossy(&fsck.stderr)
     );
 }
+
+#[test]
+fn a_batch_is_published_once_its_bundles_reach_64_mib() {
+    let v = seeded();
+    // Six bundles just under the 16 MiB limit: five of them pass 64 MiB.
+    let line = "x".repeat(1023) + "\n";
+    let content = line.repeat(15 * 1024 + 512);
+    for i in 0..6 {
+        v.drop_json(
+            &format!("{i}.json"),
+            &bundle(
+                &format!("big-{i}"),
+                json!([{ "op": "create", "path": format!("big/{i}.md"), "content": content }]),
+            ),
+        );
+    }
+    let (report, _) = v.apply();
+    assert_eq!(report.count(Status::Applied), 6, "{report:?}");
+    let reflog = v.git(&["reflog", "show", "main", "--format=%gs"]);
+    let moves: Vec<&str> = reflog.lines().filter(|l| l.starts_with("quire:")).collect();
+    assert_eq!(
+        moves,
+        [
+            "quire: apply contribution big-5",
+            "quire: apply 5 contributions"
+        ]
+    );
+    assert_eq!(v.status(), "");
+}
