@@ -628,12 +628,7 @@ fn a_run_of_many_bundles_moves_the_branch_once_and_stores_one_pack() {
         assert_eq!(a.matches(&format!("- [ ] many {i}\n")).count(), 1, "{a}");
     }
     assert_eq!(v.status(), "");
-    let fsck = v.git_output(&["fsck", "--no-dangling"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    v.git(&["fsck", "--no-dangling"]);
 }
 
 #[test]
