@@ -58,12 +58,17 @@ timed() {
   fi
 }
 
-bench_apply() {
-  build; workdir
-  echo "# quire apply: $bundles single-change bundles on a $notes-note vault (seed $seed) in $work"
+# The generated vault in $work/vault, made a quire vault (its notes become the first commit).
+new_vault() {
   python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
   touch "$work/vault/quire.toml"
   "$quire" init "$work/vault" >/dev/null
+}
+
+bench_apply() {
+  build; workdir
+  echo "# quire apply: $bundles single-change bundles on a $notes-note vault (seed $seed) in $work"
+  new_vault
   cp -a "$work/vault" "$work/shell"
 
   # The same changes twice: as bundles for quire, as shell actions for the git loop. A third each
@@ -287,9 +292,7 @@ PY
 bench_sandbox() {
   build; workdir
   echo "# quire sandbox on a $notes-note vault (seed $seed), $bundles single-file bundles, in $work"
-  python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
-  touch "$work/vault/quire.toml"
-  "$quire" init "$work/vault" >/dev/null
+  new_vault
   python3 - "$quire" "$work" "$bundles" <<'PY'
 import json, os, statistics, subprocess, sys, tempfile, time
 quire, work, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -358,9 +361,7 @@ bench_daemon() {
   build; workdir
   local burst=${BURST:-2000}
   echo "# quire daemon on a $notes-note vault (seed $seed), theme paper, in $work"
-  python3 "$shared/bench/gen_vault.py" "$work/vault" --notes "$notes" --seed "$seed" >/dev/null
-  touch "$work/vault/quire.toml"
-  "$quire" init "$work/vault" >/dev/null
+  new_vault
   python3 - "$quire" "$work" "$burst" <<'PY'
 import json, os, socket, statistics, subprocess, sys, threading, time
 quire, work, burst = sys.argv[1], sys.argv[2], int(sys.argv[3])

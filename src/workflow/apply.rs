@@ -941,24 +941,33 @@ mod tests {
         path
     }
 
-    #[test]
-    fn a_batch_is_planned_again_when_its_branch_moves_before_it_is_published() {
+    /// A fresh vault in a temporary folder (kept alive by the returned guard).
+    fn temp_vault() -> (tempfile::TempDir, Vault) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("v");
         crate::workflow::init(&root).unwrap();
         let vault = Vault::open(&root).unwrap();
         vault.ensure_work_dirs().unwrap();
-        let git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .arg("-C")
-                .arg(&root)
-                .args(["-c", "user.name=P", "-c", "user.email=p@example.org"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap()
-        };
+        (dir, vault)
+    }
+
+    /// Runs `git` in the vault as a person would.
+    fn git(vault: &Vault, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(vault.root())
+            .args(["-c", "user.name=P", "-c", "user.email=p@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_planned_again_when_its_branch_moves_before_it_is_published() {
+        let (_dir, vault) = temp_vault();
+        let root = vault.root().to_owned();
         let one = claimed(
             &vault,
             "1",
@@ -976,8 +985,8 @@ mod tests {
         run.handle(&two, false, "2".into(), &mut NoEvents).unwrap();
         // Before the batch is published, a person commits the file the second bundle creates.
         std::fs::write(root.join("theirs.md"), "theirs\n").unwrap();
-        git(&["add", "theirs.md"]);
-        git(&["commit", "-q", "-m", "theirs"]);
+        git(&vault, &["add", "theirs.md"]);
+        git(&vault, &["commit", "-q", "-m", "theirs"]);
         let theirs = run.repo.branch_tip("main").unwrap().unwrap();
 
         let filed = run.land(&mut NoEvents).unwrap();
@@ -996,6 +1005,39 @@ mod tests {
             std::fs::read_to_string(root.join("theirs.md")).unwrap(),
             "theirs\n"
         );
-        assert_eq!(git(&["status", "--porcelain"]), "");
+        assert_eq!(git(&vault, &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn an_edit_made_while_a_batch_is_open_refuses_the_later_bundles_that_touch_it() {
+        let (_dir, vault) = temp_vault();
+        let root = vault.root().to_owned();
+        std::fs::write(root.join("a.md"), "# A\n").unwrap();
+        git(&vault, &["add", "a.md"]);
+        git(&vault, &["commit", "-q", "-m", "a"]);
+        let append =
+            |text: &str| json!([{ "op": "patch", "path": "a.md", "body": [{ "append": text }] }]);
+        let one = claimed(&vault, "1", "one", append("one\n"));
+        let two = claimed(&vault, "2", "two", append("two\n"));
+        let mut run = Run::open(&vault).unwrap();
+        run.handle(&one, false, "1".into(), &mut NoEvents).unwrap();
+        // The first bundle's commit is chained but not published; the file still holds `# A`.
+        // A person edits it now.
+        std::fs::write(root.join("a.md"), "# A, mine\n").unwrap();
+        run.handle(&two, false, "2".into(), &mut NoEvents).unwrap();
+
+        let filed = run.land(&mut NoEvents).unwrap();
+        run.flush().unwrap();
+        assert_eq!(filed[0].receipt.status, Status::Applied);
+        assert_eq!(filed[1].receipt.status, Status::Rejected);
+        let error = filed[1].receipt.error.as_ref().unwrap();
+        assert_eq!(error.code, "dirty_worktree", "{error:?}");
+        assert_eq!(error.path.as_deref(), Some("a.md"));
+        // The first bundle's commit is in Git; the person's edit stays on disk.
+        assert_eq!(
+            std::fs::read_to_string(root.join("a.md")).unwrap(),
+            "# A, mine\n"
+        );
+        assert_eq!(git(&vault, &["show", "main:a.md"]), "# A\none\n");
     }
 }
