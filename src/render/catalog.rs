@@ -158,14 +158,16 @@ pub(crate) struct Catalog {
     pub(crate) embeds: HashMap<String, Vec<String>>,
     /// The face ([`super::pages::face`]) of each published note, in the order of `notes`.
     faces: Vec<String>,
-    pub(crate) resolver: Resolver,
+    pub(crate) resolver: Arc<Resolver>,
     pub(crate) texts: Texts,
     excluded: GlobSet,
+    /// The `publish.exclude` globs `excluded` was made from.
+    exclude: Vec<String>,
 }
 
 impl Catalog {
     /// The work tree's content, through its index (as it is: the caller brought it up to date).
-    pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Self, RenderError> {
+    pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Arc<Self>, RenderError> {
         // A copy kept by nobody: read whole, then handed over.
         Self::from_warm(vault, config, &mut WarmCatalog::default())
     }
@@ -173,13 +175,34 @@ impl Catalog {
     /// The work tree's content, as [`Self::from_work_tree`] reads it, but from `warm`: what it
     /// holds from an earlier read is brought up to date with only the notes the index changed
     /// since, instead of reading every note, task and link again.
+    ///
+    /// When no note or attachment came or went and no aliases changed, the catalog the last call
+    /// made (if nobody holds it any more) is brought up to date note by note instead of being made
+    /// again: what one note contributes to it does not depend on the other notes then.
     pub(crate) fn from_warm(
         vault: &Vault,
         config: &Config,
         warm: &mut WarmCatalog,
-    ) -> Result<Self, RenderError> {
+    ) -> Result<Arc<Self>, RenderError> {
+        // Taken first: whatever fails below, a catalog that missed a catch-up is never patched.
+        let last = warm.last.take();
         let index = Index::open(vault)?;
-        warm.catch_up(&index)?;
+        let caught = warm.catch_up(&index)?;
+        if let Some(changed) = caught
+            && let Some(mut catalog) = last.and_then(Arc::into_inner)
+            && catalog.exclude == config.publish.exclude
+            && catalog.patch(warm, &changed)
+        {
+            warm.patched += 1;
+            tracing::debug!(notes = changed.len(), "patched the last catalog");
+            let catalog = Arc::new(catalog);
+            warm.last = Some(catalog.clone());
+            return Ok(catalog);
+        }
+        let resolver = match &warm.resolver {
+            Some(r) => r.clone(),
+            None => Arc::new(index.resolver()?),
+        };
         // Shared, not copied: the render's catalog and the warm copy hold the same notes.
         let notes = warm.notes.values().cloned().collect();
         let tasks = warm.tasks.values().flatten().cloned().collect();
@@ -189,23 +212,25 @@ impl Catalog {
             .filter(|(_, facts)| !facts.is_empty())
             .map(|(p, facts)| (p.clone(), facts.clone()))
             .collect();
-        Self::assemble(
+        let catalog = Arc::new(Self::assemble(
             config,
             notes,
             tasks,
             warm.attachments.clone(),
-            index.resolver()?,
+            resolver,
             links,
             Texts::WorkTree(vault.root().to_path_buf()),
             &mut warm.derived,
-        )
+        )?);
+        warm.last = Some(catalog.clone());
+        Ok(catalog)
     }
 
     /// The content of a commit: every file of its tree (vault path, blob id, bytes).
     pub(crate) fn from_files(
         config: &Config,
         files: Vec<(String, Oid, Vec<u8>)>,
-    ) -> Result<Self, RenderError> {
+    ) -> Result<Arc<Self>, RenderError> {
         let files: HashMap<String, (Oid, Vec<u8>)> = files
             .into_iter()
             .filter(|(p, _, _)| is_content_path(p))
@@ -257,11 +282,12 @@ impl Catalog {
             notes,
             tasks,
             attachments,
-            resolver,
+            Arc::new(resolver),
             links,
             Texts::Blobs(files),
             &mut Derived::default(),
         )
+        .map(Arc::new)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -270,7 +296,7 @@ impl Catalog {
         notes: Vec<Arc<CatalogNote>>,
         tasks: Vec<Arc<TaskView>>,
         attachments: BTreeSet<String>,
-        resolver: Resolver,
+        resolver: Arc<Resolver>,
         links: Links,
         texts: Texts,
         derived: &mut Derived,
@@ -442,7 +468,91 @@ impl Catalog {
             resolver,
             texts,
             excluded,
+            exclude: config.publish.exclude.clone(),
         })
+    }
+
+    /// Brings the catalog up to date with `warm` after the notes at `changed` were read again,
+    /// when no note or attachment came or went and no aliases changed (so every other note's links
+    /// lead where they led). Returns false, leaving the catalog half-updated, when a note's
+    /// publication changed: the caller then assembles a new one.
+    fn patch(&mut self, warm: &mut WarmCatalog, changed: &[String]) -> bool {
+        for path in changed {
+            let Some(note) = warm.notes.get(path) else {
+                return false;
+            };
+            let position = self.positions.get(path).copied();
+            match (withheld(&self.excluded, note), position) {
+                (Some(why), None) => {
+                    self.unpublished.insert(path.clone(), why);
+                    self.hashes.insert(path.clone(), note.hash.clone());
+                    continue;
+                }
+                (None, Some(_)) => {}
+                _ => return false,
+            }
+            let Some(i) = position else { return false };
+            let from = i as u32;
+            self.hashes.insert(path.clone(), note.hash.clone());
+            let date = note_date(&note.front_matter);
+            let page = self.notes[i].page.clone();
+            self.notes[i] = Published {
+                note: note.clone(),
+                page,
+                date,
+            };
+
+            // Its tasks, where path order puts them.
+            let own: &[Arc<TaskView>] = warm.tasks.get(path).map_or(&[], Vec::as_slice);
+            let start = self
+                .tasks
+                .partition_point(|t| t.path.as_str() < path.as_str());
+            let end = start + self.tasks[start..].partition_point(|t| t.path == *path);
+            self.tasks.splice(start..end, own.iter().cloned());
+
+            // Its links: what it links to, transcludes, and where that leads.
+            for list in self.backlinks.values_mut() {
+                list.retain(|&s| s != from);
+            }
+            self.backlinks.retain(|_, list| !list.is_empty());
+            self.embeds.remove(path);
+            self.link_digests.remove(path);
+            warm.derived.digests.remove(path);
+            let facts = warm.links.get(path).filter(|f| !f.is_empty()).cloned();
+            let positions = &self.positions;
+            let is_published = |p: &str| positions.contains_key(p);
+            let mut digest = None;
+            if let Some(facts) = facts {
+                for f in facts.iter() {
+                    let Some(r) = &f.resolved else { continue };
+                    if f.kind == LinkKind::Embed && is_note(r) && is_published(r) {
+                        self.embeds.entry(path.clone()).or_default().push(r.clone());
+                    }
+                    if r != path && !f.target.is_empty() {
+                        let list = self.backlinks.entry(r.clone()).or_default();
+                        if let Err(at) = list.binary_search(&from) {
+                            list.insert(at, from);
+                        }
+                    }
+                }
+                let d = link_digest(
+                    facts
+                        .iter()
+                        .map(|f| (f.kind, f.target.as_str(), f.resolved.as_deref())),
+                    &is_published,
+                );
+                self.link_digests.insert(path.clone(), d);
+                warm.derived.digests.insert(path.clone(), (facts, d));
+                digest = Some(d);
+            }
+            let tasks: Vec<&TaskView> = own.iter().map(|t| &**t).collect();
+            let face = super::pages::face(note, &tasks, digest.as_ref());
+            warm.derived
+                .faces
+                .insert(path.clone(), (note.clone(), digest, face.clone()));
+            self.faces[i] = face;
+        }
+        true
     }
 
     /// The published note at `path`.
@@ -476,6 +586,12 @@ pub struct WarmCatalog {
     links: BTreeMap<String, Arc<Vec<LinkFact>>>,
     attachments: BTreeSet<String>,
     derived: Derived,
+    /// Resolves links among the notes and attachments of `state` (made again when they change).
+    resolver: Option<Arc<Resolver>>,
+    /// The catalog last made from this copy, to be patched by the next render.
+    last: Option<Arc<Catalog>>,
+    /// How many catalogs were patched rather than made afresh.
+    patched: u64,
 }
 
 /// What the last render derived from each note, for the next one to reuse where the note is the
@@ -495,25 +611,38 @@ pub(crate) struct Derived {
 type FaceMemo = (Arc<CatalogNote>, Option<[u8; 32]>, String);
 
 impl WarmCatalog {
-    /// Brings the copy up to the index as it is now.
-    fn catch_up(&mut self, index: &Index) -> Result<(), RenderError> {
+    /// Brings the copy up to the index as it is now. Returns the notes read again, or `None` when
+    /// everything was read, or notes or attachments came or went, or aliases changed.
+    fn catch_up(&mut self, index: &Index) -> Result<Option<Vec<String>>, RenderError> {
         let now = index.state()?;
         let since = match &self.state {
             Some(s) if s.id == now.id && s.generation <= now.generation => s.generation,
             // A first read, or a rebuilt index: everything.
             _ => {
-                *self = Self::default();
+                let patched = self.patched;
+                *self = Self {
+                    patched,
+                    ..Self::default()
+                };
                 self.read_all(index)?;
+                self.resolver = Some(Arc::new(index.resolver()?));
                 self.state = Some(now);
-                return Ok(());
+                return Ok(None);
             }
         };
         if since == now.generation {
-            return Ok(());
+            return Ok(Some(Vec::new()));
         }
         // Notes or attachments came or went, or aliases changed: any link may lead elsewhere now.
         let structure = now.structure > since;
-        let resolver = index.resolver()?;
+        let resolver = match &self.resolver {
+            Some(r) if !structure => r.clone(),
+            _ => {
+                // Until made again, no resolver: a failure below leaves none behind.
+                self.resolver = None;
+                Arc::new(index.resolver()?)
+            }
+        };
         if structure {
             let paths: std::collections::HashSet<String> =
                 index.note_paths()?.into_iter().collect();
@@ -553,8 +682,9 @@ impl WarmCatalog {
             structure,
             "caught up with the index"
         );
+        self.resolver = Some(resolver);
         self.state = Some(now);
-        Ok(())
+        Ok((!structure).then_some(changed))
     }
 
     fn read_all(&mut self, index: &Index) -> Result<(), RenderError> {
@@ -654,4 +784,141 @@ pub(crate) fn note_date(fm: &serde_json::Map<String, Value>) -> Option<String> {
                 .ok()
                 .map(|_| day.to_owned())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    impl Catalog {
+        /// Everything the catalog holds, in a stable order, to compare two of them.
+        fn snapshot(&self) -> String {
+            let mut out = String::new();
+            for (p, face) in self.notes.iter().zip(&self.faces) {
+                let _ = writeln!(out, "note {:?} {:?} {:?} {face}", p.note, p.page, p.date);
+            }
+            let sorted = |m: Vec<String>| {
+                let mut m = m;
+                m.sort();
+                m.join("\n")
+            };
+            let _ = writeln!(out, "unpublished {:?}", self.unpublished);
+            let _ = writeln!(
+                out,
+                "positions {:?}",
+                sorted(self.positions.iter().map(|x| format!("{x:?}")).collect())
+            );
+            let _ = writeln!(
+                out,
+                "hashes {}",
+                sorted(self.hashes.iter().map(|x| format!("{x:?}")).collect())
+            );
+            let _ = writeln!(out, "tasks {:?}", self.tasks);
+            let _ = writeln!(out, "attachments {:?}", self.attachments);
+            let _ = writeln!(
+                out,
+                "backlinks {}",
+                sorted(self.backlinks.iter().map(|x| format!("{x:?}")).collect())
+            );
+            let _ = writeln!(
+                out,
+                "digests {}",
+                sorted(self.link_digests.iter().map(|x| format!("{x:?}")).collect())
+            );
+            let _ = writeln!(
+                out,
+                "embeds {}",
+                sorted(self.embeds.iter().map(|x| format!("{x:?}")).collect())
+            );
+            out
+        }
+    }
+
+    fn write(vault: &Vault, path: &str, text: &str) {
+        let full = vault.root().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+        Index::open(vault).unwrap().update(false).unwrap();
+    }
+
+    /// The warm copy's catalog (patched where it can be) must equal one made from scratch.
+    fn same_as_fresh(vault: &Vault, warm: &mut WarmCatalog) {
+        let config = vault.config().clone();
+        let warmed = Catalog::from_warm(vault, &config, warm).unwrap();
+        let fresh = Catalog::from_work_tree(vault, &config).unwrap();
+        assert_eq!(warmed.snapshot(), fresh.snapshot());
+    }
+
+    #[test]
+    fn a_patched_catalog_equals_one_made_afresh_and_a_publication_change_makes_one_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        crate::workflow::init(&root).unwrap();
+        let vault = Vault::open(&root).unwrap();
+        write(
+            &vault,
+            "n/a.md",
+            "# A\n\nSee [[b]] and ![[c]].\n\n- [ ] one 📅 2026-05-01\n",
+        );
+        write(
+            &vault,
+            "n/b.md",
+            "---\nmission: m1\ntags: [x]\n---\n# B\n\n[[a]]\n",
+        );
+        write(&vault, "n/c.md", "# C\n\nText.\n\n- [ ] c task\n");
+        write(&vault, "n/d.md", "---\ndraft: true\n---\n# D\n\n[[a]]\n");
+        // After `a` in path order: a backlink list that `a` joins again stays in order.
+        write(&vault, "n/f.md", "# F\n\n[[c]]\n");
+        let mut warm = WarmCatalog::default();
+        same_as_fresh(&vault, &mut warm);
+        assert_eq!(warm.patched, 0, "the first catalog is read whole");
+
+        // Edits that leave every note where it was and published as it was: patched.
+        let edits = [
+            (
+                "n/a.md",
+                "# A\n\nSee [[c]] only, no embed.\n\n- [ ] one 📅 2026-05-01\n- [x] two\n",
+            ),
+            (
+                "n/b.md",
+                "---\nmission: m2\ntags: [y, z]\nextra: 1\n---\n# B renamed\n\n[[a]] ![[c]]\n",
+            ),
+            ("n/c.md", "# C\n\nOther text, and no task.\n"),
+            (
+                "n/d.md",
+                "---\ndraft: true\n---\n# D, still a draft\n\n[[b]]\n",
+            ),
+            ("n/a.md", "# A\n\nNo links at all.\n"),
+        ];
+        for (n, (path, text)) in edits.into_iter().enumerate() {
+            write(&vault, path, text);
+            same_as_fresh(&vault, &mut warm);
+            assert_eq!(warm.patched, n as u64 + 1, "after editing {path}");
+        }
+
+        // A note turned into a draft, and a note that came: made afresh, and still equal.
+        write(&vault, "n/b.md", "---\ndraft: true\n---\n# B\n\n[[a]]\n");
+        same_as_fresh(&vault, &mut warm);
+        write(&vault, "n/e.md", "# E\n\n[[a]] ![[c]]\n- [ ] e\n");
+        same_as_fresh(&vault, &mut warm);
+        assert_eq!(warm.patched, 5);
+
+        // And patched again from the catalog made afresh.
+        write(&vault, "n/c.md", "# C again\n\n- [ ] back\n");
+        same_as_fresh(&vault, &mut warm);
+        assert_eq!(warm.patched, 6);
+
+        // A catalog still held elsewhere is not patched under its holder.
+        let held = Catalog::from_warm(&vault, &vault.config().clone(), &mut warm).unwrap();
+        assert_eq!(
+            warm.patched, 7,
+            "nothing new: the last catalog is used as it is"
+        );
+        write(&vault, "n/c.md", "# C held\n");
+        same_as_fresh(&vault, &mut warm);
+        assert_eq!(warm.patched, 7, "made afresh, since the last one is held");
+        assert!(held.snapshot().contains("C again"));
+    }
 }

@@ -246,7 +246,8 @@ pub(crate) fn try_render(
         .map(|(path, (key, body))| OutFile { path, key, body })
         .collect();
     let outcome = stage.finish(&out_files, &mut manifest)?;
-    let s = &manifest.summary;
+    let s = manifest.summary.clone();
+    site.keep(manifest);
     Ok(Some(RenderReport {
         theme: theme.name().to_owned(),
         dir: site.live_dir().to_path_buf(),
@@ -258,7 +259,7 @@ pub(crate) fn try_render(
         attachments: s.attachments,
         broken_links: s.broken_links,
         published: s.published,
-        unpublished: s.unpublished.clone(),
+        unpublished: s.unpublished,
         changed: outcome.changed,
         quick: true,
         elapsed: started.elapsed(),

@@ -92,7 +92,7 @@ pub struct Content {
     /// Equal for equal content: the index's generation, or the commit's tree.
     source_id: String,
     origin: Mutex<Option<Origin_>>,
-    catalog: OnceLock<Catalog>,
+    catalog: OnceLock<std::sync::Arc<Catalog>>,
     /// The work tree's root, when the content is the work tree.
     root: Option<PathBuf>,
     /// The vault and where its index stood, when the content is the work tree.
@@ -358,12 +358,14 @@ pub fn render_theme(
     let stamp = stamp(theme, &content.config);
     let mut previous = site.live_manifest(&stamp);
     // The live build was made from this very content: nothing to read, nothing to write.
-    if let Some(prev) = &previous
-        && prev.source == content.source_id
-        && site.live_dir().is_dir()
-        && content.attachments_unchanged(prev)
-    {
-        let s = &prev.summary;
+    if let Some(prev) = previous.take_if(|prev| {
+        prev.source == content.source_id
+            && site.live_dir().is_dir()
+            && content.attachments_unchanged(prev)
+    }) {
+        let s = prev.summary.clone();
+        let files = prev.files.len();
+        site.keep(prev);
         return Ok(RenderReport {
             theme: theme.name().to_owned(),
             dir: site.live_dir().to_path_buf(),
@@ -371,11 +373,11 @@ pub fn render_theme(
             rendered: 0,
             written: 0,
             removed: 0,
-            files: prev.files.len(),
+            files,
             attachments: s.attachments,
             broken_links: s.broken_links,
             published: s.published,
-            unpublished: s.unpublished.clone(),
+            unpublished: s.unpublished,
             changed: false,
             quick: true,
             elapsed: started.elapsed(),
@@ -451,6 +453,14 @@ pub fn render_theme(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "published"
     );
+    let built = {
+        let mut built = built;
+        site.keep(std::mem::replace(
+            &mut built.manifest,
+            publish::Manifest::new(String::new()),
+        ));
+        built
+    };
     Ok(RenderReport {
         theme: theme.name().to_owned(),
         dir: site.live_dir().to_path_buf(),

@@ -1204,6 +1204,8 @@ pub(crate) fn build(
     for (rel, bytes) in &theme.statics {
         generated.push((format!("static/{rel}"), bytes.clone()));
     }
+    // The manifest holds the entries the live build's search index is made of.
+    manifest.entries = entries;
     for (path, bytes) in generated {
         let key = hex(&Sha256::digest(&bytes)[..16]);
         let body = if stage.live_key(&path) == Some(key.as_str()) {

@@ -44,6 +44,45 @@ pub(crate) const NOTES: &str = ".quire-notes.json";
 /// What a build's manifest format is; a manifest of another format is not used.
 const FORMAT: u32 = 2;
 
+/// The live manifests this process published or read last, by live folder, with the identity of
+/// the manifest file each matches. A long-running process (the daemon) renders after every change;
+/// reading ten thousand notes' memos back each time would cost it about 20 ms a render.
+fn kept_manifests() -> &'static Mutex<std::collections::HashMap<PathBuf, (FileId, Manifest)>> {
+    static KEPT: OnceLock<Mutex<std::collections::HashMap<PathBuf, (FileId, Manifest)>>> =
+        OnceLock::new();
+    KEPT.get_or_init(Default::default)
+}
+
+/// What tells one written file from another at the same path: the manifest is replaced, never
+/// changed in place, so a rewrite gives it a new inode or at least a new modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    })
+}
+
+/// Elsewhere the manifest is always read back.
+#[cfg(not(unix))]
+fn file_id(_: &Path) -> Option<FileId> {
+    None
+}
+
 /// One file of a build.
 pub(crate) struct OutFile {
     /// Where, relative to the site root.
@@ -322,9 +361,30 @@ impl SiteDir {
         Ok(file)
     }
 
-    /// The live build's manifest, if it was made with `stamp`.
+    /// The live build's manifest, if it was made with `stamp`: the copy this process kept when it
+    /// published or last used it, if the manifest file is still the one it wrote, else read back.
     pub(crate) fn live_manifest(&self, stamp: &str) -> Option<Manifest> {
+        let kept = kept_manifests()
+            .lock()
+            .ok()
+            .and_then(|mut k| k.remove(&self.live));
+        if let Some((id, manifest)) = kept
+            && file_id(&self.live.join(MANIFEST)) == Some(id)
+            && manifest.stamp == stamp
+        {
+            return Some(manifest);
+        }
         Manifest::read_full(&self.live, stamp)
+    }
+
+    /// Keeps `manifest`, which must be the live build's as its files now say, for the next
+    /// [`Self::live_manifest`] of this process.
+    pub(crate) fn keep(&self, manifest: Manifest) {
+        if let Some(id) = file_id(&self.live.join(MANIFEST))
+            && let Ok(mut k) = kept_manifests().lock()
+        {
+            k.insert(self.live.clone(), (id, manifest));
+        }
     }
 
     /// A swap without `RENAME_EXCHANGE` that was cut off leaves the live site aside; put it back.
@@ -609,14 +669,15 @@ impl Stage<'_> {
             && prev.notes == manifest.notes
             && self.site.live.is_dir()
         {
+            // The memos are the live ones, and so is the notes file the manifest names.
+            manifest.notes_sha = prev.notes_sha.clone();
             // Same site from content the manifest does not know yet (a touched file, a rebuilt
             // index): record it, so the next render can tell at once that nothing changed.
             if prev.source != manifest.source
                 || prev.summary != manifest.summary
                 || prev.index != manifest.index
             {
-                // The memos are the live ones: only the manifest is rewritten, in place, atomically.
-                manifest.notes_sha = prev.notes_sha.clone();
+                // Only the manifest is rewritten, in place, atomically.
                 let json = serde_json::to_vec(&*manifest).map_err(|e| RenderError::Io {
                     context: "could not write the build manifest".into(),
                     source: io::Error::other(e),
@@ -690,5 +751,39 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_manifest_is_used_until_its_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = SiteDir::open(dir.path(), "paper").unwrap();
+        std::fs::create_dir_all(site.live_dir()).unwrap();
+        std::fs::write(site.live_dir().join(SEARCH_INDEX), "[]").unwrap();
+        let mut on_disk = Manifest::new("stamp".into());
+        on_disk.source = "on disk".into();
+        on_disk.write(site.live_dir(), true).unwrap();
+        assert_eq!(site.live_manifest("stamp").unwrap().source, "on disk");
+
+        let mut kept = site.live_manifest("stamp").unwrap();
+        kept.source = "kept".into();
+        site.keep(kept.clone());
+        assert_eq!(site.live_manifest("stamp").unwrap().source, "kept");
+        // Taken by that read: the next one reads the file again.
+        assert_eq!(site.live_manifest("stamp").unwrap().source, "on disk");
+
+        // Another stamp's build is not used, kept or not.
+        site.keep(kept.clone());
+        assert!(site.live_manifest("other").is_none());
+
+        // Another writer replaced the manifest: the kept copy is stale.
+        site.keep(kept);
+        on_disk.source = "rewritten".into();
+        on_disk.write(site.live_dir(), true).unwrap();
+        assert_eq!(site.live_manifest("stamp").unwrap().source, "rewritten");
     }
 }
