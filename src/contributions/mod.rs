@@ -41,11 +41,5 @@ pub const TRAILER_SHA: &str = "Contribution-Sha256";
 /// SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    use std::fmt::Write as _;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    crate::hex(&sha2::Sha256::digest(bytes))
 }

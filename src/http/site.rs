@@ -112,7 +112,7 @@ pub fn content_type(path: &Path) -> &'static str {
 fn etag(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(bytes);
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex(&digest[..12]);
     format!("\"{hex}\"")
 }
 

@@ -82,7 +82,7 @@ impl Index {
 
 fn uid(path: &str, key: &str, n: usize) -> String {
     let digest = sha2::Sha256::digest(format!("{path}\n{key}\n{n}").as_bytes());
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex(&digest[..12]);
     format!("{hex}@quire")
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -15,6 +15,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::RenderError;
+use super::pages::Folder;
 use super::url::{self, SitePath};
 use crate::git::Oid;
 use crate::index::{CatalogNote, Index, Resolver, TaskView, describe_note, is_content_path};
@@ -163,6 +164,9 @@ pub(crate) struct Catalog {
     excluded: GlobSet,
     /// The `publish.exclude` globs `excluded` was made from.
     exclude: Vec<String>,
+    /// The folders of the published notes, made on first use (a patched catalog keeps them: the
+    /// same notes are published where they were).
+    folders: OnceLock<BTreeMap<String, Folder>>,
 }
 
 impl Catalog {
@@ -469,6 +473,7 @@ impl Catalog {
             texts,
             excluded,
             exclude: config.publish.exclude.clone(),
+            folders: OnceLock::new(),
         })
     }
 
@@ -555,6 +560,13 @@ impl Catalog {
         true
     }
 
+    /// The folders of the published notes.
+    pub(crate) fn folders(&self) -> &BTreeMap<String, Folder> {
+        self.folders.get_or_init(|| {
+            super::pages::folder_tree_of(self.notes.iter().map(|p| p.note.path.as_str()))
+        })
+    }
+
     /// The published note at `path`.
     pub(crate) fn note(&self, path: &str) -> Option<&Published> {
         self.positions.get(path).map(|&i| &self.notes[i])
@@ -611,6 +623,15 @@ pub(crate) struct Derived {
 type FaceMemo = (Arc<CatalogNote>, Option<[u8; 32]>, String);
 
 impl WarmCatalog {
+    /// The resolver of this copy, if it resolves links as the index at `state` does: no note or
+    /// attachment came or went, and no aliases changed, since the copy was brought up to date.
+    pub(crate) fn resolver_for(&self, state: &crate::index::IndexState) -> Option<Arc<Resolver>> {
+        let mine = self.state.as_ref()?;
+        (mine.id == state.id && state.structure <= mine.generation)
+            .then(|| self.resolver.clone())
+            .flatten()
+    }
+
     /// Brings the copy up to the index as it is now. Returns the notes read again, or `None` when
     /// everything was read, or notes or attachments came or went, or aliases changed.
     fn catch_up(&mut self, index: &Index) -> Result<Option<Vec<String>>, RenderError> {

@@ -38,6 +38,7 @@ pub(crate) fn try_render(
     stamp: &str,
     previous: &mut Option<Manifest>,
     source_id: &str,
+    resolver: Option<std::sync::Arc<crate::index::Resolver>>,
     started: std::time::Instant,
 ) -> Result<Option<RenderReport>, PublishError> {
     let Some(prev) = previous.as_ref() else {
@@ -58,7 +59,10 @@ pub(crate) fn try_render(
     let excluded = catalog::exclusions(&config.publish.exclude)?;
 
     // Every changed note must be published, stay published, and show the same face.
-    let resolver = index.resolver()?;
+    let resolver = match resolver {
+        Some(r) => r,
+        None => std::sync::Arc::new(index.resolver()?),
+    };
     let mut edited: BTreeMap<String, (crate::index::CatalogNote, Vec<TaskView>)> = BTreeMap::new();
     for path in &changed {
         let Some(memo) = prev.notes.get(path) else {

@@ -177,11 +177,7 @@ impl Content {
                 content.push((path, id, bytes));
             }
         }
-        let digest: String = sha2::Digest::finalize(h)
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::hex(&sha2::Digest::finalize(h)[..16]);
         let short = commit.to_string()[..12].to_owned();
         Ok(Self {
             local_themes: theme::LocalThemes::from_files(
@@ -234,6 +230,19 @@ impl Content {
             "content read"
         );
         Ok(self.catalog.get_or_init(|| catalog))
+    }
+
+    /// The resolver of the warm copy this content is read through, if it still resolves links as
+    /// the index at `state` does (saves reading every note's name again).
+    fn warm_resolver(
+        &self,
+        state: &crate::index::IndexState,
+    ) -> Option<std::sync::Arc<crate::index::Resolver>> {
+        let origin = self.origin.lock().ok()?;
+        match origin.as_ref()? {
+            Origin_::Warm(_, warm) => warm.lock().ok()?.resolver_for(state),
+            _ => None,
+        }
     }
 
     /// The configuration in effect.
@@ -396,6 +405,7 @@ pub fn render_theme(
             &stamp,
             &mut previous,
             &content.source_id,
+            content.warm_resolver(state),
             started,
         ) {
             Ok(Some(report)) => {
@@ -489,11 +499,7 @@ fn stamp(theme: &Theme, config: &Config) -> String {
     h.update(theme.fingerprint.as_bytes());
     h.update([0]);
     h.update(serde_json::to_vec(&(&config.site, &config.publish)).unwrap_or_default());
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&h.finalize()[..16])
 }
 
 /// Sanitizes the HTML of a note that contains raw HTML: no scripts, styles, frames, forms or event

@@ -238,7 +238,7 @@ struct Shared<'a> {
     catalog: &'a Catalog,
     theme: &'a Theme,
     config: &'a Config,
-    folders: BTreeMap<String, Folder>,
+    folders: &'a BTreeMap<String, Folder>,
     missions: Vec<MissionCtx>,
     /// Tags by lowercased name: (name as first written, notes).
     by_tag: BTreeMap<String, (String, Vec<&'a Published>)>,
@@ -278,7 +278,7 @@ enum Page<'a> {
 
 impl<'a> Shared<'a> {
     fn new(catalog: &'a Catalog, theme: &'a Theme, config: &'a Config) -> Self {
-        let folders = folder_tree(catalog);
+        let folders = catalog.folders();
         let missions = missions(catalog);
         let by_tag = tags(catalog);
         let mut open: Vec<&TaskView> = catalog
@@ -347,7 +347,7 @@ impl<'a> Shared<'a> {
                     m.entry(t.path.as_str()).or_default().push(t);
                     m
                 });
-        let nav_targets = nav_targets(&folders);
+        let nav_targets = nav_targets(folders);
         let site_hash = key_of(&[
             &config.site.title,
             &config.site.lang,
@@ -438,7 +438,7 @@ impl<'a> Shared<'a> {
         }
         h.update([0xfd]);
         if let Some(f) = self.children(p) {
-            erased::Hashable::feed(&folder_ctx(f, catalog, &self.folders, &p.page), &mut h);
+            erased::Hashable::feed(&folder_ctx(f, catalog, self.folders, &p.page), &mut h);
         }
         hex(&h.finalize()[..16])
     }
@@ -505,7 +505,7 @@ impl<'a> Shared<'a> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            breadcrumbs: breadcrumbs(parent(&p.note.path), at, &self.folders),
+            breadcrumbs: breadcrumbs(parent(&p.note.path), at, self.folders),
             date: p.date.as_deref(),
             tasks: self
                 .tasks_by_note
@@ -524,7 +524,7 @@ impl<'a> Shared<'a> {
                 }),
             children: self
                 .children(p)
-                .map(|f| folder_ctx(f, catalog, &self.folders, at)),
+                .map(|f| folder_ctx(f, catalog, self.folders, at)),
         }
     }
 
@@ -534,7 +534,7 @@ impl<'a> Shared<'a> {
         match which {
             Page::Folder(f) => {
                 let page = url::folder_page(&f.path);
-                let ctx = folder_ctx(f, catalog, &self.folders, &page);
+                let ctx = folder_ctx(f, catalog, self.folders, &page);
                 (
                     "folder.html",
                     "folder",
@@ -1458,9 +1458,7 @@ fn markdown_signature<'c>(
     h.update([0xfe]);
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(super) use crate::hex;
 
 fn render(theme: &Theme, template: &str, context: &tera::Context) -> Result<Vec<u8>, RenderError> {
     theme
@@ -1589,10 +1587,6 @@ fn strip_note_ext(path: &str) -> &str {
     path.strip_suffix(".md")
         .or_else(|| path.strip_suffix(".markdown"))
         .unwrap_or(path)
-}
-
-fn folder_tree(catalog: &Catalog) -> BTreeMap<String, Folder> {
-    folder_tree_of(catalog.notes.iter().map(|p| p.note.path.as_str()))
 }
 
 /// The folders of the notes at `paths`.

@@ -715,9 +715,7 @@ impl Stage<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex;
 
 /// Removes the files at `paths` under `dir`, then the folders that left empty (deepest first; a
 /// folder that still holds something stays). Returns how many files were named.

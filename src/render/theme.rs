@@ -509,11 +509,7 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
             h.update(bytes);
         }
         h.update(tokens_css.as_bytes());
-        h.finalize()
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex(&h.finalize()[..12])
     };
     let shown = sources
         .iter()

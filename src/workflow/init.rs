@@ -121,7 +121,7 @@ fn write_env(root: &Path) -> Result<bool, WorkflowError> {
             std::io::Error::other(e.to_string()),
         )
     })?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::hex(&bytes);
     let text =
         format!("# quire secrets: never committed, rendered or served.\n{TOKEN_ENV}={token}\n");
     fsutil::atomic_write_mode(&path, text.as_bytes(), 0o600)
