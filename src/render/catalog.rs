@@ -167,6 +167,10 @@ pub(crate) struct Catalog {
     /// The folders of the published notes, made on first use (a patched catalog keeps them: the
     /// same notes are published where they were).
     folders: OnceLock<BTreeMap<String, Folder>>,
+    /// Listing pages' keys at the last build of each stamp, for the next build from this catalog.
+    pub(crate) page_memos: std::sync::Mutex<HashMap<String, super::pages::PageMemos>>,
+    /// How many listing pages' keys came from there (for tests and logs).
+    pub(crate) page_memo_hits: std::sync::atomic::AtomicUsize,
 }
 
 impl Catalog {
@@ -474,6 +478,8 @@ impl Catalog {
             excluded,
             exclude: config.publish.exclude.clone(),
             folders: OnceLock::new(),
+            page_memos: Default::default(),
+            page_memo_hits: Default::default(),
         })
     }
 

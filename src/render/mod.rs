@@ -541,6 +541,53 @@ pub(crate) fn sanitize(html: &str) -> String {
 mod tests {
     use super::sanitize;
 
+    /// The keys of month, due-month and tag pages come from the last build while the tasks and
+    /// notes they list are the same objects; a page listing an edited note's task is keyed again.
+    /// (`tests/it/render.rs` checks the pages themselves against a render from scratch.)
+    #[test]
+    fn listing_pages_are_keyed_again_only_when_what_they_list_changed() {
+        use super::{Content, Quiet, WarmCatalog, render};
+        use crate::index::Index;
+        use crate::vault::Vault;
+        use std::sync::{Arc, Mutex, atomic::Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        crate::workflow::init(&root).unwrap();
+        let vault = Vault::open(&root).unwrap();
+        let out = dir.path().join("site");
+        let warm = Arc::new(Mutex::new(WarmCatalog::default()));
+        let write = |path: &str, text: &str| {
+            std::fs::write(root.join(path), text).unwrap();
+            Index::open(&vault).unwrap().update(false).unwrap();
+        };
+        let hits_after_render = || {
+            let content = Content::work_tree_warm(&vault, warm.clone()).unwrap();
+            render(&content, &["paper".into()], &out, &Quiet).unwrap();
+            content
+                .catalog()
+                .unwrap()
+                .page_memo_hits
+                .load(Ordering::Relaxed)
+        };
+        write("a.md", "# A\n\n- [ ] one 📅 2026-03-02\n");
+        write(
+            "b.md",
+            "---\ntags: [x, y/z]\n---\n# B\n\n- [ ] two 📅 2026-04-05\n",
+        );
+        write("c.md", "# C\n\nplain\n");
+        assert_eq!(hits_after_render(), 0, "a first build has nothing to reuse");
+
+        // A new title is a full build (the quick path is for edits the rest of the site cannot
+        // see). Two months, two due months and three tags (x, y, y/z) list what they listed.
+        write("c.md", "# C renamed\n\nplain\n");
+        assert_eq!(hits_after_render(), 7);
+
+        // `a`'s task is on March's month and due-month pages: those two are keyed again.
+        write("a.md", "# A\n\n- [ ] one, reworded 📅 2026-03-02\n");
+        assert_eq!(hits_after_render(), 7 + 5);
+    }
+
     #[test]
     fn sanitizer_removes_script_handlers_and_js_urls() {
         let dirty = r#"<p onclick="x()">hi</p><script>alert(1)</script><a href="javascript:alert(1)">j</a><img src="x" onerror="y()"><iframe src="https://e.org"></iframe><style>body{}</style>"#;

@@ -11,6 +11,7 @@
 //! the same content renders to the same bytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
@@ -257,6 +258,32 @@ struct Shared<'a> {
     site_hash: String,
     /// What the navigation links to.
     nav: Vec<(String, SitePath)>,
+    /// The months and the due months, as the month and task pages list them.
+    months_sig: String,
+    buckets_sig: String,
+}
+
+/// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag)
+/// were made from at the last build of one stamp from a catalog. Building such a page's context
+/// only to find its key unchanged is most of a small build's time, so when the objects a page
+/// lists are the very same (by address) and the few other things it shows are equal, the key is
+/// taken from here instead.
+#[derive(Default)]
+pub(crate) struct PageMemos {
+    /// By page.
+    pages: HashMap<String, PageMemo>,
+    /// Every task and note of that build. Held so that an object made since cannot have the
+    /// address of one a memo names: an address then stands for one object's content.
+    _alive: (Vec<Arc<TaskView>>, Vec<Arc<CatalogNote>>),
+}
+
+/// A listing page's inputs and the key they gave.
+struct PageMemo {
+    /// What the page shows besides the listed objects: the site's frame, its neighbours.
+    extra: String,
+    /// The addresses of the listed tasks and notes, in order.
+    refs: Vec<usize>,
+    key: String,
 }
 
 /// A page other than a note's.
@@ -355,7 +382,15 @@ impl<'a> Shared<'a> {
             &theme.name(),
             &nav(&nav_targets, &SitePath::root()),
         ]);
+        let months_sig = format!("{site_hash} {months:?}");
+        let buckets_sig = buckets.iter().fold(site_hash.clone(), |mut sig, (key, _)| {
+            sig.push(' ');
+            sig.push_str(key);
+            sig
+        });
         Self {
+            months_sig,
+            buckets_sig,
             catalog,
             theme,
             config,
@@ -375,6 +410,53 @@ impl<'a> Shared<'a> {
 
     fn site(&self, page: &SitePath) -> SiteCtx<'a> {
         site_ctx(self.config, self.theme, &self.nav, page)
+    }
+
+    /// For a page whose key may come from a [`PageMemos`]: its place, what it shows besides the
+    /// objects it lists, and their addresses (a task's together with its note's, whose title and
+    /// place it shows: today a note read again brings new tasks too, but the memo does not rely on
+    /// that). Everything else the page's context is made of follows from these.
+    fn memo_inputs(&self, which: Page<'_>) -> Option<(SitePath, String, Vec<usize>)> {
+        let catalog = self.catalog;
+        let note_at = |path: &str| {
+            catalog
+                .note(path)
+                .map_or(0, |p| Arc::as_ptr(&p.note) as usize)
+        };
+        let tasks = |list: &mut dyn Iterator<Item = &&TaskView>| {
+            list.flat_map(|t| [std::ptr::from_ref::<TaskView>(t) as usize, note_at(&t.path)])
+                .collect::<Vec<_>>()
+        };
+        match which {
+            Page::Month(i) => {
+                let (y, m) = self.months[i];
+                let mut list = self.by_day.range(month_range(y, m)).flat_map(|(_, ts)| ts);
+                let extra = format!("month {i} {}", self.months_sig);
+                Some((month_page(y, m), extra, tasks(&mut list)))
+            }
+            Page::Tasks(Some(i)) => {
+                let (key, list) = &self.buckets[i];
+                let extra = format!("bucket {i} {} {}", key, self.buckets_sig);
+                Some((bucket_page(key), extra, tasks(&mut list.iter())))
+            }
+            Page::Tag(key) => {
+                let (name, list) = &self.by_tag[key];
+                // Its sub-tags, with their counts, and the tag's own spelling.
+                let below = format!("{key}/");
+                let mut extra = format!("tag {name} {}", self.site_hash);
+                for (n, l) in self
+                    .by_tag
+                    .range(below.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&below))
+                    .map(|(_, v)| v)
+                {
+                    extra.push_str(&format!(" {n}:{}", l.len()));
+                }
+                let refs = list.iter().map(|p| Arc::as_ptr(&p.note) as usize).collect();
+                Some((tag_page(name), extra, refs))
+            }
+            _ => None,
+        }
     }
 
     /// Every page but the notes'.
@@ -1073,9 +1155,39 @@ pub(crate) fn build(
         .collect::<Result<_, PublishError>>()?;
 
     // Every other page: its context is built to key it, and rendered only when the key is new.
-    let other_files: Vec<(OutFile, bool)> = others
+    let memos = catalog
+        .page_memos
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(stamp))
+        .unwrap_or_default();
+    type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
+    let other_files: Vec<OtherOut> = others
         .into_par_iter()
         .map(|which| {
+            let inputs = shared.memo_inputs(which);
+            let known = inputs.as_ref().and_then(|(page, extra, refs)| {
+                let memo = memos.pages.get(page.as_str())?;
+                (memo.extra == *extra
+                    && memo.refs == *refs
+                    && stage.live_key(&page.output_file()) == Some(memo.key.as_str()))
+                .then(|| memo.key.clone())
+            });
+            if let Some(key) = known
+                && let Some((page, extra, refs)) = inputs
+            {
+                catalog
+                    .page_memo_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                progress.advance(1);
+                let file = OutFile {
+                    path: page.output_file(),
+                    key: key.clone(),
+                    body: Body::Kept,
+                };
+                let memo = PageMemo { extra, refs, key };
+                return Ok((file, false, Some((page.as_str().to_owned(), memo))));
+            }
             let (template, kind, title, page, path, vars) = shared.page(which);
             let pc = PageCtx {
                 kind,
@@ -1102,6 +1214,10 @@ pub(crate) fn build(
                 }
                 hex(&h.finalize()[..16])
             };
+            let memo = inputs.map(|(at, extra, refs)| {
+                let key = key.clone();
+                (at.as_str().to_owned(), PageMemo { extra, refs, key })
+            });
             let out = page.output_file();
             let result = if stage.live_key(&out) == Some(key.as_str()) {
                 Ok((
@@ -1111,6 +1227,7 @@ pub(crate) fn build(
                         body: Body::Kept,
                     },
                     false,
+                    memo,
                 ))
             } else {
                 let mut context = base_context(&site, &pc, &page);
@@ -1128,6 +1245,7 @@ pub(crate) fn build(
                                 body: Body::Staged,
                             },
                             true,
+                            memo,
                         ))
                     })
             };
@@ -1136,6 +1254,7 @@ pub(crate) fn build(
         })
         .collect::<Result<_, PublishError>>()?;
     progress.finish();
+    drop(memos);
 
     let mut manifest = Manifest::new(stamp.to_owned());
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
@@ -1147,9 +1266,22 @@ pub(crate) fn build(
         entries.push(entry);
         files.push(file);
     }
-    for (file, fresh) in other_files {
+    let mut memos = PageMemos {
+        pages: HashMap::new(),
+        _alive: (
+            catalog.tasks.clone(),
+            catalog.notes.iter().map(|p| p.note.clone()).collect(),
+        ),
+    };
+    for (file, fresh, memo) in other_files {
         rendered += usize::from(fresh);
         files.push(file);
+        if let Some((page, memo)) = memo {
+            memos.pages.insert(page, memo);
+        }
+    }
+    if let Ok(mut m) = catalog.page_memos.lock() {
+        m.insert(stamp.to_owned(), memos);
     }
     tracing::debug!(
         rendered,

@@ -894,6 +894,28 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
         "# Seed List\n\n## Tomatoes\n\nRoma only.\n\n- [x] Buy tomatoes 📅 2026-03-20\n- [ ] Sow 📅 2026-06-02 #garden\n",
     );
     render_warm("text and tasks edited");
+    // Edits the month, due-month and tag pages must notice although they list the same notes:
+    // their keys are reused while the listed objects are the same.
+    t.write(
+        "02_PROJECTS/Seed List.md",
+        "# Seed Catalogue\n\n## Tomatoes\n\nRoma only.\n\n- [x] Buy tomatoes 📅 2026-03-20\n- [ ] Sow 📅 2026-06-02 #garden\n",
+    );
+    render_warm("the note of listed tasks retitled");
+    t.write(
+        "02_PROJECTS/Seed List.md",
+        "# Seed Catalogue\n\n## Tomatoes\n\nRoma only.\n\n- [x] Buy tomatoes 📅 2026-07-20\n- [ ] Sow 📅 2026-06-02 #garden\n",
+    );
+    render_warm("a task moved to another month");
+    t.write(
+        "04_AREAS/Home.md",
+        "---\ntags: [garden, planning/summer]\n---\n# Home\n\nBack to [[Beds]].\n",
+    );
+    render_warm("tags given to a note");
+    t.write(
+        "04_AREAS/Home.md",
+        "---\ntags: [planning/summer]\ndate: 2026-01-02\n---\n# Home page\n\nBack to [[Beds]].\n",
+    );
+    render_warm("a tagged note retitled, dated, and a tag dropped");
     t.write(
         "03_NOTES/Nowhere.md",
         "# Nowhere\n\nNow somewhere, see [[Home]].\n",
