@@ -171,6 +171,8 @@ pub(crate) struct Catalog {
     pub(crate) page_memos: std::sync::Mutex<HashMap<String, super::pages::PageMemos>>,
     /// How many listing pages' keys came from there (for tests and logs).
     pub(crate) page_memo_hits: std::sync::atomic::AtomicUsize,
+    /// How many notes' page keys came from there.
+    pub(crate) note_key_hits: std::sync::atomic::AtomicUsize,
 }
 
 impl Catalog {
@@ -480,6 +482,7 @@ impl Catalog {
             folders: OnceLock::new(),
             page_memos: Default::default(),
             page_memo_hits: Default::default(),
+            note_key_hits: Default::default(),
         })
     }
 

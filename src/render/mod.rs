@@ -582,6 +582,12 @@ mod tests {
         // see). Two months, two due months and three tags (x, y, y/z) list what they listed.
         write("c.md", "# C renamed\n\nplain\n");
         assert_eq!(hits_after_render(), 7);
+        let note_hits = || {
+            let content = Content::work_tree_warm(&vault, warm.clone()).unwrap();
+            let catalog = content.catalog().unwrap();
+            catalog.note_key_hits.load(Ordering::Relaxed)
+        };
+        assert!(note_hits() > 0, "the notes nobody edited keep their keys");
 
         // `a`'s task is on March's month and due-month pages: those two are keyed again.
         write("a.md", "# A\n\n- [ ] one, reworded 📅 2026-03-02\n");

@@ -314,7 +314,7 @@ impl<'a> Shared<'a> {
             .map(|t| &**t)
             .filter(|t| is_open(t))
             .collect();
-        open.sort_by(|a, b| {
+        open.sort_unstable_by(|a, b| {
             (a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
                 b.due.is_none(),
                 &b.due,
@@ -331,7 +331,7 @@ impl<'a> Shared<'a> {
             }
         }
         for list in by_day.values_mut() {
-            list.sort_by(|a, b| {
+            list.sort_unstable_by(|a, b| {
                 (!is_open(a), &a.path, a.line).cmp(&(!is_open(b), &b.path, b.line))
             });
         }
@@ -457,6 +457,33 @@ impl<'a> Shared<'a> {
             }
             _ => None,
         }
+    }
+
+    /// For a note's page whose key may come from a [`PageMemos`] (by the note's vault path, which
+    /// no listing page's place can equal): what [`Self::note_key`] hashes besides the note itself
+    /// and the notes linking to it, and their addresses. Notes that transclude others, and notes
+    /// that are a folder's page, are keyed afresh every time.
+    fn note_memo_inputs(&self, p: &Published) -> Option<(String, Vec<usize>)> {
+        let catalog = self.catalog;
+        if catalog.embeds.contains_key(&p.note.path) || self.children(p).is_some() {
+            return None;
+        }
+        let mut refs = vec![Arc::as_ptr(&p.note) as usize];
+        for &src in catalog
+            .backlinks
+            .get(&p.note.path)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            refs.push(Arc::as_ptr(&catalog.notes[src as usize].note) as usize);
+        }
+        let mission = p
+            .note
+            .mission
+            .as_ref()
+            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
+            .map(|m| (&m.id, &m.title));
+        Some((format!("{} {mission:?}", self.site_hash), refs))
     }
 
     /// Every page but the notes'.
@@ -1100,15 +1127,38 @@ pub(crate) fn build(
         page_of: &page_of,
     };
 
+    // What the last build from this catalog keyed pages from.
+    let memos = catalog
+        .page_memos
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(stamp))
+        .unwrap_or_default();
+
     // Note pages: keyed, and rendered and written only when the live build lacks the key.
     let notes: Vec<&Published> = catalog.notes.iter().collect();
     let live_entries = stage.live_entries();
-    type NoteOut = (OutFile, NoteMemo, Box<RawValue>, bool);
+    type NoteOut = (OutFile, NoteMemo, Box<RawValue>, bool, Option<PageMemo>);
     let note_files: Vec<NoteOut> = notes
         .par_iter()
         .map(|p| {
             let out = p.page.output_file();
-            let key = shared.note_key(p);
+            let inputs = shared.note_memo_inputs(p);
+            let known = inputs.as_ref().and_then(|(extra, refs)| {
+                let memo = memos.pages.get(p.note.path.as_str())?;
+                (memo.extra == *extra && memo.refs == *refs).then(|| memo.key.clone())
+            });
+            if known.is_some() {
+                catalog
+                    .note_key_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let key = known.unwrap_or_else(|| shared.note_key(p));
+            let note_memo = inputs.map(|(extra, refs)| PageMemo {
+                extra,
+                refs,
+                key: key.clone(),
+            });
             let mut memo = shared.memo_facts(p);
             let live = (stage.live_key(&out) == Some(key.as_str()))
                 .then(|| {
@@ -1129,6 +1179,7 @@ pub(crate) fn build(
                         memo,
                         (*entry).to_owned(),
                         false,
+                        note_memo,
                     ))
                 }
                 None => render_note_page(&shared, p, &linker)
@@ -1146,6 +1197,7 @@ pub(crate) fn build(
                             memo,
                             entry,
                             true,
+                            note_memo,
                         ))
                     }),
             };
@@ -1155,12 +1207,6 @@ pub(crate) fn build(
         .collect::<Result<_, PublishError>>()?;
 
     // Every other page: its context is built to key it, and rendered only when the key is new.
-    let memos = catalog
-        .page_memos
-        .lock()
-        .ok()
-        .and_then(|mut m| m.remove(stamp))
-        .unwrap_or_default();
     type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
     let other_files: Vec<OtherOut> = others
         .into_par_iter()
@@ -1260,14 +1306,18 @@ pub(crate) fn build(
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
     let mut rendered = 0;
     let mut entries = Vec::with_capacity(notes.len());
-    for ((file, memo, entry, fresh), p) in note_files.into_iter().zip(&notes) {
+    let mut note_memos = Vec::with_capacity(notes.len());
+    for ((file, memo, entry, fresh, key_memo), p) in note_files.into_iter().zip(&notes) {
         rendered += usize::from(fresh);
+        if let Some(key_memo) = key_memo {
+            note_memos.push((p.note.path.clone(), key_memo));
+        }
         manifest.notes.insert(p.note.path.clone(), memo);
         entries.push(entry);
         files.push(file);
     }
     let mut memos = PageMemos {
-        pages: HashMap::new(),
+        pages: note_memos.into_iter().collect(),
         _alive: (
             catalog.tasks.clone(),
             catalog.notes.iter().map(|p| p.note.clone()).collect(),

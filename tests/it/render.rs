@@ -902,6 +902,12 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
     );
     render_warm("the note of listed tasks retitled");
     t.write(
+        "02_PROJECTS/Garden Plan.md",
+        "---\ntitle: Garden plans\ntags: [garden, planning/spring]\ndate: 2026-03-01\naliases: [Beds]\n---\n\
+         # Garden plan\n\nSee [[Seed List]] and ![[Seed List#Tomatoes]]\n\n- [ ] Dig the beds 📅 2026-04-02 #garden\n",
+    );
+    render_warm("a note linking to others retitled (their backlinks show it)");
+    t.write(
         "02_PROJECTS/Seed List.md",
         "# Seed Catalogue\n\n## Tomatoes\n\nRoma only.\n\n- [x] Buy tomatoes 📅 2026-07-20\n- [ ] Sow 📅 2026-06-02 #garden\n",
     );
@@ -941,6 +947,16 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
         "---\ntitle: Garden plan\naliases: [Beds]\ndraft: true\n---\n# Garden plan\n\nwithdrawn\n",
     );
     render_warm("a note made a draft");
+    t.write(
+        "03_NOTES/Mission Work.md",
+        "---\nmission: m-1\n---\n# Mission work\n\nfor the launch\n",
+    );
+    render_warm("a note of a mission added");
+    t.write(
+        "01_MISSIONS/m-1/mission.md",
+        "---\nid: m-1\ntitle: Launch day\nstatus: active\ndue: 2026-05-01\n---\n# Launch\n\n- [ ] Ship it 📅 2026-04-30\n- [x] Plan it\n",
+    );
+    render_warm("a mission retitled (its notes' pages name it)");
 }
 
 /// A task added in one month re-renders that month's pages and the overviews that count tasks,
