@@ -144,7 +144,8 @@ pub(crate) struct Catalog {
     pub(crate) unpublished: BTreeMap<String, String>,
     /// Content hashes of every note, so a page knows when a note it embeds changed.
     pub(crate) hashes: HashMap<String, Vec<u8>>,
-    /// Tasks of published notes, by path and line (shared like the notes).
+    /// Tasks of published notes, by path and line (shared like the notes). Always in path order:
+    /// [`Self::tasks_of`] and the patch rely on it.
     pub(crate) tasks: Vec<Arc<TaskView>>,
     /// Every attachment of the content.
     pub(crate) attachments: BTreeSet<String>,
@@ -518,11 +519,8 @@ impl Catalog {
 
             // Its tasks, where path order puts them.
             let own: &[Arc<TaskView>] = warm.tasks.get(path).map_or(&[], Vec::as_slice);
-            let start = self
-                .tasks
-                .partition_point(|t| t.path.as_str() < path.as_str());
-            let end = start + self.tasks[start..].partition_point(|t| t.path == *path);
-            self.tasks.splice(start..end, own.iter().cloned());
+            let range = self.task_range(path);
+            self.tasks.splice(range, own.iter().cloned());
 
             // Its links: what it links to, transcludes, and where that leads.
             for list in self.backlinks.values_mut() {
@@ -574,6 +572,17 @@ impl Catalog {
         self.folders.get_or_init(|| {
             super::pages::folder_tree_of(self.notes.iter().map(|p| p.note.path.as_str()))
         })
+    }
+
+    /// The tasks of the published note at `path`, in line order.
+    pub(crate) fn tasks_of(&self, path: &str) -> &[Arc<TaskView>] {
+        &self.tasks[self.task_range(path)]
+    }
+
+    /// Where the tasks of the note at `path` are (or would go) in `tasks`.
+    fn task_range(&self, path: &str) -> std::ops::Range<usize> {
+        let start = self.tasks.partition_point(|t| t.path.as_str() < path);
+        start..start + self.tasks[start..].partition_point(|t| t.path == path)
     }
 
     /// The published note at `path`.
@@ -810,10 +819,28 @@ pub(crate) fn note_date(fm: &serde_json::Map<String, Value>) -> Option<String> {
         .find_map(|k| {
             let s = fm.get(*k)?.as_str()?;
             let day = s.get(..10)?;
-            chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                .ok()
-                .map(|_| day.to_owned())
+            ymd(day).map(|_| day.to_owned())
         })
+}
+
+/// The date `YYYY-MM-DD` (also as `chrono`'s `%Y-%m-%d` reads it, in its other spellings). The
+/// fixed form, the one the index keeps, is read without a format parser: a build reads the date
+/// of every dated task and note.
+pub(crate) fn ymd(s: &str) -> Option<chrono::NaiveDate> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10))
+    {
+        return chrono::NaiveDate::from_ymd_opt(y as i32, m, d);
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 #[cfg(test)]
@@ -879,6 +906,30 @@ mod tests {
         let warmed = Catalog::from_warm(vault, &config, warm).unwrap();
         let fresh = Catalog::from_work_tree(vault, &config).unwrap();
         assert_eq!(warmed.snapshot(), fresh.snapshot());
+    }
+
+    #[test]
+    fn dates_are_read_as_chrono_reads_them() {
+        for s in [
+            "2026-05-01",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "0000-01-01",
+            "2026-5-1",
+            "2026-05-1x",
+            "+026-05-01",
+            "2026/05/01",
+            "",
+            "2026-05-01T10:00",
+        ] {
+            assert_eq!(
+                ymd(s),
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -253,7 +253,6 @@ struct Shared<'a> {
     months: Vec<(i32, u32)>,
     /// Open tasks per date: `2026-05-01:3 2026-05-04:1 …`.
     agenda_days: String,
-    tasks_by_note: HashMap<&'a str, Vec<&'a TaskView>>,
     /// A hash of what every page's frame shows (site title, language, navigation).
     site_hash: String,
     /// What the navigation links to.
@@ -324,9 +323,7 @@ impl<'a> Shared<'a> {
         });
         let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
         for t in &catalog.tasks {
-            if let Some(d) =
-                agenda_date(t).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            {
+            if let Some(d) = agenda_date(t).and_then(|d| catalog::ymd(d)) {
                 by_day.entry(d).or_default().push(t);
             }
         }
@@ -366,14 +363,6 @@ impl<'a> Shared<'a> {
             .map(|(d, n)| format!("{d}:{n}"))
             .collect::<Vec<_>>()
             .join(" ");
-        let tasks_by_note =
-            catalog
-                .tasks
-                .iter()
-                .fold(HashMap::new(), |mut m: HashMap<&str, Vec<&TaskView>>, t| {
-                    m.entry(t.path.as_str()).or_default().push(t);
-                    m
-                });
         let nav_targets = nav_targets(folders);
         let site_hash = key_of(&[
             &config.site.title,
@@ -402,7 +391,6 @@ impl<'a> Shared<'a> {
             by_day,
             months,
             agenda_days,
-            tasks_by_note,
             site_hash,
             nav: nav_targets,
         }
@@ -616,11 +604,11 @@ impl<'a> Shared<'a> {
                 .unwrap_or_default(),
             breadcrumbs: breadcrumbs(parent(&p.note.path), at, self.folders),
             date: p.date.as_deref(),
-            tasks: self
-                .tasks_by_note
-                .get(p.note.path.as_str())
-                .map(|ts| ts.iter().map(|t| task_ctx(t, catalog, at)).collect())
-                .unwrap_or_default(),
+            tasks: catalog
+                .tasks_of(&p.note.path)
+                .iter()
+                .map(|t| task_ctx(t, catalog, at))
+                .collect(),
             front_matter: &p.note.front_matter,
             mission: p
                 .note
