@@ -199,16 +199,18 @@ impl Catalog {
         let last = warm.last.take();
         let index = Index::open(vault)?;
         let caught = warm.catch_up(&index)?;
+        let mut last = last.and_then(Arc::into_inner);
         if let Some(changed) = caught
-            && let Some(mut catalog) = last.and_then(Arc::into_inner)
-            && catalog.exclude == config.publish.exclude
-            && catalog.patch(warm, &changed)
+            && let Some(mut catalog) = last.take_if(|c| c.exclude == config.publish.exclude)
         {
-            warm.patched += 1;
-            tracing::debug!(notes = changed.len(), "patched the last catalog");
-            let catalog = Arc::new(catalog);
-            warm.last = Some(catalog.clone());
-            return Ok(catalog);
+            if catalog.patch(warm, &changed) {
+                warm.patched += 1;
+                tracing::debug!(notes = changed.len(), "patched the last catalog");
+                let catalog = Arc::new(catalog);
+                warm.last = Some(catalog.clone());
+                return Ok(catalog);
+            }
+            last = Some(catalog);
         }
         let resolver = match &warm.resolver {
             Some(r) => r.clone(),
@@ -223,7 +225,7 @@ impl Catalog {
             .filter(|(_, facts)| !facts.is_empty())
             .map(|(p, facts)| (p.clone(), facts.clone()))
             .collect();
-        let catalog = Arc::new(Self::assemble(
+        let catalog = Self::assemble(
             config,
             notes,
             tasks,
@@ -232,7 +234,16 @@ impl Catalog {
             links,
             Texts::WorkTree(vault.root().to_path_buf()),
             &mut warm.derived,
-        )?);
+        )?;
+        // What the last catalog's builds keyed pages from holds for this one too: the memos
+        // name the objects a page shows, which the two catalogs share where they are the same.
+        if let Some(last) = last
+            && let Ok(memos) = last.page_memos.into_inner()
+            && let Ok(mut m) = catalog.page_memos.lock()
+        {
+            *m = memos;
+        }
+        let catalog = Arc::new(catalog);
         warm.last = Some(catalog.clone());
         Ok(catalog)
     }
@@ -369,12 +380,11 @@ impl Catalog {
 
         // A digest depends on the links (a list that is replaced, never changed, while the
         // memo holds it) and on which notes are published: with the same unpublished notes and
-        // the same list, the memo's digest stands. (A note that came or went re-resolves every
-        // list, so every list is new then.)
+        // the same list, the memo's digest stands. (A list that leads to a note that came or went
+        // is a new list: the warm copy replaces every list whose links resolve anew.)
         let basis = {
             use std::hash::{Hash as _, Hasher as _};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            notes.len().hash(&mut h);
             for path in unpublished.keys() {
                 path.hash(&mut h);
             }
@@ -710,9 +720,19 @@ impl WarmCatalog {
         }
         if structure {
             self.links.par_iter_mut().for_each(|(source, facts)| {
-                // A render may still share the old list: it is replaced, not changed under it.
-                for f in Arc::make_mut(facts) {
-                    f.resolved = resolver.resolve(source, f.kind, &f.target);
+                let resolve = |f: &LinkFact| resolver.resolve(source, f.kind, &f.target);
+                // Only a list that now leads elsewhere is new: what was derived from the others
+                // (their digests, their notes' faces and page keys) stands. A render may still
+                // share the old list, so it is replaced, not changed under it.
+                if facts.iter().any(|f| resolve(f) != f.resolved) {
+                    let now = facts
+                        .iter()
+                        .map(|f| LinkFact {
+                            resolved: resolve(f),
+                            ..f.clone()
+                        })
+                        .collect();
+                    *facts = Arc::new(now);
                 }
             });
         }

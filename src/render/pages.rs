@@ -471,7 +471,10 @@ impl<'a> Shared<'a> {
             .as_ref()
             .and_then(|m| self.missions.iter().find(|x| &x.id == m))
             .map(|m| (&m.id, &m.title));
-        Some((format!("{} {mission:?}", self.site_hash), refs))
+        // Where its links lead: the note is the same object while they resolve anew (a note that
+        // came or went), and the key covers that.
+        let links = catalog.link_digests.get(&p.note.path).map(|d| hex(d));
+        Some((format!("{} {mission:?} {links:?}", self.site_hash), refs))
     }
 
     /// Every page but the notes'.
