@@ -743,10 +743,13 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             Ok(Hint::Notes | Hint::Rescan) => notes = true,
             Ok(Hint::Bundles) => {}
             Err(RecvTimeoutError::Timeout) => {
-                if std::mem::take(&mut worked)
-                    && let Some(hook) = IDLE_HOOK.get()
-                {
-                    hook();
+                if std::mem::take(&mut worked) {
+                    // The live manifests kept for the next render (tens of MB on a large vault)
+                    // go too: after a pause, reading one back is a small part of a pass.
+                    crate::render::release_kept_manifests();
+                    if let Some(hook) = IDLE_HOOK.get() {
+                        hook();
+                    }
                 }
                 notes |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }

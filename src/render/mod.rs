@@ -266,6 +266,13 @@ impl Content {
     }
 }
 
+/// Lets go of the live manifests this process keeps between renders, so that the next render of
+/// each site reads its manifest back once. A long-running process that goes idle calls it to
+/// give their memory back.
+pub fn release_kept_manifests() {
+    publish::release_kept();
+}
+
 /// Brings the spare build folder of `theme` under `out_root` (`.<theme>.next`, where the next
 /// build is made) up to the live site with hard links, so that the next render writes only what
 /// changed instead of filling that folder. Worth it after a build that wrote most of the site, in

@@ -53,6 +53,13 @@ fn kept_manifests() -> &'static Mutex<std::collections::HashMap<PathBuf, (FileId
     KEPT.get_or_init(Default::default)
 }
 
+/// Drops every kept manifest (see [`kept_manifests`]).
+pub(crate) fn release_kept() {
+    if let Ok(mut k) = kept_manifests().lock() {
+        *k = std::collections::HashMap::new();
+    }
+}
+
 /// What tells one written file from another at the same path: the manifest is replaced, never
 /// changed in place, so a rewrite gives it a new inode or at least a new modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -777,6 +784,11 @@ mod tests {
         // Another stamp's build is not used, kept or not.
         site.keep(kept.clone());
         assert!(site.live_manifest("other").is_none());
+
+        // Released (an idle daemon): read back.
+        site.keep(kept.clone());
+        release_kept();
+        assert_eq!(site.live_manifest("stamp").unwrap().source, "on disk");
 
         // Another writer replaced the manifest: the kept copy is stale.
         site.keep(kept);
