@@ -744,12 +744,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             Ok(Hint::Bundles) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if std::mem::take(&mut worked) {
-                    // The live manifests kept for the next render (tens of MB on a large vault)
-                    // go too: after a pause, reading one back is a small part of a pass.
-                    crate::render::release_kept_manifests();
-                    if let Some(hook) = IDLE_HOOK.get() {
-                        hook();
-                    }
+                    at_rest(handle);
                 }
                 notes |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }
@@ -780,6 +775,31 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         );
     }
     tracing::info!("the pipeline stopped");
+}
+
+/// What the worker does when it goes idle after work: the live manifests kept for the next render
+/// go (tens of MB on a large vault; after a pause, reading one back is a small part of a pass),
+/// freed memory goes back to the system, and the catalog the next render patches is made again
+/// into the memory that is left, then what making it freed goes back too.
+fn at_rest(handle: &Handle) {
+    let hook = IDLE_HOOK.get();
+    crate::render::release_kept_manifests();
+    if let Ok(mut warm) = handle.inner.warm.lock() {
+        let vault = Vault::open(handle.inner.vault.root());
+        // Dropped before the memory goes back, so that the new one does not land among its pieces.
+        warm.release();
+        if let Some(hook) = hook {
+            hook();
+        }
+        if let Ok(vault) = vault
+            && let Err(e) = warm.remake(&vault)
+        {
+            tracing::debug!("could not prepare the next render's catalog: {e}");
+        }
+    }
+    if let Some(hook) = hook {
+        hook();
+    }
 }
 
 /// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed
@@ -1051,7 +1071,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_idle_hook_runs_once_after_work_and_not_again_while_nothing_happens() {
+    fn the_idle_hook_runs_after_work_and_not_again_while_nothing_happens() {
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         fn count() {
             CALLS.fetch_add(1, Ordering::SeqCst);
@@ -1071,9 +1091,10 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Two more scan intervals of nothing: idle, but no work to hand memory back after.
+        // Twice in that rest (before and after the next render's catalog is made again); then two
+        // more scan intervals of nothing: idle, but no work to hand memory back after.
         std::thread::sleep(SCAN_EVERY * 2 + Duration::from_millis(500));
-        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
         daemon.shutdown();
     }
 

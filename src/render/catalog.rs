@@ -632,6 +632,8 @@ pub struct WarmCatalog {
     last: Option<Arc<Catalog>>,
     /// How many catalogs were patched rather than made afresh.
     patched: u64,
+    /// The page-key memos of a released catalog, for the one made next.
+    memos: Option<HashMap<String, super::pages::PageMemos>>,
 }
 
 /// What the last render derived from each note, for the next one to reuse where the note is the
@@ -651,6 +653,30 @@ pub(crate) struct Derived {
 type FaceMemo = (Arc<CatalogNote>, Option<[u8; 32]>, String);
 
 impl WarmCatalog {
+    /// Lets go of the catalog kept for the next render (its page-key memos are set aside), ahead
+    /// of [`Self::remake`]. A long-running process going idle calls the two with its allocator's
+    /// release of freed memory between them: the catalog of a busy period is spread over memory
+    /// that every render in it left partly used, and made again at rest it fills a fraction of it.
+    pub fn release(&mut self) {
+        if let Some(last) = self.last.take().and_then(Arc::into_inner) {
+            self.memos = last.page_memos.into_inner().ok();
+        }
+    }
+
+    /// Makes the catalog the next render patches, from this copy alone, with the memos that
+    /// [`Self::release`] set aside (they name objects this copy still holds).
+    pub fn remake(&mut self, vault: &Vault) -> Result<(), RenderError> {
+        self.last = None;
+        let memos = self.memos.take();
+        let catalog = Catalog::from_warm(vault, vault.config(), self)?;
+        if let Some(memos) = memos
+            && let Ok(mut m) = catalog.page_memos.lock()
+        {
+            *m = memos;
+        }
+        Ok(())
+    }
+
     /// The resolver of this copy, if it resolves links as the index at `state` does: no note or
     /// attachment came or went, and no aliases changed, since the copy was brought up to date.
     pub(crate) fn resolver_for(&self, state: &crate::index::IndexState) -> Option<Arc<Resolver>> {

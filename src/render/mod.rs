@@ -599,6 +599,15 @@ mod tests {
         // `a`'s task is on March's month and due-month pages: those two are keyed again.
         write("a.md", "# A\n\n- [ ] one, reworded 📅 2026-03-02\n");
         assert_eq!(hits_after_render(), 7 + 5);
+
+        // Released and made again at rest: a new catalog (counting from 0), the same memos.
+        {
+            let mut w = warm.lock().unwrap();
+            w.release();
+            w.remake(&vault).unwrap();
+        }
+        write("c.md", "# C renamed again\n\nplain\n");
+        assert_eq!(hits_after_render(), 7);
     }
 
     #[test]

@@ -917,6 +917,12 @@ fn a_warm_render_equals_a_fresh_one_after_every_kind_of_change() {
         "---\ntags: [garden, planning/summer]\n---\n# Home\n\nBack to [[Beds]].\n",
     );
     render_warm("tags given to a note");
+    // As an idle daemon does: the kept catalog released and made again, its memos carried over.
+    {
+        let mut w = warm.lock().unwrap();
+        w.release();
+        w.remake(&t.vault()).unwrap();
+    }
     t.write(
         "04_AREAS/Home.md",
         "---\ntags: [planning/summer]\ndate: 2026-01-02\n---\n# Home page\n\nBack to [[Beds]].\n",
