@@ -73,11 +73,7 @@ mod tests {
 
     #[test]
     fn complete_bundles_are_ready_and_half_written_ones_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::workflow::init(&root).unwrap();
-        let vault = Vault::open(&root).unwrap();
-        vault.ensure_work_dirs().unwrap();
+        let (_dir, vault) = crate::workflow::temp_vault();
         let pending = vault.queue_dir(Queue::Pending);
         std::fs::write(pending.join("a.json"), br#"{"id":"a"}"#).unwrap();
         std::fs::write(pending.join("b.json"), br#"{"id":"b", "chan"#).unwrap();

@@ -1077,10 +1077,7 @@ mod tests {
             CALLS.fetch_add(1, Ordering::SeqCst);
         }
         when_idle(count);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::workflow::init(&root).unwrap();
-        let vault = Vault::open(&root).unwrap();
+        let (_dir, vault) = crate::workflow::temp_vault();
         // The first pass (index, sites) is work; then nothing happens.
         let daemon = Daemon::start(&vault).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);

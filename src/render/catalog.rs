@@ -902,39 +902,19 @@ mod tests {
             for (p, face) in self.notes.iter().zip(&self.faces) {
                 let _ = writeln!(out, "note {:?} {:?} {:?} {face}", p.note, p.page, p.date);
             }
-            let sorted = |m: Vec<String>| {
-                let mut m = m;
-                m.sort();
-                m.join("\n")
-            };
+            fn sorted<T: std::fmt::Debug>(items: impl Iterator<Item = T>) -> String {
+                let mut lines: Vec<String> = items.map(|x| format!("{x:?}")).collect();
+                lines.sort();
+                lines.join("\n")
+            }
             let _ = writeln!(out, "unpublished {:?}", self.unpublished);
-            let _ = writeln!(
-                out,
-                "positions {:?}",
-                sorted(self.positions.iter().map(|x| format!("{x:?}")).collect())
-            );
-            let _ = writeln!(
-                out,
-                "hashes {}",
-                sorted(self.hashes.iter().map(|x| format!("{x:?}")).collect())
-            );
+            let _ = writeln!(out, "positions {}", sorted(self.positions.iter()));
+            let _ = writeln!(out, "hashes {}", sorted(self.hashes.iter()));
             let _ = writeln!(out, "tasks {:?}", self.tasks);
             let _ = writeln!(out, "attachments {:?}", self.attachments);
-            let _ = writeln!(
-                out,
-                "backlinks {}",
-                sorted(self.backlinks.iter().map(|x| format!("{x:?}")).collect())
-            );
-            let _ = writeln!(
-                out,
-                "digests {}",
-                sorted(self.link_digests.iter().map(|x| format!("{x:?}")).collect())
-            );
-            let _ = writeln!(
-                out,
-                "embeds {}",
-                sorted(self.embeds.iter().map(|x| format!("{x:?}")).collect())
-            );
+            let _ = writeln!(out, "backlinks {}", sorted(self.backlinks.iter()));
+            let _ = writeln!(out, "digests {}", sorted(self.link_digests.iter()));
+            let _ = writeln!(out, "embeds {}", sorted(self.embeds.iter()));
             out
         }
     }
@@ -980,10 +960,7 @@ mod tests {
 
     #[test]
     fn a_patched_catalog_equals_one_made_afresh_and_a_publication_change_makes_one_afresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::workflow::init(&root).unwrap();
-        let vault = Vault::open(&root).unwrap();
+        let (_dir, vault) = crate::workflow::temp_vault();
         write(
             &vault,
             "n/a.md",

@@ -555,13 +555,10 @@ mod tests {
     fn listing_pages_are_keyed_again_only_when_what_they_list_changed() {
         use super::{Content, Quiet, WarmCatalog, render};
         use crate::index::Index;
-        use crate::vault::Vault;
         use std::sync::{Arc, Mutex, atomic::Ordering};
 
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::workflow::init(&root).unwrap();
-        let vault = Vault::open(&root).unwrap();
+        let (dir, vault) = crate::workflow::temp_vault();
+        let root = vault.root().to_path_buf();
         let out = dir.path().join("site");
         let warm = Arc::new(Mutex::new(WarmCatalog::default()));
         let write = |path: &str, text: &str| {

@@ -928,6 +928,7 @@ fn change_index(bundle: &Bundle, path: &VaultPath) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::events::NoEvents;
+    use crate::workflow::temp_vault;
 
     fn claimed(vault: &Vault, name: &str, id: &str, changes: serde_json::Value) -> PathBuf {
         let path = vault
@@ -942,15 +943,6 @@ mod tests {
     }
 
     /// A fresh vault in a temporary folder (kept alive by the returned guard).
-    fn temp_vault() -> (tempfile::TempDir, Vault) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::workflow::init(&root).unwrap();
-        let vault = Vault::open(&root).unwrap();
-        vault.ensure_work_dirs().unwrap();
-        (dir, vault)
-    }
-
     /// Runs `git` in the vault as a person would.
     fn git(vault: &Vault, args: &[&str]) -> String {
         let out = std::process::Command::new("git")

@@ -87,3 +87,15 @@ pub fn retry(
     ));
     Ok(path)
 }
+
+/// A fresh vault from the built-in template, in a folder removed when the guard is dropped, for
+/// unit tests.
+#[cfg(test)]
+pub(crate) fn temp_vault() -> (tempfile::TempDir, crate::vault::Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("v");
+    init(&root).unwrap();
+    let vault = crate::vault::Vault::open(&root).unwrap();
+    vault.ensure_work_dirs().unwrap();
+    (dir, vault)
+}
