@@ -47,11 +47,14 @@ const FORMAT: u32 = 2;
 /// The live manifests this process published or read last, by live folder, with the identity of
 /// the manifest file each matches. A long-running process (the daemon) renders after every change;
 /// reading ten thousand notes' memos back each time would cost it about 20 ms a render.
-fn kept_manifests() -> &'static Mutex<std::collections::HashMap<PathBuf, (FileId, Manifest)>> {
-    static KEPT: OnceLock<Mutex<std::collections::HashMap<PathBuf, (FileId, Manifest)>>> =
+fn kept_manifests() -> &'static Mutex<std::collections::HashMap<PathBuf, (Ids, Manifest)>> {
+    static KEPT: OnceLock<Mutex<std::collections::HashMap<PathBuf, (Ids, Manifest)>>> =
         OnceLock::new();
     KEPT.get_or_init(Default::default)
 }
+
+/// The identities of a build's manifest files (see [`SiteDir::manifest_ids`]).
+type Ids = [FileId; 3];
 
 /// Drops every kept manifest (see [`kept_manifests`]).
 pub(crate) fn release_kept() {
@@ -375,8 +378,8 @@ impl SiteDir {
             .lock()
             .ok()
             .and_then(|mut k| k.remove(&self.live));
-        if let Some((id, manifest)) = kept
-            && file_id(&self.live.join(MANIFEST)) == Some(id)
+        if let Some((ids, manifest)) = kept
+            && self.manifest_ids() == Some(ids)
             && manifest.stamp == stamp
         {
             return Some(manifest);
@@ -387,11 +390,19 @@ impl SiteDir {
     /// Keeps `manifest`, which must be the live build's as its files now say, for the next
     /// [`Self::live_manifest`] of this process.
     pub(crate) fn keep(&self, manifest: Manifest) {
-        if let Some(id) = file_id(&self.live.join(MANIFEST))
+        if let Some(ids) = self.manifest_ids()
             && let Ok(mut k) = kept_manifests().lock()
         {
-            k.insert(self.live.clone(), (id, manifest));
+            k.insert(self.live.clone(), (ids, manifest));
         }
+    }
+
+    /// The identities of the live files a manifest is read from (itself, the notes' memos, the
+    /// search index): a kept manifest stands for them only while all three are the files it
+    /// was kept with.
+    fn manifest_ids(&self) -> Option<[FileId; 3]> {
+        let id = |name| file_id(&self.live.join(name));
+        Some([id(MANIFEST)?, id(NOTES)?, id(SEARCH_INDEX)?])
     }
 
     /// A swap without `RENAME_EXCHANGE` that was cut off leaves the live site aside; put it back.
@@ -784,6 +795,13 @@ mod tests {
         // Another stamp's build is not used, kept or not.
         site.keep(kept.clone());
         assert!(site.live_manifest("other").is_none());
+
+        // A file the manifest is read with was removed by hand: read back (and found unusable,
+        // so the next render builds the site again).
+        site.keep(kept.clone());
+        std::fs::remove_file(site.live_dir().join(SEARCH_INDEX)).unwrap();
+        assert!(site.live_manifest("stamp").is_none());
+        std::fs::write(site.live_dir().join(SEARCH_INDEX), "[]").unwrap();
 
         // Released (an idle daemon): read back.
         site.keep(kept.clone());
