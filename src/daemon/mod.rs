@@ -60,14 +60,48 @@ pub fn when_idle(hook: fn()) {
 }
 
 /// Why the worker should look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Hint {
     /// Something in `pending/`.
     Bundles,
-    /// A note, a theme or the configuration.
-    Notes,
+    /// A note, a theme, the configuration, or a folder of them, at this vault path.
+    Notes(String),
     /// The watcher lost track: look at everything.
     Rescan,
+}
+
+/// What of the vault's content the next pass brings the index up to date with.
+#[derive(Debug, Default)]
+struct Dirty {
+    /// Everything: the vault is walked.
+    all: bool,
+    /// These vault paths: what the watcher reported (the pass adds what it applied).
+    paths: std::collections::BTreeSet<String>,
+}
+
+impl Dirty {
+    fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    /// Takes a hint in; true when it was about bundles.
+    fn note(&mut self, hint: Hint) -> bool {
+        match hint {
+            Hint::Bundles => return true,
+            Hint::Notes(path) => {
+                self.paths.insert(path);
+            }
+            Hint::Rescan => self.all = true,
+        }
+        false
+    }
+
+    fn any(&self) -> bool {
+        self.all || !self.paths.is_empty()
+    }
 }
 
 /// The daemon could not start.
@@ -711,7 +745,7 @@ fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
     if rel.starts_with("06_RUNS/") && rel.matches('/').count() == 1 {
         return None;
     }
-    crate::index::is_content_path(rel).then_some(Hint::Notes)
+    crate::index::is_content_path(rel).then(|| Hint::Notes(rel.to_owned()))
 }
 
 /// The worker: one pass per wake-up (or per scan interval), until asked to stop.
@@ -724,7 +758,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     let mut intake = intake::Intake::default();
     let mut pruned = Instant::now();
     // At start: bundles left by a crash, and the index and sites brought up to date.
-    let mut notes = true;
+    let mut dirty = Dirty::everything();
     let mut failing = false;
     // Whether a pass did work since the idle hook last ran.
     let mut worked = false;
@@ -740,13 +774,14 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             SCAN_EVERY
         };
         match hints.recv_timeout(wait) {
-            Ok(Hint::Notes | Hint::Rescan) => notes = true,
-            Ok(Hint::Bundles) => {}
+            Ok(h) => {
+                dirty.note(h);
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if std::mem::take(&mut worked) {
                     at_rest(handle);
                 }
-                notes |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
+                dirty.all |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -757,9 +792,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         }
         // Coalesce the burst that woke us.
         while let Ok(h) = hints.try_recv() {
-            if h != Hint::Bundles {
-                notes = true;
-            }
+            dirty.note(h);
         }
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
@@ -768,7 +801,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             handle,
             &mut log,
             &mut intake,
-            &mut notes,
+            &mut dirty,
             hints,
             &mut watches,
             &mut worked,
@@ -808,7 +841,7 @@ fn pass(
     handle: &Handle,
     log: &mut JsonlLog,
     intake: &mut intake::Intake,
-    notes: &mut bool,
+    dirty: &mut Dirty,
     hints: &mpsc::Receiver<Hint>,
     watches: &mut Option<Watches>,
     worked: &mut bool,
@@ -866,14 +899,18 @@ fn pass(
         .iter()
         .filter(|f| f.receipt.status == Status::Applied)
         .count();
+    let mut recorded = None;
     if !filed.is_empty() {
         match runs::record(vault, &started, clock.elapsed(), &filed, &problems) {
-            Ok(path) => sink.emit(Event::new(
-                "run.recorded",
-                &path,
-                json!({ "path": path, "bundles": filed.len(), "applied": applied }),
-                None,
-            )),
+            Ok(path) => {
+                sink.emit(Event::new(
+                    "run.recorded",
+                    &path,
+                    json!({ "path": path, "bundles": filed.len(), "applied": applied }),
+                    None,
+                ));
+                recorded = Some(path);
+            }
             Err(e) => problems.push(format!("could not write the run record: {e}")),
         }
     }
@@ -882,26 +919,38 @@ fn pass(
     // another pass. Hints that come later still wake the next one.
     let mut more = false;
     while let Ok(h) = hints.try_recv() {
-        match h {
-            Hint::Bundles => more = true,
-            Hint::Notes | Hint::Rescan => *notes = true,
-        }
+        more |= dirty.note(h);
     }
     if more {
         let _ = handle.inner.hints.send(Hint::Bundles);
     }
-    if applied > 0 || !filed.is_empty() || *notes {
+    if applied > 0 || !filed.is_empty() || dirty.any() {
         *worked = true;
         // One index update per pass, for the commits and for a person's edits alike; the render
-        // below then finds the index current.
-        *notes = false;
+        // below then finds the index current. Without a reason to walk the vault, it looks at the
+        // paths the watcher reported, the files the applied bundles changed and the run record.
+        let mut look = std::mem::take(dirty);
+        for f in filed.iter().filter(|f| f.receipt.status == Status::Applied) {
+            look.paths.extend(f.receipt.files.iter().flatten().cloned());
+        }
+        look.paths.extend(recorded);
         // A top-level folder made since the last look (by a bundle or a person) is watched before
         // the index walks it.
         if let Some(w) = watches {
             w.refresh();
         }
         let t = Instant::now();
-        let updated = crate::index::Index::open(vault).and_then(|mut i| i.update(false));
+        let updated = crate::index::Index::open(vault).and_then(|mut i| {
+            if look.all {
+                i.update(false)
+            } else {
+                i.update_paths(&look.paths.into_iter().collect::<Vec<_>>())
+            }
+        });
+        if updated.is_err() {
+            // What it was to look at is not lost: the next pass walks the vault.
+            dirty.all = true;
+        }
         match updated {
             Ok(u) => {
                 metrics.index_seconds.observe(t.elapsed());
@@ -1105,11 +1154,11 @@ mod tests {
         );
         assert_eq!(
             classify(root, pending, Path::new("/v/03_NOTES/a.md")),
-            Some(Hint::Notes)
+            Some(Hint::Notes("03_NOTES/a.md".into()))
         );
         assert_eq!(
             classify(root, pending, Path::new("/v/06_RUNS/promotions/p.md")),
-            Some(Hint::Notes)
+            Some(Hint::Notes("06_RUNS/promotions/p.md".into()))
         );
         for quiet in [
             "/v/06_RUNS/20261121-pipeline.md",

@@ -164,6 +164,17 @@ impl Index {
         update::update(&mut self.conn, &self.root, full)
     }
 
+    /// Brings the index up to date with the files at `paths` (vault paths) without walking the
+    /// vault, for a caller that knows every file changed since the index was last brought up to
+    /// date (the daemon: what it applied, and what the watcher reported). When a path is or was a
+    /// folder, the vault is walked as [`Self::update`] does.
+    pub fn update_paths(&mut self, paths: &[String]) -> Result<UpdateReport, IndexError> {
+        match update::update_paths(&mut self.conn, &self.root, paths)? {
+            Some(report) => Ok(report),
+            None => self.update(false),
+        }
+    }
+
     /// Where the index stands: its id, its generation, and the last generation that changed what
     /// links can resolve to.
     pub fn state(&self) -> Result<IndexState, IndexError> {

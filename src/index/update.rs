@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sha2::Digest as _;
 
 use super::record::{NoteRecord, note_record};
@@ -62,20 +62,97 @@ pub(super) fn update(
     full: bool,
 ) -> Result<UpdateReport, IndexError> {
     if full {
-        return super::schema::without_journal(conn, |conn| update_inner(conn, root, true));
+        return super::schema::without_journal(conn, |conn| update_inner(conn, root, true, None));
     }
-    update_inner(conn, root, false)
+    update_inner(conn, root, false, None)
+}
+
+/// Brings the index up to date with the files at `paths` alone (vault paths), for a caller that
+/// knows every file that may have changed since the index last was. `None` when that cannot be
+/// told from the paths (one is a folder, or was one: the caller walks the vault instead).
+pub(super) fn update_paths(
+    conn: &mut Connection,
+    root: &Path,
+    paths: &[String],
+) -> Result<Option<UpdateReport>, IndexError> {
+    for path in paths {
+        let full = root.join(path);
+        match full.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => return Ok(None),
+            Ok(_) => {}
+            // Gone: a folder that held indexed files needs the walk.
+            Err(_) => {
+                let below = format!("{path}/");
+                let mut stmt = conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM notes WHERE substr(path, 1, length(?1)) = ?1)
+                         OR EXISTS (SELECT 1 FROM files WHERE substr(path, 1, length(?1)) = ?1)",
+                )?;
+                if stmt.query_row([&below], |r| r.get::<_, bool>(0))? {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    let mut report = update_inner(conn, root, false, Some(paths))?;
+    // What the whole index holds, as a walk reports it.
+    (report.notes, report.attachments) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM notes), (SELECT COUNT(*) FROM files)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+    )?;
+    Ok(Some(report))
+}
+
+/// The notes (stat'ed) and other files among `paths`, as the walk would find them: regular files,
+/// not hidden, outside quire's own and skipped folders, with no symbolic link on the way.
+fn stat_paths(root: &Path, paths: &[String]) -> (Vec<Seen>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        let parts: Vec<&str> = path.split('/').collect();
+        let hidden = parts.iter().any(|p| p.is_empty() || p.starts_with('.'));
+        let skipped = parts.len() > 1
+            && (RESERVED_ROOTS.contains(&parts[0]) || SKIPPED_ROOTS.contains(&parts[0]));
+        if hidden || skipped {
+            continue;
+        }
+        let mut dir = root.to_path_buf();
+        let through_folders = parts[..parts.len() - 1].iter().all(|p| {
+            dir.push(p);
+            dir.symlink_metadata().is_ok_and(|m| m.is_dir())
+        });
+        let Ok(meta) = root.join(path).symlink_metadata() else {
+            continue;
+        };
+        if !through_folders || !meta.is_file() {
+            continue;
+        }
+        if path.ends_with(".md") || path.ends_with(".markdown") {
+            notes.push(Seen {
+                path: path.clone(),
+                size: meta.len() as i64,
+                mtime_ns: mtime_ns(meta.modified().ok()),
+            });
+        } else {
+            files.push(path.clone());
+        }
+    }
+    (notes, files)
 }
 
 fn update_inner(
     conn: &mut Connection,
     root: &Path,
     full: bool,
+    only: Option<&[String]>,
 ) -> Result<UpdateReport, IndexError> {
     let started = Instant::now();
-    let (notes, files) = walk(root)?;
+    let (notes, files) = match only {
+        Some(paths) => stat_paths(root, paths),
+        None => walk(root)?,
+    };
     let walked = started.elapsed();
-    let mut plan = Plan::make(conn, &notes, &files, full)?;
+    let mut plan = Plan::make(conn, &notes, &files, full, only)?;
     tracing::debug!(
         walk_ms = walked.as_secs_f64() * 1e3,
         plan_ms = (started.elapsed() - walked).as_secs_f64() * 1e3,
@@ -93,7 +170,7 @@ fn update_inner(
     // the writers' lock, then plan again against what is stored now.
     let _writer = writer_lock(root)?;
     if !full {
-        plan = Plan::make(conn, &notes, &files, full)?;
+        plan = Plan::make(conn, &notes, &files, full, only)?;
         if plan.is_empty() {
             report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             return Ok(report);
@@ -342,21 +419,36 @@ struct Plan<'w> {
 }
 
 impl<'w> Plan<'w> {
+    /// With `only`, the walk saw only those paths: what the index knows is compared for them
+    /// alone (a note it knows elsewhere is not gone).
     fn make(
         conn: &Connection,
         notes: &'w [Seen],
         files: &'w [String],
         full: bool,
+        only: Option<&[String]>,
     ) -> Result<Self, IndexError> {
         let known = if full {
             HashMap::new()
         } else {
-            known_notes(conn)?
+            known_notes(conn, only)?
         };
-        let known_files: HashSet<String> = {
-            let mut stmt = conn.prepare("SELECT path FROM files")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
+        let known_files: HashSet<String> = match only {
+            None => {
+                let mut stmt = conn.prepare("SELECT path FROM files")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            }
+            Some(paths) => {
+                let mut stmt = conn.prepare_cached("SELECT path FROM files WHERE path = ?1")?;
+                let mut known = HashSet::new();
+                for p in paths {
+                    if let Some(path) = stmt.query_row([p], |r| r.get(0)).optional()? {
+                        known.insert(path);
+                    }
+                }
+                known
+            }
         };
         let seen: HashSet<&str> = notes.iter().map(|n| n.path.as_str()).collect();
         let deleted: Vec<i64> = known
@@ -420,9 +512,12 @@ fn writer_lock(root: &Path) -> Result<std::fs::File, IndexError> {
     })
 }
 
-fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> {
-    let mut stmt = conn.prepare("SELECT path, id, size, mtime_ns FROM notes")?;
-    let rows = stmt.query_map([], |r| {
+/// The notes the index holds (of `only`, when given), with their stat data.
+fn known_notes(
+    conn: &Connection,
+    only: Option<&[String]>,
+) -> Result<HashMap<String, Known>, IndexError> {
+    let row = |r: &rusqlite::Row<'_>| {
         Ok((
             r.get::<_, String>(0)?,
             Known {
@@ -431,8 +526,20 @@ fn known_notes(conn: &Connection) -> Result<HashMap<String, Known>, IndexError> 
                 mtime_ns: r.get(3)?,
             },
         ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let Some(paths) = only else {
+        let mut stmt = conn.prepare("SELECT path, id, size, mtime_ns FROM notes")?;
+        return Ok(stmt.query_map([], row)?.collect::<Result<_, _>>()?);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT path, id, size, mtime_ns FROM notes WHERE path = ?1")?;
+    let mut known = HashMap::new();
+    for p in paths {
+        if let Some((path, k)) = stmt.query_row([p], row).optional()? {
+            known.insert(path, k);
+        }
+    }
+    Ok(known)
 }
 
 /// Reads, hashes and (when the content changed) parses one note. Runs on a rayon thread.
@@ -558,4 +665,108 @@ fn write_note(
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::Index;
+    use crate::vault::Vault;
+
+    /// What the index holds, to compare.
+    fn snapshot(index: &Index) -> String {
+        let conn = &index.conn;
+        let rows = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let mut rows = stmt.query([]).unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                let cols = r.as_ref().column_count();
+                let row: Vec<String> = (0..cols)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect();
+                out.push(row.join(" "));
+            }
+            out
+        };
+        [
+            rows("SELECT path, hash, size, mtime_ns, title FROM notes ORDER BY path"),
+            rows("SELECT path FROM files ORDER BY path"),
+            rows("SELECT n.path, t.line, t.text FROM tasks t JOIN notes n ON n.id = t.note_id ORDER BY 1, 2"),
+        ]
+        .map(|r| r.join("\n"))
+        .join("\n--\n")
+    }
+
+    /// After a targeted update, a walk of the whole vault finds nothing left to do, and the index
+    /// holds what it held after the targeted update.
+    fn targeted(vault: &Vault, paths: &[&str]) -> crate::index::IndexState {
+        let mut index = Index::open(vault).unwrap();
+        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+        index.update_paths(&paths).unwrap();
+        let after = snapshot(&index);
+        let state = index.state().unwrap();
+        let walk = index.update(false).unwrap();
+        assert_eq!(
+            (walk.parsed, walk.touched, walk.removed),
+            (0, 0, 0),
+            "a walk after updating {paths:?} still found work"
+        );
+        assert_eq!(snapshot(&index), after, "after updating {paths:?}");
+        state
+    }
+
+    #[test]
+    fn a_targeted_update_leaves_the_index_as_a_walk_would() {
+        let (_dir, vault) = crate::workflow::temp_vault();
+        let root = vault.root().to_path_buf();
+        let write = |p: &str, text: &str| {
+            let full = root.join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        };
+        write("n/a.md", "# A\n\n- [ ] one\n");
+        write("n/b.md", "# B\n");
+        Index::open(&vault).unwrap().update(false).unwrap();
+        let start = Index::open(&vault).unwrap().state().unwrap();
+
+        write("n/a.md", "# A edited\n\n- [ ] one\n- [ ] two\n");
+        let s = targeted(&vault, &["n/a.md"]);
+        assert!(s.generation > start.generation && s.structure == start.structure);
+
+        write("n/c.md", "# C\n\n[[a]]\n");
+        write("n/pic.png", "png");
+        let s = targeted(&vault, &["n/c.md", "n/pic.png"]);
+        assert!(s.structure > start.structure, "a note and a file came");
+
+        std::fs::remove_file(root.join("n/b.md")).unwrap();
+        std::fs::remove_file(root.join("n/pic.png")).unwrap();
+        targeted(&vault, &["n/b.md", "n/pic.png"]);
+
+        // Paths the walk does not index are not indexed either.
+        write(".hidden/x.md", "# X\n");
+        write("n/.draft.md", "# D\n");
+        write("07_LOGS/log.md", "# L\n");
+        targeted(
+            &vault,
+            &[
+                ".hidden/x.md",
+                "n/.draft.md",
+                "07_LOGS/log.md",
+                "n/missing.md",
+            ],
+        );
+
+        // A new folder, and a removed one that held notes: the vault is walked.
+        write("m/d.md", "# D\n");
+        targeted(&vault, &["m"]);
+        std::fs::remove_dir_all(root.join("m")).unwrap();
+        targeted(&vault, &["m"]);
+        assert!(
+            Index::open(&vault)
+                .unwrap()
+                .catalog_note("m/d.md")
+                .unwrap()
+                .is_none()
+        );
+    }
 }
