@@ -778,8 +778,8 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
                 dirty.note(h);
             }
             Err(RecvTimeoutError::Timeout) => {
-                if std::mem::take(&mut worked) {
-                    at_rest(handle);
+                if std::mem::take(&mut worked) && at_rest(handle) {
+                    dirty.all = true;
                 }
                 dirty.all |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }
@@ -810,11 +810,26 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     tracing::info!("the pipeline stopped");
 }
 
-/// What the worker does when it goes idle after work: the live manifests kept for the next render
-/// go (tens of MB on a large vault; after a pause, reading one back is a small part of a pass),
-/// freed memory goes back to the system, and the catalog the next render patches is made again
-/// into the memory that is left, then what making it freed goes back too.
-fn at_rest(handle: &Handle) {
+/// What the worker does when it goes idle after work. Passes update the index for the paths they
+/// know changed; once at rest, the vault is walked, so that a change the watcher did not report is
+/// found within a scan interval of the work ending (returns true then: the caller runs a pass).
+/// Then the live manifests kept for the next render go (tens of MB on a large vault; after a pause,
+/// reading one back is a small part of a pass), freed memory goes back to the system, and the
+/// catalog the next render patches is made again into the memory that is left, then what making it
+/// freed goes back too.
+fn at_rest(handle: &Handle) -> bool {
+    let missed =
+        match crate::index::Index::open(&handle.inner.vault).and_then(|mut i| i.update(false)) {
+            Ok(u) => u.parsed > 0 || u.removed > 0,
+            Err(e) => {
+                tracing::warn!("the index could not be brought up to date at rest: {e}");
+                false
+            }
+        };
+    if missed {
+        tracing::info!("the index walk at rest found changes no event reported");
+        return true;
+    }
     let hook = IDLE_HOOK.get();
     crate::render::release_kept_manifests();
     if let Ok(mut warm) = handle.inner.warm.lock() {
@@ -833,6 +848,7 @@ fn at_rest(handle: &Handle) {
     if let Some(hook) = hook {
         hook();
     }
+    false
 }
 
 /// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed

@@ -310,6 +310,30 @@ fn an_edited_note_reaches_the_site_without_a_commit() {
     );
 }
 
+/// Passes update the index for the paths they know changed. A change no event reports (here, a
+/// write through a hard link outside the vault: inotify tells only the folder the write went
+/// through) is found by the walk the daemon makes once it is at rest after work.
+#[test]
+fn a_change_no_event_reports_is_found_once_the_daemon_is_at_rest() {
+    let t = VaultTest::new();
+    t.write("03_NOTES/Linked.md", "# Linked\n\nfirst words\n");
+    let outside = tempfile::tempdir().unwrap();
+    let link = outside.path().join("linked.md");
+    std::fs::hard_link(t.path("03_NOTES/Linked.md"), &link).unwrap();
+    let d = start(&t);
+    let page_has = |words: &str| {
+        let (status, _, body) = http(&d.addr, "GET", "/site/paper/03_notes/linked/", &[], b"");
+        status == 200 && String::from_utf8_lossy(&body).contains(words)
+    };
+    wait_until("the first build", Duration::from_secs(20), || {
+        page_has("first words")
+    });
+    std::fs::write(&link, "# Linked\n\nwritten where nobody watches\n").unwrap();
+    wait_until("the unreported change", Duration::from_secs(20), || {
+        page_has("written where nobody watches")
+    });
+}
+
 #[test]
 fn edits_in_folders_made_after_start_are_seen() {
     // The daemon watches content folders one by one (never `_site/` or `.git/`): a folder made
