@@ -108,14 +108,8 @@ pub(super) fn update_paths(
 fn stat_paths(root: &Path, paths: &[String]) -> (Vec<Seen>, Vec<String>) {
     let mut notes = Vec::new();
     let mut files = Vec::new();
-    for path in paths {
+    for path in paths.iter().filter(|p| super::is_content_path(p)) {
         let parts: Vec<&str> = path.split('/').collect();
-        let hidden = parts.iter().any(|p| p.is_empty() || p.starts_with('.'));
-        let skipped = parts.len() > 1
-            && (RESERVED_ROOTS.contains(&parts[0]) || SKIPPED_ROOTS.contains(&parts[0]));
-        if hidden || skipped {
-            continue;
-        }
         let mut dir = root.to_path_buf();
         let through_folders = parts[..parts.len() - 1].iter().all(|p| {
             dir.push(p);
@@ -127,7 +121,7 @@ fn stat_paths(root: &Path, paths: &[String]) -> (Vec<Seen>, Vec<String>) {
         if !through_folders || !meta.is_file() {
             continue;
         }
-        if path.ends_with(".md") || path.ends_with(".markdown") {
+        if crate::markdown::is_note_path(path) {
             notes.push(Seen {
                 path: path.clone(),
                 size: meta.len() as i64,
@@ -386,7 +380,7 @@ fn list_dir(root: &Path, dir: &Path) -> (Vec<Seen>, Vec<String>) {
         } else {
             format!("{prefix}/{name}")
         };
-        if name.ends_with(".md") || name.ends_with(".markdown") {
+        if crate::markdown::is_note_path(name) {
             match entry.metadata() {
                 Ok(meta) => notes.push(Seen {
                     size: meta.len() as i64,

@@ -13,6 +13,12 @@ pub use frontmatter::{Document, FrontMatter, FrontMatterError, split};
 pub use note::{LinkKind, ListItem, NoteHeading, NoteLink, NoteTask, ParsedNote, parse_note};
 pub use task::{DateField, Priority, Status, TaskFields, parse_fields};
 
+/// Whether the vault path names a Markdown note (`.md` or `.markdown`): what the index parses and
+/// the renderer gives a page.
+pub fn is_note_path(path: &str) -> bool {
+    path.ends_with(".md") || path.ends_with(".markdown")
+}
+
 /// The line ending `text` uses: `"\r\n"` when its first line ends so, else `"\n"`.
 pub fn newline_of(text: &str) -> &'static str {
     match text.find('\n') {

@@ -577,6 +577,11 @@ impl Catalog {
         true
     }
 
+    /// The published notes linking to the note at `path` (positions in `notes`, in path order).
+    pub(crate) fn backlinks_of(&self, path: &str) -> &[u32] {
+        self.backlinks.get(path).map_or(&[], Vec::as_slice)
+    }
+
     /// The folders of the published notes.
     pub(crate) fn folders(&self) -> &BTreeMap<String, Folder> {
         self.folders.get_or_init(|| {
@@ -799,9 +804,7 @@ impl WarmCatalog {
     }
 }
 
-pub(crate) fn is_note(path: &str) -> bool {
-    path.ends_with(".md") || path.ends_with(".markdown")
-}
+pub(crate) use crate::markdown::is_note_path as is_note;
 
 /// A digest of where a note's links lead: each link's kind and target, what it resolves to, and
 /// whether that note is published — what the note's HTML depends on besides its own text.

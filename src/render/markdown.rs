@@ -201,7 +201,7 @@ fn render_inner(
         let Some(resolved) = linker.resolver.resolve(path, link.kind, &link.target) else {
             return Target::Broken;
         };
-        if !is_note(&resolved) {
+        if !crate::markdown::is_note_path(&resolved) {
             let file = SitePath::file(&resolved);
             return Target::File {
                 url: file.relative_from(host),
@@ -783,10 +783,6 @@ fn safe_scheme(dest: &str) -> bool {
     ["http://", "https://", "mailto:", "tel:"]
         .iter()
         .any(|s| lower.starts_with(s))
-}
-
-fn is_note(path: &str) -> bool {
-    path.ends_with(".md") || path.ends_with(".markdown")
 }
 
 fn is_image(path: &str) -> bool {

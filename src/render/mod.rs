@@ -470,15 +470,7 @@ pub fn render_theme(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "published"
     );
-    let built = {
-        let mut built = built;
-        site.keep(std::mem::replace(
-            &mut built.manifest,
-            publish::Manifest::new(String::new()),
-        ));
-        built
-    };
-    Ok(RenderReport {
+    let report = RenderReport {
         theme: theme.name().to_owned(),
         dir: site.live_dir().to_path_buf(),
         pages: built.pages,
@@ -493,7 +485,9 @@ pub fn render_theme(
         changed: outcome.changed,
         quick: false,
         elapsed: started.elapsed(),
-    })
+    };
+    site.keep(built.manifest);
+    Ok(report)
 }
 
 /// What a build's keys are relative to: the quire version, the theme and the settings. A live build

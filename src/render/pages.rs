@@ -430,14 +430,8 @@ impl<'a> Shared<'a> {
             Page::Tag(key) => {
                 let (name, list) = &self.by_tag[key];
                 // Its sub-tags, with their counts, and the tag's own spelling.
-                let below = format!("{key}/");
                 let mut extra = format!("tag {name} {}", self.site_hash);
-                for (n, l) in self
-                    .by_tag
-                    .range(below.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&below))
-                    .map(|(_, v)| v)
-                {
+                for (n, l) in self.child_tags(key) {
                     extra.push_str(&format!(" {n}:{}", l.len()));
                 }
                 let refs = list.iter().map(|p| Arc::as_ptr(&p.note) as usize).collect();
@@ -457,24 +451,34 @@ impl<'a> Shared<'a> {
             return None;
         }
         let mut refs = vec![Arc::as_ptr(&p.note) as usize];
-        for &src in catalog
-            .backlinks
-            .get(&p.note.path)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for &src in catalog.backlinks_of(&p.note.path) {
             refs.push(Arc::as_ptr(&catalog.notes[src as usize].note) as usize);
         }
-        let mission = p
-            .note
-            .mission
-            .as_ref()
-            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
-            .map(|m| (&m.id, &m.title));
+        let mission = self.mission_of(p).map(|m| (&m.id, &m.title));
         // Where its links lead: the note is the same object while they resolve anew (a note that
         // came or went), and the key covers that.
         let links = catalog.link_digests.get(&p.note.path).map(|d| hex(d));
         Some((format!("{} {mission:?} {links:?}", self.site_hash), refs))
+    }
+
+    /// The mission a note belongs to, if it is one of the site's missions.
+    fn mission_of(&self, p: &Published) -> Option<&MissionCtx> {
+        let id = p.note.mission.as_ref()?;
+        self.missions.iter().find(|m| &m.id == id)
+    }
+
+    /// The tags directly below the tag `key` (lowercased), with their notes.
+    fn child_tags<'s>(
+        &'s self,
+        key: &str,
+    ) -> impl Iterator<Item = &'s (String, Vec<&'a Published>)> + 's {
+        let below = format!("{key}/");
+        let depth = below.len();
+        self.by_tag
+            .range(below.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&below))
+            .filter(move |(k, _)| !k[depth..].contains('/'))
+            .map(|(_, v)| v)
     }
 
     /// Every page but the notes'.
@@ -511,12 +515,7 @@ impl<'a> Shared<'a> {
         h.update(self.site_hash.as_bytes());
         markdown_signature(catalog, &p.note.path, 0, &mut Vec::new(), &mut h);
         h.update([0xfd]);
-        for &src in catalog
-            .backlinks
-            .get(&p.note.path)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for &src in catalog.backlinks_of(&p.note.path) {
             let s = &catalog.notes[src as usize];
             {
                 h.update(s.note.path.as_bytes());
@@ -526,12 +525,7 @@ impl<'a> Shared<'a> {
             }
         }
         h.update([0xfd]);
-        if let Some(m) = p
-            .note
-            .mission
-            .as_ref()
-            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
-        {
+        if let Some(m) = self.mission_of(p) {
             h.update(m.id.as_bytes());
             h.update([0]);
             h.update(m.title.as_bytes());
@@ -546,18 +540,8 @@ impl<'a> Shared<'a> {
     /// A note's memo, without what rendering it gives.
     fn memo_facts(&self, p: &Published) -> NoteMemo {
         let face = self.catalog.face(&p.note.path).to_owned();
-        let backlinks = self
-            .catalog
-            .backlinks
-            .get(&p.note.path)
-            .cloned()
-            .unwrap_or_default();
-        let mission = p
-            .note
-            .mission
-            .as_ref()
-            .and_then(|m| self.missions.iter().find(|x| &x.id == m))
-            .map(|m| (m.id.clone(), m.title.clone()));
+        let backlinks = self.catalog.backlinks_of(&p.note.path).to_vec();
+        let mission = self.mission_of(p).map(|m| (m.id.clone(), m.title.clone()));
         memo_of(
             &p.note,
             p.date.as_deref(),
@@ -593,18 +577,14 @@ impl<'a> Shared<'a> {
                 })
                 .collect(),
             backlinks: catalog
-                .backlinks
-                .get(&p.note.path)
-                .map(|list| {
-                    list.iter()
-                        .map(|&src| &catalog.notes[src as usize])
-                        .map(|s| Link {
-                            title: s.note.title.clone(),
-                            url: s.page.relative_from(at),
-                        })
-                        .collect()
+                .backlinks_of(&p.note.path)
+                .iter()
+                .map(|&src| &catalog.notes[src as usize])
+                .map(|s| Link {
+                    title: s.note.title.clone(),
+                    url: s.page.relative_from(at),
                 })
-                .unwrap_or_default(),
+                .collect(),
             breadcrumbs: breadcrumbs(parent(&p.note.path), at, self.folders),
             date: p.date.as_deref(),
             tasks: catalog
@@ -613,15 +593,10 @@ impl<'a> Shared<'a> {
                 .map(|t| task_ctx(t, catalog, at))
                 .collect(),
             front_matter: &p.note.front_matter,
-            mission: p
-                .note
-                .mission
-                .as_ref()
-                .and_then(|m| self.missions.iter().find(|x| &x.id == m))
-                .map(|m| Link {
-                    title: m.title.clone(),
-                    url: mission_page(&m.id).relative_from(at),
-                }),
+            mission: self.mission_of(p).map(|m| Link {
+                title: m.title.clone(),
+                url: mission_page(&m.id).relative_from(at),
+            }),
             children: self
                 .children(p)
                 .map(|f| folder_ctx(f, catalog, self.folders, at)),
@@ -647,13 +622,9 @@ impl<'a> Shared<'a> {
             Page::Tag(key) => {
                 let (name, list) = &self.by_tag[key];
                 let page = tag_page(name);
-                let below = format!("{key}/");
                 let children: Vec<TagRef> = self
-                    .by_tag
-                    .range(below.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&below))
-                    .filter(|(k, _)| !k[below.len()..].contains('/'))
-                    .map(|(_, (n, l))| TagRef {
+                    .child_tags(key)
+                    .map(|(n, l)| TagRef {
                         name: n.clone(),
                         url: tag_page(n).relative_from(&page),
                         count: l.len(),
