@@ -274,6 +274,8 @@ pub(crate) struct PageMemos {
     /// Every task and note of that build. Held so that an object made since cannot have the
     /// address of one a memo names: an address then stands for one object's content.
     _alive: (Vec<Arc<TaskView>>, Vec<Arc<CatalogNote>>),
+    /// The sitemap's inputs (a digest of the base URL and every page's place) and its key.
+    sitemap: Option<(String, String)>,
 }
 
 /// A listing page's inputs and the key they gave.
@@ -304,34 +306,11 @@ enum Page<'a> {
 
 impl<'a> Shared<'a> {
     fn new(catalog: &'a Catalog, theme: &'a Theme, config: &'a Config) -> Self {
-        let folders = catalog.folders();
-        let missions = missions(catalog);
-        let by_tag = tags(catalog);
-        let mut open: Vec<&TaskView> = catalog
-            .tasks
-            .iter()
-            .map(|t| &**t)
-            .filter(|t| is_open(t))
-            .collect();
-        open.sort_unstable_by(|a, b| {
-            (a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
-                b.due.is_none(),
-                &b.due,
-                &b.path,
-                b.line,
-            ))
-        });
-        let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
-        for t in &catalog.tasks {
-            if let Some(d) = agenda_date(t).and_then(|d| catalog::ymd(d)) {
-                by_day.entry(d).or_default().push(t);
-            }
-        }
-        for list in by_day.values_mut() {
-            list.sort_unstable_by(|a, b| {
-                (!is_open(a), &a.path, a.line).cmp(&(!is_open(b), &b.path, b.line))
-            });
-        }
+        // The notes' side and the tasks' side, made side by side.
+        let ((folders, missions, by_tag), (open, by_day)) = rayon::join(
+            || (catalog.folders(), missions(catalog), tags(catalog)),
+            || Self::tasks_by_date(catalog),
+        );
         let months = by_day
             .keys()
             .map(|d| (d.year(), d.month()))
@@ -394,6 +373,51 @@ impl<'a> Shared<'a> {
             site_hash,
             nav: nav_targets,
         }
+    }
+
+    /// The open tasks, soonest due first, and the dated tasks by day, open ones first.
+    #[allow(clippy::type_complexity)]
+    fn tasks_by_date(
+        catalog: &'a Catalog,
+    ) -> (Vec<&'a TaskView>, BTreeMap<NaiveDate, Vec<&'a TaskView>>) {
+        // The catalog's tasks are in path and line order, so a stable sort on the date alone
+        // gives (date, path, line) order without comparing paths: tens of thousands of tasks.
+        debug_assert!(
+            catalog
+                .tasks
+                .windows(2)
+                .all(|w| (&w[0].path, w[0].line) < (&w[1].path, w[1].line))
+        );
+        let open = catalog.tasks.iter().map(|t| &**t).filter(|t| is_open(t));
+        // Grouped by due date, each group keeping that order; then the dates in order.
+        let mut by_due: HashMap<Option<&str>, Vec<&TaskView>> = HashMap::new();
+        for t in open {
+            by_due.entry(t.due.as_deref()).or_default().push(t);
+        }
+        let mut dues: Vec<Option<&str>> = by_due.keys().copied().collect();
+        dues.sort_unstable_by_key(|d| (d.is_none(), *d));
+        let open: Vec<&TaskView> = dues
+            .iter()
+            .flat_map(|d| by_due.remove(d).unwrap_or_default())
+            .collect();
+        let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
+        let mut last: Option<(&str, NaiveDate)> = None;
+        for t in &catalog.tasks {
+            let Some(text) = agenda_date(t) else { continue };
+            // Neighbouring tasks often share a date; it is read once for them.
+            let day = match last {
+                Some((s, d)) if s == text.as_str() => Some(d),
+                _ => catalog::ymd(text),
+            };
+            if let Some(d) = day {
+                last = Some((text.as_str(), d));
+                by_day.entry(d).or_default().push(t);
+            }
+        }
+        for list in by_day.values_mut() {
+            list.sort_by_key(|t| !is_open(t));
+        }
+        (open, by_day)
     }
 
     fn site(&self, page: &SitePath) -> SiteCtx<'a> {
@@ -1100,7 +1124,15 @@ pub(crate) fn build(
     // Note pages: keyed, and rendered and written only when the live build lacks the key.
     let notes: Vec<&Published> = catalog.notes.iter().collect();
     let live_entries = stage.live_entries();
-    type NoteOut = (OutFile, NoteMemo, Box<RawValue>, bool, Option<PageMemo>);
+    // The last field: whether the note's search entry is the live build's, byte for byte.
+    type NoteOut = (
+        OutFile,
+        NoteMemo,
+        Box<RawValue>,
+        bool,
+        Option<PageMemo>,
+        bool,
+    );
     let note_files: Vec<NoteOut> = notes
         .par_iter()
         .map(|p| {
@@ -1142,6 +1174,7 @@ pub(crate) fn build(
                         (*entry).to_owned(),
                         false,
                         note_memo,
+                        true,
                     ))
                 }
                 None => render_note_page(&shared, p, &linker)
@@ -1150,6 +1183,9 @@ pub(crate) fn build(
                         stage.put(&out, &key, &Body::Bytes(bytes))?;
                         memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
                         let entry = search_entry(&p.note, &p.page, &html.excerpt);
+                        let same = live_entries
+                            .get(p.note.path.as_str())
+                            .is_some_and(|live| live.get() == entry.get());
                         Ok((
                             OutFile {
                                 path: out,
@@ -1160,6 +1196,7 @@ pub(crate) fn build(
                             entry,
                             true,
                             note_memo,
+                            same,
                         ))
                     }),
             };
@@ -1262,28 +1299,38 @@ pub(crate) fn build(
         })
         .collect::<Result<_, PublishError>>()?;
     progress.finish();
-    drop(memos);
+    let last_sitemap = memos.sitemap.clone();
+    // Freed off this build's time (a string and a list per page).
+    rayon::spawn(move || drop(memos));
 
     let mut manifest = Manifest::new(stamp.to_owned());
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
     let mut rendered = 0;
     let mut entries = Vec::with_capacity(notes.len());
     let mut note_memos = Vec::with_capacity(notes.len());
-    for ((file, memo, entry, fresh, key_memo), p) in note_files.into_iter().zip(&notes) {
+    let mut memos_by_path = Vec::with_capacity(notes.len());
+    // The search index is the live one when every entry is, in the same order: each note has
+    // the live entry it had, and no note came or went.
+    let mut same_entries = stage.live_note_count() == Some(notes.len());
+    for ((file, memo, entry, fresh, key_memo, same), p) in note_files.into_iter().zip(&notes) {
         rendered += usize::from(fresh);
+        same_entries &= same;
         if let Some(key_memo) = key_memo {
             note_memos.push((p.note.path.clone(), key_memo));
         }
-        manifest.notes.insert(p.note.path.clone(), memo);
+        memos_by_path.push((p.note.path.clone(), memo));
         entries.push(entry);
         files.push(file);
     }
+    // In path order already: the map is built in one go.
+    manifest.notes = memos_by_path.into_iter().collect();
     let mut memos = PageMemos {
         pages: note_memos.into_iter().collect(),
         _alive: (
             catalog.tasks.clone(),
             catalog.notes.iter().map(|p| p.note.clone()).collect(),
         ),
+        sitemap: None,
     };
     for (file, fresh, memo) in other_files {
         rendered += usize::from(fresh);
@@ -1325,44 +1372,81 @@ pub(crate) fn build(
             body,
         });
     }
-    let page_paths: Vec<String> = files
+    let mut page_paths: Vec<&str> = files
         .iter()
         .filter(|f| f.path.ends_with("index.html"))
-        .map(|f| f.path.clone())
+        .map(|f| f.path.as_str())
         .collect();
+    page_paths.sort_unstable();
+    // The site-wide files, made side by side. The search index and the sitemap are most of it,
+    // and a small edit seldom changes either: the search index is the live one when every entry
+    // is, and the sitemap when the pages are the same as last time.
+    let sitemap_inputs = {
+        let mut h = Sha256::new();
+        h.update(config.site.base_url.as_bytes());
+        for p in &page_paths {
+            h.update([0]);
+            h.update(p.as_bytes());
+        }
+        hex(&h.finalize()[..16])
+    };
+    let live_search = super::publish::SEARCH_INDEX;
+    let search_key = stage
+        .live_key(live_search)
+        .filter(|_| same_entries)
+        .map(str::to_owned);
+    let sitemap_key = last_sitemap
+        .filter(|(inputs, key)| {
+            *inputs == sitemap_inputs && stage.live_key(SITEMAP_FILE) == Some(key.as_str())
+        })
+        .map(|(_, key)| key);
+    let made = |bytes: Vec<u8>| (hex(&Sha256::digest(&bytes)[..16]), Some(bytes));
+    let ((search, sitemap_file), feed_file) = rayon::join(
+        || {
+            rayon::join(
+                || search_key.map_or_else(|| made(search_index(&entries)), |k| (k, None)),
+                || {
+                    sitemap_key.map_or_else(
+                        || made(sitemap(&config.site.base_url, &page_paths)),
+                        |k| (k, None),
+                    )
+                },
+            )
+        },
+        || made(feed(&manifest.notes, &entries, config)),
+    );
+    if let Ok(mut m) = catalog.page_memos.lock()
+        && let Some(memos) = m.get_mut(stamp)
+    {
+        memos.sitemap = Some((sitemap_inputs, sitemap_file.0.clone()));
+    }
     let mut generated = vec![
-        ("search.json".to_owned(), search_index(&entries)),
-        (
-            "sitemap.xml".to_owned(),
-            sitemap(&config.site.base_url, page_paths),
-        ),
-        (
-            "feed.xml".to_owned(),
-            feed(&manifest.notes, &entries, config),
-        ),
+        (live_search.to_owned(), search),
+        (SITEMAP_FILE.to_owned(), sitemap_file),
+        ("feed.xml".to_owned(), feed_file),
         (
             "static/tokens.css".to_owned(),
-            theme.tokens_css.as_bytes().to_vec(),
+            made(theme.tokens_css.as_bytes().to_vec()),
         ),
     ];
     for (rel, bytes) in &theme.statics {
-        generated.push((format!("static/{rel}"), bytes.clone()));
+        generated.push((format!("static/{rel}"), made(bytes.clone())));
     }
     // The manifest holds the entries the live build's search index is made of.
     manifest.entries = entries;
-    for (path, bytes) in generated {
-        let key = hex(&Sha256::digest(&bytes)[..16]);
-        let body = if stage.live_key(&path) == Some(key.as_str()) {
-            Body::Kept
-        } else {
-            Body::Bytes(bytes)
+    for (path, (key, bytes)) in generated {
+        let body = match bytes {
+            Some(bytes) if stage.live_key(&path) != Some(key.as_str()) => Body::Bytes(bytes),
+            _ => Body::Kept,
         };
         files.push(OutFile { path, key, body });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    for f in &files {
-        manifest.files.insert(f.path.clone(), f.key.clone());
-    }
+    // From sorted pairs a map is built in one go, not by a search per file.
+    manifest.files = files
+        .iter()
+        .map(|f| (f.path.clone(), f.key.clone()))
+        .collect();
     Ok(Build {
         files,
         manifest,
@@ -1913,29 +1997,45 @@ fn nav(targets: &[(String, SitePath)], at: &SitePath) -> Vec<Link> {
 /// Tags of published notes, nested ones also counting towards their parents (`#a/b` is under
 /// `#a`), by lowercased name: (name as first written, notes).
 fn tags(catalog: &Catalog) -> BTreeMap<String, (String, Vec<&Published>)> {
-    let mut by_tag: BTreeMap<String, (String, Vec<&Published>)> = BTreeMap::new();
+    // Tags by lowercased name, as (lowercased name, name as first written, notes), in the order
+    // first met; and where each is.
+    let mut found: Vec<(String, String, Vec<&Published>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    // A vault has far fewer distinct tags than tagged notes: each tag's prefixes are worked out
+    // once.
+    let mut prefixes: HashMap<&str, Vec<usize>> = HashMap::new();
     for p in catalog.notes.iter() {
         for t in &p.note.tags {
-            let mut prefix = String::new();
-            for part in t.split('/') {
-                if !prefix.is_empty() {
-                    prefix.push('/');
+            let ids = prefixes.entry(t.as_str()).or_insert_with(|| {
+                let mut prefix = String::new();
+                let mut ids = Vec::new();
+                for part in t.split('/') {
+                    if !prefix.is_empty() {
+                        prefix.push('/');
+                    }
+                    prefix.push_str(part);
+                    let key = prefix.to_lowercase();
+                    let id = *at.entry(key.clone()).or_insert_with(|| {
+                        found.push((key, prefix.clone(), Vec::new()));
+                        found.len() - 1
+                    });
+                    ids.push(id);
                 }
-                prefix.push_str(part);
-                let entry = by_tag
-                    .entry(prefix.to_lowercase())
-                    .or_insert_with(|| (prefix.clone(), Vec::new()));
-                if entry
-                    .1
-                    .last()
-                    .is_none_or(|last| last.note.path != p.note.path)
-                {
-                    entry.1.push(p);
+                ids
+            });
+            for &id in ids.iter() {
+                let list = &mut found[id].2;
+                // A note tagged twice under one prefix (`a/b` and `a/c`) is listed once.
+                if list.last().is_none_or(|last| !std::ptr::eq(*last, p)) {
+                    list.push(p);
                 }
             }
         }
     }
-    by_tag
+    found
+        .into_iter()
+        .map(|(key, name, notes)| (key, (name, notes)))
+        .collect()
 }
 
 /// Missions of published notes and tasks, with counts, by id.
@@ -2096,9 +2196,12 @@ pub(crate) fn search_index(entries: &[Box<RawValue>]) -> Vec<u8> {
     out
 }
 
-fn sitemap(base_url: &str, mut pages: Vec<String>) -> Vec<u8> {
+/// Where the sitemap goes.
+const SITEMAP_FILE: &str = "sitemap.xml";
+
+/// The sitemap of the pages at `pages` (sorted).
+fn sitemap(base_url: &str, pages: &[&str]) -> Vec<u8> {
     let base = absolute_root(base_url);
-    pages.sort();
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
     );

@@ -549,6 +549,11 @@ impl Stage<'_> {
             .unwrap_or_default()
     }
 
+    /// How many notes the live build published.
+    pub(crate) fn live_note_count(&self) -> Option<usize> {
+        self.previous.map(|m| m.notes.len())
+    }
+
     /// The live build's memo of a note.
     pub(crate) fn live_memo(&self, path: &str) -> Option<&NoteMemo> {
         self.previous.and_then(|m| m.notes.get(path))
@@ -673,7 +678,7 @@ impl Stage<'_> {
     /// from (files already put are skipped by key). When nothing differs from the live build,
     /// nothing is written at all.
     pub(crate) fn finish(
-        self,
+        mut self,
         files: &[OutFile],
         manifest: &mut Manifest,
     ) -> Result<Outcome, PublishError> {
@@ -713,7 +718,7 @@ impl Stage<'_> {
                 changed: false,
             });
         }
-        let have = self.prepared()?.clone();
+        let have = self.prepared()?;
         files
             .par_iter()
             .try_for_each(|f| self.put(&f.path, &f.key, &f.body))?;
@@ -724,6 +729,9 @@ impl Stage<'_> {
         manifest.write(stage, false)?;
         crate::fault::point("render_swap");
         self.site.swap()?;
+        // The staging folder's keys, one pair of strings per file: freed off the caller's time.
+        let have = self.have.take();
+        rayon::spawn(move || drop(have));
         Ok(Outcome {
             written: self.written.load(Ordering::Relaxed),
             removed,
