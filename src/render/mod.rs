@@ -487,11 +487,15 @@ pub fn render_theme(
         elapsed: started.elapsed(),
     };
     site.keep(built.manifest);
-    // The live build's manifest and this build's file list hold a string or two per file: freeing
-    // them takes several milliseconds on a large site, which the caller need not wait for.
-    let leftovers = (previous, built.files);
-    rayon::spawn(move || drop(leftovers));
+    drop_later((previous, built.files));
     Ok(report)
+}
+
+/// Frees `leftovers` on the worker pool. What a build leaves behind (the live build's manifest, the
+/// file list, the last page memos, the staging folder's keys) holds a string or two per file:
+/// freeing it takes several milliseconds on a large site, which the caller need not wait for.
+pub(crate) fn drop_later<T: Send + 'static>(leftovers: T) {
+    rayon::spawn(move || drop(leftovers));
 }
 
 /// What a build's keys are relative to: the quire version, the theme and the settings. A live build

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::catalog::{self, Catalog, Published};
 use super::escape::escape;
 use super::markdown::{Linker, MAX_EMBED_DEPTH, NoteHtml, TocEntry, render_note};
-use super::publish::{Body, Manifest, NoteMemo, OutFile, PublishError, Stage};
+use super::publish::{Body, Manifest, NoteMemo, OutFile, PublishError, SEARCH_INDEX, Stage};
 use super::theme::Theme;
 use super::url::{self, SitePath};
 use super::{Progress, RenderError, sanitize};
@@ -394,12 +394,9 @@ impl<'a> Shared<'a> {
         for t in open {
             by_due.entry(t.due.as_deref()).or_default().push(t);
         }
-        let mut dues: Vec<Option<&str>> = by_due.keys().copied().collect();
-        dues.sort_unstable_by_key(|d| (d.is_none(), *d));
-        let open: Vec<&TaskView> = dues
-            .iter()
-            .flat_map(|d| by_due.remove(d).unwrap_or_default())
-            .collect();
+        let mut groups: Vec<_> = by_due.into_iter().collect();
+        groups.sort_unstable_by_key(|(due, _)| (due.is_none(), *due));
+        let open: Vec<&TaskView> = groups.into_iter().flat_map(|(_, list)| list).collect();
         let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
         let mut last: Option<(&str, NaiveDate)> = None;
         for t in &catalog.tasks {
@@ -1300,8 +1297,7 @@ pub(crate) fn build(
         .collect::<Result<_, PublishError>>()?;
     progress.finish();
     let last_sitemap = memos.sitemap.clone();
-    // Freed off this build's time (a string and a list per page).
-    rayon::spawn(move || drop(memos));
+    super::drop_later(memos);
 
     let mut manifest = Manifest::new(stamp.to_owned());
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
@@ -1390,9 +1386,8 @@ pub(crate) fn build(
         }
         hex(&h.finalize()[..16])
     };
-    let live_search = super::publish::SEARCH_INDEX;
     let search_key = stage
-        .live_key(live_search)
+        .live_key(SEARCH_INDEX)
         .filter(|_| same_entries)
         .map(str::to_owned);
     let sitemap_key = last_sitemap
@@ -1421,7 +1416,7 @@ pub(crate) fn build(
         memos.sitemap = Some((sitemap_inputs, sitemap_file.0.clone()));
     }
     let mut generated = vec![
-        (live_search.to_owned(), search),
+        (SEARCH_INDEX.to_owned(), search),
         (SITEMAP_FILE.to_owned(), sitemap_file),
         ("feed.xml".to_owned(), feed_file),
         (

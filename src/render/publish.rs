@@ -729,9 +729,7 @@ impl Stage<'_> {
         manifest.write(stage, false)?;
         crate::fault::point("render_swap");
         self.site.swap()?;
-        // The staging folder's keys, one pair of strings per file: freed off the caller's time.
-        let have = self.have.take();
-        rayon::spawn(move || drop(have));
+        super::drop_later(self.have.take());
         Ok(Outcome {
             written: self.written.load(Ordering::Relaxed),
             removed,
