@@ -605,12 +605,9 @@ impl Catalog {
         self.positions.get(path).map(|&i| &self.notes[i])
     }
 
-    /// The face of the published note at `path` (empty for a note that is not published).
-    pub(crate) fn face(&self, path: &str) -> &str {
-        self.positions
-            .get(path)
-            .and_then(|&i| self.faces.get(i))
-            .map_or("", String::as_str)
+    /// The face of the published note at position `i` of `notes`.
+    pub(crate) fn face_at(&self, i: usize) -> &str {
+        self.faces.get(i).map_or("", String::as_str)
     }
 
     /// Whether the attachment at `path` may be copied into the site.

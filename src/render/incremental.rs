@@ -13,6 +13,7 @@
 //! render's key): the next full render renders them once more, and then they are keyed as usual.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -206,9 +207,9 @@ pub(crate) fn try_render(
     for (out, key, bytes, path, memo, position, entry) in pages_done {
         stage.put(&out, &key, &Body::Bytes(bytes))?;
         files.insert(out, (key, Body::Staged));
-        manifest.notes.insert(path, memo);
+        manifest.notes.insert(path, Arc::new(memo));
         if let Some(slot) = manifest.entries.get_mut(position) {
-            *slot = entry;
+            *slot = entry.into();
         }
     }
 

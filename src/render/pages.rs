@@ -11,7 +11,7 @@
 //! the same content renders to the same bytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
@@ -243,12 +243,14 @@ struct Shared<'a> {
     missions: Vec<MissionCtx>,
     /// Tags by lowercased name: (name as first written, notes).
     by_tag: BTreeMap<String, (String, Vec<&'a Published>)>,
+    /// Every task, in the catalog's order.
+    tasks: Vec<Tv<'a>>,
     /// Open tasks, soonest due first.
-    open: Vec<&'a TaskView>,
+    open: Vec<Tv<'a>>,
     /// Open tasks by due month (`2026-05`; `undated` last), soonest first.
-    buckets: Vec<(String, Vec<&'a TaskView>)>,
+    buckets: Vec<(String, Vec<Tv<'a>>)>,
     /// Dated tasks by day (due, else scheduled), open ones first.
-    by_day: BTreeMap<NaiveDate, Vec<&'a TaskView>>,
+    by_day: BTreeMap<NaiveDate, Vec<Tv<'a>>>,
     /// Months with a dated task.
     months: Vec<(i32, u32)>,
     /// Open tasks per date: `2026-05-01:3 2026-05-04:1 …`.
@@ -269,13 +271,78 @@ struct Shared<'a> {
 /// taken from here instead.
 #[derive(Default)]
 pub(crate) struct PageMemos {
-    /// By page.
+    /// Listing pages', by page.
     pages: HashMap<String, PageMemo>,
+    /// Note pages', by position in that build's catalog (`None` for a note keyed afresh every
+    /// time): after a small edit the notes are where they were.
+    notes: Vec<Option<Arc<NoteKeyMemo>>>,
+    /// What every note page's frame showed then (site title, language, navigation).
+    note_site: String,
+    /// Where each note's memo is in `notes`, by the note's address: made when a note came or
+    /// went, and the others moved.
+    by_note: OnceLock<HashMap<usize, usize>>,
     /// Every task and note of that build. Held so that an object made since cannot have the
     /// address of one a memo names: an address then stands for one object's content.
     _alive: (Vec<Arc<TaskView>>, Vec<Arc<CatalogNote>>),
     /// The sitemap's inputs (a digest of the base URL and every page's place) and its key.
     sitemap: Option<(String, String)>,
+}
+
+/// A note page's inputs besides the note's own text, and the key they gave: what
+/// [`Shared::note_key`] hashes, by address where it can.
+pub(crate) struct NoteKeyMemo {
+    /// The note's address, then its backlinks' (whose titles and places its page shows).
+    refs: Vec<usize>,
+    /// Its mission (id, title).
+    mission: Option<(String, String)>,
+    /// Where its links lead.
+    links: Option<[u8; 32]>,
+    key: String,
+}
+
+impl NoteKeyMemo {
+    /// Whether the inputs are these still. A note read again is a new object, and so is a note
+    /// whose title changed; the catalog keeps every other note as it was.
+    fn matches(
+        &self,
+        catalog: &Catalog,
+        backlinks: &[u32],
+        mission: Option<&MissionCtx>,
+        links: Option<&[u8; 32]>,
+    ) -> bool {
+        self.refs.len() == 1 + backlinks.len()
+            && self.refs[1..]
+                .iter()
+                .zip(backlinks)
+                .all(|(&r, &src)| r == Arc::as_ptr(&catalog.notes[src as usize].note) as usize)
+            && self.links.as_ref() == links
+            && self
+                .mission
+                .as_ref()
+                .map(|(id, title)| (id.as_str(), title.as_str()))
+                == mission.map(|m| (m.id.as_str(), m.title.as_str()))
+    }
+}
+
+impl PageMemos {
+    /// The memo of the note at position `i` of the catalog being built, if the last build had
+    /// one for that very note object.
+    fn note(&self, i: usize, note: &Arc<CatalogNote>) -> Option<&Arc<NoteKeyMemo>> {
+        let at = Arc::as_ptr(note) as usize;
+        let is = |m: &&Arc<NoteKeyMemo>| m.refs[0] == at;
+        if let Some(m) = self.notes.get(i).and_then(Option::as_ref).filter(is) {
+            return Some(m);
+        }
+        let by_note = self.by_note.get_or_init(|| {
+            self.notes
+                .iter()
+                .enumerate()
+                .filter_map(|(j, m)| Some((m.as_ref()?.refs[0], j)))
+                .collect()
+        });
+        let j = *by_note.get(&at)?;
+        self.notes[j].as_ref()
+    }
 }
 
 /// A listing page's inputs and the key they gave.
@@ -285,6 +352,22 @@ struct PageMemo {
     /// The addresses of the listed tasks and notes, in order.
     refs: Vec<usize>,
     key: String,
+}
+
+/// A task with its note, found once per build: pages list tasks by the thousand, and each task
+/// shows its note's title and place.
+#[derive(Clone, Copy)]
+struct Tv<'a> {
+    task: &'a TaskView,
+    /// Its published note (always there in a consistent catalog).
+    note: Option<&'a Published>,
+}
+
+impl std::ops::Deref for Tv<'_> {
+    type Target = TaskView;
+    fn deref(&self) -> &TaskView {
+        self.task
+    }
 }
 
 /// A page other than a note's.
@@ -307,7 +390,7 @@ enum Page<'a> {
 impl<'a> Shared<'a> {
     fn new(catalog: &'a Catalog, theme: &'a Theme, config: &'a Config) -> Self {
         // The notes' side and the tasks' side, made side by side.
-        let ((folders, missions, by_tag), (open, by_day)) = rayon::join(
+        let ((folders, missions, by_tag), (tasks, open, by_day)) = rayon::join(
             || (catalog.folders(), missions(catalog), tags(catalog)),
             || Self::tasks_by_date(catalog),
         );
@@ -317,8 +400,8 @@ impl<'a> Shared<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut buckets: Vec<(String, Vec<&TaskView>)> = Vec::new();
-        for t in &open {
+        let mut buckets: Vec<(String, Vec<Tv<'_>>)> = Vec::new();
+        for &t in &open {
             // `due` is a valid date or absent (the index keeps invalid dates out of it).
             let key = t
                 .due
@@ -365,6 +448,7 @@ impl<'a> Shared<'a> {
             folders,
             missions,
             by_tag,
+            tasks,
             open,
             buckets,
             by_day,
@@ -375,11 +459,12 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// The open tasks, soonest due first, and the dated tasks by day, open ones first.
+    /// Every task with its note; the open tasks, soonest due first; and the dated tasks by day,
+    /// open ones first.
     #[allow(clippy::type_complexity)]
     fn tasks_by_date(
         catalog: &'a Catalog,
-    ) -> (Vec<&'a TaskView>, BTreeMap<NaiveDate, Vec<&'a TaskView>>) {
+    ) -> (Vec<Tv<'a>>, Vec<Tv<'a>>, BTreeMap<NaiveDate, Vec<Tv<'a>>>) {
         // The catalog's tasks are in path and line order, so a stable sort on the date alone
         // gives (date, path, line) order without comparing paths: tens of thousands of tasks.
         debug_assert!(
@@ -388,19 +473,31 @@ impl<'a> Shared<'a> {
                 .windows(2)
                 .all(|w| (&w[0].path, w[0].line) < (&w[1].path, w[1].line))
         );
-        let open = catalog.tasks.iter().map(|t| &**t).filter(|t| is_open(t));
+        // The notes are in path order too: one walk over both finds every task's note.
+        let mut notes = catalog.notes.iter().peekable();
+        let tasks: Vec<Tv<'a>> = catalog
+            .tasks
+            .iter()
+            .map(|t| {
+                while notes.next_if(|p| p.note.path < t.path).is_some() {}
+                let note = notes.peek().copied().filter(|p| p.note.path == t.path);
+                Tv { task: t, note }
+            })
+            .collect();
         // Grouped by due date, each group keeping that order; then the dates in order.
-        let mut by_due: HashMap<Option<&str>, Vec<&TaskView>> = HashMap::new();
-        for t in open {
-            by_due.entry(t.due.as_deref()).or_default().push(t);
+        let mut by_due: HashMap<Option<&str>, Vec<Tv<'_>>> = HashMap::new();
+        for &t in tasks.iter().filter(|t| is_open(t)) {
+            by_due.entry(t.task.due.as_deref()).or_default().push(t);
         }
         let mut groups: Vec<_> = by_due.into_iter().collect();
         groups.sort_unstable_by_key(|(due, _)| (due.is_none(), *due));
-        let open: Vec<&TaskView> = groups.into_iter().flat_map(|(_, list)| list).collect();
-        let mut by_day: BTreeMap<NaiveDate, Vec<&TaskView>> = BTreeMap::new();
+        let open: Vec<Tv<'_>> = groups.into_iter().flat_map(|(_, list)| list).collect();
+        let mut by_day: BTreeMap<NaiveDate, Vec<Tv<'_>>> = BTreeMap::new();
         let mut last: Option<(&str, NaiveDate)> = None;
-        for t in &catalog.tasks {
-            let Some(text) = agenda_date(t) else { continue };
+        for &t in &tasks {
+            let Some(text) = agenda_date(t.task) else {
+                continue;
+            };
             // Neighbouring tasks often share a date; it is read once for them.
             let day = match last {
                 Some((s, d)) if s == text.as_str() => Some(d),
@@ -414,7 +511,7 @@ impl<'a> Shared<'a> {
         for list in by_day.values_mut() {
             list.sort_by_key(|t| !is_open(t));
         }
-        (open, by_day)
+        (tasks, open, by_day)
     }
 
     fn site(&self, page: &SitePath) -> SiteCtx<'a> {
@@ -426,15 +523,12 @@ impl<'a> Shared<'a> {
     /// place it shows: today a note read again brings new tasks too, but the memo does not rely on
     /// that). Everything else the page's context is made of follows from these.
     fn memo_inputs(&self, which: Page<'_>) -> Option<(SitePath, String, Vec<usize>)> {
-        let catalog = self.catalog;
-        let note_at = |path: &str| {
-            catalog
-                .note(path)
-                .map_or(0, |p| Arc::as_ptr(&p.note) as usize)
-        };
-        let tasks = |list: &mut dyn Iterator<Item = &&TaskView>| {
-            list.flat_map(|t| [std::ptr::from_ref::<TaskView>(t) as usize, note_at(&t.path)])
-                .collect::<Vec<_>>()
+        let tasks = |list: &mut dyn Iterator<Item = &Tv<'_>>| {
+            list.flat_map(|t| {
+                let note = t.note.map_or(0, |p| Arc::as_ptr(&p.note) as usize);
+                [std::ptr::from_ref::<TaskView>(t.task) as usize, note]
+            })
+            .collect::<Vec<_>>()
         };
         match which {
             Page::Month(i) => {
@@ -460,26 +554,6 @@ impl<'a> Shared<'a> {
             }
             _ => None,
         }
-    }
-
-    /// For a note's page whose key may come from a [`PageMemos`] (by the note's vault path, which
-    /// no listing page's place can equal): what [`Self::note_key`] hashes besides the note itself
-    /// and the notes linking to it, and their addresses. Notes that transclude others, and notes
-    /// that are a folder's page, are keyed afresh every time.
-    fn note_memo_inputs(&self, p: &Published) -> Option<(String, Vec<usize>)> {
-        let catalog = self.catalog;
-        if catalog.embeds.contains_key(&p.note.path) || self.children(p).is_some() {
-            return None;
-        }
-        let mut refs = vec![Arc::as_ptr(&p.note) as usize];
-        for &src in catalog.backlinks_of(&p.note.path) {
-            refs.push(Arc::as_ptr(&catalog.notes[src as usize].note) as usize);
-        }
-        let mission = self.mission_of(p).map(|m| (&m.id, &m.title));
-        // Where its links lead: the note is the same object while they resolve anew (a note that
-        // came or went), and the key covers that.
-        let links = catalog.link_digests.get(&p.note.path).map(|d| hex(d));
-        Some((format!("{} {mission:?} {links:?}", self.site_hash), refs))
     }
 
     /// The mission a note belongs to, if it is one of the site's missions.
@@ -558,21 +632,6 @@ impl<'a> Shared<'a> {
         hex(&h.finalize()[..16])
     }
 
-    /// A note's memo, without what rendering it gives.
-    fn memo_facts(&self, p: &Published) -> NoteMemo {
-        let face = self.catalog.face(&p.note.path).to_owned();
-        let backlinks = self.catalog.backlinks_of(&p.note.path).to_vec();
-        let mission = self.mission_of(p).map(|m| (m.id.clone(), m.title.clone()));
-        memo_of(
-            &p.note,
-            p.date.as_deref(),
-            face,
-            backlinks,
-            mission,
-            self.children(p).is_some(),
-        )
-    }
-
     /// The folder whose URL a note's page takes (`dir.md` beside `dir/`), if any.
     fn children(&self, p: &Published) -> Option<&Folder> {
         self.folders
@@ -611,7 +670,7 @@ impl<'a> Shared<'a> {
             tasks: catalog
                 .tasks_of(&p.note.path)
                 .iter()
-                .map(|t| task_ctx(t, catalog, at))
+                .map(|t| task_ctx(t, Some(p), at))
                 .collect(),
             front_matter: &p.note.front_matter,
             mission: self.mission_of(p).map(|m| Link {
@@ -688,13 +747,15 @@ impl<'a> Shared<'a> {
                     None => SitePath::page("tasks"),
                     Some(i) => bucket_page(&self.buckets[i].0),
                 };
-                let list: &[&TaskView] = match bucket {
+                let list: &[Tv<'_>] = match bucket {
                     Some(i) => &self.buckets[i].1,
                     None if self.open.len() <= TASKS_INLINE => &self.open,
                     None => &[],
                 };
-                let tasks: Vec<TaskCtx<'_>> =
-                    list.iter().map(|t| task_ctx(t, catalog, &page)).collect();
+                let tasks: Vec<TaskCtx<'_>> = list
+                    .iter()
+                    .map(|t| task_ctx(t.task, t.note, &page))
+                    .collect();
                 // Counts only on the overview: on a month's page they would make one task's edit
                 // re-render every month's page, not just its own and the overview.
                 let buckets: Vec<Value> = self
@@ -762,13 +823,13 @@ impl<'a> Shared<'a> {
             Page::Month(i) => {
                 let (y, m) = self.months[i];
                 let page = month_page(y, m);
-                let weeks = month_grid(y, m, &self.by_day, catalog, &page);
+                let weeks = month_grid(y, m, &self.by_day, &page);
                 let days: Vec<DayList<'_>> = self
                     .by_day
                     .range(month_range(y, m))
                     .map(|(d, ts)| DayList {
                         date: d.format("%Y-%m-%d").to_string(),
-                        tasks: ts.iter().map(|t| task_ctx(t, catalog, &page)).collect(),
+                        tasks: ts.iter().map(|t| task_ctx(t.task, t.note, &page)).collect(),
                     })
                     .collect();
                 let neighbour = |j: Option<usize>| {
@@ -828,11 +889,11 @@ impl<'a> Shared<'a> {
             }
             Page::Mission(m) => {
                 let page = mission_page(&m.id);
-                let mut tasks: Vec<&TaskView> = catalog
+                let mut tasks: Vec<Tv<'_>> = self
                     .tasks
                     .iter()
-                    .map(|t| &**t)
                     .filter(|t| t.mission.as_deref() == Some(m.id.as_str()))
+                    .copied()
                     .collect();
                 tasks.sort_by(|a, b| {
                     (!is_open(a), a.due.is_none(), &a.due, &a.path, a.line).cmp(&(
@@ -843,8 +904,10 @@ impl<'a> Shared<'a> {
                         b.line,
                     ))
                 });
-                let tasks: Vec<TaskCtx<'_>> =
-                    tasks.iter().map(|t| task_ctx(t, catalog, &page)).collect();
+                let tasks: Vec<TaskCtx<'_>> = tasks
+                    .iter()
+                    .map(|t| task_ctx(t.task, t.note, &page))
+                    .collect();
                 let notes: Vec<NoteRef<'_>> = catalog
                     .notes
                     .iter()
@@ -1117,50 +1180,77 @@ pub(crate) fn build(
         .ok()
         .and_then(|mut m| m.remove(stamp))
         .unwrap_or_default();
+    let same_frame = memos.note_site == shared.site_hash;
 
-    // Note pages: keyed, and rendered and written only when the live build lacks the key.
-    let notes: Vec<&Published> = catalog.notes.iter().collect();
-    let live_entries = stage.live_entries();
+    // Note pages: keyed, and rendered and written only when the live build lacks the key. Most
+    // notes are unchanged after a small edit; for them this is a few comparisons and shared
+    // copies, no lookup by path and no copy of their memo or search entry.
+    let live_notes = stage.live_notes(catalog.notes.iter().map(|p| p.note.path.as_str()));
     // The last field: whether the note's search entry is the live build's, byte for byte.
     type NoteOut = (
         OutFile,
-        NoteMemo,
-        Box<RawValue>,
+        Arc<NoteMemo>,
+        Arc<RawValue>,
         bool,
-        Option<PageMemo>,
+        Option<Arc<NoteKeyMemo>>,
         bool,
     );
-    let note_files: Vec<NoteOut> = notes
+    let note_files: Vec<NoteOut> = catalog
+        .notes
         .par_iter()
-        .map(|p| {
+        .zip(&live_notes)
+        .enumerate()
+        .map(|(i, (p, live))| {
             let out = p.page.output_file();
-            let inputs = shared.note_memo_inputs(p);
-            let known = inputs.as_ref().and_then(|(extra, refs)| {
-                let memo = memos.pages.get(p.note.path.as_str())?;
-                (memo.extra == *extra && memo.refs == *refs).then(|| memo.key.clone())
+            let backlinks = catalog.backlinks_of(&p.note.path);
+            let children = shared.children(p).is_some();
+            let mission = shared.mission_of(p);
+            // Notes that transclude others, and notes that are a folder's page, are keyed afresh
+            // every time.
+            let memoable = !children && !catalog.embeds.contains_key(&p.note.path);
+            let links = catalog.link_digests.get(&p.note.path);
+            let known = memos.note(i, &p.note).filter(|m| {
+                memoable && same_frame && m.matches(catalog, backlinks, mission, links)
             });
-            if known.is_some() {
-                catalog
-                    .note_key_hits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            let key = known.unwrap_or_else(|| shared.note_key(p));
-            let note_memo = inputs.map(|(extra, refs)| PageMemo {
-                extra,
-                refs,
-                key: key.clone(),
-            });
-            let mut memo = shared.memo_facts(p);
-            let live = (stage.live_key(&out) == Some(key.as_str()))
-                .then(|| {
-                    stage
-                        .live_memo(&p.note.path)
-                        .zip(live_entries.get(p.note.path.as_str()))
-                })
-                .flatten();
+            let key_memo = match known {
+                Some(m) => {
+                    catalog
+                        .note_key_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Some(m.clone())
+                }
+                None => memoable.then(|| {
+                    let mut refs = Vec::with_capacity(1 + backlinks.len());
+                    refs.push(Arc::as_ptr(&p.note) as usize);
+                    refs.extend(
+                        backlinks
+                            .iter()
+                            .map(|&src| Arc::as_ptr(&catalog.notes[src as usize].note) as usize),
+                    );
+                    Arc::new(NoteKeyMemo {
+                        refs,
+                        mission: mission.map(|m| (m.id.clone(), m.title.clone())),
+                        links: links.copied(),
+                        key: shared.note_key(p),
+                    })
+                }),
+            };
+            let key = match &key_memo {
+                Some(m) => m.key.clone(),
+                None => shared.note_key(p),
+            };
+            let face = catalog.face_at(i);
+            let live = live.filter(|_| stage.live_key(&out) == Some(key.as_str()));
             let result = match live {
                 Some((live, entry)) => {
-                    memo.take_rendered(live);
+                    // The live memo, shared, when what it says of the note still holds.
+                    let memo = if live.same_facts(p, face, backlinks, mission, children) {
+                        live.clone()
+                    } else {
+                        let mut memo = note_memo(p, face, backlinks, mission, children);
+                        memo.take_rendered(live);
+                        Arc::new(memo)
+                    };
                     Ok((
                         OutFile {
                             path: out,
@@ -1168,9 +1258,9 @@ pub(crate) fn build(
                             body: Body::Kept,
                         },
                         memo,
-                        (*entry).to_owned(),
+                        entry.clone(),
                         false,
-                        note_memo,
+                        key_memo,
                         true,
                     ))
                 }
@@ -1178,21 +1268,21 @@ pub(crate) fn build(
                     .map_err(PublishError::from)
                     .and_then(|(bytes, html)| {
                         stage.put(&out, &key, &Body::Bytes(bytes))?;
+                        let mut memo = note_memo(p, face, backlinks, mission, children);
                         memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
-                        let entry = search_entry(&p.note, &p.page, &html.excerpt);
-                        let same = live_entries
-                            .get(p.note.path.as_str())
-                            .is_some_and(|live| live.get() == entry.get());
+                        let entry: Arc<RawValue> =
+                            search_entry(&p.note, &p.page, &html.excerpt).into();
+                        let same = live.is_some_and(|(_, live)| live.get() == entry.get());
                         Ok((
                             OutFile {
                                 path: out,
                                 key,
                                 body: Body::Staged,
                             },
-                            memo,
+                            Arc::new(memo),
                             entry,
                             true,
-                            note_memo,
+                            key_memo,
                             same,
                         ))
                     }),
@@ -1201,7 +1291,7 @@ pub(crate) fn build(
             result
         })
         .collect::<Result<_, PublishError>>()?;
-
+    drop(live_notes);
     // Every other page: its context is built to key it, and rendered only when the key is new.
     type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
     let other_files: Vec<OtherOut> = others
@@ -1302,18 +1392,17 @@ pub(crate) fn build(
     let mut manifest = Manifest::new(stamp.to_owned());
     let mut files: Vec<OutFile> = Vec::with_capacity(pages + 64);
     let mut rendered = 0;
+    let notes = &catalog.notes;
     let mut entries = Vec::with_capacity(notes.len());
     let mut note_memos = Vec::with_capacity(notes.len());
     let mut memos_by_path = Vec::with_capacity(notes.len());
     // The search index is the live one when every entry is, in the same order: each note has
     // the live entry it had, and no note came or went.
     let mut same_entries = stage.live_note_count() == Some(notes.len());
-    for ((file, memo, entry, fresh, key_memo, same), p) in note_files.into_iter().zip(&notes) {
+    for ((file, memo, entry, fresh, key_memo, same), p) in note_files.into_iter().zip(notes) {
         rendered += usize::from(fresh);
         same_entries &= same;
-        if let Some(key_memo) = key_memo {
-            note_memos.push((p.note.path.clone(), key_memo));
-        }
+        note_memos.push(key_memo);
         memos_by_path.push((p.note.path.clone(), memo));
         entries.push(entry);
         files.push(file);
@@ -1321,7 +1410,10 @@ pub(crate) fn build(
     // In path order already: the map is built in one go.
     manifest.notes = memos_by_path.into_iter().collect();
     let mut memos = PageMemos {
-        pages: note_memos.into_iter().collect(),
+        pages: HashMap::new(),
+        notes: note_memos,
+        note_site: shared.site_hash.clone(),
+        by_note: OnceLock::new(),
         _alive: (
             catalog.tasks.clone(),
             catalog.notes.iter().map(|p| p.note.clone()).collect(),
@@ -1557,6 +1649,48 @@ pub(crate) fn face(
     hex(&h.finalize()[..16])
 }
 
+/// A published note's memo facts (see [`memo_of`]).
+fn note_memo(
+    p: &Published,
+    face: &str,
+    backlinks: &[u32],
+    mission: Option<&MissionCtx>,
+    children: bool,
+) -> NoteMemo {
+    memo_of(
+        &p.note,
+        p.date.as_deref(),
+        face.to_owned(),
+        backlinks.to_vec(),
+        mission.map(|m| (m.id.clone(), m.title.clone())),
+        children,
+    )
+}
+
+impl NoteMemo {
+    /// Whether the facts [`note_memo`] would give are the ones this memo holds.
+    fn same_facts(
+        &self,
+        p: &Published,
+        face: &str,
+        backlinks: &[u32],
+        mission: Option<&MissionCtx>,
+        children: bool,
+    ) -> bool {
+        self.title == p.note.title
+            && self.date == p.date
+            && self.feed == (p.date.is_some() && !is_run_path(&p.note.path))
+            && self.face == face
+            && self.backlinks == backlinks
+            && self
+                .mission
+                .as_ref()
+                .map(|(id, title)| (id.as_str(), title.as_str()))
+                == mission.map(|m| (m.id.as_str(), m.title.as_str()))
+            && self.children == children
+    }
+}
+
 /// The memo facts that come from a note's own data, not from rendering it.
 pub(crate) fn memo_of(
     note: &CatalogNote,
@@ -1758,23 +1892,19 @@ fn run_time(p: &Published) -> Option<&str> {
         .find_map(|k| p.note.front_matter.get(*k).and_then(Value::as_str))
 }
 
-/// The URL of a task's note from `from` (at the task's block, when it has an id), and the note.
-fn task_url<'c>(
-    t: &TaskView,
-    catalog: &'c Catalog,
-    from: &SitePath,
-) -> (String, Option<&'c Published>) {
-    let note = catalog.note(&t.path);
+/// The URL of a task's note from `from` (at the task's block, when it has an id).
+fn task_url(t: &TaskView, note: Option<&Published>, from: &SitePath) -> String {
     let mut url = note.map(|p| p.page.relative_from(from)).unwrap_or_default();
     if let (Some(id), false) = (&t.block_id, url.is_empty()) {
         url.push_str("#%5E");
         url.push_str(&url::encode(id));
     }
-    (url, note)
+    url
 }
 
-fn task_ctx<'c>(t: &'c TaskView, catalog: &'c Catalog, from: &SitePath) -> TaskCtx<'c> {
-    let (url, note) = task_url(t, catalog, from);
+/// A task as a page lists it; `note` is its note, if published.
+fn task_ctx<'c>(t: &'c TaskView, note: Option<&'c Published>, from: &SitePath) -> TaskCtx<'c> {
+    let url = task_url(t, note, from);
     TaskCtx {
         task: t,
         url,
@@ -2100,8 +2230,7 @@ fn relative_mission(m: &MissionCtx, from: &SitePath) -> MissionCtx {
 fn month_grid<'c>(
     y: i32,
     m: u32,
-    by_day: &BTreeMap<NaiveDate, Vec<&'c TaskView>>,
-    catalog: &'c Catalog,
+    by_day: &BTreeMap<NaiveDate, Vec<Tv<'c>>>,
     page: &SitePath,
 ) -> Vec<Vec<DayCtx<'c>>> {
     let Some(first) = NaiveDate::from_ymd_opt(y, m, 1) else {
@@ -2120,7 +2249,7 @@ fn month_grid<'c>(
                 tasks: if in_month {
                     by_day
                         .get(&day)
-                        .map(|ts| ts.iter().map(|t| cell_task(t, catalog, page)).collect())
+                        .map(|ts| ts.iter().map(|t| cell_task(t, page)).collect())
                         .unwrap_or_default()
                 } else {
                     Vec::new()
@@ -2138,13 +2267,12 @@ fn month_grid<'c>(
     }
 }
 
-fn cell_task<'c>(t: &'c TaskView, catalog: &'c Catalog, from: &SitePath) -> CellTask<'c> {
-    let (url, note) = task_url(t, catalog, from);
+fn cell_task<'c>(t: &Tv<'c>, from: &SitePath) -> CellTask<'c> {
     CellTask {
-        text: &t.text,
-        status: &t.status,
-        url,
-        note_title: note.map_or("", |p| p.note.title.as_str()),
+        text: &t.task.text,
+        status: &t.task.status,
+        url: task_url(t.task, t.note, from),
+        note_title: t.note.map_or("", |p| p.note.title.as_str()),
     }
 }
 
@@ -2178,7 +2306,7 @@ pub(crate) fn search_entry(note: &CatalogNote, page: &SitePath, excerpt: &str) -
 }
 
 /// `search.json`: the notes' entries, in path order.
-pub(crate) fn search_index(entries: &[Box<RawValue>]) -> Vec<u8> {
+pub(crate) fn search_index(entries: &[Arc<RawValue>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.get().len() + 1).sum::<usize>() + 2);
     out.push(b'[');
     for (i, e) in entries.iter().enumerate() {
@@ -2215,8 +2343,8 @@ fn sitemap(base_url: &str, pages: &[&str]) -> Vec<u8> {
 /// An Atom feed of the most recently dated notes. Dates come from front matter, not the clock or
 /// file times, so the same content gives the same feed whenever and wherever it is rendered.
 pub(crate) fn feed(
-    memos: &BTreeMap<String, NoteMemo>,
-    entries: &[Box<RawValue>],
+    memos: &BTreeMap<String, Arc<NoteMemo>>,
+    entries: &[Arc<RawValue>],
     config: &Config,
 ) -> Vec<u8> {
     #[derive(serde::Deserialize)]
@@ -2229,7 +2357,7 @@ pub(crate) fn feed(
         .iter()
         .enumerate()
         .filter(|(_, (_, m))| m.feed)
-        .map(|(i, (p, m))| (p, m, i))
+        .map(|(i, (p, m))| (p, &**m, i))
         .collect();
     dated.sort_by(|(pa, a, _), (pb, b, _)| (&b.date, pa).cmp(&(&a.date, pb)));
     dated.truncate(FEED_ENTRIES);

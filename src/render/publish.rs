@@ -23,10 +23,11 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use super::RenderError;
@@ -172,8 +173,9 @@ pub(crate) struct Manifest {
     pub(crate) files: BTreeMap<String, String>,
     /// Every published note's memo, by vault path: kept in its own file, `NOTES`, which a
     /// staging folder's reader does not need to parse.
+    /// Shared, so that a build keeps an unchanged note's memo without copying it.
     #[serde(skip)]
-    pub(crate) notes: BTreeMap<String, NoteMemo>,
+    pub(crate) notes: BTreeMap<String, Arc<NoteMemo>>,
     /// The SHA-256 of the notes file written with this manifest, so a pair torn by a crash is
     /// never used.
     #[serde(default)]
@@ -181,7 +183,7 @@ pub(crate) struct Manifest {
     /// The build's search index entries, one per note in `notes` order (its `search.json`, read
     /// back): a note that is not rendered again keeps its entry.
     #[serde(skip)]
-    pub(crate) entries: Vec<Box<serde_json::value::RawValue>>,
+    pub(crate) entries: Vec<Arc<RawValue>>,
     /// What the build was made from (equal for equal content).
     #[serde(default)]
     pub(crate) source: String,
@@ -240,19 +242,9 @@ impl Manifest {
         }
         m.notes = serde_json::from_slice(&bytes).ok()?;
         let search = std::fs::read(dir.join(SEARCH_INDEX)).ok()?;
-        m.entries = serde_json::from_slice(&search).ok()?;
+        let entries: Vec<Box<RawValue>> = serde_json::from_slice(&search).ok()?;
+        m.entries = entries.into_iter().map(Arc::from).collect();
         (m.entries.len() == m.notes.len()).then_some(m)
-    }
-
-    /// Each note's search index entry, by vault path.
-    pub(crate) fn entries_by_path(
-        &self,
-    ) -> std::collections::HashMap<&str, &serde_json::value::RawValue> {
-        self.notes
-            .keys()
-            .map(String::as_str)
-            .zip(self.entries.iter().map(|e| &**e))
-            .collect()
     }
 
     /// Writes the manifest into `dir`: the notes' memos first, then the manifest, which names
@@ -540,23 +532,29 @@ impl Stage<'_> {
             .map(String::as_str)
     }
 
-    /// The live build's search index entries, by vault path.
-    pub(crate) fn live_entries(
+    /// The live build's memo and search index entry of each note at `paths`, which must be in
+    /// path order (as the manifest's are): one walk over both, not a search per note.
+    pub(crate) fn live_notes<'p>(
         &self,
-    ) -> std::collections::HashMap<&str, &serde_json::value::RawValue> {
-        self.previous
-            .map(Manifest::entries_by_path)
-            .unwrap_or_default()
+        paths: impl Iterator<Item = &'p str>,
+    ) -> Vec<Option<(&Arc<NoteMemo>, &Arc<RawValue>)>> {
+        let Some(m) = self.previous else {
+            return paths.map(|_| None).collect();
+        };
+        let mut live = m.notes.iter().zip(&m.entries).peekable();
+        paths
+            .map(|path| {
+                while live.next_if(|((p, _), _)| p.as_str() < path).is_some() {}
+                live.peek()
+                    .filter(|((p, _), _)| p.as_str() == path)
+                    .map(|((_, memo), entry)| (*memo, *entry))
+            })
+            .collect()
     }
 
     /// How many notes the live build published.
     pub(crate) fn live_note_count(&self) -> Option<usize> {
         self.previous.map(|m| m.notes.len())
-    }
-
-    /// The live build's memo of a note.
-    pub(crate) fn live_memo(&self, path: &str) -> Option<&NoteMemo> {
-        self.previous.and_then(|m| m.notes.get(path))
     }
 
     fn prepared(&self) -> Result<&BTreeMap<String, String>, RenderError> {
