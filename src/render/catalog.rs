@@ -134,16 +134,21 @@ impl From<crate::index::NoteLinkResolved> for LinkFact {
 /// Every note's links (vault path, links in order), as read.
 type Links = Vec<(String, Arc<Vec<LinkFact>>)>;
 
+/// A map by vault path. A render looks notes up by path tens of thousands of times, and SipHash
+/// (std's) was a visible part of that; foldhash is several times faster on short keys and still
+/// randomly seeded per map. The keys are the vault's own note paths, one per note.
+pub(crate) type PathMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Everything a render needs.
 pub(crate) struct Catalog {
     /// Published notes, by vault path.
     pub(crate) notes: Vec<Published>,
     /// Where each published note is in `notes`.
-    positions: HashMap<String, usize>,
+    positions: PathMap<usize>,
     /// Notes not published, with why (excluded, draft, URL taken).
     pub(crate) unpublished: BTreeMap<String, String>,
     /// Content hashes of every note, so a page knows when a note it embeds changed.
-    pub(crate) hashes: HashMap<String, Vec<u8>>,
+    pub(crate) hashes: PathMap<Vec<u8>>,
     /// Tasks of published notes, by path and line (shared like the notes). Always in path order:
     /// [`Self::tasks_of`] and the patch rely on it.
     pub(crate) tasks: Vec<Arc<TaskView>>,
@@ -151,13 +156,13 @@ pub(crate) struct Catalog {
     pub(crate) attachments: BTreeSet<String>,
     /// Backlinks: target vault path → the published notes linking to it (positions in `notes`),
     /// in path order.
-    pub(crate) backlinks: HashMap<String, Vec<u32>>,
+    pub(crate) backlinks: PathMap<Vec<u32>>,
     /// For each published note with links: a digest of where each of them leads now (kind,
     /// target, resolution, whether that note is published) — what its HTML depends on besides its
     /// own text.
-    pub(crate) link_digests: HashMap<String, [u8; 32]>,
+    pub(crate) link_digests: PathMap<[u8; 32]>,
     /// For each published note that transcludes published notes: those notes.
-    pub(crate) embeds: HashMap<String, Vec<String>>,
+    pub(crate) embeds: PathMap<Vec<String>>,
     /// The face ([`super::pages::face`]) of each published note, in the order of `notes`.
     faces: Vec<String>,
     pub(crate) resolver: Arc<Resolver>,
@@ -324,7 +329,7 @@ impl Catalog {
         derived: &mut Derived,
     ) -> Result<Self, RenderError> {
         let excluded = exclusions(&config.publish.exclude)?;
-        let hashes: HashMap<String, Vec<u8>> = notes
+        let hashes: PathMap<Vec<u8>> = notes
             .iter()
             .map(|n| (n.path.clone(), n.hash.clone()))
             .collect();
@@ -371,7 +376,7 @@ impl Catalog {
             .filter(|t| published.contains_key(&t.path))
             .collect();
         let notes: Vec<Published> = published.into_values().collect();
-        let positions: HashMap<String, usize> = notes
+        let positions: PathMap<usize> = notes
             .iter()
             .enumerate()
             .map(|(i, p)| (p.note.path.clone(), i))
@@ -416,9 +421,10 @@ impl Catalog {
             .iter()
             .map(|(source, facts, digest)| (source.clone(), (facts.clone(), *digest)))
             .collect();
-        let mut backlinks: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut link_digests = HashMap::with_capacity(links.len());
-        let mut embeds: HashMap<String, Vec<String>> = HashMap::new();
+        let mut backlinks: PathMap<Vec<u32>> = PathMap::default();
+        let mut link_digests: PathMap<[u8; 32]> =
+            PathMap::with_capacity_and_hasher(links.len(), Default::default());
+        let mut embeds: PathMap<Vec<String>> = PathMap::default();
         for (source, facts, digest) in links {
             let from = positions[&source];
             for f in facts.iter() {

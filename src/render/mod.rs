@@ -487,6 +487,12 @@ pub fn render_theme(
         elapsed: started.elapsed(),
     };
     site.keep(built.manifest);
+    // The build that was live is now the staging folder's.
+    if outcome.changed
+        && let Some(prev) = previous.as_mut()
+    {
+        site.keep_staged(prev.stamp.clone(), std::mem::take(&mut prev.files));
+    }
     drop_later((previous, built.files));
     Ok(report)
 }

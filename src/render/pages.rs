@@ -283,7 +283,7 @@ pub(crate) struct PageMemos {
     by_note: OnceLock<HashMap<usize, usize>>,
     /// Every task and note of that build. Held so that an object made since cannot have the
     /// address of one a memo names: an address then stands for one object's content.
-    _alive: (Vec<Arc<TaskView>>, Vec<Arc<CatalogNote>>),
+    alive: (Vec<Arc<TaskView>>, Vec<Arc<CatalogNote>>),
     /// The sitemap's inputs (a digest of the base URL and every page's place) and its key.
     sitemap: Option<(String, String)>,
 }
@@ -329,9 +329,14 @@ impl PageMemos {
     /// one for that very note object.
     fn note(&self, i: usize, note: &Arc<CatalogNote>) -> Option<&Arc<NoteKeyMemo>> {
         let at = Arc::as_ptr(note) as usize;
-        let is = |m: &&Arc<NoteKeyMemo>| m.refs[0] == at;
-        if let Some(m) = self.notes.get(i).and_then(Option::as_ref).filter(is) {
+        if let Some(m) = self.notes.get(i).and_then(Option::as_ref)
+            && m.refs[0] == at
+        {
             return Some(m);
+        }
+        // The note there then was this one's path: it was read again, and no note moved.
+        if self.alive.1.get(i).is_some_and(|n| n.path == note.path) {
+            return None;
         }
         let by_note = self.by_note.get_or_init(|| {
             self.notes
@@ -1414,7 +1419,7 @@ pub(crate) fn build(
         notes: note_memos,
         note_site: shared.site_hash.clone(),
         by_note: OnceLock::new(),
-        _alive: (
+        alive: (
             catalog.tasks.clone(),
             catalog.notes.iter().map(|p| p.note.clone()).collect(),
         ),

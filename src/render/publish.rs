@@ -57,9 +57,26 @@ fn kept_manifests() -> &'static Mutex<std::collections::HashMap<PathBuf, (Ids, M
 /// The identities of a build's manifest files (see [`SiteDir::manifest_ids`]).
 type Ids = [FileId; 3];
 
-/// Drops every kept manifest (see [`kept_manifests`]).
+/// The keys of the build in each staging folder this process made the staging folder by a swap,
+/// by staging folder, with the identity of its manifest file and the stamp. After a swap the
+/// staging folder holds the build that was live, whose manifest the render had in memory; reading
+/// it back from disk at the next render costs several milliseconds on a large site.
+#[allow(clippy::type_complexity)]
+fn kept_stages() -> &'static Mutex<std::collections::HashMap<PathBuf, (FileId, String, Files)>> {
+    static KEPT: OnceLock<Mutex<std::collections::HashMap<PathBuf, (FileId, String, Files)>>> =
+        OnceLock::new();
+    KEPT.get_or_init(Default::default)
+}
+
+/// A build's files with their keys.
+type Files = BTreeMap<String, String>;
+
+/// Drops every kept manifest (see [`kept_manifests`] and [`kept_stages`]).
 pub(crate) fn release_kept() {
     if let Ok(mut k) = kept_manifests().lock() {
+        *k = std::collections::HashMap::new();
+    }
+    if let Ok(mut k) = kept_stages().lock() {
         *k = std::collections::HashMap::new();
     }
 }
@@ -254,7 +271,7 @@ impl Manifest {
             context: "could not write the build manifest".into(),
             source: io::Error::other(e),
         };
-        let notes = serde_json::to_vec(&self.notes).map_err(encode)?;
+        let notes = notes_json(&self.notes).map_err(encode)?;
         self.notes_sha = hex(&Sha256::digest(&notes));
         let manifest = serde_json::to_vec(&self).map_err(encode)?;
         let write = |name: &str, bytes: &[u8]| {
@@ -272,6 +289,37 @@ impl Manifest {
         write(NOTES, &notes)?;
         write(MANIFEST, &manifest)
     }
+}
+
+/// The notes' memos as one JSON object, the bytes `serde_json::to_vec` gives, made in parallel:
+/// it is written after every change, and on a large site takes several milliseconds.
+fn notes_json(notes: &BTreeMap<String, Arc<NoteMemo>>) -> Result<Vec<u8>, serde_json::Error> {
+    let items: Vec<(&String, &Arc<NoteMemo>)> = notes.iter().collect();
+    let parts = items
+        .par_chunks(2048)
+        .map(|chunk| {
+            let mut out = Vec::with_capacity(chunk.len() * 256);
+            for (i, (path, memo)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, path)?;
+                out.push(b':');
+                serde_json::to_writer(&mut out, memo)?;
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<Vec<u8>>, serde_json::Error>>()?;
+    let mut json = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+    json.push(b'{');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(part);
+    }
+    json.push(b'}');
+    Ok(json)
 }
 
 /// Why publishing stopped.
@@ -386,6 +434,16 @@ impl SiteDir {
             && let Ok(mut k) = kept_manifests().lock()
         {
             k.insert(self.live.clone(), (ids, manifest));
+        }
+    }
+
+    /// Keeps the files of the build that was live before the last publish of this site swapped
+    /// it into the staging folder (made with `stamp`), for the next [`Stage::prepare`].
+    pub(crate) fn keep_staged(&self, stamp: String, files: Files) {
+        if let Some(id) = file_id(&self.stage.join(MANIFEST))
+            && let Ok(mut k) = kept_stages().lock()
+        {
+            k.insert(self.stage.clone(), (id, stamp, files));
         }
     }
 
@@ -575,12 +633,20 @@ impl Stage<'_> {
     /// written back last), else an empty folder.
     fn prepare(&self) -> Result<BTreeMap<String, String>, RenderError> {
         let stage = &self.site.stage;
-        if let Some(m) = Manifest::read(stage, self.stamp) {
+        let kept = kept_stages()
+            .lock()
+            .ok()
+            .and_then(|mut k| k.remove(stage))
+            .filter(|(id, stamp, _)| {
+                stamp == self.stamp && file_id(&stage.join(MANIFEST)) == Some(*id)
+            })
+            .map(|(_, _, files)| files);
+        if let Some(files) = kept.or_else(|| Manifest::read(stage, self.stamp).map(|m| m.files)) {
             remove_if_exists(&stage.join(MANIFEST)).map_err(RenderError::io(format!(
                 "could not update {}",
                 stage.display()
             )))?;
-            return Ok(m.files);
+            return Ok(files);
         }
         if stage.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(stage).map_err(RenderError::io(format!(
@@ -779,7 +845,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_kept_manifest_is_used_until_its_file_is_replaced() {
+    fn notes_json_is_serde_json_s_own() {
+        let memo = |i: usize| NoteMemo {
+            title: format!("Note \"{i}\" ü"),
+            date: i.is_multiple_of(2).then(|| "2026-05-01".to_owned()),
+            backlinks: vec![i as u32],
+            attachments: vec![format!("a/{i}.png")],
+            ..NoteMemo::default()
+        };
+        for n in [0, 1, 2047, 2048, 2049, 5000] {
+            let notes: BTreeMap<String, Arc<NoteMemo>> = (0..n)
+                .map(|i| (format!("dir/n{i:05}.md"), Arc::new(memo(i))))
+                .collect();
+            assert_eq!(
+                notes_json(&notes).unwrap(),
+                serde_json::to_vec(&notes).unwrap(),
+                "{n} notes"
+            );
+        }
+    }
+
+    #[test]
+    fn kept_manifests_are_used_until_their_files_are_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let site = SiteDir::open(dir.path(), "paper").unwrap();
         std::fs::create_dir_all(site.live_dir()).unwrap();
@@ -817,5 +904,30 @@ mod tests {
         on_disk.source = "rewritten".into();
         on_disk.write(site.live_dir(), true).unwrap();
         assert_eq!(site.live_manifest("stamp").unwrap().source, "rewritten");
+
+        // The same for the staging folder's keys (in this test too: `release_kept` is global).
+        let texts = Texts::WorkTree(dir.path().to_path_buf());
+        let prepared = |stamp: &str| site.stage(stamp, None, &texts).prepare().unwrap();
+        let files = |key: &str| Files::from([("index.html".to_owned(), key.to_owned())]);
+        let mut staged = Manifest::new("stamp".into());
+        staged.files = files("on disk");
+        let stage_dir = dir.path().join(".paper.next");
+        std::fs::create_dir_all(&stage_dir).unwrap();
+        staged.write(&stage_dir, false).unwrap();
+        site.keep_staged("stamp".into(), files("kept"));
+        assert_eq!(prepared("stamp"), files("kept"));
+        // Preparing took the manifest out of the folder: with nothing kept, it starts empty.
+        assert!(prepared("stamp").is_empty());
+
+        // Another stamp's keys are not used; a staging manifest written since is read instead.
+        staged.write(&stage_dir, false).unwrap();
+        site.keep_staged("other".into(), files("kept"));
+        assert_eq!(prepared("stamp"), files("on disk"));
+        staged.write(&stage_dir, false).unwrap();
+        site.keep_staged("stamp".into(), files("kept"));
+        staged.files = files("rewritten");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        staged.write(&stage_dir, false).unwrap();
+        assert_eq!(prepared("stamp"), files("rewritten"));
     }
 }
