@@ -588,12 +588,15 @@ mod tests {
             "---\ntags: [x, y/z]\n---\n# B\n\n- [ ] two 📅 2026-04-05\n",
         );
         write("c.md", "# C\n\nplain\n");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        write("d/e.md", "# E\n");
         assert_eq!(hits_after_render(), 0, "a first build has nothing to reuse");
 
         // A new title is a full build (the quick path is for edits the rest of the site cannot
-        // see). Two months, two due months and three tags (x, y, y/z) list what they listed.
+        // see). Two months, two due months, three tags (x, y, y/z) and the folder `d` list what
+        // they listed.
         write("c.md", "# C renamed\n\nplain\n");
-        assert_eq!(hits_after_render(), 7);
+        assert_eq!(hits_after_render(), 8);
         let note_hits = || {
             let content = Content::work_tree_warm(&vault, warm.clone()).unwrap();
             let catalog = content.catalog().unwrap();
@@ -603,7 +606,11 @@ mod tests {
 
         // `a`'s task is on March's month and due-month pages: those two are keyed again.
         write("a.md", "# A\n\n- [ ] one, reworded 📅 2026-03-02\n");
-        assert_eq!(hits_after_render(), 7 + 5);
+        assert_eq!(hits_after_render(), 8 + 6);
+
+        // `e` is listed on its folder's page: that one is keyed again.
+        write("d/e.md", "# E renamed\n");
+        assert_eq!(hits_after_render(), 8 + 6 + 7);
 
         // Released and made again at rest: a new catalog (counting from 0), the same memos.
         {
@@ -612,7 +619,7 @@ mod tests {
             w.remake(&vault).unwrap();
         }
         write("c.md", "# C renamed again\n\nplain\n");
-        assert_eq!(hits_after_render(), 7);
+        assert_eq!(hits_after_render(), 8);
     }
 
     #[test]

@@ -264,11 +264,11 @@ struct Shared<'a> {
     buckets_sig: String,
 }
 
-/// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag)
-/// were made from at the last build of one stamp from a catalog. Building such a page's context
-/// only to find its key unchanged is most of a small build's time, so when the objects a page
-/// lists are the very same (by address) and the few other things it shows are equal, the key is
-/// taken from here instead.
+/// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag, a
+/// folder) and of the note pages were made from at the last build of one stamp from a catalog.
+/// Building such a page's context only to find its key unchanged is most of a small build's time,
+/// so when the objects a page lists are the very same (by address) and the few other things it
+/// shows are equal, the key is taken from here instead.
 #[derive(Default)]
 pub(crate) struct PageMemos {
     /// Listing pages', by page.
@@ -357,6 +357,20 @@ struct PageMemo {
     /// The addresses of the listed tasks and notes, in order.
     refs: Vec<usize>,
     key: String,
+}
+
+/// Leaves the first `n` of `list` in `order`, sorted: the front page shows a few of thousands,
+/// and sorting them all was a visible part of every build.
+fn first_sorted<T>(list: &mut Vec<T>, n: usize, order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if n == 0 {
+        list.clear();
+        return;
+    }
+    if list.len() > n {
+        list.select_nth_unstable_by(n - 1, &order);
+        list.truncate(n);
+    }
+    list.sort_by(order);
 }
 
 /// A task with its note, found once per build: pages list tasks by the thousand, and each task
@@ -546,6 +560,24 @@ impl<'a> Shared<'a> {
                 let (key, list) = &self.buckets[i];
                 let extra = format!("bucket {i} {} {}", key, self.buckets_sig);
                 Some((bucket_page(key), extra, tasks(&mut list.iter())))
+            }
+            Page::Folder(f) => {
+                // Its sub-folders' counts (their titles and places follow from their paths, as
+                // its own and its breadcrumbs' do), and its notes.
+                let mut extra = format!("folder {} {}", f.path, self.site_hash);
+                for sub in f.folders.iter().filter_map(|p| self.folders.get(p)) {
+                    extra.push_str(&format!(" {}:{}", sub.path, sub.count));
+                }
+                let refs = f
+                    .notes
+                    .iter()
+                    .map(|n| {
+                        self.catalog
+                            .note(n)
+                            .map_or(0, |p| Arc::as_ptr(&p.note) as usize)
+                    })
+                    .collect();
+                Some((url::folder_page(&f.path), extra, refs))
             }
             Page::Tag(key) => {
                 let (name, list) = &self.by_tag[key];
@@ -933,12 +965,10 @@ impl<'a> Shared<'a> {
                     .iter()
                     .filter(|p| p.date.is_some() && !is_run(p))
                     .collect();
-                recent.sort_by(|a, b| (&b.date, &a.note.path).cmp(&(&a.date, &b.note.path)));
-                let recent: Vec<NoteRef<'_>> = recent
-                    .iter()
-                    .take(RECENT)
-                    .map(|p| note_ref(p, &page))
-                    .collect();
+                first_sorted(&mut recent, RECENT, |a, b| {
+                    (&b.date, &a.note.path).cmp(&(&a.date, &b.note.path))
+                });
+                let recent: Vec<NoteRef<'_>> = recent.iter().map(|p| note_ref(p, &page)).collect();
                 let top: Vec<FolderEntry> = self
                     .folders
                     .get("")
@@ -976,10 +1006,11 @@ impl<'a> Shared<'a> {
                     .unwrap_or_default();
                 let mut runs: Vec<&Published> =
                     catalog.notes.iter().filter(|p| is_run(p)).collect();
-                runs.sort_by(|a, b| (run_time(b), &b.note.path).cmp(&(run_time(a), &a.note.path)));
+                first_sorted(&mut runs, RUNS, |a, b| {
+                    (run_time(b), &b.note.path).cmp(&(run_time(a), &a.note.path))
+                });
                 let runs: Vec<Value> = runs
                     .iter()
-                    .take(RUNS)
                     .map(|p| {
                         let fm = &p.note.front_matter;
                         json!({
