@@ -301,6 +301,31 @@ pub(crate) struct NoteKeyMemo {
 }
 
 impl NoteKeyMemo {
+    /// The memo of note `p`'s page inputs, which gave `key`.
+    fn new(
+        catalog: &Catalog,
+        p: &Published,
+        backlinks: &[u32],
+        mission: Option<&MissionCtx>,
+        links: Option<&[u8; 32]>,
+        key: String,
+    ) -> Self {
+        let refs = std::iter::once(&p.note)
+            .chain(
+                backlinks
+                    .iter()
+                    .map(|&src| &catalog.notes[src as usize].note),
+            )
+            .map(|n| Arc::as_ptr(n) as usize)
+            .collect();
+        Self {
+            refs,
+            mission: mission.map(|m| (m.id.clone(), m.title.clone())),
+            links: links.copied(),
+            key,
+        }
+    }
+
     /// Whether the inputs are these still. A note read again is a new object, and so is a note
     /// whose title changed; the catalog keeps every other note as it was.
     fn matches(
@@ -316,12 +341,15 @@ impl NoteKeyMemo {
                 .zip(backlinks)
                 .all(|(&r, &src)| r == Arc::as_ptr(&catalog.notes[src as usize].note) as usize)
             && self.links.as_ref() == links
-            && self
-                .mission
-                .as_ref()
-                .map(|(id, title)| (id.as_str(), title.as_str()))
-                == mission.map(|m| (m.id.as_str(), m.title.as_str()))
+            && same_mission(&self.mission, mission)
     }
+}
+
+/// Whether a kept (id, title) is the mission's.
+fn same_mission(kept: &Option<(String, String)>, mission: Option<&MissionCtx>) -> bool {
+    kept.as_ref()
+        .map(|(id, title)| (id.as_str(), title.as_str()))
+        == mission.map(|m| (m.id.as_str(), m.title.as_str()))
 }
 
 impl PageMemos {
@@ -484,8 +512,8 @@ impl<'a> Shared<'a> {
     fn tasks_by_date(
         catalog: &'a Catalog,
     ) -> (Vec<Tv<'a>>, Vec<Tv<'a>>, BTreeMap<NaiveDate, Vec<Tv<'a>>>) {
-        // The catalog's tasks are in path and line order, so a stable sort on the date alone
-        // gives (date, path, line) order without comparing paths: tens of thousands of tasks.
+        // The catalog's tasks are in path and line order, so grouping them by date, each group
+        // keeping that order, gives (date, path, line) order without comparing paths.
         debug_assert!(
             catalog
                 .tasks
@@ -1256,19 +1284,8 @@ pub(crate) fn build(
                     Some(m.clone())
                 }
                 None => memoable.then(|| {
-                    let mut refs = Vec::with_capacity(1 + backlinks.len());
-                    refs.push(Arc::as_ptr(&p.note) as usize);
-                    refs.extend(
-                        backlinks
-                            .iter()
-                            .map(|&src| Arc::as_ptr(&catalog.notes[src as usize].note) as usize),
-                    );
-                    Arc::new(NoteKeyMemo {
-                        refs,
-                        mission: mission.map(|m| (m.id.clone(), m.title.clone())),
-                        links: links.copied(),
-                        key: shared.note_key(p),
-                    })
+                    let key = shared.note_key(p);
+                    Arc::new(NoteKeyMemo::new(catalog, p, backlinks, mission, links, key))
                 }),
             };
             let key = match &key_memo {
@@ -1327,7 +1344,6 @@ pub(crate) fn build(
             result
         })
         .collect::<Result<_, PublishError>>()?;
-    drop(live_notes);
     // Every other page: its context is built to key it, and rendered only when the key is new.
     type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
     let other_files: Vec<OtherOut> = others
@@ -1715,16 +1731,17 @@ impl NoteMemo {
     ) -> bool {
         self.title == p.note.title
             && self.date == p.date
-            && self.feed == (p.date.is_some() && !is_run_path(&p.note.path))
+            && self.feed == in_feed(&p.note.path, p.date.as_deref())
             && self.face == face
             && self.backlinks == backlinks
-            && self
-                .mission
-                .as_ref()
-                .map(|(id, title)| (id.as_str(), title.as_str()))
-                == mission.map(|m| (m.id.as_str(), m.title.as_str()))
+            && same_mission(&self.mission, mission)
             && self.children == children
     }
+}
+
+/// Whether a note goes into the feed: dated, and not a run record.
+fn in_feed(path: &str, date: Option<&str>) -> bool {
+    date.is_some() && !is_run_path(path)
 }
 
 /// The memo facts that come from a note's own data, not from rendering it.
@@ -1739,7 +1756,7 @@ pub(crate) fn memo_of(
     NoteMemo {
         title: note.title.clone(),
         date: date.map(str::to_owned),
-        feed: date.is_some() && !is_run_path(&note.path),
+        feed: in_feed(&note.path, date),
         face,
         backlinks,
         mission,
