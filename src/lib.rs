@@ -64,6 +64,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Hands memory the C libraries freed (SQLite's page caches, libgit2's objects) back to the system.
+/// They allocate through the C library's `malloc`, not Rust's allocator, and glibc keeps what they
+/// free in per-thread arenas that it trims only from the top, so the memory of one large pass (a
+/// walk of the whole index, a burst's pack) stayed resident. Does nothing off glibc.
+pub fn trim_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's `malloc_trim` takes the arenas' locks itself and may be called from any
+        // thread at any time.
+        unsafe { malloc_trim(0) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// after work: mimalloc returns freed memory only after a delay measured in later allocator
 /// activity, which an idle daemon has none of, so the memory of its busiest pass (a burst, a full
 /// render) stayed resident. Purging sooner (mimalloc's `purge_delay` 0) costs every pass its page
-/// faults instead; between passes it costs nothing.
+/// faults instead; between passes it costs nothing. What the C libraries freed goes back too.
 fn release_freed_memory() {
     unsafe extern "C" {
         fn mi_collect(force: bool);
@@ -23,6 +23,7 @@ fn release_freed_memory() {
     // SAFETY: mimalloc is linked in as the global allocator above, and `mi_collect` is safe to call
     // from any thread at any time.
     unsafe { mi_collect(true) };
+    quire::trim_c_heap();
 }
 
 fn main() -> ExitCode {

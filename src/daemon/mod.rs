@@ -49,14 +49,28 @@ const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// After a failure of quire itself (disk full, Git refusing), how long before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
+/// How many bundles must be waiting at once to count as a burst, whose memory is handed back as
+/// soon as the queue is empty (see [`when_idle`]).
+const BURST_PASS: usize = 32;
+
 /// What the worker calls when it goes idle after work (see [`when_idle`]).
 static IDLE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
-/// Has the worker call `hook` once it goes idle after a pass that did work: no hint for a whole
-/// [`SCAN_EVERY`]. The binary uses it to hand memory its allocator holds back to the system, which
-/// a library cannot do for it. Only the first hook set counts.
+/// Has the worker call `hook` once it goes idle after a pass that did work (no hint for a whole
+/// [`SCAN_EVERY`]), and at the end of a pass that applied a burst and left the queue empty. The
+/// binary uses it to hand memory its allocator holds back to the system, which a library cannot do
+/// for it. Only the first hook set counts.
 pub fn when_idle(hook: fn()) {
     let _ = IDLE_HOOK.set(hook);
+}
+
+/// What the worker owes once work ends.
+#[derive(Debug, Default)]
+struct Owed {
+    /// A pass did work since the worker was last at rest (see [`at_rest`]).
+    worked: bool,
+    /// The most bundles waiting at once since memory was last handed back after a burst.
+    backlog: usize,
 }
 
 /// Why the worker should look.
@@ -760,8 +774,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     // At start: bundles left by a crash, and the index and sites brought up to date.
     let mut dirty = Dirty::everything();
     let mut failing = false;
-    // Whether a pass did work since the idle hook last ran.
-    let mut worked = false;
+    let mut owed = Owed::default();
     loop {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
@@ -778,7 +791,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
                 dirty.note(h);
             }
             Err(RecvTimeoutError::Timeout) => {
-                if std::mem::take(&mut worked) && at_rest(handle) {
+                if std::mem::take(&mut owed.worked) && at_rest(handle) {
                     dirty.all = true;
                 }
                 dirty.all |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
@@ -804,7 +817,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             &mut dirty,
             hints,
             &mut watches,
-            &mut worked,
+            &mut owed,
         );
     }
     tracing::info!("the pipeline stopped");
@@ -852,7 +865,7 @@ fn at_rest(handle: &Handle) -> bool {
 }
 
 /// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed
-/// (the daemon is then degraded and tries again after a pause). Sets `worked` when it did anything.
+/// (the daemon is then degraded and tries again after a pause). Notes in `owed` what it did.
 fn pass(
     handle: &Handle,
     log: &mut JsonlLog,
@@ -860,7 +873,7 @@ fn pass(
     dirty: &mut Dirty,
     hints: &mpsc::Receiver<Hint>,
     watches: &mut Option<Watches>,
-    worked: &mut bool,
+    owed: &mut Owed,
 ) -> bool {
     let vault = &handle.inner.vault;
     let metrics = &handle.inner.metrics;
@@ -879,6 +892,7 @@ fn pass(
     metrics
         .queue_depth
         .store(ready.len() as u64, Ordering::Relaxed);
+    owed.backlog = owed.backlog.max(ready.len());
     let started = now_rfc3339();
     let clock = Instant::now();
     let mut filed = Vec::new();
@@ -905,11 +919,12 @@ fn pass(
             break;
         }
         ready = intake.ready(vault).unwrap_or_default();
+        owed.backlog = owed.backlog.max(ready.len());
     }
+    let mut waiting = ready.len() as u64;
     if !filed.is_empty() {
-        metrics
-            .queue_depth
-            .store(count_pending(vault), Ordering::Relaxed);
+        waiting = count_pending(vault);
+        metrics.queue_depth.store(waiting, Ordering::Relaxed);
     }
     let applied = filed
         .iter()
@@ -941,7 +956,7 @@ fn pass(
         let _ = handle.inner.hints.send(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || dirty.any() {
-        *worked = true;
+        owed.worked = true;
         // One index update per pass, for the commits and for a person's edits alike; the render
         // below then finds the index current. Without a reason to walk the vault, it looks at the
         // paths the watcher reported, the files the applied bundles changed and the run record.
@@ -990,6 +1005,18 @@ fn pass(
             &mut behind,
             handle.inner.warm.clone(),
         );
+        // The pass that empties the queue after a burst hands back what the burst used (libgit2's
+        // held objects, SQLite's page caches, the render's working memory) before it reports the
+        // burst done, rather than a scan interval later. It costs milliseconds, once a burst.
+        if owed.backlog >= BURST_PASS && waiting == 0 {
+            owed.backlog = 0;
+            let t = Instant::now();
+            match IDLE_HOOK.get() {
+                Some(hook) => hook(),
+                None => crate::trim_c_heap(),
+            }
+            tracing::debug!(took = ?t.elapsed(), "handed back the memory of a burst");
+        }
         // The end of the work a drop started: what latency is measured to.
         let ids: Vec<&str> = filed
             .iter()
@@ -1136,27 +1163,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_idle_hook_runs_after_work_and_not_again_while_nothing_happens() {
+    fn the_idle_hook_runs_after_a_burst_and_after_work_and_not_again_while_nothing_happens() {
+        // One test, since the hook is set once per process.
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         fn count() {
             CALLS.fetch_add(1, Ordering::SeqCst);
         }
         when_idle(count);
         let (_dir, vault) = crate::workflow::temp_vault();
-        // The first pass (index, sites) is work; then nothing happens.
+        // A burst waiting at start: the first pass applies it and empties the queue.
+        let pending = vault.queue_dir(Queue::Pending);
+        for i in 0..BURST_PASS {
+            let bundle = json!({
+                "contract": "quire.contribution/1", "id": format!("b{i}"), "message": "burst",
+                "author": { "name": "Agent", "email": "agent@example.org" },
+                "changes": [{ "op": "create", "path": format!("burst/{i}.md"), "content": "# b\n" }],
+            });
+            std::fs::write(
+                pending.join(format!("b{i:02}.json")),
+                serde_json::to_vec(&bundle).unwrap(),
+            )
+            .unwrap();
+        }
         let daemon = Daemon::start(&vault).unwrap();
+        let handle = daemon.handle();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while CALLS.load(Ordering::SeqCst) == 0 {
+        let completed = |handle: &Handle| {
+            handle.replay(0, 1000).iter().any(|(_, e)| {
+                e.kind == "pipeline.completed" && e.data["applied"] == json!(BURST_PASS)
+            })
+        };
+        while !completed(&handle) {
+            assert!(Instant::now() < deadline, "the burst was never applied");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Handed back before the burst was reported done, not a scan interval later.
+        assert_eq!(
+            CALLS.load(Ordering::SeqCst),
+            1,
+            "not handed back after the burst"
+        );
+        // Then the rest after that work: twice (before and after the next render's catalog is made
+        // again); then two more scan intervals of nothing: idle, but no work to hand memory back
+        // after.
+        while CALLS.load(Ordering::SeqCst) < 3 {
             assert!(
                 Instant::now() < deadline,
                 "the idle hook never ran after the first pass"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Twice in that rest (before and after the next render's catalog is made again); then two
-        // more scan intervals of nothing: idle, but no work to hand memory back after.
         std::thread::sleep(SCAN_EVERY * 2 + Duration::from_millis(500));
-        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+        assert_eq!(CALLS.load(Ordering::SeqCst), 3);
         daemon.shutdown();
     }
 

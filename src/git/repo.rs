@@ -292,10 +292,6 @@ impl Repo {
                 .ctx(|| "could not pack the new objects".into());
         }
         if builder.object_count() > 0 {
-            let mut buf = git2::Buf::new();
-            builder
-                .write_buf(&mut buf)
-                .ctx(|| "could not pack the new objects".into())?;
             let odb = self
                 .repo
                 .odb()
@@ -303,10 +299,29 @@ impl Repo {
             let mut writer = odb
                 .packwriter()
                 .ctx(|| "could not start writing a pack".into())?;
-            std::io::Write::write_all(&mut writer, &buf).map_err(|e| GitError::Io {
-                context: "could not write a pack of the new objects".into(),
-                source: e,
-            })?;
+            // Streamed to the indexer as the builder makes it, not first into a buffer as large
+            // as the pack.
+            let mut failed = None;
+            builder
+                .foreach(
+                    |chunk| match std::io::Write::write_all(&mut writer, chunk) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    },
+                )
+                .map_err(|e| match failed.take() {
+                    Some(source) => GitError::Io {
+                        context: "could not write a pack of the new objects".into(),
+                        source,
+                    },
+                    None => GitError::Git {
+                        context: "could not pack the new objects".into(),
+                        source: e,
+                    },
+                })?;
             writer
                 .commit()
                 .ctx(|| "could not store a pack of the new objects".into())?;
