@@ -523,7 +523,7 @@ impl Index {
     /// Every stored link of every note, with where it resolves to (`None`: broken), by source path
     /// and link order. The one place links are resolved, so every view of them agrees.
     pub fn each_link(&self, mut visit: impl FnMut(&ResolvedLink<'_>)) -> Result<(), IndexError> {
-        for (source, links) in self.links_by_note()? {
+        for (source, links) in self.links_by_note(&self.resolver()?)? {
             for l in &links {
                 visit(&ResolvedLink {
                     source: &source,
@@ -538,11 +538,13 @@ impl Index {
         Ok(())
     }
 
-    /// Every note's links in order, each with where it resolves to now, by note path (notes
+    /// Every note's links in order, each with where `resolver` resolves it, by note path (notes
     /// without links are left out).
-    pub fn links_by_note(&self) -> Result<Vec<(String, Vec<NoteLinkResolved>)>, IndexError> {
+    pub fn links_by_note(
+        &self,
+        resolver: &super::Resolver,
+    ) -> Result<Vec<(String, Vec<NoteLinkResolved>)>, IndexError> {
         use rayon::prelude::*;
-        let resolver = self.resolver()?;
         let mut stmt = self
             .conn
             .prepare("SELECT path, links FROM notes WHERE links != '[]' ORDER BY path")?;
@@ -552,7 +554,7 @@ impl Index {
         // Parsing and resolving are most of the work, and independent per note.
         rows.into_par_iter()
             .map(|(source, links)| {
-                let resolved = resolve_stored(&source, &links, &resolver)?;
+                let resolved = resolve_stored(&source, &links, resolver)?;
                 Ok((source, resolved))
             })
             .collect()

@@ -156,6 +156,65 @@ impl Resolver {
             .cloned()
     }
 
+    /// The names whose lookups answer differently here than in `before`: file names (without `.md`
+    /// for notes) and aliases, lowercased, that gained or lost a note or attachment.
+    ///
+    /// Every lookup [`Resolver::resolve`] makes for a target is by a key that ends in the
+    /// target's last segment, so a link whose last segment is none of these (see
+    /// [`Resolver::may_consult`]) resolves here as it did in `before`.
+    pub fn changed_names(&self, before: &Resolver) -> std::collections::HashSet<String> {
+        fn differ<'a>(
+            now: &'a HashMap<String, Vec<String>>,
+            then: &'a HashMap<String, Vec<String>>,
+            out: &mut std::collections::HashSet<String>,
+        ) {
+            for (k, v) in now {
+                if then.get(k) != Some(v) {
+                    out.insert(k.clone());
+                }
+            }
+            for k in then.keys() {
+                if !now.contains_key(k) {
+                    out.insert(k.clone());
+                }
+            }
+        }
+        let mut out = std::collections::HashSet::new();
+        differ(&self.note_names, &before.note_names, &mut out);
+        differ(&self.file_names, &before.file_names, &mut out);
+        differ(&self.aliases, &before.aliases, &mut out);
+        out
+    }
+
+    /// Whether resolving `target` may look up one of `names` (from [`Resolver::changed_names`]):
+    /// its last segment, lowercased, with or without `.md`, is among them. A target whose last
+    /// segment is empty, `.` or `..` may lead anywhere once joined with a folder, so it may.
+    pub fn may_consult(target: &str, names: &std::collections::HashSet<String>) -> bool {
+        let target = target.trim();
+        if target.is_empty() {
+            // The linking note itself, whatever else exists.
+            return false;
+        }
+        let segment = last_segment(target);
+        if matches!(segment, "" | "." | "..") {
+            return true;
+        }
+        // Checked for every link of the vault after each note that comes or goes, against a
+        // name or two: compared in place where lowercasing is ASCII's.
+        if segment.is_ascii() && names.len() <= 8 {
+            return names.iter().any(|n| {
+                let s = segment.as_bytes();
+                let n = n.as_bytes();
+                s.eq_ignore_ascii_case(n)
+                    || (s.len() == n.len() + 3
+                        && s[..n.len()].eq_ignore_ascii_case(n)
+                        && s[n.len()..].eq_ignore_ascii_case(b".md"))
+            });
+        }
+        let lower = segment.to_lowercase();
+        names.contains(&lower) || lower.strip_suffix(".md").is_some_and(|n| names.contains(n))
+    }
+
     /// Whether a note with this path exists.
     pub fn has_note(&self, path: &str) -> bool {
         let key = path.to_lowercase();
@@ -216,6 +275,101 @@ fn join(folder: &str, relative: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_links_that_look_up_a_changed_name_can_resolve_differently() {
+        let mut before = resolver(
+            &[
+                "a/Note.md",
+                "b/Note.md",
+                "a/Other.md",
+                "c/deep/Thing.md",
+                "Gone.md",
+            ],
+            &[("a/Other.md", "Nick"), ("Gone.md", "Old")],
+            &["a/pic.png"],
+        );
+        let mut after = resolver(
+            &[
+                "a/Note.md",
+                "b/Note.md",
+                "a/Other.md",
+                "c/deep/Thing.md",
+                "c/New Note.md",
+                "Ärger.md",
+            ],
+            &[("a/Other.md", "Nick"), ("c/New Note.md", "Fresh")],
+            &["a/pic.png", "c/pic.png"],
+        );
+        before.sort();
+        after.sort();
+        let names = after.changed_names(&before);
+        let mut expected: Vec<&str> = vec!["gone", "new note", "old", "fresh", "pic.png", "ärger"];
+        expected.sort_unstable();
+        let mut got: Vec<&str> = names.iter().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+
+        let targets = [
+            "",
+            "Note",
+            "note.md",
+            "a/Note",
+            "../b/Note.md",
+            "New Note",
+            "new note.MD",
+            "c/New Note",
+            "Gone",
+            "gone.md",
+            "Old",
+            "Fresh",
+            "Nick",
+            "pic.png",
+            "../c/pic.png",
+            "Thing",
+            "deep/Thing",
+            "missing",
+            "a/",
+            "a/..",
+            "..",
+            ".",
+            "/Gone",
+            "  Fresh  ",
+            "ÄRGER",
+            "c/ärger.md",
+        ];
+        let mut changed = 0;
+        for source in ["a/x.md", "c/y.md", "z.md", "c/deep/w.md"] {
+            for kind in [LinkKind::Wiki, LinkKind::Markdown, LinkKind::Embed] {
+                for target in targets {
+                    let then = before.resolve(source, kind, target);
+                    let now = after.resolve(source, kind, target);
+                    if then != now {
+                        changed += 1;
+                        assert!(
+                            Resolver::may_consult(target, &names),
+                            "`{target}` from {source} ({kind:?}) went from {then:?} to {now:?}, unseen"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(changed > 20, "the change moved only {changed} links");
+        // Compared in place for a few names, looked up among many: the same answers.
+        let mut many = names.clone();
+        many.extend((0..10).map(|i| format!("unrelated {i}")));
+        for target in targets {
+            assert_eq!(
+                Resolver::may_consult(target, &names),
+                Resolver::may_consult(target, &many),
+                "{target}"
+            );
+        }
+        // Names that did not change are not looked at again.
+        for target in ["Note", "a/Other", "Thing", "missing", "", "Nick"] {
+            assert!(!Resolver::may_consult(target, &names), "{target}");
+        }
+    }
 
     fn resolver(notes: &[&str], aliases: &[(&str, &str)], files: &[&str]) -> Resolver {
         let mut r = Resolver::default();

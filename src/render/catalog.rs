@@ -239,6 +239,7 @@ impl Catalog {
             links,
             Texts::WorkTree(vault.root().to_path_buf()),
             &mut warm.derived,
+            last.as_ref(),
         )?;
         // What the last catalog's builds keyed pages from holds for this one too: the memos
         // name the objects a page shows, which the two catalogs share where they are the same.
@@ -313,6 +314,7 @@ impl Catalog {
             links,
             Texts::Blobs(files),
             &mut Derived::default(),
+            None,
         )
         .map(Arc::new)
     }
@@ -327,16 +329,31 @@ impl Catalog {
         links: Links,
         texts: Texts,
         derived: &mut Derived,
+        last: Option<&Catalog>,
     ) -> Result<Self, RenderError> {
         let excluded = exclusions(&config.publish.exclude)?;
         let hashes: PathMap<Vec<u8>> = notes
             .iter()
             .map(|n| (n.path.clone(), n.hash.clone()))
             .collect();
-        let mut published = BTreeMap::new();
+        // A note the last catalog published is published again, where it was, when it is the
+        // same object under the same exclusions: whether a note is withheld, its page and its
+        // date depend on nothing else. (A catalog a failed patch left half-updated holds only
+        // notes it placed this way.)
+        let last = last.filter(|l| l.exclude == config.publish.exclude);
+        // Path order: where two notes would have the same page, the first keeps it.
+        let mut notes = notes;
+        notes.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut published: Vec<Published> = Vec::with_capacity(notes.len());
         let mut unpublished = BTreeMap::new();
-        let mut taken: HashMap<SitePath, String> = HashMap::new();
         for note in notes {
+            let placed = last
+                .and_then(|l| l.note(&note.path))
+                .filter(|p| Arc::ptr_eq(&p.note, &note));
+            if let Some(p) = placed {
+                published.push(p.clone());
+                continue;
+            }
             if let Some(why) = withheld(&excluded, &note) {
                 unpublished.insert(note.path.clone(), why);
                 continue;
@@ -357,29 +374,38 @@ impl Catalog {
                 );
                 continue;
             }
-            if let Some(other) = taken.get(&page) {
-                unpublished.insert(
-                    note.path.clone(),
-                    format!(
-                        "its URL `{}` is already `{other}`'s; rename one of them",
-                        page.as_str()
-                    ),
-                );
-                continue;
-            }
-            taken.insert(page.clone(), note.path.clone());
             let date = note_date(&note.front_matter);
-            published.insert(note.path.clone(), Published { note, page, date });
+            published.push(Published { note, page, date });
         }
-        let tasks: Vec<Arc<TaskView>> = tasks
-            .into_iter()
-            .filter(|t| published.contains_key(&t.path))
-            .collect();
-        let notes: Vec<Published> = published.into_values().collect();
+        let mut taken: HashMap<&str, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(published.len(), Default::default());
+        let mut clashes = Vec::new();
+        for (i, p) in published.iter().enumerate() {
+            if let Some(&first) = taken.get(p.page.as_str()) {
+                clashes.push((i, first));
+            } else {
+                taken.insert(p.page.as_str(), i);
+            }
+        }
+        drop(taken);
+        for &(i, first) in clashes.iter().rev() {
+            let why = format!(
+                "its URL `{}` is already `{}`'s; rename one of them",
+                published[i].page.as_str(),
+                published[first].note.path
+            );
+            unpublished.insert(published.remove(i).note.path.clone(), why);
+        }
+        let notes = published;
         let positions: PathMap<usize> = notes
             .iter()
             .enumerate()
             .map(|(i, p)| (p.note.path.clone(), i))
+            .collect();
+        // In path order, as the notes are.
+        let tasks: Vec<Arc<TaskView>> = tasks
+            .into_iter()
+            .filter(|t| positions.contains_key(t.path.as_str()))
             .collect();
         let is_published = |p: &str| positions.contains_key(p);
 
@@ -421,7 +447,8 @@ impl Catalog {
             .iter()
             .map(|(source, facts, digest)| (source.clone(), (facts.clone(), *digest)))
             .collect();
-        let mut backlinks: PathMap<Vec<u32>> = PathMap::default();
+        let mut backlinks: PathMap<Vec<u32>> =
+            PathMap::with_capacity_and_hasher(notes.len(), Default::default());
         let mut link_digests: PathMap<[u8; 32]> =
             PathMap::with_capacity_and_hasher(links.len(), Default::default());
         let mut embeds: PathMap<Vec<String>> = PathMap::default();
@@ -433,7 +460,13 @@ impl Catalog {
                     embeds.entry(source.clone()).or_default().push(r.clone());
                 }
                 if *r != source && !f.target.is_empty() {
-                    backlinks.entry(r.clone()).or_default().push(from as u32);
+                    // Most targets are linked many times: the path is copied once, not per link.
+                    match backlinks.get_mut(r.as_str()) {
+                        Some(list) => list.push(from as u32),
+                        None => {
+                            backlinks.insert(r.clone(), vec![from as u32]);
+                        }
+                    }
                 }
             }
             link_digests.insert(source, digest);
@@ -445,10 +478,6 @@ impl Catalog {
 
         // Faces: a note's own data, its tasks (read with it, so a new note object whenever they
         // change) and its link digest.
-        let mut tasks_of: HashMap<&str, Vec<&TaskView>> = HashMap::new();
-        for t in &tasks {
-            tasks_of.entry(t.path.as_str()).or_default().push(&**t);
-        }
         let faces: Vec<String> = notes
             .par_iter()
             .map(|p| {
@@ -461,8 +490,11 @@ impl Catalog {
                         face.clone()
                     }
                     _ => {
-                        let own = tasks_of.get(path).map(Vec::as_slice).unwrap_or_default();
-                        super::pages::face(&p.note, own, digest)
+                        let own: Vec<&TaskView> = tasks[tasks_range(&tasks, path)]
+                            .iter()
+                            .map(|t| &**t)
+                            .collect();
+                        super::pages::face(&p.note, &own, digest)
                     }
                 }
             })
@@ -602,8 +634,7 @@ impl Catalog {
 
     /// Where the tasks of the note at `path` are (or would go) in `tasks`.
     fn task_range(&self, path: &str) -> std::ops::Range<usize> {
-        let start = self.tasks.partition_point(|t| t.path.as_str() < path);
-        start..start + self.tasks[start..].partition_point(|t| t.path == path)
+        tasks_range(&self.tasks, path)
     }
 
     /// The published note at `path`.
@@ -708,7 +739,6 @@ impl WarmCatalog {
                     ..Self::default()
                 };
                 self.read_all(index)?;
-                self.resolver = Some(Arc::new(index.resolver()?));
                 self.state = Some(now);
                 return Ok(None);
             }
@@ -718,13 +748,11 @@ impl WarmCatalog {
         }
         // Notes or attachments came or went, or aliases changed: any link may lead elsewhere now.
         let structure = now.structure > since;
-        let resolver = match &self.resolver {
+        // Until made again, no resolver: a failure below leaves none behind.
+        let before = self.resolver.take();
+        let resolver = match &before {
             Some(r) if !structure => r.clone(),
-            _ => {
-                // Until made again, no resolver: a failure below leaves none behind.
-                self.resolver = None;
-                Arc::new(index.resolver()?)
-            }
+            _ => Arc::new(index.resolver()?),
         };
         if structure {
             let paths: std::collections::HashSet<String> =
@@ -753,7 +781,18 @@ impl WarmCatalog {
             self.links.insert(path.clone(), Arc::new(facts));
         }
         if structure {
+            // Every list was resolved with `before`: only a link that looks up a name whose notes
+            // or attachments changed can lead elsewhere now. Without `before` (a failed catch-up),
+            // every link is looked at.
+            let names = before.as_ref().map(|b| resolver.changed_names(b));
             self.links.par_iter_mut().for_each(|(source, facts)| {
+                if let Some(names) = &names
+                    && !facts
+                        .iter()
+                        .any(|f| Resolver::may_consult(&f.target, names))
+                {
+                    return;
+                }
                 let resolve = |f: &LinkFact| resolver.resolve(source, f.kind, &f.target);
                 // Only a list that now leads elsewhere is new: what was derived from the others
                 // (their digests, their notes' faces and page keys) stands. A render may still
@@ -793,8 +832,11 @@ impl WarmCatalog {
                 .push(Arc::new(t));
         }
         self.attachments = index.attachments()?.into_iter().collect();
+        // The resolver kept is the one these links were resolved with: a later catch-up looks
+        // again only at links whose names changed since.
+        let resolver = Arc::new(index.resolver()?);
         self.links = index
-            .links_by_note()?
+            .links_by_note(&resolver)?
             .into_iter()
             .map(|(source, list)| {
                 (
@@ -803,8 +845,15 @@ impl WarmCatalog {
                 )
             })
             .collect();
+        self.resolver = Some(resolver);
         Ok(())
     }
+}
+
+/// Where the tasks of the note at `path` are in `tasks`, which is in path order.
+fn tasks_range(tasks: &[Arc<TaskView>], path: &str) -> std::ops::Range<usize> {
+    let start = tasks.partition_point(|t| t.path.as_str() < path);
+    start..start + tasks[start..].partition_point(|t| t.path == path)
 }
 
 pub(crate) use crate::markdown::is_note_path as is_note;
@@ -941,6 +990,28 @@ mod tests {
     }
 
     #[test]
+    fn of_two_notes_with_one_page_the_first_in_path_order_keeps_it() {
+        let (_dir, vault) = crate::workflow::temp_vault();
+        write(&vault, "n/my-note.md", "# Lower\n");
+        write(&vault, "n/x.md", "# X\n\n[[my-note]]\n");
+        let mut warm = WarmCatalog::default();
+        same_as_fresh(&vault, &mut warm);
+        // Made while the last catalog published `n/my-note.md` there: it sorts after the new one.
+        write(&vault, "n/My Note.md", "# Spaced\n");
+        same_as_fresh(&vault, &mut warm);
+        let catalog = Catalog::from_warm(&vault, &vault.config().clone(), &mut warm).unwrap();
+        assert_eq!(
+            catalog.unpublished.get("n/my-note.md").map(String::as_str),
+            Some("its URL `n/my-note/` is already `n/My Note.md`'s; rename one of them")
+        );
+        assert_eq!(
+            catalog.note("n/My Note.md").unwrap().page.as_str(),
+            "n/my-note/"
+        );
+        assert!(catalog.note("n/x.md").is_some());
+    }
+
+    #[test]
     fn dates_are_read_as_chrono_reads_them() {
         for s in [
             "2026-05-01",
@@ -1030,5 +1101,43 @@ mod tests {
         same_as_fresh(&vault, &mut warm);
         assert_eq!(warm.patched, 7, "made afresh, since the last one is held");
         assert!(held.snapshot().contains("C again"));
+        drop(held);
+
+        // Names that come and go, each made afresh from links re-resolved only where a name
+        // changed: a created note mends a broken link, an attachment another, an alias is gained,
+        // a note of the same name nearer to the linking note wins, a deleted note breaks a link.
+        write(
+            &vault,
+            "n/a.md",
+            "# A\n\n[[g]] [[Zed]] [[h.png]] [x](../m/g.md)\n",
+        );
+        same_as_fresh(&vault, &mut warm);
+        let steps: [(&str, Option<&str>); 5] = [
+            ("m/g.md", Some("# G\n")),
+            ("n/h.png", Some("png")),
+            ("n/f.md", Some("---\naliases: [Zed]\n---\n# F\n")),
+            ("n/g.md", Some("# G, nearer to a\n")),
+            ("m/g.md", None),
+        ];
+        for (path, text) in steps {
+            match text {
+                Some(text) => write(&vault, path, text),
+                None => {
+                    std::fs::remove_file(vault.root().join(path)).unwrap();
+                    Index::open(&vault).unwrap().update(false).unwrap();
+                }
+            }
+            same_as_fresh(&vault, &mut warm);
+        }
+        // `n/a.md` (position 0) now reaches `f` by its alias, the nearer `g`, and the picture.
+        let snapshot = Catalog::from_warm(&vault, &vault.config().clone(), &mut warm)
+            .unwrap()
+            .snapshot();
+        for target in ["n/f.md", "n/g.md", "n/h.png"] {
+            assert!(
+                snapshot.contains(&format!("(\"{target}\", [0])")),
+                "{target}: {snapshot}"
+            );
+        }
     }
 }
