@@ -775,6 +775,13 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     let mut dirty = Dirty::everything();
     let mut failing = false;
     let mut owed = Owed::default();
+    // Held open, unused, for the daemon's life: while one connection is open SQLite keeps the
+    // index's `-wal` and `-shm` files, which it otherwise creates and deletes with every
+    // connection a pass opens (three or four), each creation a search for a free inode that ext4
+    // makes slow among recently deleted ones.
+    let _held = crate::index::Index::open(vault)
+        .inspect_err(|e| tracing::debug!("could not hold the index open: {e}"))
+        .ok();
     loop {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;

@@ -190,12 +190,20 @@ impl Resolver {
     /// its last segment, lowercased, with or without `.md`, is among them. A target whose last
     /// segment is empty, `.` or `..` may lead anywhere once joined with a folder, so it may.
     pub fn may_consult(target: &str, names: &std::collections::HashSet<String>) -> bool {
-        let target = target.trim();
+        // As `resolve` trims; most targets have nothing to trim, which two bytes tell.
+        let bytes = target.as_bytes();
+        let plain =
+            |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !char::from(b).is_whitespace());
+        let target = if plain(bytes.first()) && plain(bytes.last()) {
+            target
+        } else {
+            target.trim()
+        };
         if target.is_empty() {
             // The linking note itself, whatever else exists.
             return false;
         }
-        let segment = last_segment(target);
+        let segment = target.rfind('/').map_or(target, |i| &target[i + 1..]);
         if matches!(segment, "" | "." | "..") {
             return true;
         }
@@ -337,6 +345,8 @@ mod tests {
             "  Fresh  ",
             "ÄRGER",
             "c/ärger.md",
+            "\u{b}Fresh",
+            "Fresh\u{a0}",
         ];
         let mut changed = 0;
         for source in ["a/x.md", "c/y.md", "z.md", "c/deep/w.md"] {

@@ -167,7 +167,7 @@ pub(crate) struct Catalog {
     faces: Vec<String>,
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) texts: Texts,
-    excluded: GlobSet,
+    excluded: Arc<GlobSet>,
     /// The `publish.exclude` globs `excluded` was made from.
     exclude: Vec<String>,
     /// The folders of the published notes, made on first use (a patched catalog keeps them: the
@@ -331,7 +331,11 @@ impl Catalog {
         derived: &mut Derived,
         last: Option<&Catalog>,
     ) -> Result<Self, RenderError> {
-        let excluded = exclusions(&config.publish.exclude)?;
+        let last = last.filter(|l| l.exclude == config.publish.exclude);
+        let excluded = match last {
+            Some(l) => l.excluded.clone(),
+            None => Arc::new(exclusions(&config.publish.exclude)?),
+        };
         let hashes: PathMap<Vec<u8>> = notes
             .iter()
             .map(|n| (n.path.clone(), n.hash.clone()))
@@ -340,7 +344,6 @@ impl Catalog {
         // same object under the same exclusions: whether a note is withheld, its page and its
         // date depend on nothing else. (A catalog a failed patch left half-updated holds only
         // notes it placed this way.)
-        let last = last.filter(|l| l.exclude == config.publish.exclude);
         // Path order: where two notes would have the same page, the first keeps it.
         let mut notes = notes;
         notes.sort_by(|a, b| a.path.cmp(&b.path));

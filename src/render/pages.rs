@@ -1999,33 +1999,48 @@ fn strip_note_ext(path: &str) -> &str {
 pub(super) fn folder_tree_of<'p>(paths: impl Iterator<Item = &'p str>) -> BTreeMap<String, Folder> {
     let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
     let ensure = |path: &str, folders: &mut BTreeMap<String, Folder>| {
-        folders.entry(path.to_owned()).or_insert_with(|| Folder {
-            path: path.to_owned(),
-            title: folder_title(path.rsplit('/').next().unwrap_or(path)),
-            folders: BTreeSet::new(),
-            notes: BTreeSet::new(),
-            count: 0,
-        });
+        if !folders.contains_key(path) {
+            folders.insert(
+                path.to_owned(),
+                Folder {
+                    path: path.to_owned(),
+                    title: folder_title(path.rsplit('/').next().unwrap_or(path)),
+                    folders: BTreeSet::new(),
+                    notes: BTreeSet::new(),
+                    count: 0,
+                },
+            );
+        }
     };
     ensure("", &mut folders);
-    for path in paths {
-        let dir = parent(path);
+    // In path order the notes of a folder mostly come together: each run of them is counted up
+    // the ancestors once, not note by note.
+    let mut paths = paths.peekable();
+    while let Some(first) = paths.next() {
+        let dir = parent(first);
+        let mut run = vec![first.to_owned()];
+        while let Some(next) = paths.next_if(|p| parent(p) == dir) {
+            run.push(next.to_owned());
+        }
+        let n = run.len();
         ensure(dir, &mut folders);
         if let Some(f) = folders.get_mut(dir) {
-            f.notes.insert(path.to_owned());
+            f.notes.extend(run);
         }
-        // The folder and every ancestor count the note; each ancestor lists the folder below it.
+        // The folder and every ancestor count the notes; each ancestor lists the folder below it.
         let mut d = dir;
         loop {
             if let Some(f) = folders.get_mut(d) {
-                f.count += 1;
+                f.count += n;
             }
             if d.is_empty() {
                 break;
             }
             let up = parent(d);
             ensure(up, &mut folders);
-            if let Some(f) = folders.get_mut(up) {
+            if let Some(f) = folders.get_mut(up)
+                && !f.folders.contains(d)
+            {
                 f.folders.insert(d.to_owned());
             }
             d = up;
@@ -2458,6 +2473,41 @@ pub(crate) fn feed(
 #[cfg(test)]
 mod tests {
     use super::folder_title;
+    use super::folder_tree_of;
+
+    #[test]
+    fn the_folder_tree_counts_every_note_up_its_ancestors() {
+        // A folder's notes interrupted by a sub-folder's, as path order has them.
+        let paths = [
+            "a/b.md",
+            "a/b/c.md",
+            "a/b/cc.md",
+            "a/b/d/e.md",
+            "a/c.md",
+            "f.md",
+            "g/h.md",
+        ];
+        let tree = folder_tree_of(paths.into_iter());
+        let show = |p: &str| {
+            let f = &tree[p];
+            (
+                f.count,
+                f.folders.iter().cloned().collect::<Vec<_>>(),
+                f.notes.iter().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let v = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(show(""), (7, v(&["a", "g"]), v(&["f.md"])));
+        assert_eq!(show("a"), (5, v(&["a/b"]), v(&["a/b.md", "a/c.md"])));
+        assert_eq!(
+            show("a/b"),
+            (3, v(&["a/b/d"]), v(&["a/b/c.md", "a/b/cc.md"]))
+        );
+        assert_eq!(show("a/b/d"), (1, v(&[]), v(&["a/b/d/e.md"])));
+        assert_eq!(show("g"), (1, v(&[]), v(&["g/h.md"])));
+        assert_eq!(tree.len(), 5);
+        assert_eq!(tree["a/b/d"].title, "d");
+    }
 
     #[test]
     fn folder_titles_drop_sorting_prefixes() {
