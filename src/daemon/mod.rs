@@ -775,13 +775,12 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     let mut dirty = Dirty::everything();
     let mut failing = false;
     let mut owed = Owed::default();
-    // Held open, unused, for the daemon's life: while one connection is open SQLite keeps the
-    // index's `-wal` and `-shm` files, which it otherwise creates and deletes with every
-    // connection a pass opens (three or four), each creation a search for a free inode that ext4
-    // makes slow among recently deleted ones.
-    let _held = crate::index::Index::open(vault)
-        .inspect_err(|e| tracing::debug!("could not hold the index open: {e}"))
-        .ok();
+    // Held open, unused, from the end of the first pass on: while one connection is open SQLite
+    // keeps the index's `-wal` and `-shm` files, which it otherwise creates and deletes with
+    // every connection a pass opens (three or four), each creation a search for a free inode that
+    // ext4 makes slow among recently deleted ones. Not before: a first build of the whole index
+    // runs without a journal only when no other connection has the file open.
+    let mut held = None;
     loop {
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
@@ -826,7 +825,13 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             &mut watches,
             &mut owed,
         );
+        if held.is_none() {
+            held = crate::index::Index::open(vault)
+                .inspect_err(|e| tracing::debug!("could not hold the index open: {e}"))
+                .ok();
+        }
     }
+    drop(held);
     tracing::info!("the pipeline stopped");
 }
 

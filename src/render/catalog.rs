@@ -340,16 +340,16 @@ impl Catalog {
             .iter()
             .map(|n| (n.path.clone(), n.hash.clone()))
             .collect();
-        // A note the last catalog published is published again, where it was, when it is the
-        // same object under the same exclusions: whether a note is withheld, its page and its
-        // date depend on nothing else. (A catalog a failed patch left half-updated holds only
-        // notes it placed this way.)
         // Path order: where two notes would have the same page, the first keeps it.
         let mut notes = notes;
         notes.sort_by(|a, b| a.path.cmp(&b.path));
         let mut published: Vec<Published> = Vec::with_capacity(notes.len());
         let mut unpublished = BTreeMap::new();
         for note in notes {
+            // A note the last catalog published is published again, where it was, when it is
+            // the same object under the same exclusions: whether a note is withheld, its page and
+            // its date depend on nothing else. (A catalog a failed patch left half-updated holds
+            // only notes it placed this way.)
             let placed = last
                 .and_then(|l| l.note(&note.path))
                 .filter(|p| Arc::ptr_eq(&p.note, &note));
@@ -405,7 +405,8 @@ impl Catalog {
             .enumerate()
             .map(|(i, p)| (p.note.path.clone(), i))
             .collect();
-        // In path order, as the notes are.
+        // In path order, as the notes are (faces find a note's tasks by binary search).
+        debug_assert!(tasks.is_sorted_by(|a, b| a.path <= b.path));
         let tasks: Vec<Arc<TaskView>> = tasks
             .into_iter()
             .filter(|t| positions.contains_key(t.path.as_str()))
