@@ -831,7 +831,6 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
                 .ok();
         }
     }
-    drop(held);
     tracing::info!("the pipeline stopped");
 }
 

@@ -163,9 +163,9 @@ impl Resolver {
     /// target's last segment, so a link whose last segment is none of these (see
     /// [`Resolver::may_consult`]) resolves here as it did in `before`.
     pub fn changed_names(&self, before: &Resolver) -> std::collections::HashSet<String> {
-        fn differ<'a>(
-            now: &'a HashMap<String, Vec<String>>,
-            then: &'a HashMap<String, Vec<String>>,
+        fn differ(
+            now: &HashMap<String, Vec<String>>,
+            then: &HashMap<String, Vec<String>>,
             out: &mut std::collections::HashSet<String>,
         ) {
             for (k, v) in now {
@@ -203,7 +203,7 @@ impl Resolver {
             // The linking note itself, whatever else exists.
             return false;
         }
-        let segment = target.rfind('/').map_or(target, |i| &target[i + 1..]);
+        let segment = last_segment(target);
         if matches!(segment, "" | "." | "..") {
             return true;
         }

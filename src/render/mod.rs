@@ -267,8 +267,8 @@ impl Content {
 }
 
 /// Lets go of the live manifests (and the staging folders' keys) this process keeps between
-/// renders, so that the next render of each site reads them back once. A long-running process that goes idle calls it to
-/// give their memory back.
+/// renders, so that the next render of each site reads them back once. A long-running process
+/// that goes idle calls it to give their memory back.
 pub fn release_kept_manifests() {
     publish::release_kept();
 }
