@@ -35,11 +35,38 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match cmd::run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`quire tasks --json | head -1`): nothing to say.
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quire: {e:#}");
+            eprintln!("quire: {}", report(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes in one line, each said once: the library's errors already include
+/// their cause in their own message, so `anyhow`'s `{:#}` would repeat it.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Logs go to stderr. `QUIRE_LOG` (a tracing filter, like `RUST_LOG`) wins over `-v`.

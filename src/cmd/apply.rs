@@ -1,3 +1,4 @@
+use super::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,12 +41,12 @@ pub(crate) fn print_report(vault: &Vault, report: &ApplyReport, json: bool) -> a
         }));
     }
     if report.filed.is_empty() {
-        println!("Nothing to apply: contributions/pending/ is empty.");
+        outln!("Nothing to apply: contributions/pending/ is empty.");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = report.filed.iter().map(|f| row(vault, f)).collect();
     output::table(&rows);
-    println!(
+    outln!(
         "{} bundle{}: {} applied, {} duplicate, {} rejected",
         report.filed.len(),
         if report.filed.len() == 1 { "" } else { "s" },
@@ -54,9 +55,17 @@ pub(crate) fn print_report(vault: &Vault, report: &ApplyReport, json: bool) -> a
         report.count(Status::Rejected)
     );
     if report.count(Status::Rejected) > 0 {
-        println!(
+        outln!(
             "Receipts in contributions/rejected/ say why; fix a bundle and `quire retry ID` to try it again."
         );
+    }
+    for f in &report.filed {
+        for w in &f.receipt.warnings {
+            eprintln!(
+                "quire: warning: {}: {w}",
+                f.receipt.id.as_deref().unwrap_or("bundle")
+            );
+        }
     }
     Ok(())
 }

@@ -1,3 +1,4 @@
+use super::output::outln;
 use std::process::ExitCode;
 
 use quire::vault::Vault;
@@ -10,7 +11,7 @@ pub(crate) fn run(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&report)?;
     } else if report.is_clean() {
-        println!(
+        outln!(
             "No problems found ({} pending bundle{} checked).",
             report.bundles_checked,
             if report.bundles_checked == 1 { "" } else { "s" }
@@ -28,7 +29,7 @@ pub(crate) fn run(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         output::table(&rows);
-        println!(
+        outln!(
             "{} problem{} found.",
             report.problems.len(),
             if report.problems.len() == 1 { "" } else { "s" }

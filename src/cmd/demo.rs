@@ -1,3 +1,4 @@
+use super::output::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -17,42 +18,42 @@ pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCo
     let vault = Vault::open(&report.root)?;
     if !json {
         match &report.init {
-            Some(_) => println!("Created the demo vault in {}", report.root.display()),
-            None => println!(
+            Some(_) => outln!("Created the demo vault in {}", report.root.display()),
+            None => outln!(
                 "Reusing the demo vault in {} (ids applied before come back as duplicates)",
                 report.root.display()
             ),
         }
-        println!();
+        outln!();
     }
     print_report(&vault, &report.apply, json)?;
     if !json {
-        println!();
+        outln!();
         match &report.promotion {
-            workflow::sandbox::Outcome::Done(d) => println!(
+            workflow::sandbox::Outcome::Done(d) => outln!(
                 "Mission `{}` worked in its sandbox (branch mission/{}) and was promoted into main: commit {}, record {}",
                 d.id,
                 d.id,
                 super::output::short(&d.commit),
                 d.record
             ),
-            workflow::sandbox::Outcome::Refused(r) => println!("Sandbox: {}", r.message),
+            workflow::sandbox::Outcome::Refused(r) => outln!("Sandbox: {}", r.message),
         }
         let root = report.root.display();
-        println!();
-        println!("Look around:");
-        println!(
+        outln!();
+        outln!("Look around:");
+        outln!(
             "  git -C {root} log --stat              one commit per applied bundle, with Contribution-Id trailers"
         );
-        println!("  ls {root}/contributions/processed     applied bundles and their receipts");
-        println!(
+        outln!("  ls {root}/contributions/processed     applied bundles and their receipts");
+        outln!(
             "  quire --vault {root} sandbox list     the mission's sandbox; `sandbox diff`, `promote`, `rollback`"
         );
-        println!(
+        outln!(
             "  cat {root}/contributions/rejected/*.receipt.json   why the refused ones were refused"
         );
         for site in &report.sites {
-            println!(
+            outln!(
                 "  {}/index.html   the {} site ({} pages)",
                 site.dir.display(),
                 site.theme,
@@ -60,7 +61,7 @@ pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCo
             );
         }
         if !daemon {
-            println!(
+            outln!(
                 "  quire --vault {root} daemon            the pipeline, the API and the sites on http://127.0.0.1:7878/"
             );
         }
@@ -78,8 +79,8 @@ pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCo
             Err(_) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         if !json {
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "Starting the daemon: drop bundles into {}/contributions/pending/ or edit a note, and watch the sites follow.",
                 report.root.display()
             );

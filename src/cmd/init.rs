@@ -1,3 +1,4 @@
+use super::output::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,17 +19,17 @@ pub(crate) fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     let root = report.root.display();
     if report.created {
-        println!("Created a quire vault in {root}");
+        outln!("Created a quire vault in {root}");
     } else {
-        println!("{root} is already a quire vault; filled in what was missing");
+        outln!("{root} is already a quire vault; filled in what was missing");
     }
     for f in &report.written {
-        println!("  wrote {f}");
+        outln!("  wrote {f}");
     }
     if let Some(c) = &report.commit {
-        println!("  first commit {}", output::short(c));
+        outln!("  first commit {}", output::short(c));
     }
-    println!("The API token is in {root}/.env (never committed).");
-    println!("Drop bundles into {root}/contributions/pending/ and run `quire apply`.");
+    outln!("The API token is in {root}/.env (never committed).");
+    outln!("Drop bundles into {root}/contributions/pending/ and run `quire apply`.");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! `quire render` and `quire themes`.
 
+use super::output::outln;
+
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ pub(crate) fn render(
         } else {
             "unchanged, nothing written".to_owned()
         };
-        println!(
+        outln!(
             "{}: {} pages, {} attachments → {}/ ({what}) in {:.2} s",
             t.theme,
             t.pages,
@@ -46,7 +48,7 @@ pub(crate) fn render(
     }
     let broken = outcome.themes.first().map_or(0, |t| t.broken_links);
     if broken > 0 {
-        println!(
+        outln!(
             "{broken} link{} lead nowhere; they are marked in the pages, and `quire check` lists them.",
             if broken == 1 { "" } else { "s" }
         );
@@ -62,7 +64,7 @@ pub(crate) fn render(
     }
     let withheld = outcome.unpublished.len() - clashes.len();
     if withheld > 0 {
-        println!(
+        outln!(
             "{withheld} note{} not published (excluded in quire.toml, `draft: true` or `publish: false`).",
             if withheld == 1 { " is" } else { "s are" }
         );
@@ -81,7 +83,7 @@ pub(crate) fn serve(vault: &Vault, theme: Option<String>, port: u16) -> anyhow::
     };
     quire::http::serve(vault, &options, |addr| {
         // Scripts wait for this line to know the server is up.
-        println!("Serving {theme} at http://{addr}/ (live reload on; Ctrl-C stops)");
+        outln!("Serving {theme} at http://{addr}/ (live reload on; Ctrl-C stops)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     })?;
@@ -153,7 +155,7 @@ pub(crate) fn themes(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
         ]);
     }
     output::table(&rows);
-    println!("* rendered by `quire render --all` and the daemon ([site] themes in quire.toml)");
+    outln!("* rendered by `quire render --all` and the daemon ([site] themes in quire.toml)");
     Ok(ExitCode::SUCCESS)
 }
 

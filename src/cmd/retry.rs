@@ -1,3 +1,4 @@
+use super::output::outln;
 use std::process::ExitCode;
 
 use quire::events::JsonlLog;
@@ -17,7 +18,7 @@ pub(crate) fn run(vault: &Vault, id: &str, json: bool) -> anyhow::Result<ExitCod
     if json {
         output::json(&serde_json::json!({ "id": id, "pending": shown }))?;
     } else {
-        println!("Moved `{id}` back to {shown}; `quire apply` (or the daemon) will try it again.");
+        outln!("Moved `{id}` back to {shown}; `quire apply` (or the daemon) will try it again.");
     }
     Ok(ExitCode::SUCCESS)
 }

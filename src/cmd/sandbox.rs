@@ -1,5 +1,7 @@
 //! `quire sandbox …`, `quire hooks install` and `quire hook …`.
 
+use super::output::{out, outln};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +25,7 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
             if json {
                 output::json(&info)?;
             } else {
-                println!(
+                outln!(
                     "Sandbox `{}`: branch {} at {}{}",
                     info.id,
                     info.branch,
@@ -33,9 +35,10 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
                         .map(|w| format!(", worktree {w}/"))
                         .unwrap_or_default()
                 );
-                println!(
+                outln!(
                     "Bundles with \"target\": \"sandbox:{}\" commit to it; `quire sandbox promote {}` merges it into main.",
-                    info.id, info.id
+                    info.id,
+                    info.id
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -45,7 +48,7 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
             if json {
                 output::json(&list)?;
             } else if list.is_empty() {
-                println!("No sandboxes. `quire sandbox create ID` makes one.");
+                outln!("No sandboxes. `quire sandbox create ID` makes one.");
             } else {
                 let mut rows = vec![vec![
                     "ID".into(),
@@ -86,7 +89,7 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
             if json {
                 output::json(&d)?;
             } else {
-                println!(
+                outln!(
                     "Sandbox `{}` against its merge base {} ({} file{}):",
                     d.id,
                     output::short(&d.base),
@@ -95,13 +98,13 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
                 );
                 for f in &d.files {
                     match &f.from {
-                        Some(from) => println!("  {:<9} {from} -> {}", f.status, f.path),
-                        None => println!("  {:<9} {}", f.status, f.path),
+                        Some(from) => outln!("  {:<9} {from} -> {}", f.status, f.path),
+                        None => outln!("  {:<9} {}", f.status, f.path),
                     }
                 }
                 if !d.patch.is_empty() {
-                    println!();
-                    print!("{}", d.patch);
+                    outln!();
+                    out!("{}", d.patch);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -113,7 +116,7 @@ pub(crate) fn run(vault: &Vault, action: SandboxAction, json: bool) -> anyhow::R
                 if json {
                     output::json(&serde_json::json!({ "status": "done", "discarded": d }))?;
                 } else {
-                    println!(
+                    outln!(
                         "Discarded sandbox `{}`{}; its tip {} is kept as {} (`quire sandbox create {} --from {}` brings it back).",
                         d.id,
                         if d.worktree_removed {
@@ -145,7 +148,7 @@ fn outcome(outcome: Outcome, json: bool) -> anyhow::Result<ExitCode> {
                 } else {
                     "Rolled back"
                 };
-                println!(
+                outln!(
                     "{what} `{}`: commit {} on main ({} file{}), record {}",
                     d.id,
                     output::short(&d.commit),
@@ -154,19 +157,20 @@ fn outcome(outcome: Outcome, json: bool) -> anyhow::Result<ExitCode> {
                     d.record
                 );
                 if let Some(check) = &d.check {
-                    println!(
+                    outln!(
                         "Check `{}` passed in {} ms.",
-                        check.command, check.duration_ms
+                        check.command,
+                        check.duration_ms
                     );
                 }
                 if !d.kept.is_empty() {
-                    println!(
+                    outln!(
                         "Left as you had them in the work tree (edited meanwhile): {}",
                         d.kept.join(", ")
                     );
                 }
                 if d.action == "promotion" {
-                    println!("To undo it: quire sandbox rollback {}", d.id);
+                    outln!("To undo it: quire sandbox rollback {}", d.id);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -214,17 +218,17 @@ pub(crate) fn install(
         output::json(&installed)?;
     } else {
         for (from, to) in &installed.moved {
-            println!(
+            outln!(
                 "Kept your hook {} (now {}; it still runs)",
                 from.display(),
                 to.display()
             );
         }
         for h in &installed.written {
-            println!("Installed {}", installed.dir.join(h).display());
+            outln!("Installed {}", installed.dir.join(h).display());
         }
         for h in &installed.unchanged {
-            println!("Already installed: {}", installed.dir.join(h).display());
+            outln!("Already installed: {}", installed.dir.join(h).display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,8 @@
 //! `quire index`, `tasks`, `agenda`, `calendar`, `missions`: every query brings the index up to date
 //! first, so its answer reflects the notes as they are on disk.
 
+use super::output::outln;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ pub(crate) fn index(vault: &Vault, full: bool, json: bool) -> anyhow::Result<Exi
     if json {
         output::json(&serde_json::json!({ "update": report, "notes": notes, "tasks": tasks }))?;
     } else {
-        println!(
+        outln!(
             "Indexed {notes} notes and {tasks} tasks in {:.0} ms ({} parsed, {} unchanged{}, {} removed).",
             report.duration_ms,
             report.parsed,
@@ -59,7 +61,7 @@ pub(crate) fn tasks(vault: &Vault, filter: &TaskFilter, json: bool) -> anyhow::R
     })?;
     let n = rows.len() - 1;
     if n == 0 {
-        println!("No tasks match.");
+        outln!("No tasks match.");
         return Ok(ExitCode::SUCCESS);
     }
     rows.push(vec![format!("{n} task{}", if n == 1 { "" } else { "s" })]);
@@ -128,7 +130,7 @@ pub(crate) fn calendar(
             if json {
                 output::json(&serde_json::json!({ "out": path, "entries": entries }))?;
             } else {
-                println!(
+                outln!(
                     "Wrote {entries} dated task{} to {}.",
                     if entries == 1 { "" } else { "s" },
                     path.display()
@@ -153,7 +155,7 @@ pub(crate) fn missions(
         return Ok(ExitCode::SUCCESS);
     }
     if missions.is_empty() {
-        println!("No missions: add 01_MISSIONS/<id>/mission.md, or tag tasks #mission/<id>.");
+        outln!("No missions: add 01_MISSIONS/<id>/mission.md, or tag tasks #mission/<id>.");
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![

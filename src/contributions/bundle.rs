@@ -9,7 +9,9 @@
 //!    `deny_unknown_fields` structs (`invalid_bundle`). Going through `serde_json::Value` would
 //!    silently keep the last of two duplicate keys; typed deserialization refuses them, so an op
 //!    like `{"op":"add","path":"/a","path":"/b"}` cannot mean two things;
-//! 4. every path becomes a [`VaultPath`] (`unsafe_path`).
+//! 4. every path becomes a [`VaultPath`] (`unsafe_path`), and one that belongs to the vault's
+//!    operator ([`VaultPath::protection`]) is refused unless `[contributions] allow` opens it
+//!    (`protected_path`).
 //!
 //! Downstream code receives a [`Bundle`] and never re-checks any of it.
 
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::{ErrorCode, Rejection};
-use crate::vault::{ContributionsConfig, VaultPath};
+use crate::vault::{ContributionsConfig, Protected, VaultPath};
 
 /// The contract name this version reads.
 pub const CONTRACT: &str = "quire.contribution/1";
@@ -304,11 +306,12 @@ impl Bundle {
                 ),
             ));
         }
+        let mut gate = Gate::new(limits);
         let changes = raw
             .changes
             .iter()
             .enumerate()
-            .map(|(i, c)| parse_change(i, c))
+            .map(|(i, c)| parse_change(i, c, &mut gate))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Bundle {
             id: raw.id,
@@ -409,7 +412,66 @@ fn is_commitish(s: &str) -> bool {
     (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn parse_change(index: usize, raw: &RawValue) -> Result<Change, Rejection> {
+/// Keeps bundles out of the operator's files: a protected path passes only when a glob of
+/// `[contributions] allow` matches it. The globs are compiled only when a protected path comes up.
+struct Gate<'c> {
+    allow: &'c [String],
+    compiled: Option<globset::GlobSet>,
+}
+
+impl<'c> Gate<'c> {
+    fn new(limits: &'c ContributionsConfig) -> Self {
+        Self {
+            allow: &limits.allow,
+            compiled: None,
+        }
+    }
+
+    fn check(&mut self, index: usize, path: &VaultPath) -> Result<(), Rejection> {
+        let Some(kind) = path.protection() else {
+            return Ok(());
+        };
+        if !self.allow.is_empty() {
+            let allow = self.allow;
+            // quire.toml's globs were checked when it was read; a set built in code that fails to
+            // compile opens nothing.
+            let set = self.compiled.get_or_insert_with(|| {
+                ContributionsConfig {
+                    allow: allow.to_vec(),
+                    ..ContributionsConfig::default()
+                }
+                .allowed()
+                .unwrap_or_else(|_| globset::GlobSet::empty())
+            });
+            if set.is_match(path.as_str()) {
+                return Ok(());
+            }
+        }
+        Err(protected(index, path, kind))
+    }
+}
+
+/// The refusal of a change to an operator file: which file, why it is protected, how to open it.
+fn protected(index: usize, path: &VaultPath, kind: Protected) -> Rejection {
+    let example = match kind {
+        Protected::Config => "quire.toml".to_owned(),
+        Protected::Hidden => path.as_str().to_owned(),
+        Protected::Themes | Protected::Records => {
+            format!("{}/**", path.segments().next().unwrap_or_default())
+        }
+    };
+    Rejection::at(
+        ErrorCode::ProtectedPath,
+        index,
+        path.as_str(),
+        format!(
+            "`{path}` is {}; bundles may change notes only. If contributors should be able to change it, the vault's operator adds a matching glob to `[contributions] allow` in quire.toml (for example `allow = [{example:?}]`)",
+            kind.describe()
+        ),
+    )
+}
+
+fn parse_change(index: usize, raw: &RawValue, gate: &mut Gate<'_>) -> Result<Change, Rejection> {
     let bad = |message: String| Rejection {
         code: ErrorCode::InvalidBundle,
         message,
@@ -419,6 +481,7 @@ fn parse_change(index: usize, raw: &RawValue) -> Result<Change, Rejection> {
     let c: RawChange<'_> =
         serde_json::from_str(raw.get()).map_err(|e| bad(strip_position(&e.to_string())))?;
     let path = vault_path(index, &c.path)?;
+    gate.check(index, &path)?;
     let named = |p: &VaultPath, message: String| {
         Rejection::at(ErrorCode::InvalidBundle, index, p.as_str(), message)
     };
@@ -485,6 +548,7 @@ fn parse_change(index: usize, raw: &RawValue) -> Result<Change, Rejection> {
                 return Err(named(&path, "a `move` change needs `to`".into()));
             };
             let to = vault_path(index, &to)?;
+            gate.check(index, &to)?;
             if to == path {
                 return Err(named(&path, "`to` is the same as `path`".into()));
             }
@@ -783,6 +847,7 @@ mod tests {
             max_bundle_bytes: 10,
             max_changes: 1,
             max_depth: 4,
+            ..ContributionsConfig::default()
         };
         let b = bundle(r#"{"op":"delete","path":"a"}"#);
         assert_eq!(

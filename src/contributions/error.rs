@@ -30,6 +30,14 @@ pub enum ErrorCode {
     TooLarge,
     /// The target branch does not exist.
     UnknownTarget,
+    /// A change touches a file that belongs to the vault's operator (quire.toml, hidden files,
+    /// `themes/`, quire's records) and `[contributions] allow` does not open it.
+    ProtectedPath,
+    /// The file system refused an operation on the bundle's own file or paths; the message is the
+    /// operating system's.
+    IoError,
+    /// The id was applied before, from a bundle with other content.
+    IdReused,
 }
 
 impl ErrorCode {
@@ -47,6 +55,9 @@ impl ErrorCode {
             ErrorCode::DirtyWorktree => "dirty_worktree",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::UnknownTarget => "unknown_target",
+            ErrorCode::ProtectedPath => "protected_path",
+            ErrorCode::IoError => "io_error",
+            ErrorCode::IdReused => "id_reused",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Nothing here touches the disk or Git. The result is a [`ChangeSet`] the `git` module commits in one
 //! go; a refusal anywhere means nothing is written anywhere.
 
-use crate::vault::{ChangeSet, FileContent, NodeKind, Snapshot, VaultPath};
+use crate::vault::{ChangeSet, Config, FileContent, NodeKind, Protected, Snapshot, VaultPath};
 
 use super::bundle::{Bundle, Change, Edit};
 use super::error::{ErrorCode, Rejection};
@@ -54,10 +54,63 @@ pub fn plan(bundle: &Bundle, snapshot: &dyn Snapshot, moved: bool) -> Result<Cha
             true
         }
     });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(changes),
+    if let Some(e) = failure {
+        return Err(e);
     }
+    keeps_the_allow_list(bundle, snapshot, &changes)?;
+    Ok(changes)
+}
+
+/// A bundle the operator lets change quire.toml must leave it a valid configuration and must not
+/// touch `[contributions] allow`: the list of what bundles may write is never theirs to widen.
+fn keeps_the_allow_list(
+    bundle: &Bundle,
+    snapshot: &dyn Snapshot,
+    changes: &ChangeSet,
+) -> Result<(), Rejection> {
+    let Some((path, after)) = changes
+        .iter()
+        .find(|(p, _)| p.protection() == Some(Protected::Config))
+    else {
+        return Ok(());
+    };
+    let index = bundle
+        .changes
+        .iter()
+        .position(|c| c.path() == path || matches!(c, Change::Move { to, .. } if to == path))
+        .unwrap_or(0);
+    let config = |bytes: Option<&[u8]>| -> Result<Config, String> {
+        match bytes {
+            None => Ok(Config::default()),
+            Some(b) => Config::parse(&String::from_utf8_lossy(b)),
+        }
+    };
+    let before = snapshot
+        .read(path)
+        .map_err(|e| Rejection::new(ErrorCode::PatchFailed, e.to_string()))?;
+    let before = config(before.as_ref().map(|c| c.bytes.as_slice()))
+        .map(|c| c.contributions.allow)
+        .unwrap_or_default();
+    let after = match config(after.map(|c| c.bytes.as_slice())) {
+        Ok(c) => c.contributions.allow,
+        Err(e) => {
+            return Err(Rejection::at(
+                ErrorCode::PatchFailed,
+                index,
+                path.as_str(),
+                format!("the result is not a valid quire.toml ({e}); fix the change"),
+            ));
+        }
+    };
+    if after != before {
+        return Err(Rejection::at(
+            ErrorCode::ProtectedPath,
+            index,
+            path.as_str(),
+            "the change alters `[contributions] allow`, the list of files bundles may change; only the vault's operator edits that list",
+        ));
+    }
+    Ok(())
 }
 
 /// The snapshot with the changes made so far laid over it.

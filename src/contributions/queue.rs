@@ -101,6 +101,7 @@ pub fn claim(vault: &Vault, pending: &Path) -> io::Result<Option<PathBuf>> {
 
 /// Reads a claimed bundle, refusing links and files over `limit` bytes before reading them.
 pub fn read_bundle(path: &Path, limit: u64) -> io::Result<Result<Vec<u8>, Rejection>> {
+    crate::fault::fail("read_bundle")?;
     let meta = path.symlink_metadata()?;
     if meta.file_type().is_symlink() {
         return Ok(Err(Rejection::new(

@@ -80,6 +80,10 @@ pub struct Receipt {
     pub applied_at: Option<String>,
     /// Milliseconds from pick-up to receipt.
     pub duration_ms: f64,
+    /// What went wrong after the commit was made, which the commit does not undo: a file the work
+    /// tree could not take, with what the file system said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-21T05:24:00.123Z`).

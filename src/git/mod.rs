@@ -54,9 +54,25 @@ impl<T> Context<T> for Result<T, git2::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, GitError> {
         self.map_err(|source| GitError::Git {
             context: context(),
-            source,
+            source: with_a_reason(source),
         })
     }
+}
+
+/// libgit2 sometimes fails without recording why (its message is then "no error"), as when a
+/// write fails on a full disk; say what can be said instead of repeating "no error".
+pub(crate) fn with_a_reason(e: git2::Error) -> git2::Error {
+    if !e.message().is_empty() && e.message() != "no error" {
+        return e;
+    }
+    let os = std::io::Error::last_os_error();
+    let why = match os.raw_os_error() {
+        Some(code) if code != 0 => {
+            format!("libgit2 gave no reason; the last system error was: {os}")
+        }
+        _ => "libgit2 gave no reason (a full disk is the usual cause)".to_owned(),
+    };
+    git2::Error::new(e.code(), e.class(), why)
 }
 
 impl<T> Context<T> for Result<T, std::io::Error> {

@@ -288,7 +288,7 @@ impl Repo {
         // SAFETY: both pointers are live: the backend as above, the pack builder owned by `builder`.
         let rc = unsafe { git_mempack_write_thin_pack(raw, builder.raw()) };
         if rc < 0 {
-            return Err(git2::Error::last_error(rc))
+            return Err(super::with_a_reason(git2::Error::last_error(rc)))
                 .ctx(|| "could not pack the new objects".into());
         }
         if builder.object_count() > 0 {
@@ -315,7 +315,7 @@ impl Repo {
                 .map_err(|e| match failed.take() {
                     Some(source) => GitError::Io {
                         context: "could not write a pack of the new objects".into(),
-                        source,
+                        source: crate::vault::fsutil::explain_write_error(source, self.repo.path()),
                     },
                     None => GitError::Git {
                         context: "could not pack the new objects".into(),
@@ -328,6 +328,25 @@ impl Repo {
         }
         pack.reset()
             .ctx(|| "could not empty the in-memory object store".into())
+    }
+
+    /// Fails unless the object database holds `id`. Checked before a branch is moved to a commit
+    /// quire wrote: on a full disk libgit2 has been seen to report a loose commit written that
+    /// was not there, and a branch must never point at a missing object.
+    pub fn ensure_stored(&self, id: Oid) -> Result<(), GitError> {
+        let odb = self
+            .repo
+            .odb()
+            .ctx(|| "could not open the object database".into())?;
+        if odb.exists(id) {
+            return Ok(());
+        }
+        Err(GitError::Io {
+            context: format!("commit {id} was not stored"),
+            source: std::io::Error::other(
+                "the object database does not hold it after writing it (is the disk full?)",
+            ),
+        })
     }
 
     /// `base` with `changes` applied, written to the object database, and what changed path by

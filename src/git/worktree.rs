@@ -91,6 +91,11 @@ pub enum Dirty {
     Blocked,
     /// The path passes through a symbolic link on disk.
     Symlink(String),
+    /// The file system refused to read the path; what it said.
+    Unreadable(String),
+    /// The file system could not take the bundle's write there (a name longer than it holds, a
+    /// folder it may not write in); why.
+    Unwritable(String),
 }
 
 /// What [`Checkout::sync`] did.
@@ -100,6 +105,9 @@ pub struct SyncReport {
     pub updated: usize,
     /// Paths left as a person had them (their edit differs from both sides of the commit).
     pub kept: Vec<String>,
+    /// Paths the file system refused to write or remove, with what it said. Their commit is made
+    /// and Git's index follows it; `git checkout -- PATH` brings the file once the cause is gone.
+    pub failed: Vec<(String, String)>,
 }
 
 enum OnDisk {
@@ -166,10 +174,8 @@ impl Checkout {
                     continue;
                 }
                 Err(e) => {
-                    return Err(GitError::Io {
-                        context: format!("could not inspect `{path}` in the work tree"),
-                        source: std::io::Error::other(e.to_string()),
-                    });
+                    out.push(((*path).clone(), Dirty::Unreadable(e.to_string())));
+                    continue;
                 }
             };
             // A conflict first: it says more than the conflict markers on disk do.
@@ -178,7 +184,19 @@ impl Checkout {
                 out.push(((*path).clone(), Dirty::Conflicted));
                 continue;
             }
-            let disk = on_disk(&abs).ctx(|| format!("could not read `{path}` in the work tree"))?;
+            let disk = match crate::fault::fail("worktree_check").and_then(|()| on_disk(&abs)) {
+                Ok(d) => d,
+                Err(e) if fsutil::is_machine_error(&e) => {
+                    return Err(GitError::Io {
+                        context: format!("could not read `{path}` in the work tree"),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    out.push(((*path).clone(), Dirty::Unreadable(e.to_string())));
+                    continue;
+                }
+            };
             let disk_state = match (tip, disk) {
                 (Some(t), OnDisk::File(d)) if *t == d => None,
                 (Some(_), OnDisk::File(_)) => Some(Dirty::Modified),
@@ -193,6 +211,17 @@ impl Checkout {
             }
             if index.get_path(p, 0).map(|e| e.id) != *tip {
                 out.push(((*path).clone(), Dirty::Staged));
+                continue;
+            }
+            match cannot_write(&workdir, &abs) {
+                Ok(None) => {}
+                Ok(Some(why)) => out.push(((*path).clone(), Dirty::Unwritable(why))),
+                Err(e) => {
+                    return Err(GitError::Io {
+                        context: format!("could not check that `{path}` can be written"),
+                        source: e,
+                    });
+                }
             }
         }
         Ok(out)
@@ -214,7 +243,29 @@ impl Checkout {
                     continue;
                 }
             };
-            let disk = on_disk(&abs).ctx(|| format!("could not read `{path}` in the work tree"))?;
+            // Git's index follows the commit whatever the file on disk does next: a file left as
+            // a person had it shows as their change, as it would after `git pull`.
+            debts.push(Debt {
+                path: path.to_string(),
+                old: change.old.map(|(id, _)| id.to_string()),
+                new: change.new.map(|(id, _)| id.to_string()),
+                exec: change.new.is_some_and(|(_, x)| x),
+            });
+            let disk = match crate::fault::fail("worktree_check").and_then(|()| on_disk(&abs)) {
+                Ok(d) => d,
+                Err(e) if fsutil::is_machine_error(&e) => {
+                    return Err(GitError::Io {
+                        context: format!("could not read `{path}` in the work tree"),
+                        source: e,
+                    });
+                }
+                // Like a person's edit: the file stays as it is; the commit has the new version.
+                Err(e) => {
+                    tracing::warn!(%path, "left the work tree as it is: {e}");
+                    report.failed.push((path.to_string(), e.to_string()));
+                    continue;
+                }
+            };
             let holds = |side: Option<(Oid, bool)>| match (side, &disk) {
                 (None, OnDisk::Missing) => true,
                 (Some((id, _)), OnDisk::File(d)) => *d == id,
@@ -223,32 +274,35 @@ impl Checkout {
             if holds(change.new) {
                 // Already there (a resumed run, or the same content).
             } else if holds(change.old) {
-                match change.new {
+                let written = match change.new {
                     Some((id, exec)) => {
                         let bytes = main.blob(id)?;
-                        if let Some(parent) = abs.parent() {
-                            std::fs::create_dir_all(parent)
-                                .ctx(|| format!("could not create the folder for `{path}`"))?;
-                        }
-                        fsutil::atomic_write(&abs, &bytes, exec)
-                            .ctx(|| format!("could not write `{path}`"))?;
+                        write_file(&abs, &bytes, exec)
                     }
-                    None => {
-                        std::fs::remove_file(&abs).ctx(|| format!("could not remove `{path}`"))?;
-                        remove_empty_parents(&abs, &self.workdir);
+                    None => crate::fault::fail("worktree_write")
+                        .and_then(|()| std::fs::remove_file(&abs))
+                        .map(|()| remove_empty_parents(&abs, &self.workdir)),
+                };
+                match written {
+                    Ok(()) => report.updated += 1,
+                    Err(e) if fsutil::is_machine_error(&e) => {
+                        return Err(GitError::Io {
+                            context: format!("could not update `{path}` in the work tree"),
+                            source: e,
+                        });
+                    }
+                    // The path's own trouble (a name this file system cannot hold, a folder it
+                    // may not write in): the commit stands, Git's index follows it below, and
+                    // the receipt names the file, so one path never holds the queue.
+                    Err(e) => {
+                        tracing::warn!(%path, "could not update the work tree: {e}");
+                        report.failed.push((path.to_string(), e.to_string()));
                     }
                 }
-                report.updated += 1;
             } else {
                 tracing::warn!(%path, "kept a person's uncommitted edit; the commit's version is in Git");
                 report.kept.push(path.to_string());
             }
-            debts.push(Debt {
-                path: path.to_string(),
-                old: change.old.map(|(id, _)| id.to_string()),
-                new: change.new.map(|(id, _)| id.to_string()),
-                exec: change.new.is_some_and(|(_, x)| x),
-            });
         }
         self.owe(main, debts)?;
         Ok(report)
@@ -422,6 +476,64 @@ fn on_disk(abs: &Path) -> std::io::Result<OnDisk> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OnDisk::Missing),
         Err(e) => Err(e),
     }
+}
+
+/// Writes a committed file into the work tree, making its folders.
+fn write_file(abs: &Path, bytes: &[u8], exec: bool) -> std::io::Result<()> {
+    crate::fault::fail("worktree_write")?;
+    if let Some(parent) = abs.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    fsutil::atomic_write(abs, bytes, exec)
+}
+
+/// Why the file system would refuse to write (or remove) `abs`, checked before the commit is made
+/// so that a bundle it cannot hold is refused rather than committed: a name longer than the file
+/// system takes, or a folder that may not be written in. `None` when nothing stands in the way. An
+/// error is the machine's (a read-only file system), not the path's.
+fn cannot_write(workdir: &Path, abs: &Path) -> std::io::Result<Option<String>> {
+    let mut existing = abs.parent();
+    while let Some(dir) = existing {
+        if dir == workdir || std::fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        existing = dir.parent();
+    }
+    let Some(dir) = existing else {
+        return Ok(None);
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{Access, access, statvfs};
+        let to_make = abs.strip_prefix(dir).unwrap_or(abs);
+        if let Ok(fs) = statvfs(dir) {
+            let limit = usize::try_from(fs.f_namemax).unwrap_or(usize::MAX);
+            if let Some(long) = to_make
+                .components()
+                .map(|c| c.as_os_str())
+                .find(|name| name.len() > limit)
+            {
+                return Ok(Some(format!(
+                    "the name `{}` is {} bytes; this file system holds names of at most {limit}",
+                    long.to_string_lossy(),
+                    long.len()
+                )));
+            }
+        }
+        if let Err(e) = access(dir, Access::WRITE_OK) {
+            let e = std::io::Error::from(e);
+            if fsutil::is_machine_error(&e) {
+                return Err(e);
+            }
+            return Ok(Some(format!(
+                "cannot write in `{}`: {e}",
+                dir.strip_prefix(workdir).unwrap_or(dir).display()
+            )));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+    Ok(None)
 }
 
 /// Removes folders left empty by a deletion, up to (not including) the work tree's root, as Git does.

@@ -108,6 +108,10 @@ pub struct ContributionsConfig {
     pub max_changes: usize,
     /// Deepest JSON nesting accepted. serde_json stops at 128 whatever this says.
     pub max_depth: usize,
+    /// Globs of operator files bundles may change after all (`["themes/**"]`). quire.toml, hidden
+    /// files, `themes/`, `06_RUNS/` and `07_LOGS/` are refused otherwise (`protected_path`); this
+    /// list itself can never be changed by a bundle.
+    pub allow: Vec<String>,
 }
 
 impl Default for ContributionsConfig {
@@ -116,7 +120,25 @@ impl Default for ContributionsConfig {
             max_bundle_bytes: 16 * 1024 * 1024,
             max_changes: 10_000,
             max_depth: 128,
+            allow: Vec::new(),
         }
+    }
+}
+
+impl ContributionsConfig {
+    /// The `allow` globs compiled (`*` stays within a folder, `**` crosses folders), or which one
+    /// is not a glob.
+    pub fn allowed(&self) -> Result<globset::GlobSet, String> {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in &self.allow {
+            let glob = globset::GlobBuilder::new(g)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("`[contributions] allow` glob `{g}` is not valid: {e}"))?;
+            set.add(glob);
+        }
+        set.build()
+            .map_err(|e| format!("`[contributions] allow` globs: {e}"))
     }
 }
 
@@ -176,7 +198,9 @@ impl Config {
 
     /// Parses configuration text; the error is the parser's message with line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        config.contributions.allowed()?;
+        Ok(config)
     }
 }
 
@@ -198,6 +222,15 @@ mod tests {
         assert!(err.contains("publsh"), "{err}");
         let err = Config::parse("[site]\ntitel = \"x\"\n").unwrap_err();
         assert!(err.contains("titel") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn allow_globs_are_checked_when_the_file_is_read() {
+        let c = Config::parse("[contributions]\nallow = [\"themes/**\"]\n").unwrap();
+        let set = c.contributions.allowed().unwrap();
+        assert!(set.is_match("themes/paper/theme.toml"));
+        let err = Config::parse("[contributions]\nallow = [\"themes/[\"]\n").unwrap_err();
+        assert!(err.contains("themes/["), "{err}");
     }
 
     #[test]

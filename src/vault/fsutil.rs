@@ -9,6 +9,53 @@ use std::path::{Path, PathBuf};
 /// Prefix of quire's temporary files, so watchers and scans can skip them.
 pub const TEMP_PREFIX: &str = ".quire-tmp-";
 
+/// Whether an I/O error is the machine's rather than one file's: the disk or quota is full, the
+/// file system is read-only, memory or file descriptors ran out. Such an error holds the queue
+/// until it goes away; any other error on a bundle's own file or paths is that bundle's, which is
+/// refused so the queue moves on.
+pub fn is_machine_error(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem | K::OutOfMemory
+    ) {
+        return true;
+    }
+    // EMFILE and ENFILE (too many open files) have no kind of their own.
+    #[cfg(unix)]
+    if matches!(e.raw_os_error(), Some(23 | 24)) {
+        return true;
+    }
+    false
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`, where the platform says.
+pub fn space_left(dir: &Path) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let fs = rustix::fs::statvfs(dir).ok()?;
+        Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// `e`, or, when it says nothing of its cause (libgit2's "Write error") and the file system
+/// holding `dir` is (nearly) full, an error that says so: "no space" is what the operator can act on.
+pub fn explain_write_error(e: io::Error, dir: &Path) -> io::Error {
+    const NEARLY_FULL: u64 = 1 << 20;
+    if e.raw_os_error().is_none() && space_left(dir).is_some_and(|free| free < NEARLY_FULL) {
+        return io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("{e}: no space left on the device holding {}", dir.display()),
+        );
+    }
+    e
+}
+
 /// Writes `bytes` to `path` atomically, with the usual mode for a file (`0644`, or `0755` when
 /// `executable`, both subject to the umask).
 pub fn atomic_write(path: &Path, bytes: &[u8], executable: bool) -> io::Result<()> {

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 pub use config::{
     Config, ConfigError, ContributionsConfig, DaemonConfig, GitConfig, PublishConfig, SiteConfig,
 };
-pub use path::{MAX_PATH_BYTES, PathError, RESERVED_ROOTS, SECRET_NAME, VaultPath};
+pub use path::{
+    MAX_NAME_BYTES, MAX_PATH_BYTES, PathError, Protected, RESERVED_ROOTS, SECRET_NAME, VaultPath,
+};
 pub use tree::{ChangeSet, FileContent, NodeKind, Snapshot, SnapshotError};
 
 /// The configuration file whose presence makes a folder a vault.

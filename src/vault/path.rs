@@ -25,6 +25,49 @@ pub const SECRET_NAME: &str = ".env";
 /// writes needs it, and a bound keeps receipts and messages readable.
 pub const MAX_PATH_BYTES: usize = 1024;
 
+/// Longest accepted file or folder name, in bytes: `NAME_MAX` of ext4, XFS, Btrfs, APFS and NTFS
+/// (which counts UTF-16 units, never more than bytes). Git stores longer names, but no work tree can
+/// hold them, so a bundle that makes one would be committed and then fail on disk.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The root folders of quire's own records, which bundles may not write unless the operator opens
+/// them (`[contributions] allow`).
+const RECORD_ROOTS: &[&str] = &[super::RUNS_DIR, super::LOGS_DIR];
+
+/// Why a path belongs to the vault's operator rather than to its notes (see [`VaultPath::protection`]).
+///
+/// A contributor may change notes and nothing else: these files decide what quire runs, where it
+/// listens, what it publishes and what Git commits, so a bundle that could write them could take
+/// the vault over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protected {
+    /// `quire.toml`: commands quire runs, the address it listens on, what it publishes.
+    Config,
+    /// A hidden file or folder (a name starting with `.`): `.gitignore`, `.gitattributes`, hook
+    /// folders, editor and tool configuration, quire's temporary files.
+    Hidden,
+    /// Under `themes/`: the vault's theme packs, which every site is rendered with.
+    Themes,
+    /// Under `06_RUNS/` or `07_LOGS/`: quire's run records and event logs.
+    Records,
+}
+
+impl Protected {
+    /// What the protected file is, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Protected::Config => {
+                "quire's configuration (the commands it runs, where it listens, what it publishes)"
+            }
+            Protected::Hidden => {
+                "a hidden file, which configures Git or another tool (Git ignore rules and attributes, hooks, editor settings) rather than holding a note"
+            }
+            Protected::Themes => "part of a vault theme pack, which every site is rendered with",
+            Protected::Records => "part of quire's own run records and event logs",
+        }
+    }
+}
+
 /// A relative, `/`-separated path that stays inside the vault and avoids every reserved place.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VaultPath(String);
@@ -74,6 +117,16 @@ pub enum PathError {
         path: String,
         /// The reserved root folder.
         root: &'static str,
+    },
+    /// A file or folder name longer than [`MAX_NAME_BYTES`].
+    #[error(
+        "`{path}` has a name of {len} bytes; file systems hold at most {MAX_NAME_BYTES}: shorten it"
+    )]
+    NameTooLong {
+        /// The path as given.
+        path: String,
+        /// The length of the longest name in it, in bytes.
+        len: usize,
     },
     /// A `.env` file, at any depth.
     #[error("`{0}` is a secrets file (`.env`); it is never written, rendered or served")]
@@ -141,6 +194,25 @@ impl VaultPath {
     /// This path as a relative `Path` (for joining onto a root).
     pub fn to_relative_path(&self) -> PathBuf {
         self.segments().collect()
+    }
+
+    /// Whether the path belongs to the vault's operator (see [`Protected`]), compared as a
+    /// case-insensitive file system would, so `Quire.TOML` is `quire.toml`.
+    pub fn protection(&self) -> Option<Protected> {
+        if self.segments().any(|s| s.starts_with('.')) {
+            return Some(Protected::Hidden);
+        }
+        let first = fold(self.segments().next().unwrap_or(&self.0));
+        if !self.0.contains('/') && first == super::CONFIG_FILE {
+            return Some(Protected::Config);
+        }
+        if first == "themes" {
+            return Some(Protected::Themes);
+        }
+        RECORD_ROOTS
+            .iter()
+            .any(|r| fold(r) == first)
+            .then_some(Protected::Records)
     }
 
     /// Joins this path onto `root`, refusing if any existing component below `root` is a symbolic
@@ -246,6 +318,12 @@ fn check(raw: &str) -> Result<(), PathError> {
             ".." => return Err(PathError::ParentSegment(raw.to_owned())),
             _ => {}
         }
+        if segment.len() > MAX_NAME_BYTES {
+            return Err(PathError::NameTooLong {
+                path: shorten(raw),
+                len: segment.len(),
+            });
+        }
         if aliases_dot_git(segment) {
             return Err(PathError::GitAlias {
                 path: raw.to_owned(),
@@ -264,6 +342,15 @@ fn check(raw: &str) -> Result<(), PathError> {
         });
     }
     Ok(())
+}
+
+/// `raw`, cut to a length a message can show.
+fn shorten(raw: &str) -> String {
+    const SHOWN: usize = 80;
+    match raw.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &raw[..cut]),
+        None => raw.to_owned(),
+    }
 }
 
 /// The name as a case-insensitive, dot-and-space-trimming file system would see it: lowercased,
@@ -362,6 +449,49 @@ mod tests {
     fn long_paths_are_refused() {
         let p = "a/".repeat(600) + "b.md";
         assert!(matches!(VaultPath::new(&p), Err(PathError::TooLong(_))));
+    }
+
+    #[test]
+    fn names_longer_than_file_systems_hold_are_refused() {
+        let name = "a".repeat(MAX_NAME_BYTES - 3) + ".md";
+        assert!(VaultPath::new(&format!("03_NOTES/{name}")).is_ok());
+        for p in [
+            format!("03_NOTES/{}.md", "a".repeat(300)),
+            format!("{}/x.md", "b".repeat(256)),
+            // 86 three-byte characters: 258 bytes in 86 characters.
+            format!("03_NOTES/{}", "日".repeat(86)),
+        ] {
+            let err = VaultPath::new(&p).unwrap_err();
+            assert!(matches!(err, PathError::NameTooLong { .. }), "{p}: {err}");
+            assert!(
+                err.to_string().len() < 300,
+                "the message shows a shortened path: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn operator_files_are_told_apart_from_notes() {
+        for (p, why) in [
+            ("quire.toml", Some(Protected::Config)),
+            ("Quire.TOML", Some(Protected::Config)),
+            ("notes/quire.toml", None),
+            (".gitignore", Some(Protected::Hidden)),
+            ("03_NOTES/.gitignore", Some(Protected::Hidden)),
+            (".gitattributes", Some(Protected::Hidden)),
+            (".githooks/pre-commit", Some(Protected::Hidden)),
+            (".obsidian/app.json", Some(Protected::Hidden)),
+            ("03_NOTES/.quire-tmp-abc", Some(Protected::Hidden)),
+            ("themes/paper/theme.toml", Some(Protected::Themes)),
+            ("Themes/x.css", Some(Protected::Themes)),
+            ("06_RUNS/20261201-pipeline.md", Some(Protected::Records)),
+            ("07_logs/quire-2026-12-01.jsonl", Some(Protected::Records)),
+            ("03_NOTES/themes/x.md", None),
+            ("03_NOTES/a.md", None),
+            ("01_MISSIONS/m/mission.md", None),
+        ] {
+            assert_eq!(VaultPath::new(p).unwrap().protection(), why, "{p}");
+        }
     }
 
     #[test]

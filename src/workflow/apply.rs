@@ -335,6 +335,8 @@ enum Outcome {
         /// What the commit changed, for the work tree, when it was made in this batch (`None`: a
         /// commit published before a crash, whose work tree was synced when it was recovered).
         sync: Option<Vec<FileChange>>,
+        /// What went wrong after the commit was published (a file the work tree could not take).
+        warnings: Vec<String>,
     },
     Duplicate(Applied),
 }
@@ -427,8 +429,20 @@ impl<'v> Run<'v> {
         ));
 
         let limit = self.vault.config().contributions.max_bundle_bytes;
-        let read = queue::read_bundle(claimed, limit)
-            .map_err(|e| WorkflowError::io(format!("could not read {}", claimed.display()), e))?;
+        let read = match queue::read_bundle(claimed, limit) {
+            Ok(read) => read,
+            Err(e) if fsutil::is_machine_error(&e) => {
+                return Err(WorkflowError::io(
+                    format!("could not read {}", claimed.display()),
+                    e,
+                ));
+            }
+            // The bundle's own file: refused, so the queue moves on.
+            Err(e) => Err(Rejection::new(
+                ErrorCode::IoError,
+                format!("the bundle file could not be read: {e}; drop it again"),
+            )),
+        };
         let mut id = None;
         let mut parsed = None;
         let outcome = match read {
@@ -436,7 +450,8 @@ impl<'v> Run<'v> {
             Ok(bytes) => {
                 self.batch_bytes += bytes.len();
                 let sha = sha256_hex(&bytes);
-                match Bundle::parse(&bytes, &self.vault.config().contributions) {
+                let limits = &self.vault.config().contributions;
+                match contained(|| Bundle::parse(&bytes, limits)) {
                     Err(rejection) => {
                         id = peek_id(&bytes);
                         Err(rejection)
@@ -493,6 +508,7 @@ impl<'v> Run<'v> {
             let mut attempts = 0;
             while let Some(chain) = self.chains.get(&branch).copied() {
                 self.repo.write_held_objects()?;
+                self.repo.ensure_stored(chain.tip)?;
                 let reflog = self.reflog_message(&branch);
                 match self
                     .repo
@@ -554,12 +570,14 @@ impl<'v> Run<'v> {
                     })?;
             }
         }
-        for d in &batch {
+        let mut batch = batch;
+        for d in &mut batch {
             if let Ok(Outcome::Applied {
                 branch,
                 sync: Some(files),
+                warnings,
                 ..
-            }) = &d.outcome
+            }) = &mut d.outcome
                 && let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, branch)?
             {
                 let report = checkout.sync(&self.repo, files)?;
@@ -567,6 +585,7 @@ impl<'v> Run<'v> {
                 if !report.kept.is_empty() {
                     tracing::warn!(bundle = %d.name, paths = ?report.kept, "kept uncommitted edits made while the bundle was applied");
                 }
+                warnings.extend(unwritten(&report));
             }
         }
         batch.into_iter().map(|d| self.file(d, events)).collect()
@@ -645,6 +664,7 @@ impl<'v> Run<'v> {
                 branch,
                 commit,
                 files,
+                warnings,
                 ..
             }) => {
                 tracing::info!(id = ?id, %commit, "applied");
@@ -659,11 +679,12 @@ impl<'v> Run<'v> {
                         received_at,
                         applied_at: Some(now_rfc3339()),
                         duration_ms,
+                        warnings: warnings.clone(),
                     },
                     Event::new(
                         "contribution.applied",
                         &correlation,
-                        json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms }),
+                        json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms, "warnings": warnings }),
                         Some(correlation.clone()),
                     ),
                 )
@@ -684,6 +705,7 @@ impl<'v> Run<'v> {
                         received_at,
                         applied_at,
                         duration_ms,
+                        warnings: Vec::new(),
                     },
                     Event::new(
                         "contribution.duplicate",
@@ -706,6 +728,7 @@ impl<'v> Run<'v> {
                         received_at,
                         applied_at: None,
                         duration_ms,
+                        warnings: Vec::new(),
                     },
                     Event::new(
                         "contribution.rejected",
@@ -740,13 +763,10 @@ impl<'v> Run<'v> {
             if resumed && prev.sha256 == sha {
                 return self.recover(prev).map(Ok);
             }
-            if prev.sha256 != sha {
-                tracing::info!(id = %bundle.id, "a different bundle with an already-applied id was filed as a duplicate");
-            }
-            return Ok(Ok(Outcome::Duplicate(prev)));
+            return Ok(same_bundle_again(&bundle.id, sha, prev));
         }
         if let Some(prev) = self.batched.get(&bundle.id) {
-            return Ok(Ok(Outcome::Duplicate(prev.clone())));
+            return Ok(same_bundle_again(&bundle.id, sha, prev.clone()));
         }
         self.commit(bundle, sha)
     }
@@ -760,10 +780,12 @@ impl<'v> Run<'v> {
         })?;
         let changes = self.repo.commit_changes_of(commit)?;
         let tip = self.repo.branch_tip(&prev.branch)?;
+        let mut warnings = Vec::new();
         if tip.is_some_and(|t| self.repo.contains(t, commit)) {
             if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &prev.branch)? {
                 let report = checkout.sync(&self.repo, &changes)?;
                 tracing::info!(id = %prev.id, updated = report.updated, "finished the work-tree update of a commit made before a crash");
+                warnings = unwritten(&report);
             }
         } else {
             tracing::warn!(id = %prev.id, "branch `{}` no longer contains the recovered commit; left its work tree as it is", prev.branch);
@@ -773,6 +795,7 @@ impl<'v> Run<'v> {
             commit,
             files: changes.iter().map(|c| c.path.to_string()).collect(),
             sync: None,
+            warnings,
         })
     }
 
@@ -821,7 +844,7 @@ impl<'v> Run<'v> {
             .as_deref()
             .is_some_and(|b| self.repo.resolve_commit(b) != Some(tip));
         let snapshot = self.repo.snapshot(Some(tip))?;
-        let changes = match plan(bundle, &snapshot, moved) {
+        let changes = match contained(|| plan(bundle, &snapshot, moved)) {
             Ok(c) => c,
             Err(r) => return Ok(Err(r)),
         };
@@ -873,11 +896,70 @@ impl<'v> Run<'v> {
             commit,
             files: changes.paths().map(VaultPath::to_string).collect(),
             sync: Some(files),
+            warnings: Vec::new(),
         }))
     }
 }
 
+/// A bundle whose id was applied before: a duplicate when it is the same bundle (the same bytes,
+/// or an old commit that did not record them), refused when the id is being reused for new content,
+/// which would otherwise be dropped without a word.
+fn same_bundle_again(id: &str, sha: &str, prev: Applied) -> Result<Outcome, Rejection> {
+    if prev.sha256.is_empty() || prev.sha256 == sha {
+        return Ok(Outcome::Duplicate(prev));
+    }
+    Err(Rejection::new(
+        ErrorCode::IdReused,
+        format!(
+            "the id `{id}` was applied before, by commit {} on `{}`, from a bundle with other content; give this bundle an id of its own (an id names one change, once)",
+            prev.commit, prev.branch
+        ),
+    ))
+}
+
+/// Runs one bundle's parse or plan so that a fault it triggers in quire (a panic) refuses that
+/// bundle instead of stopping the queue: every later bundle still applies.
+fn contained<T>(work: impl FnOnce() -> Result<T, Rejection>) -> Result<T, Rejection> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!("quire failed on a bundle: {what}");
+        Err(Rejection::new(
+            ErrorCode::InvalidBundle,
+            format!("quire failed on this bundle ({what}); this is a bug in quire, please report it with the bundle"),
+        ))
+    })
+}
+
+/// The receipt's warnings for the files a work tree could not take.
+fn unwritten(report: &crate::git::SyncReport) -> Vec<String> {
+    report
+        .failed
+        .iter()
+        .map(|(path, why)| {
+            format!(
+                "`{path}` is committed but could not be written into the work tree ({why}); once the cause is fixed, `git checkout -- '{path}'` brings it"
+            )
+        })
+        .collect()
+}
+
 fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
+    if let Some((path, why)) = dirty.iter().find_map(|(p, d)| match d {
+        Dirty::Unreadable(why) => Some((p, format!("could not be read in the work tree: {why}"))),
+        Dirty::Unwritable(why) => Some((p, format!("cannot be written in the work tree: {why}"))),
+        _ => None,
+    }) {
+        return Rejection {
+            code: ErrorCode::IoError,
+            message: format!("`{path}` {why}"),
+            change: change_index(bundle, path),
+            path: Some(path.to_string()),
+        };
+    }
     if let Some((path, Dirty::Symlink(link))) =
         dirty.iter().find(|(_, d)| matches!(d, Dirty::Symlink(_)))
     {
@@ -901,6 +983,7 @@ fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
                 Dirty::Conflicted => "unresolved merge conflict",
                 Dirty::Blocked => "a folder or file is in the way",
                 Dirty::Symlink(_) => "symbolic link",
+                Dirty::Unreadable(_) | Dirty::Unwritable(_) => "unreadable",
             };
             format!("{p} ({why})")
         })

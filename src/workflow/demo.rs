@@ -56,6 +56,9 @@ pub fn demo(
         .ensure_work_dirs()
         .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
     let pending = vault.queue_dir(Queue::Pending);
+    show_both_themes(&vault)?;
+    // Read again: the configuration names both themes now.
+    let vault = Vault::open(vault.root())?;
 
     let seed = seed_bundle(today);
     let seed_path = fsutil::free_name(&pending, "01-seed-notes", ".json");
@@ -127,14 +130,59 @@ pub fn demo(
     })
 }
 
+/// Makes both built-in themes the vault's sites, so the daemon keeps the dashboard current too. The
+/// demo does it as the vault's operator, with a commit of its own: quire.toml is not a bundle's to
+/// change.
+fn show_both_themes(vault: &Vault) -> Result<(), WorkflowError> {
+    if vault.config().site.themes.iter().any(|t| t == "desk") {
+        return Ok(());
+    }
+    let path = crate::vault::VaultPath::new(CONFIG_FILE)
+        .map_err(|e| WorkflowError::Input(e.to_string()))?;
+    let text = std::fs::read_to_string(vault.root().join(CONFIG_FILE))
+        .map_err(|e| WorkflowError::io("could not read quire.toml", e))?;
+    // The template's line, edited in place so its comments stay; any other file is rewritten.
+    let text = if text.contains("themes = [\"paper\"]") {
+        text.replacen("themes = [\"paper\"]", "themes = [\"paper\", \"desk\"]", 1)
+    } else {
+        let mut doc: toml::Table =
+            toml::from_str(&text).map_err(|e| WorkflowError::Input(format!("quire.toml: {e}")))?;
+        let site = doc
+            .entry("site")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(site) = site.as_table_mut() {
+            site.insert(
+                "themes".into(),
+                toml::Value::Array(DEMO_THEMES.iter().map(|t| (*t).into()).collect()),
+            );
+        }
+        doc.to_string()
+    };
+    let mut changes = crate::vault::ChangeSet::new();
+    changes.write(path, crate::vault::FileContent::new(text.into_bytes()));
+    let main = vault.config().git.main.clone();
+    let repo = crate::git::Repo::open(vault.root())?;
+    let tip = repo.branch_tip(&main)?;
+    let committer = repo.committer();
+    let (commit, files) = repo.write_commit(
+        &main,
+        tip,
+        &changes,
+        &committer,
+        &committer,
+        "Demo: render the dashboard theme too",
+    )?;
+    repo.swap_branch(&main, tip, commit, "quire demo: both themes")?;
+    if let Some(mut checkout) = repo.checkout_of(&main)? {
+        checkout.sync(&repo, &files)?;
+        checkout.flush(&repo)?;
+    }
+    Ok(())
+}
+
 /// The bundle creating every sample note.
 fn seed_bundle(today: NaiveDate) -> serde_json::Value {
-    // Both built-in themes are the vault's sites, so the daemon keeps the dashboard current too.
-    let mut changes: Vec<serde_json::Value> = vec![json!({
-        "op": "patch",
-        "path": CONFIG_FILE,
-        "patch": [ { "op": "add", "path": "/site/themes/-", "value": "desk" } ],
-    })];
+    let mut changes: Vec<serde_json::Value> = Vec::new();
     let notes: Vec<serde_json::Value> = crate::embedded::DEMO
         .iter()
         .filter_map(|(name, bytes)| {

@@ -315,12 +315,15 @@ fn an_applied_id_is_never_applied_again_even_after_losing_quire_state() {
     assert_eq!(v.receipt(Queue::Processed, "once")["status"], "applied");
     assert_eq!(v.receipt(Queue::Processed, "once~2")["status"], "duplicate");
 
-    // Different content under the same id: still a duplicate (the id is the key).
+    // Different content under the same id: refused, naming the commit that holds the first.
     let other = bundle(
         "once",
         json!([{ "op": "create", "path": "03_NOTES/other.md", "content": "2\n" }]),
     );
-    assert_eq!(v.apply_one(&other).status, Status::Duplicate);
+    let r = v.apply_one(&other);
+    assert_eq!(r.status, Status::Rejected);
+    assert_eq!(r.error.as_ref().unwrap().code, "id_reused");
+    assert!(r.error.unwrap().message.contains(&head));
     assert!(!v.exists("03_NOTES/other.md"));
 
     // Delete .quire/: the record is rebuilt from the commit trailers.
@@ -336,20 +339,38 @@ fn an_applied_id_is_never_applied_again_even_after_losing_quire_state() {
 fn ids_committed_by_hand_count_as_applied() {
     // Someone applied a bundle elsewhere and pushed; its trailer is in the history.
     let v = seeded();
+    let elsewhere = bundle(
+        "from-elsewhere",
+        json!([{ "op": "create", "path": "03_NOTES/x.md", "content": "" }]),
+    );
+    let sha = quire::contributions::sha256_hex(&serde_json::to_vec_pretty(&elsewhere).unwrap());
     v.write("03_NOTES/by-hand.md", "x\n");
     v.git(&["add", "-A"]);
     v.git(&[
         "commit",
         "-q",
         "-m",
-        "Applied elsewhere\n\nContribution-Id: from-elsewhere\nContribution-Sha256: 00",
+        &format!(
+            "Applied elsewhere\n\nContribution-Id: from-elsewhere\nContribution-Sha256: {sha}"
+        ),
     ]);
-    let r = v.apply_one(&bundle(
-        "from-elsewhere",
-        json!([{ "op": "create", "path": "03_NOTES/x.md", "content": "" }]),
-    ));
+    let r = v.apply_one(&elsewhere);
     assert_eq!(r.status, Status::Duplicate);
     assert!(!v.exists("03_NOTES/x.md"));
+    // A commit that names the id without the bundle's hash cannot tell a resend from a reuse: the
+    // id counts as applied.
+    v.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "Older tool\n\nContribution-Id: no-hash",
+    ]);
+    let r = v.apply_one(&bundle(
+        "no-hash",
+        json!([{ "op": "create", "path": "03_NOTES/y.md", "content": "" }]),
+    ));
+    assert_eq!(r.status, Status::Duplicate);
 }
 
 #[test]
@@ -578,14 +599,9 @@ fn a_run_of_many_bundles_moves_the_branch_once_and_stores_one_pack() {
             ),
         );
     }
-    // The same id again, in the same run: a duplicate of the commit made earlier in the batch.
-    v.drop_json(
-        "40.json",
-        &bundle(
-            "many-03",
-            json!([{ "op": "create", "path": "03_NOTES/m03.md", "content": "m 3\n" }]),
-        ),
-    );
+    // The same bundle again, in the same run: a duplicate of the commit made earlier in the batch.
+    let again = std::fs::read(v.path("contributions/pending/03.json")).unwrap();
+    v.drop_bytes("40.json", &again);
     let (report, _) = v.apply();
     assert_eq!(report.count(Status::Applied), 40, "{report:?}");
     assert_eq!(report.count(Status::Duplicate), 1, "{report:?}");

@@ -485,3 +485,63 @@ fn apply_refuses_a_folder_as_a_bundle() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a file"));
 }
+
+/// Runs `quire args` in the vault with its stdout a pipe whose reader is already gone, as in
+/// `quire apply | head -0`.
+fn with_stdout_closed(v: &VaultTest, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(&v.root)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    isolated(&mut cmd, v.tmp.path());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_output_quietly_and_the_work_still_finishes() {
+    let v = VaultTest::new();
+    for i in 0..20 {
+        v.drop_json(
+            &format!("{i:02}.json"),
+            &bundle(
+                &format!("pipe-{i:02}"),
+                json!([{ "op": "create", "path": format!("03_NOTES/p{i:02}.md"), "content": "- [ ] task 📅 2026-12-01\n" }]),
+            ),
+        );
+    }
+    let out = with_stdout_closed(&v, &["apply"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_eq!(
+        v.queue_names(Queue::Processed).len(),
+        40,
+        "every bundle and its receipt"
+    );
+    for args in [
+        &["tasks"][..],
+        &["tasks", "--json"],
+        &["agenda", "--today", "2026-12-01", "--json"],
+        &["calendar"],
+        &["check"],
+        &["missions"],
+    ] {
+        let out = with_stdout_closed(&v, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}");
+        assert!(
+            out.status.code().is_some(),
+            "{args:?} was killed by a signal"
+        );
+    }
+}

@@ -421,6 +421,26 @@ fn the_api_answers_safely_and_stays_healthy() {
     );
     let dup: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, dup["status"].as_str()), (200, Some("duplicate")));
+    // Other content under the applied id, under yet another key: refused, not dropped silently.
+    let reused = serde_json::to_vec(&bundle(
+        "api-1",
+        json!([{ "op": "create", "path": "03_NOTES/Reused.md", "content": "other\n" }]),
+    ))
+    .unwrap();
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/contributions",
+        &[("Authorization", &auth), ("Idempotency-Key", "a-third")],
+        &reused,
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("id_reused")),
+        "{v}"
+    );
+    assert!(!t.exists("03_NOTES/Reused.md"));
 
     // A refused bundle: 422 with the receipt's error.
     let bad = serde_json::to_vec(&bundle(

@@ -29,7 +29,10 @@ pub fn isolated(cmd: &mut Command, home: &Path) {
         .env("GIT_COMMITTER_EMAIL", "person@example.org")
         .env_remove("QUIRE_VAULT")
         .env_remove("QUIRE_TOKEN")
-        .env_remove("QUIRE_CRASH_AT");
+        .env_remove("QUIRE_CRASH_AT")
+        .env_remove("QUIRE_FAIL_AT")
+        .env_remove("QUIRE_FAIL_WHILE")
+        .env_remove("QUIRE_FAIL_ERRNO");
 }
 
 impl VaultTest {

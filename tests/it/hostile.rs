@@ -450,3 +450,202 @@ fn a_missing_main_branch_is_an_unknown_target() {
     );
     assert!(r.error.unwrap().message.contains("[git] main"));
 }
+
+#[test]
+fn operator_files_are_refused_naming_the_file_and_how_to_open_it() {
+    let v = target_vault();
+    v.commit(
+        &[("themes/mine/theme.toml", "name = \"mine\"\n")],
+        "a vault theme",
+    );
+    let cases = [
+        // Taking the vault over through its configuration.
+        json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "replace", "path": "/daemon/listen", "value": "0.0.0.0:7878" } ] }]),
+        json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "add", "path": "/sandbox/verify", "value": "touch /tmp/quire-pwned" } ] }]),
+        json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "replace", "path": "/publish/exclude", "value": [] } ] }]),
+        json!([{ "op": "delete", "path": "quire.toml" }]),
+        json!([{ "op": "create", "path": "Quire.TOML", "content": "[daemon]\nlisten = \"0.0.0.0:1\"\n" }]),
+        // Un-ignoring `.env` and `.quire/` so the next `git add -A` commits the token.
+        json!([{ "op": "delete", "path": ".gitignore" }, { "op": "create", "path": ".gitignore", "content": "" }]),
+        json!([{ "op": "create", "path": "03_NOTES/.gitignore", "content": "!.env\n" }]),
+        json!([{ "op": "create", "path": ".gitattributes", "content": "* filter=x\n" }]),
+        json!([{ "op": "create", "path": ".githooks/pre-commit", "content": "#!/bin/sh\n" }]),
+        json!([{ "op": "create", "path": ".obsidian/plugins/x/main.js", "content": "x" }]),
+        // Themes every site is rendered with.
+        json!([{ "op": "create", "path": "themes/paper/templates/note.html", "content": "{{ broken" }]),
+        json!([{ "op": "delete", "path": "themes/mine/theme.toml" }]),
+        json!([{ "op": "move", "path": "03_NOTES/a.md", "to": "themes/mine/a.md" }]),
+        // quire's own records and logs, and its temporary files.
+        json!([{ "op": "create", "path": "07_LOGS/quire-2099-01-01.jsonl", "content": "{}\n" }]),
+        json!([{ "op": "create", "path": "06_RUNS/20991231-pipeline.md", "content": "forged\n" }]),
+        json!([{ "op": "create", "path": "03_NOTES/.quire-tmp-x", "content": "x" }]),
+    ];
+    for (i, changes) in cases.into_iter().enumerate() {
+        let last = changes.as_array().unwrap().len() - 1;
+        let b = bundle(&format!("operator-{i}"), changes.clone());
+        let r = refused(
+            &v,
+            &format!("op{i}.json"),
+            &serde_json::to_vec(&b).unwrap(),
+            "protected_path",
+        );
+        let e = r.error.unwrap();
+        let path = e.path.clone().unwrap();
+        assert!(e.change.is_some_and(|c| c <= last), "{changes}: {e:?}");
+        assert!(
+            e.message.contains(&format!("`{path}`")) && e.message.contains("[contributions] allow"),
+            "{changes}: the message names the file and how to open it: {}",
+            e.message
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/quire-pwned").exists());
+    // Notes themselves stay open.
+    let r = v.apply_one(&bundle(
+        "a-note",
+        json!([{ "op": "create", "path": "03_NOTES/themes and quire.toml.md", "content": "fine\n" }]),
+    ));
+    crate::harness::assert_applied(&r);
+}
+
+#[test]
+fn the_operator_opens_selected_files_and_no_bundle_can_widen_that() {
+    let v = target_vault();
+    let cfg = v
+        .read("quire.toml")
+        .replace("allow = []", "allow = [\"themes/**\", \"quire.toml\"]");
+    assert!(cfg.contains("themes/**"), "the template has an allow key");
+    v.commit(&[("quire.toml", &cfg)], "open themes and the configuration");
+
+    let theme = v.apply_one(&bundle(
+        "theme",
+        json!([{ "op": "create", "path": "themes/mine/theme.toml", "content": "name = \"mine\"\n" }]),
+    ));
+    crate::harness::assert_applied(&theme);
+    let title = v.apply_one(&bundle(
+        "title",
+        json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "replace", "path": "/site/title", "value": "Ours" } ] }]),
+    ));
+    crate::harness::assert_applied(&title);
+    assert!(v.read("quire.toml").contains("Ours"));
+
+    for (name, changes, code) in [
+        (
+            "widen",
+            json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "add", "path": "/contributions/allow/-", "value": "**" } ] }]),
+            "protected_path",
+        ),
+        (
+            "narrow",
+            json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "replace", "path": "/contributions/allow", "value": [] } ] }]),
+            "protected_path",
+        ),
+        (
+            "remove",
+            json!([{ "op": "delete", "path": "quire.toml" }]),
+            "protected_path",
+        ),
+        (
+            "invalid",
+            json!([{ "op": "patch", "path": "quire.toml", "patch": [ { "op": "add", "path": "/publsh", "value": {} } ] }]),
+            "patch_failed",
+        ),
+        // Opening quire.toml and themes does not open anything else.
+        (
+            "ignore",
+            json!([{ "op": "delete", "path": ".gitignore" }]),
+            "protected_path",
+        ),
+        (
+            "logs",
+            json!([{ "op": "create", "path": "07_LOGS/x.jsonl", "content": "{}\n" }]),
+            "protected_path",
+        ),
+    ] {
+        let b = bundle(name, changes);
+        let r = refused(
+            &v,
+            &format!("{name}.json"),
+            &serde_json::to_vec(&b).unwrap(),
+            code,
+        );
+        assert_eq!(
+            r.error
+                .unwrap()
+                .path
+                .as_deref()
+                .map(|p| p.ends_with(".toml") || p.starts_with('.') || p.starts_with("07")),
+            Some(true)
+        );
+    }
+}
+
+#[test]
+fn a_name_longer_than_file_systems_hold_is_refused_and_the_queue_moves_on() {
+    let v = target_vault();
+    let long = format!("03_NOTES/{}.md", "a".repeat(300));
+    v.drop_json(
+        "1-long.json",
+        &bundle(
+            "long",
+            json!([{ "op": "create", "path": long, "content": "x\n" }]),
+        ),
+    );
+    v.drop_json(
+        "2-next.json",
+        &bundle(
+            "next",
+            json!([{ "op": "create", "path": "03_NOTES/next.md", "content": "x\n" }]),
+        ),
+    );
+    let (report, _) = v.apply();
+    assert_rejected(&report.filed[0].receipt, "unsafe_path");
+    let message = &report.filed[0].receipt.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("303 bytes") && message.contains("255"),
+        "{message}"
+    );
+    crate::harness::assert_applied(&report.filed[1].receipt);
+    assert!(v.queue_names(Queue::Processing).is_empty());
+    assert_eq!(v.status(), "");
+}
+
+#[test]
+fn an_id_reused_for_other_content_is_refused_naming_the_first_commit() {
+    let v = target_vault();
+    let first = bundle(
+        "once",
+        json!([{ "op": "create", "path": "03_NOTES/once.md", "content": "first\n" }]),
+    );
+    let r = v.apply_one(&first);
+    crate::harness::assert_applied(&r);
+    let commit = r.commit.unwrap();
+
+    let other = bundle(
+        "once",
+        json!([{ "op": "create", "path": "03_NOTES/other.md", "content": "second\n" }]),
+    );
+    let r = refused(
+        &v,
+        "again.json",
+        &serde_json::to_vec(&other).unwrap(),
+        "id_reused",
+    );
+    assert!(r.error.unwrap().message.contains(&commit));
+    // The same bundle again is still only a duplicate.
+    let r = v.apply_one(&first);
+    assert_eq!(r.status, quire::contributions::Status::Duplicate);
+    // Two bundles with one id in one run: the second is refused too.
+    let a = bundle(
+        "twice",
+        json!([{ "op": "create", "path": "03_NOTES/t1.md", "content": "1\n" }]),
+    );
+    let b = bundle(
+        "twice",
+        json!([{ "op": "create", "path": "03_NOTES/t2.md", "content": "2\n" }]),
+    );
+    v.drop_json("t1.json", &a).drop_json("t2.json", &b);
+    let (report, _) = v.apply();
+    crate::harness::assert_applied(&report.filed[0].receipt);
+    assert_rejected(&report.filed[1].receipt, "id_reused");
+    assert!(!v.exists("03_NOTES/t2.md"));
+}
