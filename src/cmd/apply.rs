@@ -138,6 +138,12 @@ impl ApplyObserver for Progress {
             "quire: another quire is applying bundles in this vault; waiting for it to finish…"
         );
     }
+    fn waiting_for_git(&mut self, lock: &std::path::Path, since: &str) {
+        eprintln!(
+            "quire: {} has been held by another program since {since} (a `git commit` waiting on its editor?); waiting for it before changing the work tree…",
+            lock.display()
+        );
+    }
     fn start(&mut self, total: usize) {
         // Small runs finish well under a second; a bar would only flicker.
         if total >= 50 {

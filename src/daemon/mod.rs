@@ -46,8 +46,11 @@ const RECHECK: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a pass may keep applying newly arrived bundles before it renders.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
-/// After a failure of quire itself (disk full, Git refusing), how long before trying again.
+/// After a failure of quire itself or the machine (disk full, Git refusing), how long before
+/// trying again; doubled after each failure in a row, up to [`BACKOFF_MAX`].
 const BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause between retries.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// How many bundles must be waiting at once to count as a burst, whose memory is handed back as
 /// soon as the queue is empty (see [`when_idle`]).
@@ -773,7 +776,8 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     let mut pruned = Instant::now();
     // At start: bundles left by a crash, and the index and sites brought up to date.
     let mut dirty = Dirty::everything();
-    let mut failing = false;
+    // How many passes in a row failed (each retry waits twice as long as the one before).
+    let mut failing: u32 = 0;
     let mut owed = Owed::default();
     // Held open, unused, from the end of the first pass on: while one connection is open SQLite
     // keeps the index's `-wal` and `-shm` files, which it otherwise creates and deletes with
@@ -785,8 +789,8 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        let wait = if failing {
-            BACKOFF
+        let wait = if failing > 0 {
+            (BACKOFF * 2u32.saturating_pow(failing - 1)).min(BACKOFF_MAX)
         } else if intake.waiting() {
             RECHECK
         } else {
@@ -816,7 +820,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         if handle.inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        failing = !pass(
+        let ok = pass(
             handle,
             &mut log,
             &mut intake,
@@ -824,7 +828,9 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             hints,
             &mut watches,
             &mut owed,
+            failing > 0,
         );
+        failing = if ok { 0 } else { failing.saturating_add(1) };
         if held.is_none() {
             held = crate::index::Index::open(vault)
                 .inspect_err(|e| tracing::debug!("could not hold the index open: {e}"))
@@ -876,7 +882,10 @@ fn at_rest(handle: &Handle) -> bool {
 }
 
 /// One pass: apply what is ready, record it, index, render. Returns false when quire itself failed
-/// (the daemon is then degraded and tries again after a pause). Notes in `owed` what it did.
+/// (the daemon is then degraded and tries again after a growing pause). After such a failure
+/// (`retrying`), or while bundles wait in `processing/`, the pass first finishes that work, even
+/// when nothing new arrived. Notes in `owed` what it did.
+#[allow(clippy::too_many_arguments)]
 fn pass(
     handle: &Handle,
     log: &mut JsonlLog,
@@ -885,6 +894,7 @@ fn pass(
     hints: &mpsc::Receiver<Hint>,
     watches: &mut Option<Watches>,
     owed: &mut Owed,
+    retrying: bool,
 ) -> bool {
     let vault = &handle.inner.vault;
     let metrics = &handle.inner.metrics;
@@ -900,13 +910,31 @@ fn pass(
             Vec::new()
         }
     };
+    let in_hand = count_queue(vault, Queue::Processing);
     metrics
         .queue_depth
-        .store(ready.len() as u64, Ordering::Relaxed);
+        .store(ready.len() as u64 + in_hand, Ordering::Relaxed);
     owed.backlog = owed.backlog.max(ready.len());
     let started = now_rfc3339();
     let clock = Instant::now();
     let mut filed = Vec::new();
+    // What a failed pass left (a bundle in processing/, index updates Git's index still owes) is
+    // finished as soon as the cause is gone, not when the next bundle happens to arrive.
+    if ready.is_empty() && (retrying || in_hand > 0) {
+        let mut observer = Observer {
+            handle,
+            filed: &mut filed,
+        };
+        if let Err(e) = workflow::resume(vault, &mut sink, &mut observer) {
+            problems.push(format!("applying bundles failed: {e}"));
+            sink.emit(Event::new(
+                "pipeline.failed",
+                "apply",
+                json!({ "error": e.to_string() }),
+                None,
+            ));
+        }
+    }
     let mut ready = ready;
     // Under a burst, keep applying what arrives and render once at the end (or after
     // DRAIN_FOR), rather than render the whole site again between every few bundles.
@@ -933,9 +961,12 @@ fn pass(
         owed.backlog = owed.backlog.max(ready.len());
     }
     let mut waiting = ready.len() as u64;
-    if !filed.is_empty() {
-        waiting = count_pending(vault);
-        metrics.queue_depth.store(waiting, Ordering::Relaxed);
+    if !filed.is_empty() || !problems.is_empty() {
+        waiting = count_queue(vault, Queue::Pending);
+        metrics.queue_depth.store(
+            waiting + count_queue(vault, Queue::Processing),
+            Ordering::Relaxed,
+        );
     }
     let applied = filed
         .iter()
@@ -1055,12 +1086,16 @@ fn pass(
     {
         h.last_run = Some(now_rfc3339());
     }
+    // Said where the operator looks, once per try (the tries space out to a minute apart).
+    for p in &problems {
+        tracing::error!("{p}; trying again shortly");
+    }
     handle.set_health(problems);
     ok
 }
 
-fn count_pending(vault: &Vault) -> u64 {
-    crate::contributions::queue::list(vault, Queue::Pending)
+fn count_queue(vault: &Vault, folder: Queue) -> u64 {
+    crate::contributions::queue::list(vault, folder)
         .map(|l| l.len() as u64)
         .unwrap_or(0)
 }
@@ -1166,6 +1201,38 @@ impl ApplyObserver for Observer<'_> {
 
     fn refresh_index(&self) -> bool {
         false
+    }
+
+    // Degraded from the first moment, not only once the wait has failed: `/healthz` says why
+    // nothing is being applied.
+    fn waiting_for_git(&mut self, lock: &Path, since: &str) {
+        let mut reasons = self
+            .handle
+            .inner
+            .health
+            .lock()
+            .map(|h| h.reasons.clone())
+            .unwrap_or_default();
+        reasons.push(format!(
+            "waiting for {} (held by another program since {since}); nothing is applied to its work tree until it goes. If no Git command is running, delete it",
+            lock.display()
+        ));
+        self.handle.set_health(reasons);
+    }
+
+    fn git_lock_released(&mut self, lock: &Path) {
+        let shown = lock.display().to_string();
+        let reasons = self
+            .handle
+            .inner
+            .health
+            .lock()
+            .map(|h| h.reasons.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r.contains(&shown))
+            .collect();
+        self.handle.set_health(reasons);
     }
 }
 

@@ -394,6 +394,18 @@ impl Checkout {
     pub(crate) fn gitdir(&self) -> &Path {
         &self.gitdir
     }
+
+    /// Git's lock on this work tree's index. quire takes it only inside [`flush`](Self::flush), so
+    /// at any other moment a lock file there belongs to another program: a person's `git commit`
+    /// waiting on its editor, or a Git process that died.
+    pub fn index_lock(&self) -> PathBuf {
+        self.gitdir.join("index.lock")
+    }
+
+    /// Whether index updates are held or journaled for this work tree but not yet written.
+    pub fn owes_index_updates(&self) -> bool {
+        !self.pending.is_empty() || self.gitdir.join(DEBT_FILE).exists()
+    }
 }
 
 /// Moves one index entry from `old` to `new` if it still holds `old` (or nothing, when `old` is

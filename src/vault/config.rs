@@ -88,12 +88,17 @@ impl Default for DaemonConfig {
 pub struct GitConfig {
     /// The branch that bundles with `"target": "main"` are committed to.
     pub main: String,
+    /// How long quire waits, in seconds, for a lock another Git program holds on a work tree's
+    /// index (a `git commit` waiting on its editor) before it gives up for now; it changes nothing
+    /// in that work tree meanwhile.
+    pub lock_wait_secs: u64,
 }
 
 impl Default for GitConfig {
     fn default() -> Self {
         Self {
             main: "main".into(),
+            lock_wait_secs: 120,
         }
     }
 }

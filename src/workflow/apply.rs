@@ -115,6 +115,11 @@ pub trait ApplyObserver {
     fn refresh_index(&self) -> bool {
         true
     }
+    /// Another program holds Git's lock on the index of a work tree quire is about to change
+    /// (`lock`, taken at `since`); quire waits for it to go, up to `[git] lock_wait_secs`.
+    fn waiting_for_git(&mut self, _lock: &Path, _since: &str) {}
+    /// The lock quire waited for went.
+    fn git_lock_released(&mut self, _lock: &Path) {}
 }
 
 /// An observer that does nothing.
@@ -137,10 +142,35 @@ pub fn apply(
         .ensure_work_dirs()
         .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
     let explicit = stage_files(vault, files)?;
+    work(vault, explicit, events, observer)
+}
+
+/// Finishes what an interrupted or failed run left: bundles in `processing/`, index updates not
+/// yet written to Git's index. Claims nothing new from `pending/`. The daemon calls it while it
+/// retries after a failure of the machine (a full disk), so the work goes through as soon as the
+/// cause is gone, without waiting for another bundle to arrive.
+pub fn resume(
+    vault: &Vault,
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<ApplyReport, WorkflowError> {
+    vault
+        .ensure_work_dirs()
+        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
+    work(vault, Some(Vec::new()), events, observer)
+}
+
+/// [`apply`] once the named files are in `pending/` (`None`: all of it).
+fn work(
+    vault: &Vault,
+    explicit: Option<Vec<PathBuf>>,
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<ApplyReport, WorkflowError> {
     let _lock = ApplyLock::acquire(vault, || observer.waiting_for_lock())
         .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
     sweep_temp_files(vault);
-    let mut run = Run::open(vault)?;
+    let mut run = Run::open(vault, events, observer)?;
 
     let resumed = queue::list(vault, Queue::Processing)
         .map_err(|e| WorkflowError::io("could not list contributions/processing/", e))?;
@@ -179,7 +209,7 @@ pub fn apply(
         }
     }
     run.land_into(events, observer, &mut report)?;
-    run.flush()?;
+    run.flush(events, observer)?;
     if let Err(e) = run.record.compact_if_worthwhile() {
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
@@ -188,6 +218,64 @@ pub fn apply(
         refresh_index(vault, events);
     }
     Ok(report)
+}
+
+/// Waits while another program holds the Git lock file `lock`, with growing pauses, up to
+/// `[git] lock_wait_secs`; says so to the observer and as events (`git.lock_waiting`,
+/// `git.lock_released`). Stops waiting, with [`WorkflowError::GitLocked`], when the time is up or
+/// the observer asks to stop: what waits stays in `processing/` for the next run.
+fn wait_for_git(
+    vault: &Vault,
+    lock: &Path,
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<(), WorkflowError> {
+    let Ok(meta) = std::fs::symlink_metadata(lock) else {
+        return Ok(());
+    };
+    let since = meta
+        .modified()
+        .map(|t| rfc3339(t.into()))
+        .unwrap_or_default();
+    let shown = lock
+        .strip_prefix(vault.root())
+        .unwrap_or(lock)
+        .display()
+        .to_string();
+    tracing::warn!(lock = %lock.display(), %since, "another program holds Git's index; waiting for it");
+    observer.waiting_for_git(lock, &since);
+    events.emit(Event::new(
+        "git.lock_waiting",
+        &shown,
+        json!({ "lock": shown, "since": since }),
+        None,
+    ));
+    let patience = std::time::Duration::from_secs(vault.config().git.lock_wait_secs);
+    let started = Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        if std::fs::symlink_metadata(lock).is_err() {
+            let waited_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(lock = %lock.display(), waited_ms, "Git's index lock went");
+            observer.git_lock_released(lock);
+            events.emit(Event::new(
+                "git.lock_released",
+                &shown,
+                json!({ "lock": shown, "waited_ms": waited_ms }),
+                None,
+            ));
+            return Ok(());
+        }
+        if started.elapsed() >= patience || observer.stop_requested() {
+            return Err(WorkflowError::GitLocked {
+                lock: lock.to_owned(),
+                since,
+                waited_secs: started.elapsed().as_secs(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+    }
 }
 
 /// Brings the task index up to date after commits, as the pipeline does. The bundles are applied
@@ -342,10 +430,19 @@ enum Outcome {
 }
 
 impl<'v> Run<'v> {
-    fn open(vault: &'v Vault) -> Result<Self, WorkflowError> {
+    fn open(
+        vault: &'v Vault,
+        events: &mut dyn EventSink,
+        observer: &mut dyn ApplyObserver,
+    ) -> Result<Self, WorkflowError> {
         let repo = Repo::open(vault.root())?;
         // We hold the apply lock: any quire that noted Git locks or journaled index updates is dead.
         repo.clear_stale_locks()?;
+        for (_, checkout) in repo.checkouts()? {
+            if checkout.owes_index_updates() {
+                wait_for_git(vault, &checkout.index_lock(), events, observer)?;
+            }
+        }
         repo.settle_index_debt()?;
         super::sandbox::finish_interrupted(vault, &repo)?;
         let record = AppliedRecord::load(&vault.state_dir())
@@ -366,9 +463,16 @@ impl<'v> Run<'v> {
         Ok(run)
     }
 
-    /// Writes Git's index for every work tree this run changed.
-    fn flush(&mut self) -> Result<(), WorkflowError> {
+    /// Writes Git's index for every work tree this run changed, once no other program holds it.
+    fn flush(
+        &mut self,
+        events: &mut dyn EventSink,
+        observer: &mut dyn ApplyObserver,
+    ) -> Result<(), WorkflowError> {
         for checkout in self.checkouts.values_mut().flatten() {
+            if checkout.owes_index_updates() {
+                wait_for_git(self.vault, &checkout.index_lock(), events, observer)?;
+            }
             checkout.flush(&self.repo)?;
         }
         Ok(())
@@ -492,7 +596,7 @@ impl<'v> Run<'v> {
         observer: &mut dyn ApplyObserver,
         report: &mut ApplyReport,
     ) -> Result<(), WorkflowError> {
-        for filed in self.land(events)? {
+        for filed in self.land(events, observer)? {
             observer.filed(&filed);
             report.filed.push(filed);
         }
@@ -502,9 +606,21 @@ impl<'v> Run<'v> {
     /// Publishes the batch: stores its objects, moves each branch to the end of its chain (once per
     /// batch, not once per bundle), records the ids, syncs the work trees, and files every bundle
     /// with its receipt, in arrival order.
-    fn land(&mut self, events: &mut dyn EventSink) -> Result<Vec<Filed>, WorkflowError> {
+    fn land(
+        &mut self,
+        events: &mut dyn EventSink,
+        observer: &mut dyn ApplyObserver,
+    ) -> Result<Vec<Filed>, WorkflowError> {
         let branches: Vec<String> = self.chains.keys().cloned().collect();
         for branch in branches {
+            // While a person's Git command holds the work tree's index (`git commit` waiting on
+            // its editor), moving the branch would leave their index behind it, and their commit
+            // would then record the bundle's files as deleted. So wait for it; their commit lands
+            // first and the batch is planned again on top of it.
+            if let Some(checkout) = checkout_for(&mut self.checkouts, &self.repo, &branch)? {
+                let lock = checkout.index_lock();
+                wait_for_git(self.vault, &lock, events, observer)?;
+            }
             let mut attempts = 0;
             while let Some(chain) = self.chains.get(&branch).copied() {
                 self.repo.write_held_objects()?;
@@ -1055,7 +1171,7 @@ mod tests {
             "two",
             json!([{ "op": "create", "path": "theirs.md", "content": "mine\n" }]),
         );
-        let mut run = Run::open(&vault).unwrap();
+        let mut run = Run::open(&vault, &mut NoEvents, &mut ()).unwrap();
         run.handle(&one, false, "1".into(), &mut NoEvents).unwrap();
         run.handle(&two, false, "2".into(), &mut NoEvents).unwrap();
         // Before the batch is published, a person commits the file the second bundle creates.
@@ -1064,8 +1180,8 @@ mod tests {
         git(&vault, &["commit", "-q", "-m", "theirs"]);
         let theirs = run.repo.branch_tip("main").unwrap().unwrap();
 
-        let filed = run.land(&mut NoEvents).unwrap();
-        run.flush().unwrap();
+        let filed = run.land(&mut NoEvents, &mut ()).unwrap();
+        run.flush(&mut NoEvents, &mut ()).unwrap();
         // Planned again on their commit: the first still applies, the second now collides.
         assert_eq!(filed[0].receipt.status, Status::Applied);
         assert_eq!(filed[1].receipt.status, Status::Rejected, "{:?}", filed[1]);
@@ -1094,15 +1210,15 @@ mod tests {
             |text: &str| json!([{ "op": "patch", "path": "a.md", "body": [{ "append": text }] }]);
         let one = claimed(&vault, "1", "one", append("one\n"));
         let two = claimed(&vault, "2", "two", append("two\n"));
-        let mut run = Run::open(&vault).unwrap();
+        let mut run = Run::open(&vault, &mut NoEvents, &mut ()).unwrap();
         run.handle(&one, false, "1".into(), &mut NoEvents).unwrap();
         // The first bundle's commit is chained but not published; the file still holds `# A`.
         // A person edits it now.
         std::fs::write(root.join("a.md"), "# A, mine\n").unwrap();
         run.handle(&two, false, "2".into(), &mut NoEvents).unwrap();
 
-        let filed = run.land(&mut NoEvents).unwrap();
-        run.flush().unwrap();
+        let filed = run.land(&mut NoEvents, &mut ()).unwrap();
+        run.flush(&mut NoEvents, &mut ()).unwrap();
         assert_eq!(filed[0].receipt.status, Status::Applied);
         assert_eq!(filed[1].receipt.status, Status::Rejected);
         let error = filed[1].receipt.error.as_ref().unwrap();

@@ -14,7 +14,7 @@ pub mod sandbox;
 
 use std::path::PathBuf;
 
-pub use apply::{ApplyObserver, ApplyReport, Filed, apply};
+pub use apply::{ApplyObserver, ApplyReport, Filed, apply, resume};
 pub use check::{CheckReport, Problem, check};
 pub use demo::{DemoReport, demo};
 pub use init::{InitReport, REQUIRED_IGNORES, init};
@@ -58,6 +58,20 @@ pub enum WorkflowError {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// Another program held Git's lock on a work tree's index for longer than quire waits
+    /// (`[git] lock_wait_secs`), or quire was asked to stop while it waited.
+    #[error(
+        "{} has been held by another program since {since} (waited {waited_secs} s); quire changes nothing in that work tree while it is there, and the bundles wait in contributions/processing/. If no Git command is running, delete the file",
+        lock.display()
+    )]
+    GitLocked {
+        /// The lock file.
+        lock: PathBuf,
+        /// When it was taken (RFC 3339).
+        since: String,
+        /// How long quire waited.
+        waited_secs: u64,
+    },
 }
 
 impl WorkflowError {

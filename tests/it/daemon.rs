@@ -30,11 +30,16 @@ fn start(t: &VaultTest) -> Daemon {
 }
 
 fn start_env(t: &VaultTest, env: &[(&str, &str)]) -> Daemon {
+    start_with(t, env, Stdio::null())
+}
+
+/// A daemon whose stderr goes to `stderr`.
+fn start_with(t: &VaultTest, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
     cmd.current_dir(&t.root)
         .args(["daemon", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     isolated(&mut cmd, t.tmp.path());
     for (k, v) in env {
         cmd.env(k, v);
@@ -1043,4 +1048,92 @@ fn without_file_events_the_scans_find_bundles_and_edits() {
         let (_, _, body) = http(&d.addr, "GET", "/site/paper/03_notes/polled/", &[], b"");
         String::from_utf8_lossy(&body).contains("found by a scan")
     });
+}
+
+#[test]
+fn a_full_disk_degrades_health_says_why_and_applies_once_space_is_freed() {
+    let t = VaultTest::new();
+    let full = t.tmp.path().join("disk-is-full");
+    std::fs::write(&full, "").unwrap();
+    let log = t.tmp.path().join("daemon.stderr");
+    let d = start_with(
+        &t,
+        &[
+            ("QUIRE_FAIL_AT", "worktree_check:*"),
+            ("QUIRE_FAIL_WHILE", full.to_str().unwrap()),
+            ("QUIRE_FAIL_ERRNO", "28"),
+        ],
+        std::fs::File::create(&log).unwrap(),
+    );
+    drop_many(&t, "full", 1);
+    wait_until("degraded health", Duration::from_secs(20), || {
+        let (status, h) = get_json(&d.addr, "/healthz");
+        status == 503
+            && h["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str().unwrap_or("").contains("No space left on device"))
+    });
+    // The bundle waits in processing/ and counts as queued; stderr says what failed.
+    let (_, h) = get_json(&d.addr, "/healthz");
+    assert_eq!(h["queue_depth"], 1, "{h}");
+    assert_eq!(t.queue_names(Queue::Processing).len(), 1);
+    wait_until("the error on stderr", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("No space left on device"))
+    });
+    // Space freed and no other bundle arrives: the retry applies it, once.
+    std::fs::remove_file(&full).unwrap();
+    wait_until("the bundle", Duration::from_secs(30), || {
+        processed_count(&t) == 1
+    });
+    assert_eq!(t.commits_for("full-0000"), 1);
+    wait_until("health", Duration::from_secs(20), || {
+        let (status, h) = get_json(&d.addr, "/healthz");
+        status == 200 && h["queue_depth"] == 0
+    });
+    assert_eq!(t.status(), "");
+}
+
+#[test]
+fn a_git_lock_held_by_someone_else_is_reported_and_the_bundle_follows_once_it_goes() {
+    let t = VaultTest::new();
+    let d = start(&t);
+    wait_until("the first pass", Duration::from_secs(20), || {
+        t.exists("_site/paper/index.html")
+    });
+    let head = t.head();
+    std::fs::write(t.path(".git/index.lock"), "").unwrap();
+    drop_many(&t, "locked", 1);
+    wait_until(
+        "degraded health naming the lock",
+        Duration::from_secs(20),
+        || {
+            let (status, h) = get_json(&d.addr, "/healthz");
+            status == 503
+                && h["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.as_str().unwrap_or("").contains("index.lock"))
+        },
+    );
+    let (_, waiting) = sse(
+        &d.addr,
+        Some("0"),
+        "git.lock_waiting",
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(waiting.len(), 1, "an event says quire waits");
+    assert_eq!(t.head(), head, "nothing is committed past a locked index");
+    std::fs::remove_file(t.path(".git/index.lock")).unwrap();
+    wait_until("the bundle", Duration::from_secs(30), || {
+        processed_count(&t) == 1
+    });
+    wait_until("health", Duration::from_secs(20), || {
+        get_json(&d.addr, "/healthz").0 == 200
+    });
+    assert_eq!(t.commits_for("locked-0000"), 1);
+    assert_eq!(t.status(), "");
 }
