@@ -919,12 +919,9 @@ pub fn run_daemon(
         source: std::io::Error::other(e),
     })?;
     ready(bound);
+    let limits = super::Limits::of(&vault.config().daemon);
     let served = runtime.block_on(async {
-        axum::serve(
-            listener,
-            router(daemon.handle()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
+        super::listen::serve(listener, router(daemon.handle()), limits, {
             let handle = daemon.handle();
             async move {
                 super::serve::signals().await;

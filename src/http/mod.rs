@@ -5,7 +5,9 @@
 //! [`serve`] is `quire serve`, a site with live reload. The daemon's API builds on the same pieces.
 
 pub mod api;
+mod listen;
 mod serve;
 pub mod site;
 
+pub use listen::Limits;
 pub use serve::{ServeError, ServeOptions, serve};

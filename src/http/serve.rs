@@ -138,6 +138,7 @@ pub fn serve(
         .route("/__quire/events", get(events))
         .fallback(get(page))
         .with_state(shared);
+    let limits = super::Limits::of(&vault.config().daemon);
     let result = runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
@@ -151,8 +152,7 @@ pub fn serve(
             source,
         })?;
         ready(addr);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signals())
+        super::listen::serve(listener, app, limits, signals())
             .await
             .map_err(|source| ServeError::Io {
                 context: "the server failed".into(),

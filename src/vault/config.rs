@@ -72,12 +72,23 @@ impl Default for PublishConfig {
 pub struct DaemonConfig {
     /// Address the daemon listens on. Loopback unless the operator says otherwise.
     pub listen: String,
+    /// Most HTTP connections open at once; more are closed as they arrive, so clients can never
+    /// take the file descriptors the pipeline needs.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers (and to start the next request on a
+    /// kept-alive connection).
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may carry no bytes either way before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7878".into(),
+            max_connections: 256,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }

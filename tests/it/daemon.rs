@@ -1137,3 +1137,113 @@ fn a_git_lock_held_by_someone_else_is_reported_and_the_bundle_follows_once_it_go
     assert_eq!(t.commits_for("locked-0000"), 1);
     assert_eq!(t.status(), "");
 }
+
+#[test]
+fn clients_holding_connections_open_are_cut_off_and_never_starve_the_pipeline() {
+    let t = VaultTest::new();
+    let cfg = t
+        .read("quire.toml")
+        .replace("max_connections = 256", "max_connections = 32")
+        .replace("header_timeout_secs = 10", "header_timeout_secs = 1")
+        .replace("idle_timeout_secs = 60", "idle_timeout_secs = 2");
+    t.commit(&[("quire.toml", &cfg)], "tight connection limits");
+    // A small descriptor limit, as on a machine with a default of 1,024, makes starvation quick.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&t.root)
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 400 && exec '{}' daemon --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_quire")
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    isolated(&mut cmd, t.tmp.path());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    let d = Daemon {
+        child,
+        addr,
+        _stdout: stdout,
+    };
+    wait_until("the first pass", Duration::from_secs(20), || {
+        t.exists("_site/paper/index.html")
+    });
+
+    // 600 clients each send half a request and wait: more than the descriptors the daemon has.
+    let mut held = Vec::new();
+    for _ in 0..600 {
+        let mut s = TcpStream::connect(&d.addr).unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        held.push(s);
+    }
+    // The pipeline still has its files: a bundle dropped now is applied.
+    drop_many(&t, "busy", 1);
+    wait_until("the bundle", Duration::from_secs(30), || {
+        processed_count(&t) == 1
+    });
+    // Every one of them is closed by the daemon: over the cap at once, the rest after the
+    // header timeout.
+    let started = Instant::now();
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                // A 408 or similar before closing is fine.
+                Ok(_) => continue,
+                // Still open when the read timed out.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        assert!(closed, "a held connection was left open");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    // Answering as before.
+    let (status, h) = get_json(&d.addr, "/healthz");
+    assert_eq!(status, 200, "{h}");
+    // A kept-alive connection that goes quiet is closed too (idle, then the header clock).
+    let mut quiet = TcpStream::connect(&d.addr).unwrap();
+    quiet
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr).as_bytes())
+        .unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while let Ok(n) = quiet.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
