@@ -11,6 +11,10 @@
 #   scripts/bench.sh daemon    `quire daemon` on a 10,000-note vault: drop-to-done latency of single
 #                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
 #                              after it, and GET /api/tasks and /api/agenda under wrk.
+#   scripts/bench.sh tasks     one note holding 40,000, 80,000 and 160,000 tasks (TASKS): `quire
+#                              index --full` and a cold `quire render`, which grow linearly, beside
+#                              Zola and Hugo building the same note as one page, and `grep -c` over
+#                              it as a floor.
 #   scripts/bench.sh render    `quire render` (paper theme) on 1,000, 10,000 and 100,000 notes:
 #                              cold, unchanged and after one edit; beside Hugo and Zola building the
 #                              same corpus (when installed), in BENCH_DIR (tmpfs by default) and on
@@ -289,6 +293,67 @@ for n, what, (wall, cpu, rss) in rows:
 PY
 }
 
+bench_tasks() {
+  build
+  BENCH_DIR=${BENCH_DIR:-/dev/shm} workdir
+  local sizes=(${TASKS:-40000 80000 160000})
+  local zola=${ZOLA:-$(command -v zola || echo "$shared/bench/bin/zola")}
+  echo "# one note with N tasks: quire index and render beside zola ($("$zola" --version 2>/dev/null || echo absent)) and hugo ($(command -v hugo >/dev/null && hugo version | cut -d' ' -f2 || echo absent)) building it as one page; in $work"
+  python3 - "$quire" "$work" "$zola" "${sizes[@]}" <<'PY'
+import os, shutil, subprocess, sys, tempfile
+quire, work, zola, sizes = sys.argv[1], sys.argv[2], sys.argv[3], [int(x) for x in sys.argv[4:]]
+hugo = shutil.which("hugo")
+zola = zola if os.access(zola, os.X_OK) else None
+
+def timed(cmd, cwd=None):
+    """(wall s, cpu s, peak RSS MiB) of one run, from /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r") as tf:
+        subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", tf.name] + cmd, cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wall, user, sys_, rss = tf.read().split()[-4:]
+        return float(wall), float(user) + float(sys_), int(rss) / 1024
+
+def note(n):
+    lines = ["# Many tasks", ""]
+    for i in range(n):
+        lines.append(f"- [ ] task {i} #tag{i % 50} 📅 2026-12-{i % 28 + 1:02d} ⏫")
+    return "\n".join(lines) + "\n"
+
+rows = []
+for n in sizes:
+    body = note(n)
+    v = f"{work}/q{n}"
+    os.makedirs(f"{v}/03_NOTES")
+    open(f"{v}/quire.toml", "w").close()
+    open(f"{v}/03_NOTES/Many.md", "w").write(body)
+    subprocess.run([quire, "init", v], check=True, stdout=subprocess.DEVNULL)
+    rows.append((n, "grep -c (reading the note once)", timed(["grep", "-c", "-F", "-e", "- [ ]", f"{v}/03_NOTES/Many.md"])))
+    rows.append((n, "quire index --full", timed([quire, "--vault", v, "index", "--full"])))
+    shutil.rmtree(f"{v}/.quire", ignore_errors=True)
+    rows.append((n, "quire render, cold (index built too)", timed([quire, "--vault", v, "render"])))
+    if zola:
+        z = f"{work}/z{n}"
+        os.makedirs(f"{z}/content"); os.makedirs(f"{z}/templates")
+        open(f"{z}/config.toml", "w").write('base_url = "/"\n')
+        open(f"{z}/templates/index.html", "w").write("<html><body>{{ section.title }}</body></html>")
+        open(f"{z}/templates/page.html", "w").write("<html><body>{{ page.content | safe }}</body></html>")
+        open(f"{z}/content/many.md", "w").write('+++\ntitle = "Many"\n+++\n' + body)
+        rows.append((n, "zola build (the note as one page)", timed([zola, "--root", z, "build", "-o", f"{z}/out", "--force"])))
+    if hugo:
+        h = f"{work}/h{n}"
+        os.makedirs(f"{h}/content"); os.makedirs(f"{h}/layouts/_default")
+        open(f"{h}/hugo.toml", "w").write('baseURL = "/"\ndisableKinds = ["taxonomy", "term", "RSS", "sitemap"]\n')
+        open(f"{h}/layouts/_default/single.html", "w").write("<html><body>{{ .Content }}</body></html>")
+        open(f"{h}/layouts/_default/list.html", "w").write("<html><body>{{ .Title }}</body></html>")
+        open(f"{h}/content/many.md", "w").write('---\ntitle: Many\n---\n' + body)
+        rows.append((n, "hugo (the note as one page)", timed([hugo, "-s", h, "-d", f"{h}/out", "--quiet"])))
+
+print(f"{'tasks':>7}  {'what':40} {'wall s':>8} {'CPU s':>8} {'RSS MiB':>8}")
+for n, what, (wall, cpu, rss) in rows:
+    print(f"{n:>7}  {what:40} {wall:8.2f} {cpu:8.2f} {rss:8.0f}")
+PY
+}
+
 bench_sandbox() {
   build; workdir
   echo "# quire sandbox on a $notes-note vault (seed $seed), $bundles single-file bundles, in $work"
@@ -488,8 +553,9 @@ PY
 case "${1:-}" in
   apply) bench_apply ;;
   index) bench_index ;;
+  tasks) bench_tasks ;;
   render) bench_render ;;
   sandbox) bench_sandbox ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh apply|index|render|sandbox|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|daemon" >&2; exit 2 ;;
 esac

@@ -52,7 +52,7 @@ impl Index {
         cal.append_property(("VERSION", "2.0"));
         cal.append_property(("PRODID", "-//quire//quire task calendar//EN"));
         cal.append_property(("CALSCALE", "GREGORIAN"));
-        cal.name(name);
+        cal.name(&text(name));
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         for row in rows {
             let (json, mtime_ns) = row?;
@@ -106,14 +106,35 @@ fn priority(p: Option<&str>) -> Option<u32> {
 fn common<C: Component>(c: &mut C, task: &TaskView, uid: &str, stamp: DateTime<Utc>) {
     c.uid(uid);
     c.timestamp(stamp);
-    c.summary(&task.text);
-    c.description(&format!("{}:{}", task.path, task.line));
+    c.summary(&text(&task.text));
+    c.description(&text(&format!("{}:{}", task.path, task.line)));
     if let Some(p) = priority(task.priority.as_deref()) {
         c.priority(p);
     }
     if !task.tags.is_empty() {
-        c.add_property("CATEGORIES", task.tags.join(","));
+        c.add_property("CATEGORIES", text(&task.tags.join(",")));
     }
+}
+
+/// A value fit for an iCalendar TEXT property (RFC 5545 §3.3.11, which admits no control
+/// characters but tab). A line break (CR, LF or CRLF) becomes one `\n`, which the writer escapes;
+/// any other control character is dropped. A bare CR written raw would end the property line, so
+/// a note could otherwise add properties of its own (`SUMMARY:a\rSUMMARY:forged`).
+fn text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push('\n');
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn event(task: &TaskView, uid: &str, stamp: DateTime<Utc>) -> Event {
@@ -162,4 +183,15 @@ fn todo(task: &TaskView, uid: &str, stamp: DateTime<Utc>) -> Todo {
         }
     }
     t.done()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_never_reach_the_calendar_raw() {
+        assert_eq!(super::text("a\rSUMMARY:x"), "a\nSUMMARY:x");
+        assert_eq!(super::text("a\r\nb\nc"), "a\nb\nc");
+        assert_eq!(super::text("v\u{b}t\u{1b}[31m\u{7f}\tz"), "vt[31m\tz");
+        assert_eq!(super::text("plain, text; ok"), "plain, text; ok");
+    }
 }

@@ -232,8 +232,17 @@ fn render_inner(
     };
 
     let masked = mask_comment_blocks(body);
-    let parser = Parser::new_ext(&masked, options()).into_offset_iter();
+    let footed = inline_footnotes(&masked);
+    let masked: &str = footed.as_deref().unwrap_or(&masked);
+    let mut marks = Marks::default();
+    let parser = Parser::new_ext(masked, options()).into_offset_iter();
     for (event, range) in parser {
+        // A highlight left open at the end of its block was two literal `=` after all.
+        if let Event::End(end) = &event
+            && ends_block(end)
+        {
+            marks.open = None;
+        }
         if separates_text(&event) {
             out.excerpt_gap = true;
         }
@@ -318,7 +327,7 @@ fn render_inner(
                 }
             }
             Event::Start(Tag::BlockQuote(kind)) => {
-                let callout = callout_at(&masked, range.start).filter(|_| kind.is_none());
+                let callout = callout_at(masked, range.start).filter(|_| kind.is_none());
                 match callout {
                     Some((kind, fold, title)) => {
                         let mut html = String::new();
@@ -366,7 +375,7 @@ fn render_inner(
             }
             Event::Start(Tag::Link { .. }) | Event::Code(_) if strip_callout_title => {
                 strip_callout_title = false;
-                push_event(sink, event, out, in_link > 0, htext, &root);
+                push_event(sink, event, out, in_link > 0, htext, &root, &mut marks);
             }
             Event::End(TagEnd::Paragraph) if drop_paragraph_end => {
                 drop_paragraph_end = false;
@@ -381,8 +390,8 @@ fn render_inner(
                 }
             }
             Event::Start(Tag::Item) => {
-                let at = marker_start(&masked, range.start);
-                match task_marker(&masked, at) {
+                let at = marker_start(masked, range.start);
+                match task_marker(masked, at) {
                     Some((c, text_start)) => {
                         let mut html = String::from("<li class=\"task");
                         html.push_str(match c {
@@ -426,6 +435,7 @@ fn render_inner(
                             in_link > 0,
                             htext,
                             &root,
+                            &mut marks,
                         );
                     }
                 }
@@ -526,7 +536,24 @@ fn render_inner(
                     Target::File { path: p, url: href } => {
                         let image = is_image(&p);
                         out.attachments.insert(p.clone());
-                        if image {
+                        let size = image
+                            .then(|| masked.get(range.clone()).and_then(embed_size))
+                            .flatten();
+                        if let Some((width, height)) = size {
+                            // `![[a.png|100]]`, `![[a.png|100x80]]`: a size, as Obsidian reads it,
+                            // not alt text.
+                            let mut html = String::from("<img src=\"");
+                            escape_into(&href, &mut html);
+                            html.push_str("\" alt=\"");
+                            escape_into(p.rsplit('/').next().unwrap_or(&p), &mut html);
+                            html.push_str(&format!("\" width=\"{width}\""));
+                            if let Some(h) = height {
+                                html.push_str(&format!(" height=\"{h}\""));
+                            }
+                            html.push('>');
+                            sink.push(Event::Html(CowStr::from(html)));
+                            skip_until_end = 1;
+                        } else if image {
                             link_ends.push(LinkEnd::Image);
                             sink.push(Event::Start(Tag::Image {
                                 link_type: LinkType::Inline,
@@ -619,7 +646,7 @@ fn render_inner(
                 out.raw_html = true;
                 sink.push(event);
             }
-            other => push_event(sink, other, out, in_link > 0, htext, &root),
+            other => push_event(sink, other, out, in_link > 0, htext, &root, &mut marks),
         }
     }
 
@@ -660,6 +687,7 @@ enum LinkEnd {
 
 /// Pushes an ordinary event: text feeds the heading text and the excerpt, gets its `#tags` linked
 /// and its `^block` id made an anchor.
+#[allow(clippy::too_many_arguments)]
 fn push_event<'e>(
     sink: &mut Vec<Event<'e>>,
     event: Event<'e>,
@@ -667,6 +695,7 @@ fn push_event<'e>(
     in_link: bool,
     heading: Option<&mut String>,
     root: &str,
+    marks: &mut Marks,
 ) {
     match event {
         Event::Text(t) => {
@@ -690,7 +719,15 @@ fn push_event<'e>(
                 out.excerpt_chars += out.excerpt[before..].chars().count();
             }
             let (t, block) = strip_block_id(t);
-            if in_link || !t.contains('#') {
+            if t.contains("==") {
+                marks.split(sink, t, |sink, piece| {
+                    if in_link || !piece.contains('#') {
+                        sink.push(Event::Text(piece));
+                    } else {
+                        link_tags(sink, piece, root);
+                    }
+                });
+            } else if in_link || !t.contains('#') {
                 sink.push(Event::Text(t));
             } else {
                 link_tags(sink, t, root);
@@ -710,6 +747,193 @@ fn push_event<'e>(
         }
         other => sink.push(other),
     }
+}
+
+/// Obsidian's `==highlights==`: a `==` that a non-space follows opens one, a `==` after a non-space
+/// closes the one open in the same block. The opener is written as text first and becomes `<mark>`
+/// only when its closer comes, so a lone `==` stays two equals signs.
+#[derive(Default)]
+struct Marks {
+    /// Where in the sink the open highlight's `==` is.
+    open: Option<usize>,
+}
+
+impl Marks {
+    /// Pushes `text` with its highlight markers; `push` pushes the pieces between them.
+    fn split<'e>(
+        &mut self,
+        sink: &mut Vec<Event<'e>>,
+        text: CowStr<'e>,
+        mut push: impl FnMut(&mut Vec<Event<'e>>, CowStr<'e>),
+    ) {
+        let mut last = 0;
+        let mut at = 0;
+        while let Some(found) = text[at..].find("==") {
+            let i = at + found;
+            at = i + 2;
+            let before = text[..i].chars().next_back();
+            let after = text[i + 2..].chars().next();
+            // `===` and longer runs are not markers.
+            if before == Some('=') || after == Some('=') {
+                continue;
+            }
+            let can_close = before.is_none_or(|c| !c.is_whitespace());
+            let can_open = after.is_none_or(|c| !c.is_whitespace());
+            let closing = self.open.is_some() && can_close;
+            if !closing && !can_open {
+                continue;
+            }
+            if i > last {
+                push(sink, CowStr::from(text[last..i].to_owned()));
+            }
+            last = i + 2;
+            if closing {
+                if let Some(o) = self.open.take()
+                    && matches!(sink.get(o), Some(Event::Text(t)) if t.as_ref() == "==")
+                {
+                    sink[o] = Event::Html(CowStr::from("<mark>"));
+                    sink.push(Event::Html(CowStr::from("</mark>")));
+                } else {
+                    sink.push(Event::Text(CowStr::from("==")));
+                }
+            } else {
+                self.open = Some(sink.len());
+                sink.push(Event::Text(CowStr::from("==")));
+            }
+        }
+        if last == 0 {
+            push(sink, text);
+        } else if last < text.len() {
+            push(sink, CowStr::from(text[last..].to_owned()));
+        }
+    }
+}
+
+/// Whether `end` closes a block, past which a highlight cannot continue.
+fn ends_block(end: &TagEnd) -> bool {
+    matches!(
+        end,
+        TagEnd::Paragraph
+            | TagEnd::Heading(_)
+            | TagEnd::Item
+            | TagEnd::TableCell
+            | TagEnd::BlockQuote(_)
+            | TagEnd::FootnoteDefinition
+            | TagEnd::CodeBlock
+    )
+}
+
+/// The size of an image embed, as Obsidian reads what follows its last `|`: `![[a.png|100]]` is
+/// 100 pixels wide, `![[a.png|100x80]]` also 80 high (`![alt|100](a.png)` too).
+fn embed_size(source: &str) -> Option<(u32, Option<u32>)> {
+    let label = if let Some(inner) = source.strip_prefix("![[") {
+        inner.strip_suffix("]]")?
+    } else {
+        let inner = source.strip_prefix("![")?;
+        &inner[..inner.find("](")?]
+    };
+    let size = label.rsplit_once('|')?.1.trim();
+    let (w, h) = match size.split_once('x') {
+        Some((w, h)) => (w, Some(h)),
+        None => (size, None),
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    Some((
+        number(w)?,
+        match h {
+            Some(h) => Some(number(h)?),
+            None => None,
+        },
+    ))
+}
+
+/// Obsidian's inline footnotes (`text^[a note]`) rewritten as the reference footnotes pulldown-cmark
+/// renders (`text[^quire-inline-1]`, the definitions appended), outside code. `None` when the text
+/// has none.
+fn inline_footnotes(text: &str) -> Option<String> {
+    if !text.contains("^[") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut notes: Vec<&str> = Vec::new();
+    let mut fence: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(f) = fence {
+            if trimmed.starts_with(f) {
+                fence = None;
+            }
+            out.push_str(line);
+            continue;
+        }
+        if let Some(f) = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f)) {
+            fence = Some(f);
+            out.push_str(line);
+            continue;
+        }
+        let mut i = 0;
+        while i < line.len() {
+            let rest = &line[i..];
+            if rest.starts_with('`') {
+                // A code span: copied through its closing run of backticks, untouched.
+                let run = rest.len() - rest.trim_start_matches('`').len();
+                let ticks = &rest[..run];
+                match rest[run..].find(ticks) {
+                    Some(end) => {
+                        out.push_str(&rest[..run + end + run]);
+                        i += run + end + run;
+                    }
+                    None => {
+                        out.push_str(ticks);
+                        i += run;
+                    }
+                }
+                continue;
+            }
+            if rest.starts_with("^[") && !line[..i].ends_with('\\') {
+                let mut depth = 0usize;
+                let mut end = None;
+                for (k, c) in rest[1..].char_indices() {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = Some(1 + k);
+                                break;
+                            }
+                        }
+                        '\n' => break,
+                        _ => {}
+                    }
+                }
+                if let Some(end) = end {
+                    let note = &rest[2..end];
+                    if !note.trim().is_empty() {
+                        notes.push(note.trim());
+                        out.push_str(&format!("[^quire-inline-{}]", notes.len()));
+                        i += end + 1;
+                        continue;
+                    }
+                }
+            }
+            let c = rest.chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    if notes.is_empty() {
+        return None;
+    }
+    out.push_str("\n\n");
+    for (n, note) in notes.iter().enumerate() {
+        out.push_str(&format!("[^quire-inline-{}]: {note}\n", n + 1));
+    }
+    Some(out)
 }
 
 /// `text` without Obsidian's `%% comments %%` (those spanning lines are masked before parsing).
@@ -914,6 +1138,50 @@ mod tests {
             out.attachments.iter().collect::<Vec<_>>(),
             ["docs/paper.pdf", "img/pic.png"]
         );
+    }
+
+    #[test]
+    fn obsidian_syntax_in_tables_sizes_highlights_and_inline_footnotes() {
+        let notes = [
+            (
+                "a/Note.md",
+                "| view | image |\n|---|---|\n| [[Other\\|the other]] | ![[pic.png\\|100]] |\n\n\
+                 ![[pic.png|120x80]] ![wide|64](img/pic.png) ![[pic.png|alt text]]\n\n\
+                 A ==bright== idea, ==*mixed* words==, a == b, x==y and ===.\n\n\
+                 Said^[an aside with [[Other]]] and `code ^[not a note]` and \\^[escaped].\n\n\
+                 ```\nfenced ^[kept]\n```\n",
+            ),
+            ("b/Other.md", "# Other"),
+        ];
+        let out = render(&notes, "a/Note.md", &["a/Note.md", "b/Other.md"]);
+        let h = &out.html;
+        assert_eq!(out.broken, 0, "{h}");
+        assert!(
+            h.contains("<a class=\"wikilink\" href=\"../../b/other/\">the other</a>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("<img src=\"../../img/pic.png\" alt=\"pic.png\" width=\"100\">"),
+            "{h}"
+        );
+        assert!(
+            h.contains("alt=\"pic.png\" width=\"120\" height=\"80\">"),
+            "{h}"
+        );
+        assert!(h.contains("width=\"64\">"), "{h}");
+        assert!(
+            h.contains("alt=\"alt text\""),
+            "not a size, so alt text: {h}"
+        );
+        assert!(h.contains("A <mark>bright</mark> idea"), "{h}");
+        assert!(h.contains("<mark><em>mixed</em> words</mark>"), "{h}");
+        assert!(h.contains("a == b, x==y and ===."), "{h}");
+        assert!(h.contains("class=\"footnote-reference\""), "{h}");
+        assert!(h.contains("an aside with <a class=\"wikilink\""), "{h}");
+        assert!(h.contains("<code>code ^[not a note]</code>"), "{h}");
+        assert!(h.contains("^[escaped]"), "{h}");
+        assert!(h.contains("fenced ^[kept]"), "{h}");
+        assert!(!h.contains("^[an aside"), "{h}");
     }
 
     #[test]

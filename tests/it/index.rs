@@ -672,6 +672,37 @@ fn calendar_parses_back_with_an_independent_icalendar_parser() {
     );
 }
 
+#[test]
+fn a_note_cannot_add_calendar_properties_with_control_characters() {
+    let v = VaultTest::new();
+    v.commit(
+        &[(
+            "03_NOTES/inject.md",
+            "- [ ] a\rSUMMARY:INJECT\u{b}\u{1b}[2J 📅 2026-12-01\n- [ ] b\rBEGIN:VALARM 📅 2026-12-02\n",
+        )],
+        "a hostile note",
+    );
+    let ics = String::from_utf8(v.quire(&["calendar"]).stdout).unwrap();
+    for (i, line) in ics.split("\r\n").enumerate() {
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\t'),
+            "line {i} holds a control character: {line:?}"
+        );
+        assert!(
+            !line.starts_with("SUMMARY:INJECT") && !line.starts_with("BEGIN:VALARM"),
+            "{line:?}"
+        );
+    }
+    let events = parse_ics(&ics, "VEVENT");
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["SUMMARY"].starts_with("a\\nSUMMARY:INJECT")),
+        "{events:?}"
+    );
+}
+
 /// Components of one kind, each as property name → value, read by the `ical` crate.
 fn parse_ics(ics: &str, kind: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = ical::IcalParser::new(std::io::BufReader::new(ics.as_bytes()));

@@ -172,3 +172,57 @@ fn headings_tags_and_links_agree_with_obsidian() {
     assert!(unexpected.is_empty(), "{unexpected:#?}");
     assert!(headings_ok == n && tags_ok >= n - 1 && links_ok >= n - 1);
 }
+
+/// A vault written in Obsidian the way its users write, read as a new user of quire would: `quire
+/// check` reports only the links Obsidian could not resolve either, and pages are titled as
+/// Obsidian titles notes.
+#[test]
+fn a_vault_written_in_obsidian_checks_and_renders_as_obsidian_reads_it() {
+    let v = crate::harness::VaultTest::new();
+    v.commit(
+        &[
+            (
+                "03_NOTES/Views.md",
+                "# Views\n\n| view | preview |\n|---|---|\n| [[Table view\\|Table]] | ![[image.jpg\\|100]] |\n| [[Board view#Columns\\|Board]] | ![[image.jpg\\|100x80]] |\n\nSee [[Table view|the table]] and [[Nowhere]].\n",
+            ),
+            ("03_NOTES/Table view.md", "Rows and columns.\n"),
+            ("03_NOTES/Board view.md", "## Columns\n"),
+            ("03_NOTES/image.jpg", "not really a JPEG"),
+            (
+                "03_NOTES/Tips.md",
+                "Some text ==worth noting==.^[A footnote written inline.]\n\n### Change the title\n\nIt is done in the front matter.\n",
+            ),
+        ],
+        "written in Obsidian",
+    );
+    let out = v.quire(&["check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let broken: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["code"] == "broken_link" || p["code"] == "broken_embed")
+        .map(|p| format!("{}:{} {}", p["file"], p["line"], p["message"]))
+        .collect();
+    assert_eq!(broken.len(), 1, "only [[Nowhere]] is broken: {broken:#?}");
+    assert!(broken[0].contains("Nowhere"), "{broken:?}");
+
+    assert!(v.quire(&["render"]).status.success());
+    let tips = v.read("_site/paper/03_notes/tips/index.html");
+    assert!(
+        tips.contains("<title>Tips"),
+        "titled by its file name, not its ### heading"
+    );
+    assert!(tips.contains("<mark>worth noting</mark>"));
+    assert!(tips.contains("A footnote written inline.") && !tips.contains("^[A footnote"));
+    let views = v.read("_site/paper/03_notes/views/index.html");
+    assert!(
+        views.contains("width=\"100\" height=\"80\""),
+        "an embed's size is its size"
+    );
+    assert_eq!(
+        views.matches("broken").count(),
+        1,
+        "only [[Nowhere]] is marked broken, none in the tables"
+    );
+}
