@@ -80,6 +80,40 @@ pub fn trim_c_heap() {
     }
 }
 
+/// Shared pieces of the property-based fuzz targets (each lives in the test module of what it
+/// fuzzes). `cargo test` runs each target briefly; `scripts/fuzz.sh` runs them long by setting
+/// `PROPTEST_CASES`. Failures found are kept in `proptest-regressions/` and replayed first.
+#[cfg(test)]
+pub(crate) mod fuzz {
+    use proptest::prelude::*;
+
+    /// The configuration of a target: `cases` runs unless `PROPTEST_CASES` says otherwise.
+    pub(crate) fn config(cases: u32) -> ProptestConfig {
+        let mut c = ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            c.cases = cases;
+        }
+        c
+    }
+
+    /// Text built from the pieces that parsers of paths, Markdown, YAML and task lines treat
+    /// specially, mixed with arbitrary characters: random bytes alone almost never reach the
+    /// interesting branches.
+    pub(crate) fn tricky_text(
+        pieces: &'static [&'static str],
+        max: usize,
+    ) -> BoxedStrategy<String> {
+        let piece = prop_oneof![
+            4 => proptest::sample::select(pieces).prop_map(str::to_owned),
+            1 => any::<char>().prop_map(String::from),
+            1 => "[a-z ]{1,8}",
+        ];
+        proptest::collection::vec(piece, 0..max)
+            .prop_map(|v| v.concat())
+            .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -723,7 +723,7 @@ fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn limits() -> ContributionsConfig {
@@ -889,5 +889,149 @@ mod tests {
             parse(&bundle(&nest(124))).unwrap_err().code,
             ErrorCode::TooLarge
         );
+    }
+
+    /// Bundles as a contributor (or an attacker) might write them: every op, paths built from the
+    /// pieces path checks care about, JSON Patch and body operations, extra and missing fields.
+    pub(crate) fn arbitrary_bundle() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        use serde_json::json;
+        const PIECES: &[&str] = &[
+            "03_NOTES/",
+            "a.md",
+            "b.md",
+            "/",
+            "..",
+            ".git/",
+            ".gitignore",
+            "quire.toml",
+            "themes/",
+            "data.json",
+            "x.yaml",
+            "c.toml",
+            "\\",
+            ":",
+            " ",
+            "é",
+            ".env",
+            "07_LOGS/",
+            "06_RUNS/",
+        ];
+        let path = prop_oneof![
+            2 => proptest::sample::select(&["03_NOTES/a.md", "03_NOTES/b.md", "data.json", "x.yaml", "c.toml"][..])
+                .prop_map(str::to_owned),
+            3 => "(0[0-5]_[A-Z]{1,5}/)?[a-z]{1,6}\\.(md|json|yaml|toml)",
+            1 => crate::fuzz::tricky_text(PIECES, 5),
+        ];
+        let value = prop_oneof![
+            Just(json!(null)),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z#\\[\\]|^=-]{0,12}".prop_map(|s| json!(s)),
+            Just(json!({ "k": [1, 2] })),
+        ];
+        let pointer = prop_oneof![
+            Just("".to_owned()),
+            Just("/".to_owned()),
+            "(/[a-z0-9~-]{0,4}){1,3}",
+            Just("/a/-".to_owned()),
+        ];
+        let patch_op = (
+            proptest::sample::select(
+                &["add", "remove", "replace", "move", "copy", "test", "nope"][..],
+            ),
+            pointer.clone(),
+            pointer,
+            value.clone(),
+        )
+            .prop_map(|(op, path, from, value)| match op {
+                "remove" => json!({ "op": op, "path": path }),
+                "move" | "copy" => json!({ "op": op, "path": path, "from": from }),
+                _ => json!({ "op": op, "path": path, "value": value }),
+            });
+        let body_op = prop_oneof![
+            "[a-z\\n#-]{0,12}".prop_map(|c| json!({ "append": c })),
+            "[a-z\\n]{0,12}".prop_map(|c| json!({ "prepend": c })),
+            ("[A-Za-z #]{0,8}", "[a-z\\n-]{0,12}")
+                .prop_map(|(h, c)| json!({ "append_under_heading": h, "content": c })),
+            ("[a-z]{0,6}", "[a-z\\n]{0,8}")
+                .prop_map(|(b, c)| json!({ "replace_block": b, "content": c })),
+            ("[a-z]{0,4}", "[a-z]{0,4}", 1u32..3)
+                .prop_map(|(f, w, n)| json!({ "replace": { "find": f, "with": w, "count": n } })),
+        ];
+        let change = prop_oneof![
+            (path.clone(), "[a-z\\n#\\[\\] -]{0,40}")
+                .prop_map(|(p, c)| json!({ "op": "create", "path": p, "content": c })),
+            (path.clone(), "[A-Za-z0-9+/=]{0,16}").prop_map(
+                |(p, c)| json!({ "op": "create", "path": p, "content": c, "encoding": "base64" })
+            ),
+            path.clone()
+                .prop_map(|p| json!({ "op": "delete", "path": p })),
+            (path.clone(), path.clone())
+                .prop_map(|(p, t)| json!({ "op": "move", "path": p, "to": t })),
+            (
+                path.clone(),
+                proptest::collection::vec(patch_op.clone(), 0..4)
+            )
+                .prop_map(|(p, ops)| json!({ "op": "patch", "path": p, "patch": ops })),
+            (path.clone(), proptest::collection::vec(patch_op, 0..4))
+                .prop_map(|(p, ops)| json!({ "op": "patch", "path": p, "frontmatter": ops })),
+            (path.clone(), proptest::collection::vec(body_op, 0..4))
+                .prop_map(|(p, ops)| json!({ "op": "patch", "path": p, "body": ops })),
+            (path, value).prop_map(|(p, v)| json!({ "op": "patch", "path": p, "patch": v })),
+        ];
+        let envelope = (
+            prop_oneof![4 => "[a-z][a-z0-9-]{0,10}", 1 => "[A-Za-z0-9._~-]{0,12}"],
+            proptest::collection::vec(change, 1..5),
+            proptest::option::weighted(0.2, proptest::sample::select(&["main", "sandbox:m-1", "sandbox:../x", "develop"][..])),
+            proptest::bool::weighted(0.9),
+        )
+            .prop_map(|(id, changes, target, author)| {
+                let mut b = json!({ "contract": CONTRACT, "id": id, "message": "fuzz", "changes": changes });
+                if author {
+                    b["author"] = json!({ "name": "Fuzz", "email": "fuzz@example.org" });
+                }
+                if let Some(t) = target {
+                    b["target"] = json!(t);
+                }
+                serde_json::to_vec(&b).unwrap_or_default()
+            });
+        prop_oneof![
+            6 => envelope.clone(),
+            // Damaged: cut short, or a byte changed.
+            1 => (envelope.clone(), any::<proptest::sample::Index>())
+                .prop_map(|(b, i)| b[..i.index(b.len() + 1)].to_vec()),
+            1 => (envelope, any::<proptest::sample::Index>(), any::<u8>()).prop_map(|(mut b, i, x)| {
+                if !b.is_empty() {
+                    let at = i.index(b.len());
+                    b[at] = x;
+                }
+                b
+            }),
+            1 => proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(1000))]
+
+        /// Parsing never panics, and what it accepts holds only paths that are safe and open to
+        /// bundles, within the limits.
+        #[test]
+        fn fuzz_parsing_never_panics_and_accepts_only_safe_paths(bytes in arbitrary_bundle()) {
+            let limits = limits();
+            let Ok(b) = Bundle::parse(&bytes, &limits) else { return Ok(()) };
+            proptest::prop_assert!(is_valid_id(&b.id));
+            proptest::prop_assert!(!b.changes.is_empty() && b.changes.len() <= limits.max_changes);
+            for c in &b.changes {
+                let mut paths = vec![c.path()];
+                if let Change::Move { to, .. } = c {
+                    paths.push(to);
+                }
+                for p in paths {
+                    proptest::prop_assert_eq!(VaultPath::new(p.as_str()), Ok(p.clone()));
+                    proptest::prop_assert_eq!(p.protection(), None, "{} is protected", p);
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,8 @@
 //! [`ChangeSet`]: crate::vault::ChangeSet
 
 mod bundle;
+#[cfg(test)]
+pub(crate) use bundle::tests as bundle_tests;
 mod data;
 mod error;
 mod plan;

@@ -116,13 +116,24 @@ impl Document<'_> {
     }
 
     /// The note rewritten with `map` as its front matter and the body unchanged, byte for byte.
-    /// Entries that did not change keep their original text; an empty mapping removes the block.
+    /// Entries that did not change keep their original text; an empty mapping removes the block,
+    /// unless the body would then be read as front matter itself.
     pub fn with_front_matter(&self, map: &Map<String, Value>) -> Result<String, YamlError> {
         let mut out = String::with_capacity(self.body.len() + 256);
         if self.bom {
             out.push('\u{feff}');
         }
-        if !map.is_empty() {
+        // Found by fuzzing: a body that itself opens with a `---` line and closes it later (a
+        // thematic break, then another) would become the front matter once the block before it
+        // went, and its text would leave the body. Such a body keeps an empty block before it.
+        if map.is_empty() {
+            if self.front_matter.is_some() && split(self.body).front_matter.is_some() {
+                out.push_str("---");
+                out.push_str(self.newline);
+                out.push_str("---");
+                out.push_str(self.newline);
+            }
+        } else {
             let text = match self.front_matter {
                 Some(fm) => {
                     let yaml = fm.yaml.replace("\r\n", "\n");
@@ -151,6 +162,18 @@ impl Document<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn emptying_the_front_matter_never_turns_the_body_into_front_matter() {
+        let text = "---\nstatus: x\n---\n---\nSome text\n---\nmore\n";
+        let d = split(text);
+        let written = d.with_front_matter(&Map::new()).unwrap();
+        assert_eq!(split(&written).body, d.body);
+        assert_eq!(written, "---\n---\n---\nSome text\n---\nmore\n");
+        // A plain body loses the emptied block.
+        let plain = split("---\na: 1\n---\n# Body\n");
+        assert_eq!(plain.with_front_matter(&Map::new()).unwrap(), "# Body\n");
+    }
 
     #[test]
     fn splits_front_matter_and_body() {
@@ -210,5 +233,68 @@ mod tests {
         let d = split("---\na: 1\nb: [x\n---\nbody\n");
         let err = d.front_matter.unwrap().parse().unwrap_err();
         assert!(err.line >= 3, "{err:?}");
+    }
+
+    const YAML_PIECES: &[&str] = &[
+        "---\n",
+        "---\r\n",
+        "\n",
+        "\r\n",
+        "\u{feff}",
+        "title: ",
+        "tags: ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        "- ",
+        "  ",
+        "&a ",
+        "*a",
+        "<<: *a\n",
+        "!!str ",
+        "? ",
+        ": ",
+        "'",
+        "\"",
+        "#",
+        "|\n",
+        ">\n",
+        "...\n",
+        "%YAML 1.2\n",
+        "x",
+        "1",
+        "2026-12-01",
+        "~",
+        "null",
+        "\t",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(2000))]
+
+        /// Any text splits into front matter and body without a panic; the body is a suffix of
+        /// the text at the offset given; reading the front matter either succeeds or says why,
+        /// with a line inside the file, and writing a map back gives text that splits again.
+        #[test]
+        fn fuzz_front_matter_never_panics(text in crate::fuzz::tricky_text(YAML_PIECES, 40)) {
+            let d = split(&text);
+            proptest::prop_assert_eq!(&text[d.body_offset..], d.body);
+            match d.front_matter_map() {
+                Ok(map) => {
+                    if let Ok(written) = d.with_front_matter(&map) {
+                        // A body that starts with U+FEFF reads as a byte-order mark once no front
+                        // matter is before it; the text is the same either way.
+                        let again = split(&written);
+                        proptest::prop_assert_eq!(
+                            again.body.trim_start_matches('\u{feff}'),
+                            d.body.trim_start_matches('\u{feff}')
+                        );
+                    }
+                }
+                Err(e) => proptest::prop_assert!(e.line >= 1 && e.line <= text.lines().count() + 1, "line {} of {:?}", e.line, text),
+            }
+        }
     }
 }

@@ -673,4 +673,28 @@ mod tests {
         assert_eq!(n.tasks[0].fields.description, "done");
         assert!(n.tasks[0].fields.done.as_ref().unwrap().date.is_some());
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(1500))]
+
+        /// Any note is read without a panic: tasks and headings have lines inside the note, in
+        /// order, and every task's heading is one of the note's headings.
+        #[test]
+        fn fuzz_any_note_is_read(text in crate::fuzz::tricky_text(crate::render::MARKDOWN_PIECES, 60)) {
+            let n = parse_note("f", &text);
+            let lines = text.split_inclusive('\n').count().max(1) + 1;
+            let mut last = 0;
+            for t in &n.tasks {
+                proptest::prop_assert!(t.line >= 1 && t.line <= lines, "{} of {}", t.line, lines);
+                proptest::prop_assert!(t.line >= last);
+                last = t.line;
+                if let Some(h) = &t.heading {
+                    proptest::prop_assert!(n.headings.iter().any(|x| &x.text == h));
+                }
+            }
+            for h in &n.headings {
+                proptest::prop_assert!(h.line >= 1 && h.line <= lines);
+            }
+        }
+    }
 }

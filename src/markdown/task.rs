@@ -584,4 +584,60 @@ mod tests {
         assert_eq!(Status::from_char('?').name(), "?");
         assert!(Status::Cancelled.is_closed() && !Status::Other('>').is_closed());
     }
+
+    const TASK_PIECES: &[&str] = &[
+        "📅",
+        "⏳",
+        "🛫",
+        "➕",
+        "✅",
+        "❌",
+        "🔺",
+        "⏫",
+        "🔼",
+        "🔽",
+        "⏬",
+        "🔁",
+        "🆔",
+        "⛔",
+        "🏁",
+        " ",
+        "2026-12-01",
+        "2026-02-30",
+        "every day",
+        "[due:: ",
+        "[priority:: high",
+        "]",
+        "(",
+        ")",
+        "due::",
+        "::",
+        "#tag",
+        "#a/b",
+        "^blk-1",
+        " ^",
+        ",",
+        "\u{fe0f}",
+        "x",
+        "text",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(3000))]
+
+        /// A task line of any shape parses without a panic; what it keeps of a date is a real
+        /// date; the description is no longer than the line.
+        #[test]
+        fn fuzz_task_lines_never_panic(line in crate::fuzz::tricky_text(TASK_PIECES, 30)) {
+            let f = parse_fields(&line);
+            proptest::prop_assert!(f.description.len() <= line.len());
+            for d in [&f.due, &f.scheduled, &f.start, &f.created, &f.done, &f.cancelled].into_iter().flatten() {
+                if let Some(date) = d.date {
+                    proptest::prop_assert!(d.raw.starts_with(&date.format("%Y-%m-%d").to_string()));
+                }
+            }
+            let _ = f.invalid_dates();
+            let _ = f.stranded_fields();
+        }
+    }
 }

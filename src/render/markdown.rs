@@ -278,6 +278,12 @@ fn render_inner(
             }
             continue;
         }
+        // A link or code on a callout's title line ends the stripping of that line; the event
+        // itself is handled as anywhere else (a link resolved, its scheme checked). Pushing it
+        // as it came let `> [!note] [x](javascript:…)` through unchecked (found by fuzzing).
+        if strip_callout_title && matches!(event, Event::Start(Tag::Link { .. }) | Event::Code(_)) {
+            strip_callout_title = false;
+        }
         let in_heading = heading.is_some();
         let sink: &mut Vec<Event<'_>> = if in_heading {
             &mut heading_events
@@ -372,10 +378,6 @@ fn render_inner(
                 if matches!(event, Event::SoftBreak | Event::HardBreak) {
                     strip_callout_title = false;
                 }
-            }
-            Event::Start(Tag::Link { .. }) | Event::Code(_) if strip_callout_title => {
-                strip_callout_title = false;
-                push_event(sink, event, out, in_link > 0, htext, &root, &mut marks);
             }
             Event::End(TagEnd::Paragraph) if drop_paragraph_end => {
                 drop_paragraph_end = false;
@@ -1255,5 +1257,107 @@ mod tests {
         assert!(!out.html.contains("data:text"), "{}", out.html);
         assert!(out.html.contains("href=\"https://e.org\""), "{}", out.html);
         assert!(out.raw_html);
+    }
+
+    #[test]
+    fn a_link_on_a_callout_title_line_is_checked_like_any_other() {
+        // Found by fuzzing: the title line's link was pushed as it came, unresolved and unchecked.
+        let text = "> [!note] [click](javascript:alert(1)) more\n> body\n\n> [!tip] [[Other]]\n";
+        let out = render(
+            &[("N.md", text), ("Other.md", "# O")],
+            "N.md",
+            &["N.md", "Other.md"],
+        );
+        assert!(!out.html.contains("href=\"javascript:"), "{}", out.html);
+        assert!(
+            out.html
+                .contains("<a class=\"wikilink\" href=\"../other/\">Other</a>"),
+            "{}",
+            out.html
+        );
+        assert!(!out.raw_html);
+    }
+
+    fn render_one(text: &str) -> NoteHtml {
+        let notes = [
+            ("a/Note.md", text),
+            ("b/Other.md", "# Other\n![[a/Note]]\n"),
+        ];
+        render(&notes, "a/Note.md", &["a/Note.md", "b/Other.md"])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(1500))]
+
+        /// Any note renders without a panic, and what quire itself writes around it stays well
+        /// formed: every `<mark>`, `<a>` and `<span>` it opens is closed.
+        #[test]
+        fn fuzz_any_note_renders(text in crate::fuzz::tricky_text(crate::render::MARKDOWN_PIECES, 60)) {
+            let out = render_one(&text);
+            // No URL quire writes has a scheme that runs code, raw HTML or not (raw HTML is
+            // sanitized later, but quire's own links are not).
+            for attr in ["href=\"", "src=\""] {
+                for (at, _) in out.html.match_indices(attr) {
+                    let url: String = out.html[at + attr.len()..]
+                        .chars()
+                        .take_while(|c| *c != '"')
+                        .filter(|c| !c.is_whitespace() && !c.is_control())
+                        .collect::<String>()
+                        .to_ascii_lowercase();
+                    proptest::prop_assert!(
+                        !["javascript:", "vbscript:", "data:"].iter().any(|s| url.starts_with(s)),
+                        "{} in {:?} → {}", url, text, out.html
+                    );
+                }
+            }
+            if !out.raw_html {
+                for tag in ["mark", "a", "span", "div", "sup"] {
+                    let opened = out.html.matches(&format!("<{tag}>")).count()
+                        + out.html.matches(&format!("<{tag} ")).count();
+                    let closed = out.html.matches(&format!("</{tag}>")).count();
+                    proptest::prop_assert_eq!(opened, closed, "<{}> in {:?} → {}", tag, text, out.html);
+                }
+            }
+        }
+    }
+
+    /// Rendering terminates in time linear in the input: a note made of a snippet repeated 64
+    /// times takes at most a fixed multiple of 64 times the snippet alone. A timing, so it is not
+    /// part of `cargo test`; `scripts/fuzz.sh` runs it.
+    #[test]
+    #[ignore = "timing: run by scripts/fuzz.sh"]
+    fn fuzz_rendering_is_linear_in_the_input() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::new(crate::fuzz::config(200));
+        let strategy = crate::fuzz::tricky_text(crate::render::MARKDOWN_PIECES, 40);
+        let cases = runner.config().cases;
+        let (mut worst, mut worst_text) = (0.0f64, String::new());
+        for _ in 0..cases {
+            let Ok(tree) = strategy.new_tree(&mut runner) else {
+                continue;
+            };
+            let snippet = tree.current() + "\n\n";
+            let time = |text: &str| {
+                let t = std::time::Instant::now();
+                for _ in 0..3 {
+                    std::hint::black_box(render_one(text));
+                }
+                t.elapsed().as_secs_f64() / 3.0
+            };
+            let small = snippet.repeat(4);
+            let large = snippet.repeat(256);
+            let (a, b) = (time(&small), time(&large));
+            // 64 times the input; allow 4x on top for caches and allocation.
+            let ratio = b / a.max(20e-6);
+            if ratio > worst {
+                worst = ratio;
+                worst_text = snippet.clone();
+            }
+            assert!(
+                ratio < 64.0 * 4.0,
+                "rendering {snippet:?} repeated 256 times took {ratio:.0}x the time of 4 times"
+            );
+        }
+        eprintln!("{cases} notes; worst growth {worst:.0}x for 64x the input ({worst_text:?})");
     }
 }

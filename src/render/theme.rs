@@ -604,6 +604,19 @@ fn check_tokens(file: &str, map: &Map<String, Value>) -> Result<(), ThemeError> 
                     "token `{group}.{name}` = `{text}` holds `;`, braces, `<`, `>` or a comment, which could break out of its CSS"
                 )));
             }
+            // Found by fuzzing: a line break or other control character goes into the CSS raw,
+            // a backslash escapes the `;` that ends the declaration (swallowing the next one),
+            // and an unclosed quote turns the rest of its line into a broken string.
+            let unclosed = |q: char| text.matches(q).count() % 2 == 1;
+            if text.contains(|c: char| c.is_control() || c == '\\')
+                || unclosed('"')
+                || unclosed('\'')
+            {
+                return Err(bad(format!(
+                    "token `{group}.{name}` = `{}` holds a control character, a backslash or an unclosed quote; write the value plainly",
+                    text.escape_debug()
+                )));
+            }
         }
     }
     Ok(())
@@ -686,5 +699,113 @@ mod tests {
             let map: Map<String, Value> = serde_json::from_str(bad).unwrap();
             assert!(check_tokens("t", &map).is_err(), "{bad}");
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(2000))]
+
+        /// Tokens that pass the check become exactly one declaration each, inside the blocks
+        /// quire writes: no value can end its declaration early, swallow the next one, or leave
+        /// its block.
+        #[test]
+        fn fuzz_tokens_stay_inside_their_declaration(
+            entries in proptest::collection::vec(
+                ("[a-z]{1,6}", crate::fuzz::tricky_text(
+                    &["#fff", "red", " ", "\\", "\"", "'", ";", "}", "{", "/*", "*/", "\n", "\r",
+                      "\u{c}", "<", ">", "(", ")", "url(", "1px", "var(--x)", ":", "!important", "@"],
+                    8,
+                )),
+                1..6,
+            ),
+            dark in proptest::bool::ANY,
+        ) {
+            let group: Map<String, Value> = entries
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let mut tokens = Map::new();
+            tokens.insert("color".into(), Value::Object(group.clone()));
+            if dark {
+                let mut d = Map::new();
+                d.insert("color".into(), Value::Object(group.clone()));
+                tokens.insert("dark".into(), Value::Object(d));
+            }
+            if check_tokens("tokens.json", &tokens).is_err() {
+                return Ok(());
+            }
+            let css = tokens_to_css(&tokens);
+            let declarations = css_declarations(&css);
+            let blocks = if dark { 2 } else { 1 };
+            proptest::prop_assert_eq!(declarations.len(), group.len() * blocks, "{}", css);
+            for (name, value) in &declarations {
+                let token = name.strip_prefix("--color-").unwrap_or(name);
+                // Whitespace around a value is not part of it in CSS.
+                proptest::prop_assert_eq!(
+                    group.get(token).and_then(Value::as_str).map(str::trim),
+                    Some(value.as_str()),
+                    "{}",
+                    css
+                );
+            }
+        }
+    }
+
+    /// The custom-property declarations of `css` as a CSS tokenizer reads them (CSS Syntax §4):
+    /// strings, escapes and comments honoured; a declaration ends at an unescaped `;` or `}`
+    /// outside a string. Braces must balance.
+    fn css_declarations(css: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut depth = 0i32;
+        let mut current = String::new();
+        let mut chars = css.chars().peekable();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                current.push(c);
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            current.push(n);
+                        }
+                    }
+                    '\n' => quote = None, // a bad string ends at the line's end
+                    c if c == q => quote = None,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '\\' => {
+                    current.push(c);
+                    if let Some(n) = chars.next() {
+                        current.push(n);
+                    }
+                }
+                '"' | '\'' => {
+                    quote = Some(c);
+                    current.push(c);
+                }
+                '{' => {
+                    depth += 1;
+                    current.clear();
+                }
+                ';' | '}' => {
+                    let decl = current.trim();
+                    if let Some((name, value)) = decl.split_once(':')
+                        && name.trim().starts_with("--")
+                    {
+                        out.push((name.trim().to_owned(), value.trim().to_owned()));
+                    }
+                    current.clear();
+                    if c == '}' {
+                        depth -= 1;
+                        assert!(depth >= 0, "unbalanced braces in {css}");
+                    }
+                }
+                _ => current.push(c),
+            }
+        }
+        assert_eq!(depth, 0, "unbalanced braces in {css}");
+        out
     }
 }

@@ -502,6 +502,78 @@ mod tests {
         assert_eq!(VaultPath::new(".hidden").unwrap().extension(), None);
     }
 
+    const PATH_PIECES: &[&str] = &[
+        "/",
+        "/",
+        "/",
+        ".",
+        "..",
+        ".git",
+        ".GIT",
+        ".git.",
+        ".git ",
+        "git~1",
+        "GIT~12",
+        "\u{200c}",
+        "\u{feff}",
+        "\\",
+        ":",
+        "\0",
+        "\n",
+        " ",
+        "a",
+        "note.md",
+        "é",
+        "日本",
+        ".env",
+        ".ENV",
+        "contributions",
+        "Contributions",
+        "_site",
+        "sandbox",
+        ".quire",
+        "quire.toml",
+        "themes",
+        "06_RUNS",
+        ".gitignore",
+        "%2e%2e",
+        "~",
+        "C:",
+        "//",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(2000))]
+
+        /// Whatever the string, checking it never panics; a path accepted stays inside the vault
+        /// however it is joined, avoids every reserved place, and resolves under the root.
+        #[test]
+        fn fuzz_an_accepted_path_stays_inside_the_vault(
+            raw in crate::fuzz::tricky_text(PATH_PIECES, 24)
+        ) {
+            let Ok(path) = VaultPath::new(&raw) else { return Ok(()) };
+            let rel = path.to_relative_path();
+            proptest::prop_assert!(rel.is_relative());
+            for c in rel.components() {
+                proptest::prop_assert!(
+                    matches!(c, std::path::Component::Normal(_)),
+                    "{raw:?} has a component {c:?}"
+                );
+            }
+            for segment in path.segments() {
+                proptest::prop_assert!(!aliases_dot_git(segment) && fold(segment) != SECRET_NAME);
+                proptest::prop_assert!(segment.len() <= MAX_NAME_BYTES);
+            }
+            let first = fold(path.segments().next().unwrap_or_default());
+            proptest::prop_assert!(!RESERVED_ROOTS.contains(&first.as_str()), "{raw:?}");
+            let root = std::path::Path::new("/vault/root");
+            let joined = root.join(&rel);
+            proptest::prop_assert!(joined.starts_with(root));
+            // Checked again, it is the same path (the check is a function of the text).
+            proptest::prop_assert_eq!(VaultPath::new(path.as_str()), Ok(path.clone()));
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn resolve_refuses_links_inside_and_out() {

@@ -1155,6 +1155,92 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// What a refused bundle must leave as it was: the branch, Git's index and every file of the
+    /// work tree outside quire's own folders.
+    fn fingerprint(vault: &Vault) -> Vec<(String, String)> {
+        let root = vault.root();
+        let mut out = vec![
+            ("HEAD".to_owned(), git(vault, &["rev-parse", "HEAD"])),
+            (
+                "index".to_owned(),
+                sha256_hex(&std::fs::read(root.join(".git/index")).unwrap_or_default()),
+            ),
+        ];
+        for entry in walkdir::WalkDir::new(root)
+            .into_iter()
+            .filter_entry(|e| {
+                let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+                let top = rel
+                    .components()
+                    .next()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned());
+                !matches!(
+                    top.as_deref(),
+                    Some(".git" | ".quire" | "contributions" | "07_LOGS" | "06_RUNS")
+                )
+            })
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+        {
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .display()
+                .to_string();
+            out.push((rel, sha256_hex(&std::fs::read(entry.path()).unwrap())));
+        }
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config(60))]
+
+        /// Through the real pipeline (a Git repository, a work tree, the drop folders): a bundle
+        /// that is refused changes nothing at all; one that applies moves the branch by exactly one
+        /// commit and leaves the work tree matching it.
+        #[test]
+        fn fuzz_a_refused_bundle_changes_nothing(
+            bundles in proptest::collection::vec(
+                crate::contributions::bundle_tests::arbitrary_bundle(), 1..4)
+        ) {
+            let (_dir, vault) = temp_vault();
+            let seed = serde_json::to_vec(&json!({
+                "contract": "quire.contribution/1", "id": "seed", "message": "seed",
+                "author": { "name": "Fuzz", "email": "fuzz@example.org" },
+                "changes": [
+                    { "op": "create", "path": "03_NOTES/a.md", "content": "---\ntags: [x]\n---\n# A\n\n## Tasks\n- [ ] one\n<!-- quire:begin s -->\nold\n<!-- quire:end s -->\n" },
+                    { "op": "create", "path": "data.json", "content": "{\"k\": [1, 2], \"a\": {}}\n" },
+                    { "op": "create", "path": "x.yaml", "content": "k: [1, 2]\na: {}\n" },
+                    { "op": "create", "path": "c.toml", "content": "k = [1, 2]\n[a]\n" },
+                ],
+            })).unwrap();
+            let pending = vault.queue_dir(Queue::Pending);
+            std::fs::write(pending.join("seed.json"), seed).unwrap();
+            let report = apply(&vault, &[], &mut NoEvents, &mut ()).unwrap();
+            proptest::prop_assert_eq!(report.count(Status::Applied), 1);
+            for bytes in bundles {
+                let before = fingerprint(&vault);
+                let head = git(&vault, &["rev-parse", "HEAD"]);
+                std::fs::write(pending.join("b.json"), &bytes).unwrap();
+                let report = apply(&vault, &[], &mut NoEvents, &mut ()).unwrap();
+                proptest::prop_assert_eq!(report.filed.len(), 1);
+                let receipt = &report.filed[0].receipt;
+                match receipt.status {
+                    Status::Rejected | Status::Duplicate => {
+                        proptest::prop_assert_eq!(fingerprint(&vault), before, "{:?}", receipt);
+                    }
+                    Status::Applied => {
+                        proptest::prop_assert_eq!(git(&vault, &["rev-parse", "HEAD~1"]), head);
+                        proptest::prop_assert_eq!(git(&vault, &["status", "--porcelain"]), "");
+                    }
+                }
+                proptest::prop_assert!(vault.queue_dir(Queue::Processing).read_dir().unwrap().next().is_none());
+            }
+        }
+    }
+
     #[test]
     fn a_batch_is_planned_again_when_its_branch_moves_before_it_is_published() {
         let (_dir, vault) = temp_vault();
