@@ -926,13 +926,7 @@ fn pass(
             filed: &mut filed,
         };
         if let Err(e) = workflow::resume(vault, &mut sink, &mut observer) {
-            problems.push(format!("applying bundles failed: {e}"));
-            sink.emit(Event::new(
-                "pipeline.failed",
-                "apply",
-                json!({ "error": e.to_string() }),
-                None,
-            ));
+            apply_failed(&mut sink, &mut problems, &e);
         }
     }
     let mut ready = ready;
@@ -945,13 +939,7 @@ fn pass(
         };
         if let Err(e) = workflow::apply(vault, &ready, &mut sink, &mut observer) {
             // The bundle in hand stays in processing/ and is resumed on the next pass.
-            problems.push(format!("applying bundles failed: {e}"));
-            sink.emit(Event::new(
-                "pipeline.failed",
-                "apply",
-                json!({ "error": e.to_string() }),
-                None,
-            ));
+            apply_failed(&mut sink, &mut problems, &e);
             break;
         }
         if handle.inner.stop.load(Ordering::SeqCst) || clock.elapsed() >= DRAIN_FOR {
@@ -1092,6 +1080,17 @@ fn pass(
     }
     handle.set_health(problems);
     ok
+}
+
+/// Notes a failure of quire or the machine while applying: a problem for `/healthz`, an event.
+fn apply_failed(sink: &mut dyn EventSink, problems: &mut Vec<String>, e: &workflow::WorkflowError) {
+    problems.push(format!("applying bundles failed: {e}"));
+    sink.emit(Event::new(
+        "pipeline.failed",
+        "apply",
+        json!({ "error": e.to_string() }),
+        None,
+    ));
 }
 
 fn count_queue(vault: &Vault, folder: Queue) -> u64 {

@@ -184,19 +184,15 @@ impl Checkout {
                 out.push(((*path).clone(), Dirty::Conflicted));
                 continue;
             }
-            let disk = match crate::fault::fail("worktree_check").and_then(|()| on_disk(&abs)) {
-                Ok(d) => d,
-                Err(e) if fsutil::is_machine_error(&e) => {
-                    return Err(GitError::Io {
-                        context: format!("could not read `{path}` in the work tree"),
-                        source: e,
-                    });
-                }
-                Err(e) => {
-                    out.push(((*path).clone(), Dirty::Unreadable(e.to_string())));
-                    continue;
-                }
-            };
+            let read = crate::fault::fail("worktree_check").and_then(|()| on_disk(&abs));
+            let disk =
+                match path_trouble(read, || format!("could not read `{path}` in the work tree"))? {
+                    Ok(d) => d,
+                    Err(why) => {
+                        out.push(((*path).clone(), Dirty::Unreadable(why)));
+                        continue;
+                    }
+                };
             let disk_state = match (tip, disk) {
                 (Some(t), OnDisk::File(d)) if *t == d => None,
                 (Some(_), OnDisk::File(_)) => Some(Dirty::Modified),
@@ -251,18 +247,14 @@ impl Checkout {
                 new: change.new.map(|(id, _)| id.to_string()),
                 exec: change.new.is_some_and(|(_, x)| x),
             });
-            let disk = match crate::fault::fail("worktree_check").and_then(|()| on_disk(&abs)) {
+            let disk = match path_trouble(on_disk(&abs), || {
+                format!("could not read `{path}` in the work tree")
+            })? {
                 Ok(d) => d,
-                Err(e) if fsutil::is_machine_error(&e) => {
-                    return Err(GitError::Io {
-                        context: format!("could not read `{path}` in the work tree"),
-                        source: e,
-                    });
-                }
                 // Like a person's edit: the file stays as it is; the commit has the new version.
-                Err(e) => {
-                    tracing::warn!(%path, "left the work tree as it is: {e}");
-                    report.failed.push((path.to_string(), e.to_string()));
+                Err(why) => {
+                    tracing::warn!(%path, "left the work tree as it is: {why}");
+                    report.failed.push((path.to_string(), why));
                     continue;
                 }
             };
@@ -283,20 +275,16 @@ impl Checkout {
                         .and_then(|()| std::fs::remove_file(&abs))
                         .map(|()| remove_empty_parents(&abs, &self.workdir)),
                 };
-                match written {
+                match path_trouble(written, || {
+                    format!("could not update `{path}` in the work tree")
+                })? {
                     Ok(()) => report.updated += 1,
-                    Err(e) if fsutil::is_machine_error(&e) => {
-                        return Err(GitError::Io {
-                            context: format!("could not update `{path}` in the work tree"),
-                            source: e,
-                        });
-                    }
                     // The path's own trouble (a name this file system cannot hold, a folder it
                     // may not write in): the commit stands, Git's index follows it below, and
                     // the receipt names the file, so one path never holds the queue.
-                    Err(e) => {
-                        tracing::warn!(%path, "could not update the work tree: {e}");
-                        report.failed.push((path.to_string(), e.to_string()));
+                    Err(why) => {
+                        tracing::warn!(%path, "could not update the work tree: {why}");
+                        report.failed.push((path.to_string(), why));
                     }
                 }
             } else {
@@ -487,6 +475,22 @@ fn on_disk(abs: &Path) -> std::io::Result<OnDisk> {
         Ok(_) => Ok(OnDisk::Other),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OnDisk::Missing),
         Err(e) => Err(e),
+    }
+}
+
+/// Sorts an I/O failure on one path: the machine's (a full disk) is an error that holds the
+/// queue; any other is that path's own trouble, returned as what the file system said.
+fn path_trouble<T>(
+    result: std::io::Result<T>,
+    context: impl FnOnce() -> String,
+) -> Result<Result<T, String>, GitError> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if fsutil::is_machine_error(&e) => Err(GitError::Io {
+            context: context(),
+            source: e,
+        }),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 

@@ -167,30 +167,29 @@ impl Idle {
         }
     }
 
-    fn progressed(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// `Ready(Err)` once the connection has been idle for the limit; otherwise arms the timer so
-    /// the task is woken when it would be.
-    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let deadline = self.last + self.limit;
-        if Instant::now() >= deadline {
-            return Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the connection was idle too long",
-            ));
+    /// What a read or write on the socket comes to: a result is progress and restarts the idle
+    /// clock; while the socket waits, the timer is armed for the deadline, which fails the
+    /// connection with `TimedOut` once it passes.
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.last = Instant::now();
+            return polled;
         }
+        let deadline = self.last + self.limit;
         self.timer
             .as_mut()
             .reset(tokio::time::Instant::from_std(deadline));
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
+        if Instant::now() >= deadline || self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the connection was idle too long",
-            )),
-            Poll::Pending => Poll::Pending,
+            )));
         }
+        Poll::Pending
     }
 }
 
@@ -200,16 +199,8 @@ impl AsyncRead for Idle {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.expired(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.track(cx, polled)
     }
 }
 
@@ -219,16 +210,8 @@ impl AsyncWrite for Idle {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.expired(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -244,16 +227,8 @@ impl AsyncWrite for Idle {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.expired(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
