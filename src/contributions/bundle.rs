@@ -103,6 +103,16 @@ pub enum Change {
     },
 }
 
+impl Bundle {
+    /// The index of the first change that writes `path` (as its path, or as a move's
+    /// destination): the change a refusal about that path names.
+    pub fn change_at(&self, path: &VaultPath) -> Option<usize> {
+        self.changes
+            .iter()
+            .position(|c| c.path() == path || matches!(c, Change::Move { to, .. } if to == path))
+    }
+}
+
 impl Change {
     /// The path the change is addressed to (the source, for a move).
     pub fn path(&self) -> &VaultPath {
@@ -415,14 +425,14 @@ fn is_commitish(s: &str) -> bool {
 /// Keeps bundles out of the operator's files: a protected path passes only when a glob of
 /// `[contributions] allow` matches it. The globs are compiled only when a protected path comes up.
 struct Gate<'c> {
-    allow: &'c [String],
+    limits: &'c ContributionsConfig,
     compiled: Option<globset::GlobSet>,
 }
 
 impl<'c> Gate<'c> {
     fn new(limits: &'c ContributionsConfig) -> Self {
         Self {
-            allow: &limits.allow,
+            limits,
             compiled: None,
         }
     }
@@ -431,17 +441,14 @@ impl<'c> Gate<'c> {
         let Some(kind) = path.protection() else {
             return Ok(());
         };
-        if !self.allow.is_empty() {
-            let allow = self.allow;
+        if !self.limits.allow.is_empty() {
+            let limits = self.limits;
             // quire.toml's globs were checked when it was read; a set built in code that fails to
             // compile opens nothing.
             let set = self.compiled.get_or_insert_with(|| {
-                ContributionsConfig {
-                    allow: allow.to_vec(),
-                    ..ContributionsConfig::default()
-                }
-                .allowed()
-                .unwrap_or_else(|_| globset::GlobSet::empty())
+                limits
+                    .allowed()
+                    .unwrap_or_else(|_| globset::GlobSet::empty())
             });
             if set.is_match(path.as_str()) {
                 return Ok(());

@@ -74,11 +74,7 @@ fn keeps_the_allow_list(
     else {
         return Ok(());
     };
-    let index = bundle
-        .changes
-        .iter()
-        .position(|c| c.path() == path || matches!(c, Change::Move { to, .. } if to == path))
-        .unwrap_or(0);
+    let index = bundle.change_at(path).unwrap_or(0);
     let config = |bytes: Option<&[u8]>| -> Result<Config, String> {
         match bytes {
             None => Ok(Config::default()),

@@ -136,4 +136,18 @@ mod tests {
             "Note: subject line\n\nContribution-Id: a\n"
         );
     }
+
+    #[test]
+    fn a_libgit2_error_without_a_reason_gets_one() {
+        let silent = git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Os,
+            "no error",
+        );
+        let told = with_a_reason(silent).message().to_owned();
+        assert_ne!(told, "no error");
+        assert!(told.contains("libgit2 gave no reason"), "{told}");
+        let said = git2::Error::from_str("reference is locked");
+        assert_eq!(with_a_reason(said).message(), "reference is locked");
+    }
 }

@@ -724,3 +724,18 @@ impl Snapshot for TreeSnapshot<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_that_was_never_stored_is_caught_before_a_branch_points_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init_repository(dir.path(), "main").unwrap();
+        let missing = Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap();
+        let err = repo.ensure_stored(missing).unwrap_err().to_string();
+        assert!(err.contains("0123456789abcdef"), "{err}");
+        assert!(err.contains("disk full"), "{err}");
+    }
+}

@@ -390,9 +390,9 @@ impl Checkout {
         self.gitdir.join("index.lock")
     }
 
-    /// Whether index updates are held or journaled for this work tree but not yet written.
-    pub fn owes_index_updates(&self) -> bool {
-        !self.pending.is_empty() || self.gitdir.join(DEBT_FILE).exists()
+    /// Whether index updates are held for this work tree but not yet written.
+    pub fn has_unwritten_updates(&self) -> bool {
+        !self.pending.is_empty()
     }
 }
 
@@ -567,14 +567,47 @@ impl Repo {
     /// Writes the index updates a crashed quire journaled but never wrote, in every checkout. Call
     /// only while holding the vault's apply lock.
     pub fn settle_index_debt(&self) -> Result<usize, GitError> {
+        self.settle_index_debt_with(|_| Ok(()))
+    }
+
+    /// [`settle_index_debt`](Self::settle_index_debt), calling `before` with each checkout that
+    /// has a journal, before its index is written (the caller waits there for a lock another
+    /// program holds on it).
+    pub fn settle_index_debt_with<E: From<GitError>>(
+        &self,
+        mut before: impl FnMut(&Checkout) -> Result<(), E>,
+    ) -> Result<usize, E> {
         let mut settled = 0;
         for (_, mut checkout) in self.checkouts()? {
             if checkout.load_debt()? {
+                before(&checkout)?;
                 settled += checkout.pending.len();
                 tracing::info!(gitdir = %checkout.gitdir().display(), updates = checkout.pending.len(), "writing index updates a crashed run left");
                 checkout.flush(self)?;
             }
         }
         Ok(settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_the_file_system_cannot_hold_is_found_before_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "a".repeat(300);
+        let abs = dir.path().join("notes").join(format!("{long}.md"));
+        let why = cannot_write(dir.path(), &abs).unwrap();
+        #[cfg(target_os = "linux")]
+        {
+            let why = why.expect("a 303-byte name is refused");
+            assert!(why.contains("303 bytes"), "{why}");
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = why;
+        let fine = dir.path().join("notes").join("short.md");
+        assert_eq!(cannot_write(dir.path(), &fine).unwrap(), None);
     }
 }

@@ -165,4 +165,37 @@ mod tests {
         );
         assert!(rename_no_clobber(&second, &first).is_err());
     }
+
+    #[test]
+    fn only_the_machines_errors_hold_the_queue() {
+        let held = [
+            io::Error::from(io::ErrorKind::StorageFull),
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            io::Error::from(io::ErrorKind::ReadOnlyFilesystem),
+            io::Error::from(io::ErrorKind::OutOfMemory),
+            #[cfg(unix)]
+            io::Error::from_raw_os_error(24),
+        ];
+        for e in held {
+            assert!(is_machine_error(&e), "{e} holds the queue");
+        }
+        let one_bundles = [
+            io::Error::from(io::ErrorKind::NotFound),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            io::Error::from(io::ErrorKind::InvalidFilename),
+            io::Error::other("bad bytes"),
+        ];
+        for e in one_bundles {
+            assert!(!is_machine_error(&e), "{e} is one bundle's");
+        }
+    }
+
+    #[test]
+    fn a_silent_write_error_is_blamed_on_the_disk_only_when_it_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        // A test machine's temporary folder has more than a mebibyte free.
+        let e = explain_write_error(io::Error::other("Write error"), dir.path());
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        assert_eq!(e.to_string(), "Write error");
+    }
 }

@@ -138,9 +138,7 @@ pub fn apply(
     events: &mut dyn EventSink,
     observer: &mut dyn ApplyObserver,
 ) -> Result<ApplyReport, WorkflowError> {
-    vault
-        .ensure_work_dirs()
-        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
+    work_dirs(vault)?;
     let explicit = stage_files(vault, files)?;
     work(vault, explicit, events, observer)
 }
@@ -154,10 +152,15 @@ pub fn resume(
     events: &mut dyn EventSink,
     observer: &mut dyn ApplyObserver,
 ) -> Result<ApplyReport, WorkflowError> {
+    work_dirs(vault)?;
+    work(vault, Some(Vec::new()), events, observer)
+}
+
+/// The queue's folders and quire's own, which a fresh clone lacks.
+fn work_dirs(vault: &Vault) -> Result<(), WorkflowError> {
     vault
         .ensure_work_dirs()
-        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))?;
-    work(vault, Some(Vec::new()), events, observer)
+        .map_err(|e| WorkflowError::io("could not create the vault's work folders", e))
 }
 
 /// [`apply`] once the named files are in `pending/` (`None`: all of it).
@@ -438,12 +441,9 @@ impl<'v> Run<'v> {
         let repo = Repo::open(vault.root())?;
         // We hold the apply lock: any quire that noted Git locks or journaled index updates is dead.
         repo.clear_stale_locks()?;
-        for (_, checkout) in repo.checkouts()? {
-            if checkout.owes_index_updates() {
-                wait_for_git(vault, &checkout.index_lock(), events, observer)?;
-            }
-        }
-        repo.settle_index_debt()?;
+        repo.settle_index_debt_with(|checkout| {
+            wait_for_git(vault, &checkout.index_lock(), events, observer)
+        })?;
         super::sandbox::finish_interrupted(vault, &repo)?;
         let record = AppliedRecord::load(&vault.state_dir())
             .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
@@ -470,7 +470,7 @@ impl<'v> Run<'v> {
         observer: &mut dyn ApplyObserver,
     ) -> Result<(), WorkflowError> {
         for checkout in self.checkouts.values_mut().flatten() {
-            if checkout.owes_index_updates() {
+            if checkout.has_unwritten_updates() {
                 wait_for_git(self.vault, &checkout.index_lock(), events, observer)?;
             }
             checkout.flush(&self.repo)?;
@@ -1072,7 +1072,7 @@ fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
         return Rejection {
             code: ErrorCode::IoError,
             message: format!("`{path}` {why}"),
-            change: change_index(bundle, path),
+            change: bundle.change_at(path),
             path: Some(path.to_string()),
         };
     }
@@ -1084,7 +1084,7 @@ fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
             message: format!(
                 "`{path}` passes through the symbolic link `{link}` in the work tree; quire never writes through links"
             ),
-            change: change_index(bundle, path),
+            change: bundle.change_at(path),
             path: Some(path.to_string()),
         };
     }
@@ -1099,7 +1099,8 @@ fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
                 Dirty::Conflicted => "unresolved merge conflict",
                 Dirty::Blocked => "a folder or file is in the way",
                 Dirty::Symlink(_) => "symbolic link",
-                Dirty::Unreadable(_) | Dirty::Unwritable(_) => "unreadable",
+                Dirty::Unreadable(_) => "unreadable",
+                Dirty::Unwritable(_) => "cannot be written",
             };
             format!("{p} ({why})")
         })
@@ -1112,15 +1113,9 @@ fn dirty_rejection(bundle: &Bundle, dirty: &[(VaultPath, Dirty)]) -> Rejection {
             list.join(", "),
             bundle.id
         ),
-        change: change_index(bundle, first),
+        change: bundle.change_at(first),
         path: Some(first.to_string()),
     }
-}
-
-fn change_index(bundle: &Bundle, path: &VaultPath) -> Option<usize> {
-    bundle.changes.iter().position(|c| {
-        c.path() == path || matches!(c, crate::contributions::Change::Move { to, .. } if to == path)
-    })
 }
 
 #[cfg(test)]
@@ -1316,5 +1311,49 @@ mod tests {
             "# A, mine\n"
         );
         assert_eq!(git(&vault, &["show", "main:a.md"]), "# A\none\n");
+    }
+
+    #[test]
+    fn a_panic_on_a_bundle_refuses_that_bundle_as_a_bug_in_quire() {
+        let refused = contained::<()>(|| panic!("boom at change 3")).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidBundle);
+        assert!(
+            refused.message.contains("boom at change 3"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            refused.message.contains("bug in quire"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(contained(|| Ok(7)).unwrap(), 7);
+    }
+
+    /// An observer whose owner is shutting down.
+    struct Stopping(usize);
+    impl ApplyObserver for Stopping {
+        fn stop_requested(&mut self) -> bool {
+            true
+        }
+        fn waiting_for_git(&mut self, _lock: &Path, _since: &str) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_wait_for_a_foreign_git_lock_without_touching_it() {
+        let (_dir, vault) = temp_vault();
+        let lock = vault.root().join(".git/index.lock");
+        std::fs::write(&lock, "").unwrap();
+        let mut observer = Stopping(0);
+        let err = wait_for_git(&vault, &lock, &mut NoEvents, &mut observer).unwrap_err();
+        assert!(matches!(err, WorkflowError::GitLocked { .. }), "{err}");
+        assert!(err.to_string().contains("index.lock"), "{err}");
+        assert_eq!(observer.0, 1, "the wait is reported once");
+        assert!(lock.exists(), "another program's lock is never removed");
+        std::fs::remove_file(&lock).unwrap();
+        wait_for_git(&vault, &lock, &mut NoEvents, &mut observer).unwrap();
+        assert_eq!(observer.0, 1, "no lock, no wait");
     }
 }

@@ -545,3 +545,35 @@ fn a_reader_that_goes_away_ends_output_quietly_and_the_work_still_finishes() {
         );
     }
 }
+
+#[test]
+fn output_that_cannot_be_written_is_said_once_and_the_work_still_finishes() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: this system has no /dev/full");
+        return;
+    };
+    let v = VaultTest::new();
+    v.drop_json(
+        "full.json",
+        &bundle(
+            "to-a-full-stdout",
+            json!([{ "op": "create", "path": "03_NOTES/full.md", "content": "# Full\n" }]),
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(&v.root)
+        .args(["apply"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped());
+    isolated(&mut cmd, v.tmp.path());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stderr.matches("could not write to standard output").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(v.root.join("03_NOTES/full.md").exists());
+}
