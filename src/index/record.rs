@@ -4,6 +4,8 @@
 //! Each task's JSON — the exact object `quire tasks --json` prints — is rendered here once, so a
 //! query is a `SELECT` and a concatenation, not a re-serialization of every row.
 
+use chrono::Datelike as _;
+
 use super::TaskView;
 use crate::markdown::{NoteHeading, NoteLink, ParsedNote, parse_note};
 
@@ -139,31 +141,56 @@ pub(crate) fn note_record(
         });
     }
     let note_mission = note_mission(path, &note);
-    let tasks = note
-        .tasks
-        .iter()
-        .map(|t| {
-            for (field, raw) in t.fields.invalid_dates() {
-                problems.push(NoteProblem {
-                    line: Some(t.line),
-                    code: "invalid_date",
-                    message: format!(
-                        "the task's {field} date `{raw}` is not a real date (YYYY-MM-DD)"
-                    ),
-                });
-            }
-            for (field, text) in t.fields.stranded_fields() {
-                problems.push(NoteProblem {
+    let task_problems = |t: &crate::markdown::NoteTask| {
+        let mut problems = Vec::new();
+        for (field, raw) in t.fields.invalid_dates() {
+            problems.push(NoteProblem {
+                line: Some(t.line),
+                code: "invalid_date",
+                message: format!("the task's {field} date `{raw}` is not a real date (YYYY-MM-DD)"),
+            });
+        }
+        for (field, text) in t.fields.stranded_fields() {
+            problems.push(NoteProblem {
                     line: Some(t.line),
                     code: "unparsed_field",
                     message: format!(
                         "`{text}` is read as text, not as the task's {field} date: write the date as YYYY-MM-DD and put fields at the end of the line"
                     ),
                 });
-            }
-            task_record(path, t, note_mission.as_deref())
-        })
-        .collect();
+        }
+        problems
+    };
+    // A note with very many tasks is as much work as a vault: its records are made on all cores
+    // (in order: problems are listed by line).
+    let made: Vec<(TaskRecord, Vec<NoteProblem>)> = if note.tasks.len() >= 4096 {
+        use rayon::prelude::*;
+        note.tasks
+            .par_iter()
+            .with_min_len(1024)
+            .map(|t| {
+                (
+                    task_record(path, t, note_mission.as_deref()),
+                    task_problems(t),
+                )
+            })
+            .collect()
+    } else {
+        note.tasks
+            .iter()
+            .map(|t| {
+                (
+                    task_record(path, t, note_mission.as_deref()),
+                    task_problems(t),
+                )
+            })
+            .collect()
+    };
+    let mut tasks = Vec::with_capacity(made.len());
+    for (record, mut found) in made {
+        tasks.push(record);
+        problems.append(&mut found);
+    }
     NoteRecord {
         path: path.to_owned(),
         size,
@@ -243,9 +270,12 @@ fn task_record(
 ) -> TaskRecord {
     let f = &t.fields;
     let iso = |d: &Option<crate::markdown::DateField>| {
-        d.as_ref()
-            .and_then(|d| d.date)
-            .map(|d| d.format("%Y-%m-%d").to_string())
+        d.as_ref().and_then(|d| d.date).map(|d| {
+            use std::fmt::Write as _;
+            let mut s = String::with_capacity(10);
+            let _ = write!(s, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
+            s
+        })
     };
     let dates = [
         iso(&f.due),

@@ -182,12 +182,14 @@ pub(super) fn without_journal<T>(
         return rebuild(conn);
     }
     let version = current_version();
+    // A bigger page cache for the rebuild: a vault's tasks can outgrow the usual one, and pages
+    // spilled to the file in the middle of the transaction are written twice.
     conn.execute_batch(
-        "PRAGMA user_version = -1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+        "PRAGMA user_version = -1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
     )?;
     let result = rebuild(conn);
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL; PRAGMA user_version = {version};"
+        "PRAGMA cache_size = -32000; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL; PRAGMA user_version = {version};"
     ))?;
     result
 }

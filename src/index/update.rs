@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sha2::Digest as _;
 
-use super::record::{NoteRecord, note_record};
+use super::record::{NoteRecord, TaskRecord, note_record};
 use super::{IndexError, UpdateReport};
 use crate::vault::RESERVED_ROOTS;
 
@@ -208,10 +208,6 @@ fn update_inner(
         full || !deleted.is_empty() || !files_added.is_empty() || !files_removed.is_empty();
 
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS tasks_staged AS SELECT * FROM main.tasks WHERE 0;
-         DELETE FROM temp.tasks_staged;",
-    )?;
     if full {
         tx.execute_batch(
             "DELETE FROM notes; DELETE FROM files; DELETE FROM tasks; DELETE FROM problems;",
@@ -230,6 +226,8 @@ fn update_inner(
             .get(&seen.path)
             .map(|k| (k.id, old_hashes.get(&k.id).map_or(&[][..], Vec::as_slice)))
     };
+    // Every written note's tasks, put in place once all are known (see `put_tasks`).
+    let mut staged: Vec<Staged> = Vec::new();
     let written: Result<(), IndexError> = std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
         let (candidates, known_of) = (&candidates, &known_of);
@@ -257,7 +255,7 @@ fn update_inner(
                     Prepared::Note { id, record } => {
                         structural |=
                             id.is_none_or(|id| old_aliases.get(&id) != Some(&record.aliases));
-                        write_note(&tx, id, &record, generation)?;
+                        write_note(&tx, id, *record, generation, &mut staged)?;
                         report.parsed += 1;
                         crate::fault::point("index_write");
                     }
@@ -276,7 +274,7 @@ fn update_inner(
     });
     written?;
     let parsed_at = started.elapsed();
-    move_staged_tasks(&tx)?;
+    put_tasks(&tx, staged)?;
     tracing::debug!(
         parse_and_write_ms = parsed_at.as_secs_f64() * 1e3,
         move_tasks_ms = (started.elapsed() - parsed_at).as_secs_f64() * 1e3,
@@ -568,13 +566,54 @@ fn prepare(root: &Path, seen: &Seen, known: Option<(i64, &[u8])>) -> Prepared {
     }
 }
 
-/// Moves the staged task rows into `tasks` in its clustering order: appended in order, a large
-/// batch (a full index) builds the tree sequentially instead of splitting pages all over it.
-fn move_staged_tasks(tx: &Transaction<'_>) -> Result<(), IndexError> {
-    tx.execute_batch(
-        "INSERT OR REPLACE INTO main.tasks SELECT * FROM temp.tasks_staged ORDER BY closed, due_key, path, line;
-         DELETE FROM temp.tasks_staged;",
+/// A task row waiting to be written: its note's id and path, and the row.
+struct Staged {
+    note_id: i64,
+    path: std::sync::Arc<str>,
+    task: TaskRecord,
+}
+
+/// Writes the staged task rows into `tasks` in its clustering order, sorted here: appended in
+/// order, a large batch (a full index, a note with 160,000 tasks) builds the tree sequentially
+/// instead of splitting pages all over it, and no temporary table or SQL sort holds a second copy.
+fn put_tasks(tx: &Transaction<'_>, mut staged: Vec<Staged>) -> Result<(), IndexError> {
+    fn key(s: &Staged) -> (bool, &str, &str, usize) {
+        let due = s.task.dates[0].as_deref().unwrap_or(UNDATED);
+        (s.task.closed, due, &s.path, s.task.line)
+    }
+    staged.par_sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO tasks (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
+                                       cancelled, agenda, priority, mission, tags, text, json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
+    for s in &staged {
+        let t = &s.task;
+        let [due, scheduled, start, created, done, cancelled] = &t.dates;
+        stmt.execute(params![
+            t.closed,
+            due.as_deref().unwrap_or(UNDATED),
+            &*s.path,
+            t.line as i64,
+            s.note_id,
+            t.status,
+            due,
+            scheduled,
+            start,
+            created,
+            done,
+            cancelled,
+            t.agenda,
+            t.priority,
+            t.mission,
+            t.tags,
+            t.text,
+            t.json
+        ])?;
+    }
+    drop(stmt);
+    // Freed on another thread: dropping 160,000 rows' strings is not the writer's work.
+    rayon::spawn(move || drop(staged));
     Ok(())
 }
 
@@ -590,8 +629,9 @@ fn delete_children(tx: &Transaction<'_>, id: i64) -> Result<(), IndexError> {
 fn write_note(
     tx: &Transaction<'_>,
     id: Option<i64>,
-    r: &NoteRecord,
+    r: NoteRecord,
     generation: i64,
+    staged: &mut Vec<Staged>,
 ) -> Result<(), IndexError> {
     let id = match id {
         Some(id) => {
@@ -616,36 +656,7 @@ fn write_note(
             tx.last_insert_rowid()
         }
     };
-    // Into the staging table; `move_staged_tasks` puts them in place in order.
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO temp.tasks_staged (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
-                                        cancelled, agenda, priority, mission, tags, text, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-    )?;
-    for t in &r.tasks {
-        let [due, scheduled, start, created, done, cancelled] = &t.dates;
-        let due_key = due.as_deref().unwrap_or(UNDATED);
-        stmt.execute(params![
-            t.closed,
-            due_key,
-            r.path,
-            t.line as i64,
-            id,
-            t.status,
-            due,
-            scheduled,
-            start,
-            created,
-            done,
-            cancelled,
-            t.agenda,
-            t.priority,
-            t.mission,
-            t.tags,
-            t.text,
-            t.json
-        ])?;
-    }
+    let path: std::sync::Arc<str> = r.path.as_str().into();
     let mut stmt = tx.prepare_cached(
         "INSERT INTO problems (note_id, seq, line, code, message) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -658,6 +669,11 @@ fn write_note(
             p.message
         ])?;
     }
+    staged.extend(r.tasks.into_iter().map(|task| Staged {
+        note_id: id,
+        path: path.clone(),
+        task,
+    }));
     Ok(())
 }
 

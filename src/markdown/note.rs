@@ -135,6 +135,8 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
     let mut link: Option<(NoteLink, String)> = None;
     let mut code_start = None;
     let mut html_start = None;
+    // Each task's text, its fields read once the whole note is walked (in parallel for a long list).
+    let mut task_texts: Vec<&str> = Vec::new();
 
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_TASKLISTS
@@ -173,10 +175,11 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
                     note.tasks.push(NoteTask {
                         line,
                         status: Status::from_char(c),
-                        fields: parse_fields(raw),
+                        fields: TaskFields::default(),
                         tags: Vec::new(),
                         heading: None,
                     });
+                    task_texts.push(raw);
                 }
             }
             Event::Start(Tag::Link {
@@ -241,6 +244,8 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
         }
     }
 
+    read_fields(&mut note.tasks, &task_texts);
+
     // Tags: front matter first, then inline ones in order; tasks get those on their own line.
     skip.sort_by_key(|r| r.start);
     let inline = scan_tags(body, &skip);
@@ -285,6 +290,24 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
         })
         .unwrap_or_else(|| file_stem.to_owned());
     note
+}
+
+/// Reads each task's fields from its text: on all cores when the note holds enough tasks for
+/// that to pay (one note of 160,000 tasks is as much work as a vault).
+fn read_fields(tasks: &mut [NoteTask], texts: &[&str]) {
+    use rayon::prelude::*;
+    const PARALLEL_FROM: usize = 4096;
+    if tasks.len() < PARALLEL_FROM {
+        for (task, text) in tasks.iter_mut().zip(texts) {
+            task.fields = parse_fields(text);
+        }
+    } else {
+        tasks
+            .par_iter_mut()
+            .zip(texts.par_iter())
+            .with_min_len(1024)
+            .for_each(|(task, text)| task.fields = parse_fields(text));
+    }
 }
 
 /// A heading's text as written (Obsidian keeps `[[links]]` and emphasis marks in it): an ATX

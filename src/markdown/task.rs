@@ -125,8 +125,7 @@ impl DateField {
     fn parse(raw: &str) -> Self {
         let raw = raw.trim();
         // Dataview allows a time after the date; the date is what tasks care about.
-        let day = raw.get(..10).unwrap_or(raw);
-        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok().filter(|_| {
+        let date = iso_date(raw).filter(|_| {
             raw.len() == 10 || raw.get(10..).is_some_and(|t| t.starts_with(['T', ' ']))
         });
         Self {
@@ -134,6 +133,21 @@ impl DateField {
             date,
         }
     }
+}
+
+/// The date a text starting `YYYY-MM-DD` names, when it is a real one. Read by hand: chrono's
+/// format-string parser costs more than the rest of a task line's fields together.
+pub fn iso_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes().get(..10)?;
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)
 }
 
 /// The fields of one task line.
@@ -528,6 +542,24 @@ mod tests {
         assert_eq!(f.description, "Order seeds #garden");
         let f = parse_fields("#task Do it 📅 2026-12-01 #a #b/c");
         assert_eq!(f.description, "#task Do it #a #b/c");
+    }
+
+    #[test]
+    fn dates_are_read_only_in_their_iso_shape() {
+        assert_eq!(super::iso_date("2026-01-05"), d("2026-01-05"));
+        assert_eq!(super::iso_date("2024-02-29T10:00"), d("2024-02-29"));
+        for not_one in [
+            "2026-02-30",
+            "2026-1-05",
+            "2026-01-5",
+            "+2026-01-05",
+            "2026/01/05",
+            "2026-01-0a",
+            "２０２６-01-05",
+            "",
+        ] {
+            assert_eq!(super::iso_date(not_one), None, "{not_one}");
+        }
     }
 
     #[test]
