@@ -12,7 +12,7 @@
 #                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
 #                              after it, and GET /api/tasks and /api/agenda under wrk.
 #   scripts/bench.sh tasks     one note holding 40,000, 80,000 and 160,000 tasks (TASKS): `quire
-#                              index --full` and a cold `quire render`, which grow linearly, beside
+#                              index --full`, a cold `quire render` and one over a current index, beside
 #                              Zola and Hugo building the same note as one page, and `grep -c` over
 #                              it as a floor.
 #   scripts/bench.sh render    `quire render` (paper theme) on 1,000, 10,000 and 100,000 notes:
@@ -331,6 +331,8 @@ for n in sizes:
     rows.append((n, "quire index --full", timed([quire, "--vault", v, "index", "--full"])))
     shutil.rmtree(f"{v}/.quire", ignore_errors=True)
     rows.append((n, "quire render, cold (index built too)", timed([quire, "--vault", v, "render"])))
+    shutil.rmtree(f"{v}/_site", ignore_errors=True)
+    rows.append((n, "quire render, no site (index current)", timed([quire, "--vault", v, "render"])))
     if zola:
         z = f"{work}/z{n}"
         os.makedirs(f"{z}/content"); os.makedirs(f"{z}/templates")

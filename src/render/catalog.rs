@@ -631,13 +631,8 @@ impl Catalog {
         })
     }
 
-    /// The tasks of the published note at `path`, in line order.
-    pub(crate) fn tasks_of(&self, path: &str) -> &[Arc<TaskView>] {
-        &self.tasks[self.task_range(path)]
-    }
-
     /// Where the tasks of the note at `path` are (or would go) in `tasks`.
-    fn task_range(&self, path: &str) -> std::ops::Range<usize> {
+    pub(crate) fn task_range(&self, path: &str) -> std::ops::Range<usize> {
         tasks_range(&self.tasks, path)
     }
 

@@ -92,6 +92,134 @@ pub(super) struct TaskCtx<'a> {
     date: Option<&'a str>,
 }
 
+/// Tasks as a page is given them.
+pub(super) enum TaskList<'a> {
+    /// Made for this page alone.
+    Own(Vec<TaskCtx<'a>>),
+    /// Template values shared with other pages, and a digest standing for them in page keys (so
+    /// that a key does not serialize every task again).
+    Shared {
+        value: tera::Value,
+        digest: [u8; 32],
+    },
+}
+
+impl Serialize for TaskList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TaskList::Own(list) => list.serialize(s),
+            TaskList::Shared { digest, .. } if erased::hashing() => s.serialize_bytes(digest),
+            // Into a template context this is a shared reference, not a copy.
+            TaskList::Shared { value, .. } => value.serialize(s),
+        }
+    }
+}
+
+/// A task's template value, built field by field: what serde would make of a [`TaskCtx`] (a test
+/// holds them equal), at a fraction of the cost, which matters when a page lists 100,000 tasks.
+fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Value {
+    use tera::Value as V;
+    let text = |s: &Option<String>| V::from(s.as_deref());
+    let list = |l: &[String]| {
+        V::from(
+            l.iter()
+                .map(String::as_str)
+                .map(V::from)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut m = tera::Map::with_capacity(21);
+    let TaskView {
+        path,
+        line,
+        status,
+        text: description,
+        due,
+        scheduled,
+        start,
+        created,
+        done,
+        cancelled,
+        priority,
+        recurrence,
+        id,
+        depends_on,
+        tags,
+        mission,
+        heading,
+        block_id,
+    } = task;
+    for (k, v) in [
+        ("path", V::from(path.as_str())),
+        ("line", V::from(*line)),
+        ("status", V::from(status.as_str())),
+        ("text", V::from(description.as_str())),
+        ("due", text(due)),
+        ("scheduled", text(scheduled)),
+        ("start", text(start)),
+        ("created", text(created)),
+        ("done", text(done)),
+        ("cancelled", text(cancelled)),
+        ("priority", text(priority)),
+        ("recurrence", text(recurrence)),
+        ("id", text(id)),
+        ("depends_on", list(depends_on)),
+        ("tags", list(tags)),
+        ("mission", text(mission)),
+        ("heading", text(heading)),
+        ("block_id", text(block_id)),
+        ("url", V::from(url)),
+        (
+            "note_title",
+            V::from(note.map_or("", |p| p.note.title.as_str())),
+        ),
+        ("date", V::from(agenda_date(task).map(String::as_str))),
+    ] {
+        m.insert(k.into(), v);
+    }
+    V::from(m)
+}
+
+/// One task's shared template values: a digest of what it shows (all of [`TaskCtx`] but the URL),
+/// and its value for each URL its note has been given from (its own page, and the pages two folders
+/// deep such as `tasks/2026-05/` and `calendar/2026-05/`, which share one).
+#[derive(Default)]
+struct TaskValues {
+    digest: OnceLock<[u8; 32]>,
+    whole: std::sync::Mutex<Vec<(String, tera::Value)>>,
+}
+
+impl TaskValues {
+    fn digest(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
+        *self.digest.get_or_init(|| {
+            let ctx = TaskCtx {
+                task,
+                url: String::new(),
+                note_title: note.map_or("", |p| p.note.title.as_str()),
+                date: agenda_date(task).map(String::as_str),
+            };
+            let mut h = Sha256::new();
+            erased::Hashable::feed(&ctx, &mut h);
+            h.finalize().into()
+        })
+    }
+
+    fn with_url(&self, task: &TaskView, note: Option<&Published>, url: &str) -> tera::Value {
+        let mut whole = self
+            .whole
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, value)) = whole.iter().find(|(u, _)| u == url) {
+            return value.clone();
+        }
+        let value = task_value(task, url, note);
+        if whole.len() < 4 {
+            whole.push((url.to_owned(), value.clone()));
+        }
+        value
+    }
+}
+
 /// A task in a calendar cell: just what the cell shows.
 #[derive(Serialize)]
 struct CellTask<'a> {
@@ -144,7 +272,7 @@ pub(super) struct NoteCtx<'a> {
     backlinks: Vec<Link>,
     breadcrumbs: Vec<Link>,
     date: Option<&'a str>,
-    tasks: Vec<TaskCtx<'a>>,
+    tasks: TaskList<'a>,
     front_matter: &'a serde_json::Map<String, Value>,
     mission: Option<Link>,
     /// When a folder has the same URL as this note (`dir.md` beside `dir/`), the folder's listing.
@@ -198,7 +326,7 @@ struct MonthFull<'a> {
 #[derive(Serialize)]
 struct DayList<'a> {
     date: String,
-    tasks: Vec<TaskCtx<'a>>,
+    tasks: TaskList<'a>,
 }
 
 #[derive(Serialize)]
@@ -206,8 +334,16 @@ struct DayCtx<'a> {
     day: u32,
     date: String,
     in_month: bool,
+    /// The day's first [`CELL_TASKS`] tasks.
     tasks: Vec<CellTask<'a>>,
+    /// How many more the day has (listed under the grid).
+    more: usize,
 }
+
+/// How many tasks a day's cell in the month grid shows; the rest are counted, and listed day by
+/// day under the grid. A cell shows about four lines, and a grid holding every task of a busy
+/// month would be most of its page.
+const CELL_TASKS: usize = 4;
 
 /// A build: every file of the site, and its manifest.
 pub(crate) struct Build {
@@ -262,6 +398,8 @@ struct Shared<'a> {
     /// The months and the due months, as the month and task pages list them.
     months_sig: String,
     buckets_sig: String,
+    /// Each task's template values, made on first use and shared by every page that lists it.
+    task_values: Vec<TaskValues>,
 }
 
 /// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag, a
@@ -408,6 +546,8 @@ struct Tv<'a> {
     task: &'a TaskView,
     /// Its published note (always there in a consistent catalog).
     note: Option<&'a Published>,
+    /// Its place in the catalog's tasks (and in [`Shared::task_values`]).
+    at: u32,
 }
 
 impl std::ops::Deref for Tv<'_> {
@@ -503,6 +643,42 @@ impl<'a> Shared<'a> {
             agenda_days,
             site_hash,
             nav: nav_targets,
+            task_values: std::iter::repeat_with(TaskValues::default)
+                .take(catalog.tasks.len())
+                .collect(),
+        }
+    }
+
+    /// `tasks` as the page at `page` lists them: each task's value is made once per build (for
+    /// each URL its note has from the pages listing it) and shared, so a task on its note's page, on
+    /// its month's task page and in its calendar month costs one serialization, not three.
+    fn task_list(&self, tasks: &[Tv<'a>], page: &SitePath) -> TaskList<'a> {
+        let one = |t: &Tv<'a>| {
+            let url = task_url(t.task, t.note, page);
+            let slot = &self.task_values[t.at as usize];
+            (
+                slot.with_url(t.task, t.note, &url),
+                slot.digest(t.task, t.note),
+                url,
+            )
+        };
+        // A long list is made on all cores; most lists are a handful of tasks.
+        let made: Vec<(tera::Value, [u8; 32], String)> = if tasks.len() >= 2048 {
+            tasks.par_iter().with_min_len(512).map(one).collect()
+        } else {
+            tasks.iter().map(one).collect()
+        };
+        let mut h = Sha256::new();
+        let mut values = Vec::with_capacity(made.len());
+        for (value, digest, url) in made {
+            h.update(digest);
+            h.update(url.as_bytes());
+            h.update([0]);
+            values.push(value);
+        }
+        TaskList::Shared {
+            value: tera::Value::from(values),
+            digest: h.finalize().into(),
         }
     }
 
@@ -525,10 +701,15 @@ impl<'a> Shared<'a> {
         let tasks: Vec<Tv<'a>> = catalog
             .tasks
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(at, t)| {
                 while notes.next_if(|p| p.note.path < t.path).is_some() {}
                 let note = notes.peek().copied().filter(|p| p.note.path == t.path);
-                Tv { task: t, note }
+                Tv {
+                    task: t,
+                    note,
+                    at: at as u32,
+                }
             })
             .collect();
         // Grouped by due date, each group keeping that order; then the dates in order.
@@ -732,11 +913,7 @@ impl<'a> Shared<'a> {
                 .collect(),
             breadcrumbs: breadcrumbs(parent(&p.note.path), at, self.folders),
             date: p.date.as_deref(),
-            tasks: catalog
-                .tasks_of(&p.note.path)
-                .iter()
-                .map(|t| task_ctx(t, Some(p), at))
-                .collect(),
+            tasks: self.task_list(&self.tasks[catalog.task_range(&p.note.path)], at),
             front_matter: &p.note.front_matter,
             mission: self.mission_of(p).map(|m| Link {
                 title: m.title.clone(),
@@ -817,10 +994,7 @@ impl<'a> Shared<'a> {
                     None if self.open.len() <= TASKS_INLINE => &self.open,
                     None => &[],
                 };
-                let tasks: Vec<TaskCtx<'_>> = list
-                    .iter()
-                    .map(|t| task_ctx(t.task, t.note, &page))
-                    .collect();
+                let tasks = self.task_list(list, &page);
                 // Counts only on the overview: on a month's page they would make one task's edit
                 // re-render every month's page, not just its own and the overview.
                 let buckets: Vec<Value> = self
@@ -894,7 +1068,7 @@ impl<'a> Shared<'a> {
                     .range(month_range(y, m))
                     .map(|(d, ts)| DayList {
                         date: d.format("%Y-%m-%d").to_string(),
-                        tasks: ts.iter().map(|t| task_ctx(t.task, t.note, &page)).collect(),
+                        tasks: self.task_list(ts, &page),
                     })
                     .collect();
                 let neighbour = |j: Option<usize>| {
@@ -1166,22 +1340,24 @@ pub(super) fn note_ctx_of<'c>(
         backlinks,
         breadcrumbs: breadcrumbs(parent(&note.path), page, folders),
         date,
-        tasks: tasks
-            .iter()
-            .map(|t| {
-                let mut url = page.relative_from(page);
-                if let Some(id) = &t.block_id {
-                    url.push_str("#%5E");
-                    url.push_str(&url::encode(id));
-                }
-                TaskCtx {
-                    task: t,
-                    url,
-                    note_title: &note.title,
-                    date: agenda_date(t).map(String::as_str),
-                }
-            })
-            .collect(),
+        tasks: TaskList::Own(
+            tasks
+                .iter()
+                .map(|t| {
+                    let mut url = page.relative_from(page);
+                    if let Some(id) = &t.block_id {
+                        url.push_str("#%5E");
+                        url.push_str(&url::encode(id));
+                    }
+                    TaskCtx {
+                        task: t,
+                        url,
+                        note_title: &note.title,
+                        date: agenda_date(t).map(String::as_str),
+                    }
+                })
+                .collect(),
+        ),
         front_matter: &note.front_matter,
         mission,
         children: None,
@@ -1259,184 +1435,194 @@ pub(crate) fn build(
         Option<Arc<NoteKeyMemo>>,
         bool,
     );
-    let note_files: Vec<NoteOut> = catalog
-        .notes
-        .par_iter()
-        .zip(&live_notes)
-        .enumerate()
-        .map(|(i, (p, live))| {
-            let out = p.page.output_file();
-            let backlinks = catalog.backlinks_of(&p.note.path);
-            let children = shared.children(p).is_some();
-            let mission = shared.mission_of(p);
-            // Notes that transclude others, and notes that are a folder's page, are keyed afresh
-            // every time.
-            let memoable = !children && !catalog.embeds.contains_key(&p.note.path);
-            let links = catalog.link_digests.get(&p.note.path);
-            let known = memos.note(i, &p.note).filter(|m| {
-                memoable && same_frame && m.matches(catalog, backlinks, mission, links)
-            });
-            let key_memo = match known {
-                Some(m) => {
+    // Note pages and the other pages side by side: one long note or one month of many tasks is
+    // a page of its own, and should not wait for the rest.
+    let notes_side = || -> Result<Vec<NoteOut>, PublishError> {
+        catalog
+            .notes
+            .par_iter()
+            .zip(&live_notes)
+            .enumerate()
+            .map(|(i, (p, live))| {
+                let out = p.page.output_file();
+                let backlinks = catalog.backlinks_of(&p.note.path);
+                let children = shared.children(p).is_some();
+                let mission = shared.mission_of(p);
+                // Notes that transclude others, and notes that are a folder's page, are keyed afresh
+                // every time.
+                let memoable = !children && !catalog.embeds.contains_key(&p.note.path);
+                let links = catalog.link_digests.get(&p.note.path);
+                let known = memos.note(i, &p.note).filter(|m| {
+                    memoable && same_frame && m.matches(catalog, backlinks, mission, links)
+                });
+                let key_memo = match known {
+                    Some(m) => {
+                        catalog
+                            .note_key_hits
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Some(m.clone())
+                    }
+                    None => memoable.then(|| {
+                        let key = shared.note_key(p);
+                        Arc::new(NoteKeyMemo::new(catalog, p, backlinks, mission, links, key))
+                    }),
+                };
+                let key = match &key_memo {
+                    Some(m) => m.key.clone(),
+                    None => shared.note_key(p),
+                };
+                let face = catalog.face_at(i);
+                let live = live.filter(|_| stage.live_key(&out) == Some(key.as_str()));
+                let result = match live {
+                    Some((live, entry)) => {
+                        // The live memo, shared, when what it says of the note still holds.
+                        let memo = if live.same_facts(p, face, backlinks, mission, children) {
+                            live.clone()
+                        } else {
+                            let mut memo = note_memo(p, face, backlinks, mission, children);
+                            memo.take_rendered(live);
+                            Arc::new(memo)
+                        };
+                        Ok((
+                            OutFile {
+                                path: out,
+                                key,
+                                body: Body::Kept,
+                            },
+                            memo,
+                            entry.clone(),
+                            false,
+                            key_memo,
+                            true,
+                        ))
+                    }
+                    None => render_note_page(&shared, p, &linker)
+                        .map_err(PublishError::from)
+                        .and_then(|(bytes, html)| {
+                            stage.put(&out, &key, &Body::Bytes(bytes))?;
+                            let mut memo = note_memo(p, face, backlinks, mission, children);
+                            memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
+                            let entry: Arc<RawValue> =
+                                search_entry(&p.note, &p.page, &html.excerpt).into();
+                            let same = live.is_some_and(|(_, live)| live.get() == entry.get());
+                            Ok((
+                                OutFile {
+                                    path: out,
+                                    key,
+                                    body: Body::Staged,
+                                },
+                                Arc::new(memo),
+                                entry,
+                                true,
+                                key_memo,
+                                same,
+                            ))
+                        }),
+                };
+                progress.advance(1);
+                result
+            })
+            .collect::<Result<_, PublishError>>()
+    };
+    // Every other page: its context is built to key it, and rendered only when the key is new.
+    type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
+    let others_side = || -> Result<Vec<OtherOut>, PublishError> {
+        others
+            .into_par_iter()
+            // Each page a job of its own, so that a long one never holds up the rest of its chunk.
+            .with_max_len(1)
+            .map(|which| {
+                let inputs = shared.memo_inputs(which);
+                let known = inputs.as_ref().and_then(|(page, extra, refs)| {
+                    let memo = memos.pages.get(page.as_str())?;
+                    (memo.extra == *extra
+                        && memo.refs == *refs
+                        && stage.live_key(&page.output_file()) == Some(memo.key.as_str()))
+                    .then(|| memo.key.clone())
+                });
+                if let Some(key) = known
+                    && let Some((page, extra, refs)) = inputs
+                {
                     catalog
-                        .note_key_hits
+                        .page_memo_hits
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Some(m.clone())
-                }
-                None => memoable.then(|| {
-                    let key = shared.note_key(p);
-                    Arc::new(NoteKeyMemo::new(catalog, p, backlinks, mission, links, key))
-                }),
-            };
-            let key = match &key_memo {
-                Some(m) => m.key.clone(),
-                None => shared.note_key(p),
-            };
-            let face = catalog.face_at(i);
-            let live = live.filter(|_| stage.live_key(&out) == Some(key.as_str()));
-            let result = match live {
-                Some((live, entry)) => {
-                    // The live memo, shared, when what it says of the note still holds.
-                    let memo = if live.same_facts(p, face, backlinks, mission, children) {
-                        live.clone()
-                    } else {
-                        let mut memo = note_memo(p, face, backlinks, mission, children);
-                        memo.take_rendered(live);
-                        Arc::new(memo)
+                    progress.advance(1);
+                    let file = OutFile {
+                        path: page.output_file(),
+                        key: key.clone(),
+                        body: Body::Kept,
                     };
+                    let memo = PageMemo { extra, refs, key };
+                    return Ok((file, false, Some((page.as_str().to_owned(), memo))));
+                }
+                let (template, kind, title, page, path, vars) = shared.page(which);
+                let pc = PageCtx {
+                    kind,
+                    title,
+                    url: page.as_str().to_owned(),
+                    path,
+                };
+                let site = if matches!(which, Page::NotFound) {
+                    shared.absolute_site()
+                } else {
+                    shared.site(&page)
+                };
+                let key = {
+                    let mut h = Sha256::new();
+                    for part in [&template as &dyn erased::Hashable, &site, &pc] {
+                        part.feed(&mut h);
+                        h.update([0xff]);
+                    }
+                    for (name, value) in &vars {
+                        h.update(name.as_bytes());
+                        h.update([0]);
+                        value.feed(&mut h);
+                        h.update([0xff]);
+                    }
+                    hex(&h.finalize()[..16])
+                };
+                let memo = inputs.map(|(at, extra, refs)| {
+                    let key = key.clone();
+                    (at.as_str().to_owned(), PageMemo { extra, refs, key })
+                });
+                let out = page.output_file();
+                let result = if stage.live_key(&out) == Some(key.as_str()) {
                     Ok((
                         OutFile {
                             path: out,
                             key,
                             body: Body::Kept,
                         },
-                        memo,
-                        entry.clone(),
                         false,
-                        key_memo,
-                        true,
+                        memo,
                     ))
-                }
-                None => render_note_page(&shared, p, &linker)
-                    .map_err(PublishError::from)
-                    .and_then(|(bytes, html)| {
-                        stage.put(&out, &key, &Body::Bytes(bytes))?;
-                        let mut memo = note_memo(p, face, backlinks, mission, children);
-                        memo.set_rendered(&html, &|a| catalog.attachment_allowed(a));
-                        let entry: Arc<RawValue> =
-                            search_entry(&p.note, &p.page, &html.excerpt).into();
-                        let same = live.is_some_and(|(_, live)| live.get() == entry.get());
-                        Ok((
-                            OutFile {
-                                path: out,
-                                key,
-                                body: Body::Staged,
-                            },
-                            Arc::new(memo),
-                            entry,
-                            true,
-                            key_memo,
-                            same,
-                        ))
-                    }),
-            };
-            progress.advance(1);
-            result
-        })
-        .collect::<Result<_, PublishError>>()?;
-    // Every other page: its context is built to key it, and rendered only when the key is new.
-    type OtherOut = (OutFile, bool, Option<(String, PageMemo)>);
-    let other_files: Vec<OtherOut> = others
-        .into_par_iter()
-        .map(|which| {
-            let inputs = shared.memo_inputs(which);
-            let known = inputs.as_ref().and_then(|(page, extra, refs)| {
-                let memo = memos.pages.get(page.as_str())?;
-                (memo.extra == *extra
-                    && memo.refs == *refs
-                    && stage.live_key(&page.output_file()) == Some(memo.key.as_str()))
-                .then(|| memo.key.clone())
-            });
-            if let Some(key) = known
-                && let Some((page, extra, refs)) = inputs
-            {
-                catalog
-                    .page_memo_hits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                progress.advance(1);
-                let file = OutFile {
-                    path: page.output_file(),
-                    key: key.clone(),
-                    body: Body::Kept,
+                } else {
+                    let mut context = base_context(&site, &pc, &page);
+                    for (name, value) in &vars {
+                        value.insert_into(&mut context, name);
+                    }
+                    render(theme, template, &context)
+                        .map_err(PublishError::from)
+                        .and_then(|bytes| {
+                            stage.put(&out, &key, &Body::Bytes(bytes))?;
+                            Ok((
+                                OutFile {
+                                    path: out,
+                                    key,
+                                    body: Body::Staged,
+                                },
+                                true,
+                                memo,
+                            ))
+                        })
                 };
-                let memo = PageMemo { extra, refs, key };
-                return Ok((file, false, Some((page.as_str().to_owned(), memo))));
-            }
-            let (template, kind, title, page, path, vars) = shared.page(which);
-            let pc = PageCtx {
-                kind,
-                title,
-                url: page.as_str().to_owned(),
-                path,
-            };
-            let site = if matches!(which, Page::NotFound) {
-                shared.absolute_site()
-            } else {
-                shared.site(&page)
-            };
-            let key = {
-                let mut h = Sha256::new();
-                for part in [&template as &dyn erased::Hashable, &site, &pc] {
-                    part.feed(&mut h);
-                    h.update([0xff]);
-                }
-                for (name, value) in &vars {
-                    h.update(name.as_bytes());
-                    h.update([0]);
-                    value.feed(&mut h);
-                    h.update([0xff]);
-                }
-                hex(&h.finalize()[..16])
-            };
-            let memo = inputs.map(|(at, extra, refs)| {
-                let key = key.clone();
-                (at.as_str().to_owned(), PageMemo { extra, refs, key })
-            });
-            let out = page.output_file();
-            let result = if stage.live_key(&out) == Some(key.as_str()) {
-                Ok((
-                    OutFile {
-                        path: out,
-                        key,
-                        body: Body::Kept,
-                    },
-                    false,
-                    memo,
-                ))
-            } else {
-                let mut context = base_context(&site, &pc, &page);
-                for (name, value) in &vars {
-                    value.insert_into(&mut context, name);
-                }
-                render(theme, template, &context)
-                    .map_err(PublishError::from)
-                    .and_then(|bytes| {
-                        stage.put(&out, &key, &Body::Bytes(bytes))?;
-                        Ok((
-                            OutFile {
-                                path: out,
-                                key,
-                                body: Body::Staged,
-                            },
-                            true,
-                            memo,
-                        ))
-                    })
-            };
-            progress.advance(1);
-            result
-        })
-        .collect::<Result<_, PublishError>>()?;
+                progress.advance(1);
+                result
+            })
+            .collect::<Result<_, PublishError>>()
+    };
+    let (note_files, other_files) = rayon::join(notes_side, others_side);
+    let (note_files, other_files) = (note_files?, other_files?);
     progress.finish();
     let last_sitemap = memos.sitemap.clone();
     super::drop_later(memos);
@@ -1602,11 +1788,17 @@ fn render_note_page(
     p: &Published,
     linker: &Linker<'_>,
 ) -> Result<(Vec<u8>, NoteHtml), RenderError> {
+    let started = std::time::Instant::now();
     let text = shared.catalog.texts.text(&p.note.path).unwrap_or_default();
     let html = note_html(linker, &p.page, &p.note.path, &text, &p.note.title);
+    let markdown_ms = started.elapsed().as_millis() as u64;
     let ctx = shared.note_ctx(p);
     let site = shared.site(&p.page);
     let bytes = note_page_bytes(shared.theme, &site, &p.page, &p.note, &ctx, &html)?;
+    if markdown_ms >= 100 {
+        tracing::debug!(note = %p.note.path, markdown_ms, "a slow note");
+    }
+    slow_page(&p.note.path, started, bytes.len());
     Ok((bytes, html))
 }
 
@@ -1817,6 +2009,16 @@ mod erased {
         }
     }
 
+    thread_local! {
+        /// Set while a value is serialized into a page key rather than a template context.
+        static HASHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether the value being serialized goes into a page key (see [`super::TaskList`]).
+    pub(super) fn hashing() -> bool {
+        HASHING.with(std::cell::Cell::get)
+    }
+
     impl<T: serde::Serialize> Hashable for T {
         fn feed(&self, h: &mut sha2::Sha256) {
             struct W<'a>(&'a mut sha2::Sha256);
@@ -1830,7 +2032,9 @@ mod erased {
                 }
             }
             // Serializing plain data to a writer that cannot fail does not fail.
+            let was = HASHING.with(|f| f.replace(true));
             let _ = serde_json::to_writer(W(h), self);
+            HASHING.with(|f| f.set(was));
         }
     }
 }
@@ -1871,10 +2075,22 @@ fn markdown_signature<'c>(
 pub(super) use crate::hex;
 
 fn render(theme: &Theme, template: &str, context: &tera::Context) -> Result<Vec<u8>, RenderError> {
-    theme
+    let started = std::time::Instant::now();
+    let out = theme
         .render(template, context)
         .map(String::into_bytes)
-        .map_err(RenderError::Theme)
+        .map_err(RenderError::Theme);
+    slow_page(template, started, out.as_ref().map_or(0, Vec::len));
+    out
+}
+
+/// Says at debug level which pages dominate a build, so an operator can see what a slow build
+/// spends its time on (a calendar month holding thousands of tasks, a very long note).
+fn slow_page(what: &str, started: std::time::Instant, bytes: usize) {
+    let ms = started.elapsed().as_millis() as u64;
+    if ms >= 100 {
+        tracing::debug!(page = what, ms, bytes, "a slow page");
+    }
 }
 
 fn base_context(site: &SiteCtx<'_>, page: &PageCtx, at: &SitePath) -> tera::Context {
@@ -2310,18 +2526,20 @@ fn month_grid<'c>(
         let mut week = Vec::with_capacity(7);
         for _ in 0..7 {
             let in_month = day.month() == m && day.year() == y;
+            let tasks: &[Tv<'c>] = match by_day.get(&day) {
+                Some(ts) if in_month => ts,
+                _ => &[],
+            };
             week.push(DayCtx {
                 day: day.day(),
                 date: day.format("%Y-%m-%d").to_string(),
                 in_month,
-                tasks: if in_month {
-                    by_day
-                        .get(&day)
-                        .map(|ts| ts.iter().map(|t| cell_task(t, page)).collect())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
+                tasks: tasks
+                    .iter()
+                    .take(CELL_TASKS)
+                    .map(|t| cell_task(t, page))
+                    .collect(),
+                more: tasks.len().saturating_sub(CELL_TASKS),
             });
             match day.succ_opt() {
                 Some(next) => day = next,
@@ -2473,6 +2691,61 @@ pub(crate) fn feed(
 #[cfg(test)]
 mod tests {
     use super::folder_title;
+
+    #[test]
+    fn a_task_value_built_by_hand_is_what_serde_makes() {
+        let mut task = crate::index::TaskView {
+            path: "a/b.md".into(),
+            line: 7,
+            status: "open".into(),
+            text: "write <it> #x".into(),
+            due: Some("2026-05-01".into()),
+            scheduled: None,
+            start: Some("2026-04-01".into()),
+            created: None,
+            done: None,
+            cancelled: None,
+            priority: Some("high".into()),
+            recurrence: Some("every week".into()),
+            id: Some("t1".into()),
+            depends_on: vec!["t0".into(), "t2".into()],
+            tags: vec!["x".into()],
+            mission: None,
+            heading: Some("Plan".into()),
+            block_id: Some("b1".into()),
+        };
+        for _ in 0..2 {
+            let by_hand = super::task_value(&task, "../b/#%5Eb1", None);
+            let by_serde = tera::Value::from_serializable(&super::TaskCtx {
+                task: &task,
+                url: "../b/#%5Eb1".into(),
+                note_title: "",
+                date: super::agenda_date(&task).map(String::as_str),
+            });
+            assert_eq!(by_hand, by_serde);
+            // And with every optional field empty.
+            task = crate::index::TaskView {
+                path: "c.md".into(),
+                line: 1,
+                status: "done".into(),
+                text: String::new(),
+                due: None,
+                scheduled: Some("2026-01-02".into()),
+                start: None,
+                created: None,
+                done: None,
+                cancelled: None,
+                priority: None,
+                recurrence: None,
+                id: None,
+                depends_on: Vec::new(),
+                tags: Vec::new(),
+                mission: Some("m".into()),
+                heading: None,
+                block_id: None,
+            };
+        }
+    }
     use super::folder_tree_of;
 
     #[test]

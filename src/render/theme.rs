@@ -439,6 +439,7 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
 
     let mut tera = Tera::default();
     tera.autoescape_on([".html"]);
+    tera.set_escape_fn(super::escape::escape_to);
     let mut sources: Vec<(String, String)> = Vec::new();
     for (rel, (bytes, shown)) in files
         .iter()

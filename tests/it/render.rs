@@ -1020,3 +1020,40 @@ fn mirroring_a_damaged_live_site_fails_and_the_next_render_is_whole() {
         site_files(&fresh.join("paper")).keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_busy_day_shows_four_tasks_in_its_cell_and_links_to_all_of_them() {
+    let t = VaultTest::new();
+    let mut note = String::from("# Busy\n\n");
+    for i in 1..=7 {
+        note.push_str(&format!("- [ ] Errand {i} 📅 2026-05-04\n"));
+    }
+    note.push_str("- [ ] Quiet one 📅 2026-05-05\n");
+    t.write("03_NOTES/Busy.md", &note);
+    render_theme(&t, "paper");
+    let page = std::fs::read_to_string(t.path("_site/paper/calendar/2026-05/index.html")).unwrap();
+    let cell = |date: &str| {
+        let start = page
+            .find(&format!("<td data-date=\"{date}\""))
+            .unwrap_or_else(|| panic!("no cell for {date}"));
+        let end = start + page[start..].find("</td>").unwrap();
+        page[start..end].to_owned()
+    };
+    let busy = cell("2026-05-04");
+    assert_eq!(busy.matches("<li").count(), 4, "{busy}");
+    assert!(
+        busy.contains("<a class=\"calendar-more\" href=\"#day-2026-05-04\">+3 more</a>"),
+        "{busy}"
+    );
+    let quiet = cell("2026-05-05");
+    assert_eq!(quiet.matches("<li").count(), 1, "{quiet}");
+    assert!(!quiet.contains("calendar-more"), "{quiet}");
+    // Under the grid, the day lists every task, at the anchor the cell links to.
+    let day_start = page
+        .find("id=\"day-2026-05-04\"")
+        .expect("the day's section");
+    let day = &page[day_start..day_start + page[day_start..].find("</section>").unwrap()];
+    for i in 1..=7 {
+        assert!(day.contains(&format!("Errand {i}")), "{day}");
+    }
+}
