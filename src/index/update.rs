@@ -277,7 +277,7 @@ fn update_inner(
     put_tasks(&tx, staged)?;
     tracing::debug!(
         parse_and_write_ms = parsed_at.as_secs_f64() * 1e3,
-        move_tasks_ms = (started.elapsed() - parsed_at).as_secs_f64() * 1e3,
+        put_tasks_ms = (started.elapsed() - parsed_at).as_secs_f64() * 1e3,
         "wrote the notes"
     );
     for f in &files_removed {
