@@ -94,11 +94,11 @@ pub(super) struct TaskCtx<'a> {
 
 /// Tasks as a page is given them.
 pub(super) enum TaskList<'a> {
-    /// Made for this page alone.
+    /// As serde makes them.
     Own(Vec<TaskCtx<'a>>),
-    /// Template values shared with other pages, and a digest standing for them in page keys (so
-    /// that a key does not serialize every task again).
-    Shared {
+    /// Built by hand as template values, with a digest of the tasks' own digests and URLs that
+    /// stands for them in the page's key (so that a key does not serialize every task again).
+    Built {
         value: tera::Value,
         digest: [u8; 32],
     },
@@ -108,9 +108,9 @@ impl Serialize for TaskList<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             TaskList::Own(list) => list.serialize(s),
-            TaskList::Shared { digest, .. } if erased::hashing() => s.serialize_bytes(digest),
-            // Into a template context this is a shared reference, not a copy.
-            TaskList::Shared { value, .. } => value.serialize(s),
+            TaskList::Built { digest, .. } if erased::hashing() => s.serialize_bytes(digest),
+            // Into a template context this is a reference to the value, not a copy.
+            TaskList::Built { value, .. } => value.serialize(s),
         }
     }
 }
@@ -180,18 +180,15 @@ fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Val
     V::from(m)
 }
 
-/// One task's shared template values: a digest of what it shows (all of [`TaskCtx`] but the URL),
-/// and its value for each URL its note has been given from (its own page, and the pages two folders
-/// deep such as `tasks/2026-05/` and `calendar/2026-05/`, which share one).
+/// What one task contributes to the keys of the pages listing it: a digest of what it shows (all
+/// of [`TaskCtx`] but the URL), made once per build. Its template values are not kept: built by
+/// hand they cost little more than a lookup, and kept for a build they would double its memory.
 #[derive(Default)]
-struct TaskValues {
-    digest: OnceLock<[u8; 32]>,
-    whole: std::sync::Mutex<Vec<(String, tera::Value)>>,
-}
+struct TaskDigest(OnceLock<[u8; 32]>);
 
-impl TaskValues {
-    fn digest(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
-        *self.digest.get_or_init(|| {
+impl TaskDigest {
+    fn get(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
+        *self.0.get_or_init(|| {
             let ctx = TaskCtx {
                 task,
                 url: String::new(),
@@ -202,21 +199,6 @@ impl TaskValues {
             erased::Hashable::feed(&ctx, &mut h);
             h.finalize().into()
         })
-    }
-
-    fn with_url(&self, task: &TaskView, note: Option<&Published>, url: &str) -> tera::Value {
-        let mut whole = self
-            .whole
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, value)) = whole.iter().find(|(u, _)| u == url) {
-            return value.clone();
-        }
-        let value = task_value(task, url, note);
-        if whole.len() < 4 {
-            whole.push((url.to_owned(), value.clone()));
-        }
-        value
     }
 }
 
@@ -398,8 +380,8 @@ struct Shared<'a> {
     /// The months and the due months, as the month and task pages list them.
     months_sig: String,
     buckets_sig: String,
-    /// Each task's template values, made on first use and shared by every page that lists it.
-    task_values: Vec<TaskValues>,
+    /// What each task contributes to page keys, made on first use and shared by every page.
+    task_digests: Vec<TaskDigest>,
 }
 
 /// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag, a
@@ -546,7 +528,7 @@ struct Tv<'a> {
     task: &'a TaskView,
     /// Its published note (always there in a consistent catalog).
     note: Option<&'a Published>,
-    /// Its place in the catalog's tasks (and in [`Shared::task_values`]).
+    /// Its place in the catalog's tasks (and in [`Shared::task_digests`]).
     at: u32,
 }
 
@@ -643,24 +625,19 @@ impl<'a> Shared<'a> {
             agenda_days,
             site_hash,
             nav: nav_targets,
-            task_values: std::iter::repeat_with(TaskValues::default)
+            task_digests: std::iter::repeat_with(TaskDigest::default)
                 .take(catalog.tasks.len())
                 .collect(),
         }
     }
 
-    /// `tasks` as the page at `page` lists them: each task's value is made once per build (for
-    /// each URL its note has from the pages listing it) and shared, so a task on its note's page, on
-    /// its month's task page and in its calendar month costs one serialization, not three.
+    /// `tasks` as the page at `page` lists them, with a key made of each task's digest (computed
+    /// once per build, however many pages list the task) and URL instead of its whole value.
     fn task_list(&self, tasks: &[Tv<'a>], page: &SitePath) -> TaskList<'a> {
         let one = |t: &Tv<'a>| {
             let url = task_url(t.task, t.note, page);
-            let slot = &self.task_values[t.at as usize];
-            (
-                slot.with_url(t.task, t.note, &url),
-                slot.digest(t.task, t.note),
-                url,
-            )
+            let digest = self.task_digests[t.at as usize].get(t.task, t.note);
+            (task_value(t.task, &url, t.note), digest, url)
         };
         // A long list is made on all cores; most lists are a handful of tasks.
         let made: Vec<(tera::Value, [u8; 32], String)> = if tasks.len() >= 2048 {
@@ -676,7 +653,7 @@ impl<'a> Shared<'a> {
             h.update([0]);
             values.push(value);
         }
-        TaskList::Shared {
+        TaskList::Built {
             value: tera::Value::from(values),
             digest: h.finalize().into(),
         }
@@ -1395,7 +1372,7 @@ pub(crate) fn build(
     progress: &dyn Progress,
 ) -> Result<Build, PublishError> {
     let t0 = std::time::Instant::now();
-    let mut shared = Shared::new(catalog, theme, config);
+    let shared = Shared::new(catalog, theme, config);
     let others = shared.pages();
     let pages = catalog.notes.len() + others.len();
     tracing::debug!(
@@ -1650,7 +1627,7 @@ pub(crate) fn build(
     let mut memos = PageMemos {
         pages: HashMap::new(),
         notes: note_memos,
-        note_site: std::mem::take(&mut shared.site_hash),
+        note_site: shared.site_hash.clone(),
         by_note: OnceLock::new(),
         alive: (
             catalog.tasks.clone(),
@@ -1658,9 +1635,6 @@ pub(crate) fn build(
         ),
         sitemap: None,
     };
-    // Every task's template values, freed off the writer's path (millions of small allocations
-    // after a month of 100,000 tasks).
-    super::drop_later(std::mem::take(&mut shared.task_values));
     for (file, fresh, memo) in other_files {
         rendered += usize::from(fresh);
         files.push(file);
