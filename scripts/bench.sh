@@ -23,6 +23,7 @@
 # Environment: BENCH_DIR (work folder, default a new one under /tmp; use /dev/shm for tmpfs; for
 # `render` the default is /dev/shm, and DISK_DIR (default /tmp) holds the on-disk comparison),
 # NOTES (default 10000), BUNDLES (default 1000), SEED (default 42), KEEP=1 to keep the work folder,
+# QUIRE_BIN=path to time another build of quire,
 # LARGE (default 100000; 0 skips the large vault of `index`).
 # Figures go to stdout; nothing here is a test and nothing asserts on time.
 set -euo pipefail
@@ -38,6 +39,8 @@ die() { echo "bench: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "needs python3"
 
 build() {
+  # QUIRE_BIN: time that binary instead of building this checkout (an older build, for A/B runs).
+  if [ -n "${QUIRE_BIN:-}" ]; then quire=$QUIRE_BIN; return; fi
   (cd "$here" && cargo build --release --locked --quiet)
   quire="$here/target/release/quire"
 }
