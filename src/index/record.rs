@@ -163,29 +163,30 @@ pub(crate) fn note_record(
     };
     // A note with very many tasks is as much work as a vault: its records are made on all cores
     // (in order: problems are listed by line).
-    let made: Vec<(TaskRecord, Vec<NoteProblem>)> = if note.tasks.len() >= 4096 {
-        use rayon::prelude::*;
-        note.tasks
-            .par_iter()
-            .with_min_len(1024)
-            .map(|t| {
-                (
-                    task_record(path, t, note_mission.as_deref()),
-                    task_problems(t),
-                )
-            })
-            .collect()
-    } else {
-        note.tasks
-            .iter()
-            .map(|t| {
-                (
-                    task_record(path, t, note_mission.as_deref()),
-                    task_problems(t),
-                )
-            })
-            .collect()
-    };
+    let made: Vec<(TaskRecord, Vec<NoteProblem>)> =
+        if note.tasks.len() >= crate::markdown::note::MANY_TASKS {
+            use rayon::prelude::*;
+            note.tasks
+                .par_iter()
+                .with_min_len(1024)
+                .map(|t| {
+                    (
+                        task_record(path, t, note_mission.as_deref()),
+                        task_problems(t),
+                    )
+                })
+                .collect()
+        } else {
+            note.tasks
+                .iter()
+                .map(|t| {
+                    (
+                        task_record(path, t, note_mission.as_deref()),
+                        task_problems(t),
+                    )
+                })
+                .collect()
+        };
     let mut tasks = Vec::with_capacity(made.len());
     for (record, mut found) in made {
         tasks.push(record);

@@ -86,6 +86,11 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// SQLite's page cache, in KiB: for queries and small updates, and for a full rebuild (a vault's
+/// tasks can outgrow the first, and pages spilled to the file mid-transaction are written twice).
+const CACHE_KIB: i64 = 32_000;
+const REBUILD_CACHE_KIB: i64 = 262_144;
+
 /// The schema version this quire writes.
 pub(super) fn current_version() -> i64 {
     MIGRATIONS.len() as i64
@@ -129,9 +134,9 @@ fn try_open(path: &Path) -> Result<Connection, String> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("journal mode is {mode}, not WAL"));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{CACHE_KIB};"
+    ))
     .map_err(|e| e.to_string())?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -182,14 +187,12 @@ pub(super) fn without_journal<T>(
         return rebuild(conn);
     }
     let version = current_version();
-    // A bigger page cache for the rebuild: a vault's tasks can outgrow the usual one, and pages
-    // spilled to the file in the middle of the transaction are written twice.
-    conn.execute_batch(
-        "PRAGMA user_version = -1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
-    )?;
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = -1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -{REBUILD_CACHE_KIB};"
+    ))?;
     let result = rebuild(conn);
     conn.execute_batch(&format!(
-        "PRAGMA cache_size = -32000; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL; PRAGMA user_version = {version};"
+        "PRAGMA cache_size = -{CACHE_KIB}; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL; PRAGMA user_version = {version};"
     ))?;
     result
 }

@@ -292,12 +292,14 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
     note
 }
 
-/// Reads each task's fields from its text: on all cores when the note holds enough tasks for
-/// that to pay (one note of 160,000 tasks is as much work as a vault).
+/// From how many tasks a note's tasks are worth reading and recording on all cores (one note of
+/// 160,000 tasks is as much work as a vault).
+pub const MANY_TASKS: usize = 4096;
+
+/// Reads each task's fields from its text: on all cores for a note of [`MANY_TASKS`] or more.
 fn read_fields(tasks: &mut [NoteTask], texts: &[&str]) {
     use rayon::prelude::*;
-    const PARALLEL_FROM: usize = 4096;
-    if tasks.len() < PARALLEL_FROM {
+    if tasks.len() < MANY_TASKS {
         for (task, text) in tasks.iter_mut().zip(texts) {
             task.fields = parse_fields(text);
         }

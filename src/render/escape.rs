@@ -1,18 +1,26 @@
 //! Escaping text for HTML and XML.
 
+/// The entity for a byte that HTML and XML text or a quoted attribute value must not hold as is.
+fn entity(b: u8) -> Option<&'static str> {
+    Some(match b {
+        b'&' => "&amp;",
+        b'<' => "&lt;",
+        b'>' => "&gt;",
+        b'"' => "&quot;",
+        b'\'' => "&#39;",
+        _ => return None,
+    })
+}
+
 /// Appends `text` to `out` with `&`, `<`, `>`, `"` and `'` escaped: safe in element content and in
 /// quoted attribute values.
 pub(crate) fn escape_into(text: &str, out: &mut String) {
     let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
+    for (i, rep) in text
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, entity(b)?)))
+    {
         out.push_str(&text[last..i]);
         out.push_str(rep);
         last = i + 1;
@@ -25,17 +33,13 @@ pub(crate) fn escape_into(text: &str, out: &mut String) {
 /// `dyn Write`, which costs more than the rest of a long task list's page).
 pub(crate) fn escape_to(text: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let rep: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'"' => b"&quot;",
-            b'\'' => b"&#39;",
-            _ => continue,
-        };
+    for (i, rep) in text
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, entity(b)?)))
+    {
         out.write_all(&text.as_bytes()[last..i])?;
-        out.write_all(rep)?;
+        out.write_all(rep.as_bytes())?;
         last = i + 1;
     }
     out.write_all(&text.as_bytes()[last..])

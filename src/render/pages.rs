@@ -1320,18 +1320,11 @@ pub(super) fn note_ctx_of<'c>(
         tasks: TaskList::Own(
             tasks
                 .iter()
-                .map(|t| {
-                    let mut url = page.relative_from(page);
-                    if let Some(id) = &t.block_id {
-                        url.push_str("#%5E");
-                        url.push_str(&url::encode(id));
-                    }
-                    TaskCtx {
-                        task: t,
-                        url,
-                        note_title: &note.title,
-                        date: agenda_date(t).map(String::as_str),
-                    }
+                .map(|t| TaskCtx {
+                    task: t,
+                    url: at_block(page.relative_from(page), t),
+                    note_title: &note.title,
+                    date: agenda_date(t).map(String::as_str),
                 })
                 .collect(),
         ),
@@ -1574,6 +1567,7 @@ pub(crate) fn build(
                         memo,
                     ))
                 } else {
+                    let started = std::time::Instant::now();
                     let mut context = base_context(&site, &pc, &page);
                     for (name, value) in &vars {
                         value.insert_into(&mut context, name);
@@ -1581,6 +1575,7 @@ pub(crate) fn build(
                     render(theme, template, &context)
                         .map_err(PublishError::from)
                         .and_then(|bytes| {
+                            slow_page(page.as_str(), started, bytes.len());
                             stage.put(&out, &key, &Body::Bytes(bytes))?;
                             Ok((
                                 OutFile {
@@ -2052,13 +2047,10 @@ fn markdown_signature<'c>(
 pub(super) use crate::hex;
 
 fn render(theme: &Theme, template: &str, context: &tera::Context) -> Result<Vec<u8>, RenderError> {
-    let started = std::time::Instant::now();
-    let out = theme
+    theme
         .render(template, context)
         .map(String::into_bytes)
-        .map_err(RenderError::Theme);
-    slow_page(template, started, out.as_ref().map_or(0, Vec::len));
-    out
+        .map_err(RenderError::Theme)
 }
 
 /// Says at debug level which pages dominate a build, so an operator can see what a slow build
@@ -2140,12 +2132,16 @@ fn run_time(p: &Published) -> Option<&str> {
 
 /// The URL of a task's note from `from` (at the task's block, when it has an id).
 fn task_url(t: &TaskView, note: Option<&Published>, from: &SitePath) -> String {
-    let mut url = note.map(|p| p.page.relative_from(from)).unwrap_or_default();
-    if let (Some(id), false) = (&t.block_id, url.is_empty()) {
-        url.push_str("#%5E");
-        url.push_str(&url::encode(id));
+    note.map_or_else(String::new, |p| at_block(p.page.relative_from(from), t))
+}
+
+/// `note_url` (the task's note, as a page sees it) at the task's block, when it has an id.
+fn at_block(mut note_url: String, t: &TaskView) -> String {
+    if let Some(id) = &t.block_id {
+        note_url.push_str("#%5E");
+        note_url.push_str(&url::encode(id));
     }
-    url
+    note_url
 }
 
 /// A task as a page lists it; `note` is its note, if published.
