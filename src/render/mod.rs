@@ -26,6 +26,8 @@ mod incremental;
 mod markdown;
 mod pages;
 mod publish;
+mod reads;
+mod task_item;
 pub mod theme;
 pub mod url;
 

@@ -890,7 +890,13 @@ impl<'a> Shared<'a> {
                 .collect(),
             breadcrumbs: breadcrumbs(parent(&p.note.path), at, self.folders),
             date: p.date.as_deref(),
-            tasks: self.task_list(&self.tasks[catalog.task_range(&p.note.path)], at),
+            // Thousands of tasks are thousands of template values: made only for a theme
+            // that may show them (the note's own HTML lists them already).
+            tasks: if self.theme.note_tasks_read {
+                self.task_list(&self.tasks[catalog.task_range(&p.note.path)], at)
+            } else {
+                TaskList::Own(Vec::new())
+            },
             front_matter: &p.note.front_matter,
             mission: self.mission_of(p).map(|m| Link {
                 title: m.title.clone(),
@@ -2696,6 +2702,8 @@ mod tests {
                 date: super::agenda_date(&task).map(String::as_str),
             });
             assert_eq!(by_hand, by_serde);
+            // And the built-in `task` component renders it in Rust.
+            assert!(crate::render::task_item::item(&by_hand, true).is_some());
             // And with every optional field empty.
             task = crate::index::TaskView {
                 path: "c.md".into(),

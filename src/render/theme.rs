@@ -148,6 +148,9 @@ pub struct Theme {
     pub fingerprint: String,
     /// Template name → the pack file it came from, for messages.
     shown: BTreeMap<String, String>,
+    /// Whether a note page may read `note.tasks` (see [`super::reads`]): when it cannot, a note
+    /// page is not given them.
+    pub(crate) note_tasks_read: bool,
 }
 
 impl Theme {
@@ -167,6 +170,16 @@ impl Theme {
             })
         })
     }
+}
+
+/// The pack file of the `task` component.
+const TASK_COMPONENT: &str = "components/task.html";
+
+/// Whether `bytes` are the built-in `base` pack's `task` component, byte for byte.
+pub(super) fn is_builtin_task(bytes: &[u8]) -> bool {
+    crate::embedded::THEMES
+        .iter()
+        .any(|(p, b)| p.strip_prefix("base/") == Some(TASK_COMPONENT) && *b == bytes)
 }
 
 fn builtin_names() -> Vec<String> {
@@ -438,6 +451,7 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
     }
 
     let mut tera = Tera::default();
+    tera.register_function(super::task_item::FUNCTION, super::task_item::function);
     tera.autoescape_on([".html"]);
     tera.set_escape_fn(super::escape::escape_to);
     let mut sources: Vec<(String, String)> = Vec::new();
@@ -458,6 +472,11 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
             message: "is not UTF-8".into(),
         })?;
         let name = rel.strip_prefix("templates/").unwrap_or(rel).to_owned();
+        // The built-in `task` component, kept as it is, runs its body in Rust (same output).
+        let text = match super::task_item::fast_source(&text) {
+            Some(fast) if rel == TASK_COMPONENT && is_builtin_task(bytes) => fast,
+            _ => text,
+        };
         sources.push((name, text));
     }
     let shown_of = |template: &str| -> String {
@@ -526,7 +545,12 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
             )
         })
         .collect();
+    let note_tasks_read = {
+        let by_name: BTreeMap<String, String> = sources.iter().cloned().collect();
+        super::reads::may_read(&by_name, "note.html", "note", "tasks")
+    };
     Ok(Theme {
+        note_tasks_read,
         chain: chain.into_iter().map(|p| p.info).collect(),
         tera,
         statics,

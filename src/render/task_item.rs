@@ -1,0 +1,329 @@
+//! The built-in `task` component, written in Rust.
+//!
+//! A page listing 100,000 tasks spends most of its time in the template engine running the
+//! `task` component's body: a dozen field lookups, tests and escapes per task. When a theme keeps
+//! the built-in component (the `components/task.html` of `base`, byte for byte), quire runs its
+//! body here instead, with the same output (a test holds the two equal over many tasks). The
+//! component stays a component — `task_list` and any theme template still call it — and a task
+//! whose value has a shape this code does not expect (a theme's own map, a number where a date
+//! goes) is rendered by the original body, so the output never depends on which path ran.
+
+use tera::{Kwargs, State, Value};
+
+use super::escape::escape_into;
+
+/// The name the fast body calls.
+pub(super) const FUNCTION: &str = "quire_task_item";
+
+/// The built-in component's source with its body behind the Rust one: the original body renders
+/// only the tasks [`item`] declines. `None` when the source is not shaped as expected (then the
+/// theme keeps the source as it is).
+pub(super) fn fast_source(original: &str) -> Option<String> {
+    const OPEN_END: &str = "-%}";
+    const CLOSE: &str = "{%- endcomponent task %}";
+    let open = original.find("{% component task(")?;
+    let body_start = open + original[open..].find(OPEN_END)? + OPEN_END.len();
+    let body_end = original.rfind(CLOSE)?;
+    let body = original.get(body_start..body_end)?;
+    Some(format!(
+        "{}{{%- set item = {FUNCTION}(task=task, show_note=show_note) -%}}\
+         {{%- if item -%}}{{{{ item }}}}{{%- else -%}}{body}{{%- endif -%}}{}",
+        &original[..body_start],
+        &original[body_end..],
+    ))
+}
+
+/// The function the fast body calls: the task's `<li>` as a safe string, or an empty string for a
+/// task the original body must render.
+pub(super) fn function(kwargs: Kwargs, _: &State<'_>) -> Value {
+    let task = kwargs.get::<Value>("task").ok().flatten();
+    let show_note = kwargs.get::<Value>("show_note").ok().flatten();
+    let html = match (task, show_note.as_ref().and_then(Value::as_bool)) {
+        (Some(task), Some(show_note)) => item(&task, show_note),
+        _ => None,
+    };
+    html.map_or_else(|| Value::normal_string(""), |h| Value::safe_string(&h))
+}
+
+/// A field the component prints: a string, or nothing. `None` for anything else (missing, a
+/// number, a list), which the template would print or test differently.
+fn field<'v>(map: &'v tera::Map, key: &'static str) -> Option<Option<&'v str>> {
+    let v = map.get(&tera::value::Key::Str(key))?;
+    if v.is_none() {
+        Some(None)
+    } else {
+        v.as_str().map(Some)
+    }
+}
+
+/// The `<li>` the built-in `task` component makes of `task`, or `None` when the value is not a
+/// task as quire builds them.
+pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
+    let map = task.as_map()?;
+    let status = field(map, "status")??;
+    let text = field(map, "text")??;
+    let [
+        priority,
+        date,
+        due,
+        scheduled,
+        start,
+        recurrence,
+        done,
+        url,
+        note_title,
+    ] = [
+        "priority",
+        "date",
+        "due",
+        "scheduled",
+        "start",
+        "recurrence",
+        "done",
+        "url",
+        "note_title",
+    ]
+    .map(|k| field(map, k));
+    let (priority, date, due, scheduled, start, recurrence, done, url) = (
+        truthy(priority?),
+        truthy(date?),
+        truthy(due?),
+        truthy(scheduled?),
+        truthy(start?),
+        truthy(recurrence?),
+        truthy(done?),
+        truthy(url?),
+    );
+    let note_title = note_title?;
+
+    let mut out = String::with_capacity(320 + text.len());
+    let esc = |out: &mut String, s: &str| escape_into(s, out);
+    out.push_str("<li class=\"task task-");
+    esc(&mut out, status);
+    if let Some(p) = priority {
+        out.push_str(" priority-");
+        esc(&mut out, p);
+    }
+    out.push('"');
+    if let Some(d) = date {
+        out.push_str(" data-date=\"");
+        esc(&mut out, d);
+        out.push('"');
+    }
+    out.push_str(" data-status=\"");
+    esc(&mut out, status);
+    out.push_str("\">\n  <input type=\"checkbox\" disabled");
+    if status == "done" {
+        out.push_str(" checked");
+    }
+    out.push_str(" aria-label=\"");
+    esc(&mut out, &status.replace('_', " "));
+    out.push_str("\">\n  <span class=\"task-text\">");
+    esc(&mut out, text);
+    out.push_str("</span>");
+    if let Some(p) = priority {
+        out.push_str(" <span class=\"task-priority\" title=\"Priority: ");
+        esc(&mut out, p);
+        out.push_str("\">");
+        esc(&mut out, p);
+        out.push_str("</span>");
+    }
+    for (value, class, title, mark) in [
+        (due, "task-due", "Due", "📅"),
+        (scheduled, "task-scheduled", "Scheduled", "⏳"),
+        (start, "task-start", "Starts", "🛫"),
+    ] {
+        if let Some(v) = value {
+            time(&mut out, class, v, title, mark);
+        }
+    }
+    if let Some(r) = recurrence {
+        out.push_str(" <span class=\"task-recurrence\" title=\"Repeats\">🔁 ");
+        esc(&mut out, r);
+        out.push_str("</span>");
+    }
+    if let Some(d) = done {
+        time(&mut out, "task-done-date", d, "Done", "✅");
+    }
+    if show_note && let Some(u) = url {
+        // The template would print a missing title its own way: it renders this task.
+        let title = note_title?;
+        out.push_str(" <a class=\"task-note\" href=\"");
+        esc(&mut out, u);
+        out.push_str("\">");
+        esc(&mut out, title);
+        out.push_str("</a>");
+    }
+    out.push_str("\n</li>");
+    Some(out)
+}
+
+/// ` <time class="…" datetime="…" title="…">MARK …</time>`.
+fn time(out: &mut String, class: &str, value: &str, title: &str, mark: &str) {
+    out.push_str(" <time class=\"");
+    out.push_str(class);
+    out.push_str("\" datetime=\"");
+    escape_into(value, out);
+    out.push_str("\" title=\"");
+    out.push_str(title);
+    out.push_str("\">");
+    out.push_str(mark);
+    out.push(' ');
+    escape_into(value, out);
+    out.push_str("</time>");
+}
+
+/// Truthy as the template sees a string: there, and not empty.
+fn truthy(f: Option<&str>) -> Option<&str> {
+    f.filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value as Json, json};
+
+    /// The built-in component's source, as the binary carries it.
+    fn builtin() -> &'static str {
+        let (_, bytes) = crate::embedded::THEMES
+            .iter()
+            .find(|(p, _)| *p == "base/components/task.html")
+            .expect("base ships components/task.html");
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    /// A Tera holding `component` as quire's themes do (autoescape, quire's escaper, the function).
+    fn tera_with(component: &str) -> tera::Tera {
+        let mut t = tera::Tera::default();
+        t.register_function(super::FUNCTION, super::function);
+        t.autoescape_on([".html"]);
+        t.set_escape_fn(crate::render::escape::escape_to);
+        t.add_raw_templates([
+            ("components/task.html", component),
+            (
+                "page.html",
+                "{% for t in tasks %}[{{ <task task={t} show_note={show_note} /> }}]{% endfor %}",
+            ),
+        ])
+        .unwrap();
+        t
+    }
+
+    fn render(t: &tera::Tera, tasks: &[Json], show_note: &Json) -> String {
+        let mut c = tera::Context::new();
+        c.insert("tasks", &tasks);
+        c.insert("show_note", show_note);
+        t.render("page.html", &c).unwrap()
+    }
+
+    /// The same page from the original body and from the Rust one, and how many tasks the Rust
+    /// one rendered itself.
+    fn both(tasks: &[Json], show_note: &Json) -> (String, String, usize) {
+        let slow = tera_with(builtin());
+        let fast = tera_with(&super::fast_source(builtin()).expect("the built-in body is found"));
+        let taken = tasks
+            .iter()
+            .filter(|t| {
+                show_note
+                    .as_bool()
+                    .is_some_and(|s| super::item(&tera::Value::from_serializable(t), s).is_some())
+            })
+            .count();
+        (
+            render(&slow, tasks, show_note),
+            render(&fast, tasks, show_note),
+            taken,
+        )
+    }
+
+    fn quire_task() -> Json {
+        json!({
+            "path": "a/b.md", "line": 3, "status": "in_progress", "text": "write <it> & \"ship\" 'it'",
+            "due": "2026-05-01", "scheduled": null, "start": "2026-04-01", "created": null,
+            "done": null, "cancelled": null, "priority": "high", "recurrence": "every week",
+            "id": "t1", "depends_on": ["t0"], "tags": ["x"], "mission": null, "heading": "Plan",
+            "block_id": "b1", "url": "../b/#%5Eb1", "note_title": "B <note>", "date": "2026-05-01",
+        })
+    }
+
+    #[test]
+    fn the_rust_body_renders_quire_tasks_as_the_template_does() {
+        let mut tasks = vec![quire_task()];
+        let mut done = quire_task();
+        done["status"] = json!("done");
+        done["done"] = json!("2026-05-02");
+        done["priority"] = json!(null);
+        done["url"] = json!("");
+        tasks.push(done);
+        let mut bare = quire_task();
+        for k in [
+            "due",
+            "start",
+            "priority",
+            "recurrence",
+            "date",
+            "scheduled",
+        ] {
+            bare[k] = json!(null);
+        }
+        bare["text"] = json!("");
+        tasks.push(bare);
+        for show_note in [json!(true), json!(false)] {
+            let (slow, fast, taken) = both(&tasks, &show_note);
+            assert_eq!(fast, slow);
+            assert_eq!(taken, tasks.len(), "every quire task takes the Rust body");
+        }
+        assert!(both(&tasks, &json!(true)).0.contains("in progress"));
+    }
+
+    #[test]
+    fn a_value_shaped_otherwise_is_rendered_by_the_template() {
+        let mut number = quire_task();
+        number["due"] = json!(20260501);
+        let mut missing = quire_task();
+        missing.as_object_mut().unwrap().remove("recurrence");
+        let mut untitled = quire_task();
+        untitled["note_title"] = json!(null);
+        let tasks = [number, missing, untitled];
+        let (slow, fast, taken) = both(&tasks, &json!(true));
+        assert_eq!(fast, slow);
+        assert_eq!(taken, 0, "none of them takes the Rust body");
+    }
+
+    #[test]
+    fn a_theme_keeping_the_builtin_task_gets_the_rust_body_and_one_changing_it_does_not() {
+        assert!(super::super::theme::is_builtin_task(builtin().as_bytes()));
+        let changed = builtin().replace("task-text", "task-words");
+        assert!(!super::super::theme::is_builtin_task(changed.as_bytes()));
+    }
+
+    fn text() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            Just(Json::Null),
+            Just(json!("")),
+            "[a-z_ <>&\"'#é📅]{0,12}".prop_map(Json::from),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("QUIRE_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64)
+        ))]
+        #[test]
+        fn fuzz_the_rust_body_matches_the_template(
+            fields in proptest::collection::vec(text(), 11),
+            status in prop_oneof![Just("open".to_owned()), Just("done".to_owned()), "[a-z_ <&]{0,8}"],
+            show_note: bool,
+        ) {
+            let keys = ["text", "priority", "date", "due", "scheduled", "start", "recurrence",
+                "done", "url", "note_title", "block_id"];
+            let mut task = quire_task();
+            for (k, v) in keys.iter().zip(fields) {
+                task[*k] = v;
+            }
+            task["status"] = json!(status);
+            let (slow, fast, _) = both(&[task], &json!(show_note));
+            prop_assert_eq!(fast, slow);
+        }
+    }
+}
