@@ -717,17 +717,21 @@ impl Index {
         resolve_stored(path, &links, resolver)
     }
 
-    /// Every task, by path and line.
-    pub fn all_tasks(&self) -> Result<Vec<TaskView>, IndexError> {
+    /// Every task, by path and line, each shared (what a render's catalog keeps).
+    pub fn all_tasks(&self) -> Result<Vec<std::sync::Arc<TaskView>>, IndexError> {
         use rayon::prelude::*;
+        use std::sync::Arc;
         let mut stmt = self.conn.prepare("SELECT json FROM tasks")?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
-        let mut out = rows
-            .par_iter()
-            .map(|j| parse_view(j))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Shared as they are read: a task is hundreds of bytes, and the sort below then moves
+        // pointers, not tasks.
+        let mut parsed: Vec<Result<Arc<TaskView>, IndexError>> = Vec::with_capacity(rows.len());
+        rows.par_iter()
+            .map(|j| parse_view(j).map(Arc::new))
+            .collect_into_vec(&mut parsed);
+        let mut out = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
         out.par_sort_unstable_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
         Ok(out)
     }

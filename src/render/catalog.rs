@@ -825,10 +825,13 @@ impl WarmCatalog {
             .map(|n| (n.path.clone(), Arc::new(n)))
             .collect();
         for t in index.all_tasks()? {
-            self.tasks
-                .entry(t.path.clone())
-                .or_default()
-                .push(Arc::new(t));
+            // In path order: a note's tasks come together, and its path is copied once.
+            match self.tasks.get_mut(t.path.as_str()) {
+                Some(list) => list.push(t),
+                None => {
+                    self.tasks.insert(t.path.clone(), vec![t]);
+                }
+            }
         }
         self.attachments = index.attachments()?.into_iter().collect();
         // The resolver kept is the one these links were resolved with: a later catch-up looks

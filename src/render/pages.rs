@@ -181,24 +181,40 @@ fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Val
 }
 
 /// What one task contributes to the keys of the pages listing it: a digest of what it shows (all
-/// of [`TaskCtx`] but the URL), made once per build. Its template values are not kept: built by
-/// hand they cost little more than a lookup, and kept for a build they would double its memory.
+/// of [`TaskCtx`] but the URL), made once per build; and its template value as the last long list
+/// made it, with the URL it was made for. Pages at the same depth (a month's task list and its
+/// calendar) give a task the same URL, and so share one value instead of each making 100,000.
 #[derive(Default)]
-struct TaskDigest(OnceLock<[u8; 32]>);
+struct TaskDigest {
+    digest: OnceLock<[u8; 32]>,
+    value: OnceLock<(String, tera::Value)>,
+}
 
 impl TaskDigest {
     fn get(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
-        *self.0.get_or_init(|| {
-            let ctx = TaskCtx {
-                task,
-                url: String::new(),
-                note_title: note.map_or("", |p| p.note.title.as_str()),
-                date: agenda_date(task).map(String::as_str),
-            };
+        *self.digest.get_or_init(|| {
             let mut h = Sha256::new();
-            erased::Hashable::feed(&ctx, &mut h);
+            feed_task(&mut h, task);
+            // The rest of what a task shows (its URL is fed by the list).
+            let title = note.map_or("", |p| p.note.title.as_str());
+            h.update((title.len() as u64).to_le_bytes());
+            h.update(title.as_bytes());
             h.finalize().into()
         })
+    }
+
+    /// The task's value with `url`: the kept one when it was made for the same URL.
+    fn value(&self, task: &TaskView, url: &str, note: Option<&Published>) -> tera::Value {
+        match self.value.get() {
+            Some((kept, value)) if kept == url => value.clone(),
+            Some(_) => task_value(task, url, note),
+            None => {
+                let value = task_value(task, url, note);
+                // Another page may have set it meanwhile: either is right for its own URL.
+                let _ = self.value.set((url.to_owned(), value.clone()));
+                value
+            }
+        }
     }
 }
 
@@ -521,6 +537,9 @@ fn first_sorted<T>(list: &mut Vec<T>, n: usize, order: impl Fn(&T, &T) -> std::c
     list.sort_by(order);
 }
 
+/// How many tasks make a list long: made on all cores, its values kept for the next page.
+const LONG_LIST: usize = 2048;
+
 /// A task with its note, found once per build: pages list tasks by the thousand, and each task
 /// shows its note's title and place.
 #[derive(Clone, Copy)]
@@ -634,13 +653,21 @@ impl<'a> Shared<'a> {
     /// `tasks` as the page at `page` lists them, with a key made of each task's digest (computed
     /// once per build, however many pages list the task) and URL instead of its whole value.
     fn task_list(&self, tasks: &[Tv<'a>], page: &SitePath) -> TaskList<'a> {
+        // A long list is made on all cores, and its values kept for the next page that lists
+        // the same tasks from the same depth; most lists are a handful of tasks.
+        let long = tasks.len() >= LONG_LIST;
         let one = |t: &Tv<'a>| {
             let url = task_url(t.task, t.note, page);
-            let digest = self.task_digests[t.at as usize].get(t.task, t.note);
-            (task_value(t.task, &url, t.note), digest, url)
+            let memo = &self.task_digests[t.at as usize];
+            let digest = memo.get(t.task, t.note);
+            let value = if long {
+                memo.value(t.task, &url, t.note)
+            } else {
+                task_value(t.task, &url, t.note)
+            };
+            (value, digest, url)
         };
-        // A long list is made on all cores; most lists are a handful of tasks.
-        let made: Vec<(tera::Value, [u8; 32], String)> = if tasks.len() >= 2048 {
+        let made: Vec<(tera::Value, [u8; 32], String)> = if long {
             tasks.par_iter().with_min_len(512).map(one).collect()
         } else {
             tasks.iter().map(one).collect()
@@ -1371,7 +1398,7 @@ pub(crate) fn build(
     progress: &dyn Progress,
 ) -> Result<Build, PublishError> {
     let t0 = std::time::Instant::now();
-    let shared = Shared::new(catalog, theme, config);
+    let mut shared = Shared::new(catalog, theme, config);
     let others = shared.pages();
     let pages = catalog.notes.len() + others.len();
     tracing::debug!(
@@ -1600,6 +1627,8 @@ pub(crate) fn build(
             .collect::<Result<_, PublishError>>()
     };
     let (note_files, other_files) = rayon::join(notes_side, others_side);
+    // The task values long lists kept: freed while the rest of the build goes on.
+    super::drop_later(std::mem::take(&mut shared.task_digests));
     let (note_files, other_files) = (note_files?, other_files?);
     progress.finish();
     let last_sitemap = memos.sitemap.clone();
@@ -1860,15 +1889,77 @@ pub(crate) fn face(
         &note.aliases,
         &note.front_matter,
         &note.mission,
-        &tasks,
     ] {
         part.feed(&mut h);
         h.update([0xff]);
     }
+    // Field by field rather than through serde: a note may hold 100,000 tasks.
+    for t in tasks {
+        feed_task(&mut h, t);
+    }
+    h.update([0xff]);
     if let Some(d) = link_digest {
         h.update(d);
     }
     hex(&h.finalize()[..16])
+}
+
+/// Every field of `t` into `h`, each one delimited (a length before each string, a mark for an
+/// absent one), so that two different tasks never feed the same bytes.
+fn feed_task(h: &mut Sha256, t: &TaskView) {
+    fn text(h: &mut Sha256, s: &str) {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    fn opt(h: &mut Sha256, s: &Option<String>) {
+        match s {
+            Some(s) => {
+                h.update([1]);
+                text(h, s);
+            }
+            None => h.update([0]),
+        }
+    }
+    fn list(h: &mut Sha256, l: &[String]) {
+        h.update((l.len() as u64).to_le_bytes());
+        for s in l {
+            text(h, s);
+        }
+    }
+    let TaskView {
+        path,
+        line,
+        status,
+        text: description,
+        due,
+        scheduled,
+        start,
+        created,
+        done,
+        cancelled,
+        priority,
+        recurrence,
+        id,
+        depends_on,
+        tags,
+        mission,
+        heading,
+        block_id,
+    } = t;
+    text(h, path);
+    h.update((*line as u64).to_le_bytes());
+    text(h, status);
+    text(h, description);
+    for o in [
+        due, scheduled, start, created, done, cancelled, priority, recurrence, id,
+    ] {
+        opt(h, o);
+    }
+    list(h, depends_on);
+    list(h, tags);
+    for o in [mission, heading, block_id] {
+        opt(h, o);
+    }
 }
 
 /// A published note's memo facts (see [`memo_of`]).

@@ -45,24 +45,47 @@ pub(super) fn function(kwargs: Kwargs, _: &State<'_>) -> Value {
     html.map_or_else(|| Value::normal_string(""), |h| Value::safe_string(&h))
 }
 
-/// A field the component prints: a string, or nothing. `None` for anything else (missing, a
-/// number, a list), which the template would print or test differently.
-fn field<'v>(map: &'v tera::Map, key: &'static str) -> Option<Option<&'v str>> {
-    let v = map.get(&tera::value::Key::Str(key))?;
-    if v.is_none() {
-        Some(None)
-    } else {
-        v.as_str().map(Some)
-    }
+/// Where `key` goes among the fields the component reads.
+fn slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "status" => 0,
+        "text" => 1,
+        "priority" => 2,
+        "date" => 3,
+        "due" => 4,
+        "scheduled" => 5,
+        "start" => 6,
+        "recurrence" => 7,
+        "done" => 8,
+        "url" => 9,
+        "note_title" => 10,
+        _ => return None,
+    })
 }
 
 /// The `<li>` the built-in `task` component makes of `task`, or `None` when the value is not a
 /// task as quire builds them.
 pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
     let map = task.as_map()?;
-    let status = field(map, "status")??;
-    let text = field(map, "text")??;
+    // Each field the component prints: a string, or nothing (`None` inside). Anything else
+    // (missing, a number, a list) the template would print or test its own way.
+    //
+    // One pass over the map rather than a lookup per field: a page's task values are far too
+    // many to stay in cache, and a walk through one map's memory costs less than eleven probes.
+    let mut found: [Option<Option<&str>>; 11] = [None; 11];
+    for (k, v) in map {
+        let Some(at) = k.as_str().and_then(slot) else {
+            continue;
+        };
+        found[at] = if v.is_none() {
+            Some(None)
+        } else {
+            Some(Some(v.as_str()?))
+        };
+    }
     let [
+        status,
+        text,
         priority,
         date,
         due,
@@ -72,18 +95,8 @@ pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
         done,
         url,
         note_title,
-    ] = [
-        "priority",
-        "date",
-        "due",
-        "scheduled",
-        "start",
-        "recurrence",
-        "done",
-        "url",
-        "note_title",
-    ]
-    .map(|k| field(map, k));
+    ] = found;
+    let (status, text) = (status??, text??);
     let (priority, date, due, scheduled, start, recurrence, done, url) = (
         truthy(priority?),
         truthy(date?),
