@@ -1,48 +1,106 @@
-//! The built-in `task` component, written in Rust.
+//! The built-in `task` and `task_list` components, written in Rust.
 //!
 //! A page listing 100,000 tasks spends most of its time in the template engine running the
-//! `task` component's body: a dozen field lookups, tests and escapes per task. When a theme keeps
-//! the built-in component (the `components/task.html` of `base`, byte for byte), quire runs its
-//! body here instead, with the same output (a test holds the two equal over many tasks). The
-//! component stays a component — `task_list` and any theme template still call it — and a task
-//! whose value has a shape this code does not expect (a theme's own map, a number where a date
-//! goes) is rendered by the original body, so the output never depends on which path ran.
+//! `task` component's body: a dozen field lookups, tests and escapes per task, and a component
+//! call per task from `task_list`. When a theme keeps the built-in components (the
+//! `components/task.html` and `components/task_list.html` of `base`, byte for byte), quire runs
+//! their bodies here instead, with the same output (tests and a fuzz target hold the two equal).
+//! The components stay components — any theme template still calls them — and a value this code
+//! does not expect (a theme's own map, a number where a date goes) is rendered by the original
+//! body, so the output never depends on which path ran.
 
 use tera::{Kwargs, State, Value};
 
 use super::escape::escape_into;
 
-/// The name the fast body calls.
-pub(super) const FUNCTION: &str = "quire_task_item";
+/// The function the fast `task` body calls.
+pub(super) const TASK: &str = "quire_task_item";
 
-/// The built-in component's source with its body behind the Rust one: the original body renders
-/// only the tasks [`item`] declines. `None` when the source is not shaped as expected (then the
-/// theme keeps the source as it is).
-pub(super) fn fast_source(original: &str) -> Option<String> {
+/// The function the fast `task_list` body calls.
+pub(super) const TASK_LIST: &str = "quire_task_list";
+
+/// The source of the built-in component `name` with its body behind a call of `call`: the
+/// original body renders only what the call declines (an empty string). `None` when the source
+/// is not shaped as expected (then the theme keeps the source as it is).
+pub(super) fn fast_source(original: &str, name: &str, call: &str) -> Option<String> {
     const OPEN_END: &str = "-%}";
-    const CLOSE: &str = "{%- endcomponent task %}";
-    let open = original.find("{% component task(")?;
+    let close = format!("{{%- endcomponent {name} %}}");
+    let open = original.find(&format!("{{% component {name}("))?;
     let body_start = open + original[open..].find(OPEN_END)? + OPEN_END.len();
-    let body_end = original.rfind(CLOSE)?;
+    let body_end = original.rfind(&close)?;
     let body = original.get(body_start..body_end)?;
     Some(format!(
-        "{}{{%- set item = {FUNCTION}(task=task, show_note=show_note) -%}}\
-         {{%- if item -%}}{{{{ item }}}}{{%- else -%}}{body}{{%- endif -%}}{}",
+        "{}{{%- set quire_html = {call} -%}}\
+         {{%- if quire_html -%}}{{{{ quire_html }}}}{{%- else -%}}{body}{{%- endif -%}}{}",
         &original[..body_start],
         &original[body_end..],
     ))
 }
 
-/// The function the fast body calls: the task's `<li>` as a safe string, or an empty string for a
-/// task the original body must render.
-pub(super) fn function(kwargs: Kwargs, _: &State<'_>) -> Value {
+/// The fast `task` source, from the built-in one.
+pub(super) fn fast_task(original: &str) -> Option<String> {
+    fast_source(
+        original,
+        "task",
+        &format!("{TASK}(task=task, show_note=show_note)"),
+    )
+}
+
+/// The fast `task_list` source, from the built-in one.
+pub(super) fn fast_task_list(original: &str) -> Option<String> {
+    fast_source(
+        original,
+        "task_list",
+        &format!("{TASK_LIST}(tasks=tasks, show_note=show_note, empty=empty)"),
+    )
+}
+
+/// `task`'s function: the task's `<li>` as a safe string, or an empty string for a task the
+/// original body must render.
+pub(super) fn task_function(kwargs: Kwargs, _: &State<'_>) -> Value {
     let task = kwargs.get::<Value>("task").ok().flatten();
     let show_note = kwargs.get::<Value>("show_note").ok().flatten();
     let html = match (task, show_note.as_ref().and_then(Value::as_bool)) {
         (Some(task), Some(show_note)) => item(&task, show_note),
         _ => None,
     };
+    safe_or_declined(html)
+}
+
+/// `task_list`'s function: the whole `<ul>`, or an empty string when any of it is the
+/// template's to render.
+pub(super) fn task_list_function(kwargs: Kwargs, _: &State<'_>) -> Value {
+    let tasks = kwargs.get::<Value>("tasks").ok().flatten();
+    let show_note = kwargs.get::<Value>("show_note").ok().flatten();
+    let empty = kwargs.get::<Value>("empty").ok().flatten();
+    let html = match (tasks, show_note.as_ref().and_then(Value::as_bool)) {
+        (Some(tasks), Some(show_note)) => list(&tasks, show_note, empty.as_ref()),
+        _ => None,
+    };
+    safe_or_declined(html)
+}
+
+fn safe_or_declined(html: Option<String>) -> Value {
     html.map_or_else(|| Value::normal_string(""), |h| Value::safe_string(&h))
+}
+
+/// The `<ul>` the built-in `task_list` makes of `tasks`, or `None` when it holds anything
+/// [`item`] declines, or is not a list.
+pub(super) fn list(tasks: &Value, show_note: bool, empty: Option<&Value>) -> Option<String> {
+    let tasks = tasks.as_array()?;
+    let mut out = String::with_capacity(32 + tasks.len() * 400);
+    out.push_str("<ul class=\"task-list\">");
+    if tasks.is_empty() {
+        out.push_str("\n<li class=\"empty\">");
+        escape_into(empty?.as_str()?, &mut out);
+        out.push_str("</li>");
+    }
+    for t in tasks {
+        out.push('\n');
+        out.push_str(&item(t, show_note)?);
+    }
+    out.push_str("\n</ul>");
+    Some(out)
 }
 
 /// Where `key` goes among the fields the component reads.
@@ -196,44 +254,54 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value as Json, json};
 
-    /// The built-in component's source, as the binary carries it.
-    fn builtin() -> &'static str {
+    /// A built-in component's source, as the binary carries it.
+    fn builtin(name: &str) -> &'static str {
+        let path = format!("base/components/{name}.html");
         let (_, bytes) = crate::embedded::THEMES
             .iter()
-            .find(|(p, _)| *p == "base/components/task.html")
-            .expect("base ships components/task.html");
+            .find(|(p, _)| *p == path)
+            .expect("base ships the component");
         std::str::from_utf8(bytes).unwrap()
     }
 
-    /// A Tera holding `component` as quire's themes do (autoescape, quire's escaper, the function).
-    fn tera_with(component: &str) -> tera::Tera {
+    /// A Tera holding the two components as quire's themes do (autoescape, quire's escaper, the
+    /// functions), and a page listing `tasks` through each.
+    fn tera_with(task: &str, task_list: &str) -> tera::Tera {
         let mut t = tera::Tera::default();
-        t.register_function(super::FUNCTION, super::function);
+        t.register_function(super::TASK, super::task_function);
+        t.register_function(super::TASK_LIST, super::task_list_function);
         t.autoescape_on([".html"]);
         t.set_escape_fn(crate::render::escape::escape_to);
         t.add_raw_templates([
-            ("components/task.html", component),
+            ("components/task.html", task),
+            ("components/task_list.html", task_list),
             (
                 "page.html",
-                "{% for t in tasks %}[{{ <task task={t} show_note={show_note} /> }}]{% endfor %}",
+                "{% for t in tasks %}[{{ <task task={t} show_note={show_note} /> }}]{% endfor %}\
+                 {{ <task_list tasks={tasks} show_note={show_note} empty={empty} /> }}",
             ),
         ])
         .unwrap();
         t
     }
 
-    fn render(t: &tera::Tera, tasks: &[Json], show_note: &Json) -> String {
+    fn render(t: &tera::Tera, tasks: &[Json], show_note: &Json, empty: &str) -> String {
         let mut c = tera::Context::new();
         c.insert("tasks", &tasks);
         c.insert("show_note", show_note);
+        c.insert("empty", empty);
         t.render("page.html", &c).unwrap()
     }
 
-    /// The same page from the original body and from the Rust one, and how many tasks the Rust
-    /// one rendered itself.
+    /// The same page from the original bodies and from the Rust ones, and how many tasks the
+    /// Rust `task` rendered itself.
     fn both(tasks: &[Json], show_note: &Json) -> (String, String, usize) {
-        let slow = tera_with(builtin());
-        let fast = tera_with(&super::fast_source(builtin()).expect("the built-in body is found"));
+        let (task, list) = (builtin("task"), builtin("task_list"));
+        let slow = tera_with(task, list);
+        let fast = tera_with(
+            &super::fast_task(task).expect("the built-in task body is found"),
+            &super::fast_task_list(list).expect("the built-in task_list body is found"),
+        );
         let taken = tasks
             .iter()
             .filter(|t| {
@@ -242,11 +310,22 @@ mod tests {
                     .is_some_and(|s| super::item(&tera::Value::from_serializable(t), s).is_some())
             })
             .count();
+        let empty = "Nothing <here> & \"now\"";
         (
-            render(&slow, tasks, show_note),
-            render(&fast, tasks, show_note),
+            render(&slow, tasks, show_note, empty),
+            render(&fast, tasks, show_note, empty),
             taken,
         )
+    }
+
+    #[test]
+    fn an_empty_list_is_rendered_alike() {
+        let (slow, fast, _) = both(&[], &json!(true));
+        assert_eq!(fast, slow);
+        assert!(slow.contains("Nothing &lt;here&gt;"));
+        let list = tera::Value::from_serializable(&Vec::<Json>::new());
+        let empty = tera::Value::from("x");
+        assert!(super::list(&list, true, Some(&empty)).is_some());
     }
 
     fn quire_task() -> Json {
@@ -305,9 +384,13 @@ mod tests {
 
     #[test]
     fn a_theme_keeping_the_builtin_task_gets_the_rust_body_and_one_changing_it_does_not() {
-        assert!(super::super::theme::is_builtin_task(builtin().as_bytes()));
-        let changed = builtin().replace("task-text", "task-words");
-        assert!(!super::super::theme::is_builtin_task(changed.as_bytes()));
+        let rel = "components/task.html";
+        assert!(super::super::theme::is_builtin(
+            rel,
+            builtin("task").as_bytes()
+        ));
+        let changed = builtin("task").replace("task-text", "task-words");
+        assert!(!super::super::theme::is_builtin(rel, changed.as_bytes()));
     }
 
     fn text() -> impl Strategy<Value = Json> {

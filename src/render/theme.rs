@@ -172,14 +172,15 @@ impl Theme {
     }
 }
 
-/// The pack file of the `task` component.
+/// The pack files of the `task` and `task_list` components.
 const TASK_COMPONENT: &str = "components/task.html";
+const TASK_LIST_COMPONENT: &str = "components/task_list.html";
 
-/// Whether `bytes` are the built-in `base` pack's `task` component, byte for byte.
-pub(super) fn is_builtin_task(bytes: &[u8]) -> bool {
+/// Whether `bytes` are the built-in `base` pack's file `rel`, byte for byte.
+pub(super) fn is_builtin(rel: &str, bytes: &[u8]) -> bool {
     crate::embedded::THEMES
         .iter()
-        .any(|(p, b)| p.strip_prefix("base/") == Some(TASK_COMPONENT) && *b == bytes)
+        .any(|(p, b)| p.strip_prefix("base/") == Some(rel) && *b == bytes)
 }
 
 fn builtin_names() -> Vec<String> {
@@ -451,7 +452,11 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
     }
 
     let mut tera = Tera::default();
-    tera.register_function(super::task_item::FUNCTION, super::task_item::function);
+    tera.register_function(super::task_item::TASK, super::task_item::task_function);
+    tera.register_function(
+        super::task_item::TASK_LIST,
+        super::task_item::task_list_function,
+    );
     tera.autoescape_on([".html"]);
     tera.set_escape_fn(super::escape::escape_to);
     let mut sources: Vec<(String, String)> = Vec::new();
@@ -472,11 +477,21 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
             message: "is not UTF-8".into(),
         })?;
         let name = rel.strip_prefix("templates/").unwrap_or(rel).to_owned();
-        // The built-in `task` component, kept as it is, runs its body in Rust (same output).
-        let text = match super::task_item::fast_source(&text) {
-            Some(fast) if rel == TASK_COMPONENT && is_builtin_task(bytes) => fast,
-            _ => text,
+        // The built-in `task` and `task_list` components, kept as they are, run their bodies
+        // in Rust (same output). The list's only when the task's is the built-in one too.
+        let fast = if rel == TASK_COMPONENT && is_builtin(rel, bytes) {
+            super::task_item::fast_task(&text)
+        } else if rel == TASK_LIST_COMPONENT
+            && is_builtin(rel, bytes)
+            && files
+                .get(TASK_COMPONENT)
+                .is_some_and(|(task, _)| is_builtin(TASK_COMPONENT, task))
+        {
+            super::task_item::fast_task_list(&text)
+        } else {
+            None
         };
+        let text = fast.unwrap_or(text);
         sources.push((name, text));
     }
     let shown_of = |template: &str| -> String {
@@ -705,6 +720,48 @@ mod tests {
             );
         }
         assert!(builtin_names().len() >= 3, "base and at least two themes");
+    }
+
+    /// A theme's own `task` component is what `task_list` calls, whether or not the list is
+    /// the built-in one; a theme keeping both built-in components gets their Rust bodies.
+    #[test]
+    fn a_theme_changing_the_task_component_sees_it_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("mine");
+        std::fs::create_dir_all(pack.join("components")).unwrap();
+        std::fs::create_dir_all(pack.join("templates")).unwrap();
+        std::fs::write(
+            pack.join("theme.toml"),
+            "name = \"mine\"\nversion = \"1.0.0\"\ndescription = \"t\"\nextends = \"paper\"\n",
+        )
+        .unwrap();
+        let probe = "{{ <task_list tasks={tasks} /> }}";
+        std::fs::write(pack.join("templates/probe.html"), probe).unwrap();
+        let task = serde_json::json!({
+            "path": "a.md", "line": 1, "status": "open", "text": "write", "due": null,
+            "scheduled": null, "start": null, "created": null, "done": null, "cancelled": null,
+            "priority": null, "recurrence": null, "id": null, "depends_on": [], "tags": [],
+            "mission": null, "heading": null, "block_id": null, "url": "a/", "note_title": "A",
+            "date": null,
+        });
+        let mut context = tera::Context::new();
+        context.insert("tasks", &[task]);
+        let rendered = || {
+            let theme = load(&LocalThemes::from_dir(dir.path()), "mine").unwrap();
+            theme.render("probe.html", &context).unwrap()
+        };
+        let built_in = rendered();
+        assert!(
+            built_in.contains("<span class=\"task-text\">write</span>"),
+            "{built_in}"
+        );
+        std::fs::write(
+            pack.join("components/task.html"),
+            "{% component task(task, show_note=true) %}<li>mine: {{ task.text }}</li>{% endcomponent task %}",
+        )
+        .unwrap();
+        let own = rendered();
+        assert!(own.contains("<li>mine: write</li>"), "{own}");
     }
 
     #[test]
