@@ -164,9 +164,20 @@ fn kill_9_at_arbitrary_moments_loses_nothing() {
             .stderr(Stdio::piped());
         isolated(&mut cmd, v.tmp.path());
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(*delay));
+        // Three times through the delays, then a run is let finish: on a loaded machine (the
+        // whole suite on two cores, a debug build) a run can take longer than every delay, and
+        // the point is the kills, not a race against the clock.
+        let last = round >= 3 * delays.len();
+        if !last {
+            std::thread::sleep(Duration::from_millis(*delay));
+        }
         match child.try_wait().unwrap() {
-            Some(_) => {
+            None if !last => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            _ => {
                 let out = child.wait_with_output().unwrap();
                 assert!(
                     out.status.success(),
@@ -177,13 +188,7 @@ fn kill_9_at_arbitrary_moments_loses_nothing() {
                 );
                 break;
             }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
         }
-        assert!(round < 200, "the queue never drained");
     }
     assert!(kills > 0, "no run was killed; the test proved nothing");
     let out = v.quire(&["apply"]);
