@@ -45,7 +45,8 @@ use crate::git::{Checkout, FileChange};
 use crate::git::{GitError, Oid, Repo, Signature, message_with_trailers};
 use crate::vault::{Queue, Vault, VaultPath, fsutil};
 
-/// How many times a batch is re-planned when another writer moves its branch underneath it.
+/// How many times a batch is re-planned when another writer moves its branch underneath it (with
+/// a growing pause before each).
 const MAX_SWAP_ATTEMPTS: usize = 8;
 
 /// Bundles decided before their commits are published together (one branch move, one pack of
@@ -632,6 +633,10 @@ impl<'v> Run<'v> {
                 {
                     Ok(()) => break,
                     Err(GitError::Moved(_)) if attempts < MAX_SWAP_ATTEMPTS => {
+                        // Backing off lets a burst of another writer's commits (a script, a
+                        // sync job) pass instead of losing every race to it: 5 ms, doubling,
+                        // about 1.3 s over all attempts.
+                        std::thread::sleep(std::time::Duration::from_millis(5 << attempts));
                         attempts += 1;
                         self.replan(&branch)?;
                     }

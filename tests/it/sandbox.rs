@@ -796,7 +796,7 @@ rm -f "$idx"
     let bot = bot.wait_with_output().unwrap();
     assert!(bot.status.success());
     assert!(out.status.success(), "{}", stderr(&out));
-    let retries = stderr(&out).matches("planning again").count();
+    let retries = stderr(&out).matches("planning its bundles again").count();
     eprintln!("quire re-planned {retries} times after losing the swap");
 
     let tree = t.git(&["ls-tree", "-r", "--name-only", "main"]);
