@@ -763,6 +763,11 @@ fn a_crash_after_main_moved_is_finished_by_the_next_quire() {
 fn a_lost_compare_and_swap_is_retried_and_no_update_is_lost() {
     let t = VaultTest::new();
     let n = 60;
+    // The other writer's commits: enough to make quire lose swaps, few enough that its burst
+    // ends while quire still retries, even in a debug build under the whole suite (where one
+    // re-plan of the batch can take longer than one of its commits; a writer that never pauses
+    // is refused by design).
+    let ext = 20;
     for i in 0..n {
         t.drop_json(
             &format!("q{i:03}.json"),
@@ -776,7 +781,7 @@ fn a_lost_compare_and_swap_is_retried_and_no_update_is_lost() {
         r#"set -u
 idx=$(mktemp)
 i=0
-while [ $i -lt {n} ]; do
+while [ $i -lt {ext} ]; do
   parent=$(git rev-parse main)
   blob=$(echo "ext $i" | git hash-object -w --stdin)
   GIT_INDEX_FILE=$idx git read-tree "$parent"
@@ -805,16 +810,18 @@ rm -f "$idx"
             tree.contains(&format!("03_NOTES/q-{i}.md\n")),
             "bundle q-{i} is in main"
         );
+        assert_eq!(t.commits_for(&format!("q-{i}")), 1);
+    }
+    for i in 0..ext {
         assert!(
             tree.contains(&format!("ext/e-{i}.md\n")),
             "external commit {i} is in main"
         );
-        assert_eq!(t.commits_for(&format!("q-{i}")), 1);
     }
     let external = t.git(&["log", "--format=%s", "--grep=^external ", "main"]);
     assert_eq!(
         external.lines().count(),
-        n,
+        ext,
         "every external commit is in main's history"
     );
 }
