@@ -144,45 +144,26 @@ fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Val
         note_title: &'a str,
         date: Option<&'a str>,
     }
-    let TaskView {
-        path,
-        line,
-        status,
-        text,
-        due,
-        scheduled,
-        start,
-        created,
-        done,
-        cancelled,
-        priority,
-        recurrence,
-        id,
-        depends_on,
-        tags,
-        mission,
-        heading,
-        block_id,
-    } = task;
+    // Every field of the task: the test against `TaskCtx`'s serialization fails if one is missed.
     let flat = Flat {
-        path,
-        line: *line,
-        status,
-        text,
-        due,
-        scheduled,
-        start,
-        created,
-        done,
-        cancelled,
-        priority,
-        recurrence,
-        id,
-        depends_on,
-        tags,
-        mission,
-        heading,
-        block_id,
+        path: &task.path,
+        line: task.line,
+        status: &task.status,
+        text: &task.text,
+        due: &task.due,
+        scheduled: &task.scheduled,
+        start: &task.start,
+        created: &task.created,
+        done: &task.done,
+        cancelled: &task.cancelled,
+        priority: &task.priority,
+        recurrence: &task.recurrence,
+        id: &task.id,
+        depends_on: &task.depends_on,
+        tags: &task.tags,
+        mission: &task.mission,
+        heading: &task.heading,
+        block_id: &task.block_id,
         url,
         note_title: note.map_or("", |p| p.note.title.as_str()),
         date: agenda_date(task).map(String::as_str),
@@ -196,13 +177,13 @@ fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Val
 /// made it, with the URL it was made for. Pages at the same depth (a month's task list and its
 /// calendar) give a task the same URL, and so share one value instead of each making 100,000.
 #[derive(Default)]
-struct TaskDigest {
+struct TaskMemo {
     digest: OnceLock<[u8; 32]>,
     value: OnceLock<(String, tera::Value)>,
 }
 
-impl TaskDigest {
-    fn get(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
+impl TaskMemo {
+    fn digest(&self, task: &TaskView, note: Option<&Published>) -> [u8; 32] {
         *self.digest.get_or_init(|| {
             let mut h = Sha256::new();
             feed_task(&mut h, task);
@@ -407,8 +388,9 @@ struct Shared<'a> {
     /// The months and the due months, as the month and task pages list them.
     months_sig: String,
     buckets_sig: String,
-    /// What each task contributes to page keys, made on first use and shared by every page.
-    task_digests: Vec<TaskDigest>,
+    /// What each task contributes to page keys, and the value long lists kept, made on first use
+    /// and shared by every page.
+    task_memos: Vec<TaskMemo>,
 }
 
 /// What the keys of the pages listing many tasks or notes (a month, a due month's tasks, a tag, a
@@ -558,7 +540,7 @@ struct Tv<'a> {
     task: &'a TaskView,
     /// Its published note (always there in a consistent catalog).
     note: Option<&'a Published>,
-    /// Its place in the catalog's tasks (and in [`Shared::task_digests`]).
+    /// Its place in the catalog's tasks (and in [`Shared::task_memos`]).
     at: u32,
 }
 
@@ -655,7 +637,7 @@ impl<'a> Shared<'a> {
             agenda_days,
             site_hash,
             nav: nav_targets,
-            task_digests: std::iter::repeat_with(TaskDigest::default)
+            task_memos: std::iter::repeat_with(TaskMemo::default)
                 .take(catalog.tasks.len())
                 .collect(),
         }
@@ -669,8 +651,8 @@ impl<'a> Shared<'a> {
         let long = tasks.len() >= LONG_LIST;
         let one = |t: &Tv<'a>| {
             let url = task_url(t.task, t.note, page);
-            let memo = &self.task_digests[t.at as usize];
-            let digest = memo.get(t.task, t.note);
+            let memo = &self.task_memos[t.at as usize];
+            let digest = memo.digest(t.task, t.note);
             let value = if long {
                 memo.value(t.task, &url, t.note)
             } else {
@@ -1639,7 +1621,7 @@ pub(crate) fn build(
     };
     let (note_files, other_files) = rayon::join(notes_side, others_side);
     // The task values long lists kept: freed while the rest of the build goes on.
-    super::drop_later(std::mem::take(&mut shared.task_digests));
+    super::drop_later(std::mem::take(&mut shared.task_memos));
     let (note_files, other_files) = (note_files?, other_files?);
     progress.finish();
     let last_sitemap = memos.sitemap.clone();

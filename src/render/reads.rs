@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// Whether rendering `template` with `sources` (template name → source, as tera names them) may
 /// read `var.field`.
 pub(super) fn may_read(
-    sources: &BTreeMap<String, String>,
+    sources: &BTreeMap<&str, &str>,
     template: &str,
     var: &str,
     field: &str,
@@ -25,7 +25,7 @@ pub(super) fn may_read(
             continue;
         }
         seen.push(name);
-        let Some(source) = sources.get(name) else {
+        let Some(&source) = sources.get(name) else {
             // Not ours to judge: say yes.
             return true;
         };
@@ -37,15 +37,10 @@ pub(super) fn may_read(
             for (i, w) in words.iter().enumerate() {
                 match *w {
                     Word::Ident(id) if id == "extends" || id == "include" => {
+                        // Followed only to a literal name the theme has: a list of names
+                        // (`include ["a", "b"]`), a variable or a missing file says yes.
                         match words.get(i + 1) {
-                            Some(Word::Literal(n)) => {
-                                // `include ["a", "b"]` and `ignore missing` are not followed
-                                // here: a list of names starts with `[`.
-                                todo.extend(sources.get_key_value(*n).map(|(k, _)| k.as_str()));
-                                if !sources.contains_key(*n) {
-                                    return true;
-                                }
-                            }
+                            Some(Word::Literal(n)) if sources.contains_key(n) => todo.push(n),
                             _ => return true,
                         }
                     }
@@ -161,11 +156,8 @@ mod tests {
     use super::may_read;
     use std::collections::BTreeMap;
 
-    fn theme(files: &[(&str, &str)]) -> BTreeMap<String, String> {
-        files
-            .iter()
-            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
-            .collect()
+    fn theme<'a>(files: &[(&'a str, &'a str)]) -> BTreeMap<&'a str, &'a str> {
+        files.iter().copied().collect()
     }
 
     fn reads(note: &str) -> bool {
@@ -239,12 +231,12 @@ mod tests {
 
     #[test]
     fn the_builtin_note_page_does_not_read_note_tasks() {
-        let files: BTreeMap<String, String> = crate::embedded::THEMES
+        let files: BTreeMap<&str, &str> = crate::embedded::THEMES
             .iter()
             .filter_map(|(p, b)| {
                 let rel = p.strip_prefix("base/")?;
                 let name = rel.strip_prefix("templates/").unwrap_or(rel);
-                Some((name.to_owned(), String::from_utf8(b.to_vec()).ok()?))
+                Some((name, std::str::from_utf8(b).ok()?))
             })
             .collect();
         assert!(files.contains_key("note.html"));

@@ -58,9 +58,7 @@ pub(super) fn fast_task_list(original: &str) -> Option<String> {
 /// `task`'s function: the task's `<li>` as a safe string, or an empty string for a task the
 /// original body must render.
 pub(super) fn task_function(kwargs: Kwargs, _: &State<'_>) -> Value {
-    let task = kwargs.get::<Value>("task").ok().flatten();
-    let show_note = kwargs.get::<Value>("show_note").ok().flatten();
-    let html = match (task, show_note.as_ref().and_then(Value::as_bool)) {
+    let html = match (arg(&kwargs, "task"), flag(&kwargs, "show_note")) {
         (Some(task), Some(show_note)) => item(&task, show_note),
         _ => None,
     };
@@ -70,14 +68,20 @@ pub(super) fn task_function(kwargs: Kwargs, _: &State<'_>) -> Value {
 /// `task_list`'s function: the whole `<ul>`, or an empty string when any of it is the
 /// template's to render.
 pub(super) fn task_list_function(kwargs: Kwargs, _: &State<'_>) -> Value {
-    let tasks = kwargs.get::<Value>("tasks").ok().flatten();
-    let show_note = kwargs.get::<Value>("show_note").ok().flatten();
-    let empty = kwargs.get::<Value>("empty").ok().flatten();
-    let html = match (tasks, show_note.as_ref().and_then(Value::as_bool)) {
-        (Some(tasks), Some(show_note)) => list(&tasks, show_note, empty.as_ref()),
+    let html = match (arg(&kwargs, "tasks"), flag(&kwargs, "show_note")) {
+        (Some(tasks), Some(show_note)) => list(&tasks, show_note, arg(&kwargs, "empty").as_ref()),
         _ => None,
     };
     safe_or_declined(html)
+}
+
+fn arg(kwargs: &Kwargs, name: &str) -> Option<Value> {
+    kwargs.get::<Value>(name).ok().flatten()
+}
+
+/// A boolean argument; `None` for anything else.
+fn flag(kwargs: &Kwargs, name: &str) -> Option<bool> {
+    arg(kwargs, name).as_ref().and_then(Value::as_bool)
 }
 
 fn safe_or_declined(html: Option<String>) -> Value {
@@ -97,7 +101,7 @@ pub(super) fn list(tasks: &Value, show_note: bool, empty: Option<&Value>) -> Opt
     }
     for t in tasks {
         out.push('\n');
-        out.push_str(&item(t, show_note)?);
+        item_into(t, show_note, &mut out)?;
     }
     out.push_str("\n</ul>");
     Some(out)
@@ -124,6 +128,14 @@ fn slot(key: &str) -> Option<usize> {
 /// The `<li>` the built-in `task` component makes of `task`, or `None` when the value is not a
 /// task as quire builds them.
 pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
+    let mut out = String::with_capacity(400);
+    item_into(task, show_note, &mut out)?;
+    Some(out)
+}
+
+/// [`item`], appended to `out` (a list writes every item into one buffer). On `None`, `out`
+/// holds part of an item: the caller drops it.
+fn item_into(task: &Value, show_note: bool, out: &mut String) -> Option<()> {
     let map = task.as_map()?;
     // Each field the component prints: a string, or nothing (`None` inside). Anything else
     // (missing, a number, a list) the template would print or test its own way.
@@ -167,36 +179,35 @@ pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
     );
     let note_title = note_title?;
 
-    let mut out = String::with_capacity(320 + text.len());
     let esc = |out: &mut String, s: &str| escape_into(s, out);
     out.push_str("<li class=\"task task-");
-    esc(&mut out, status);
+    esc(out, status);
     if let Some(p) = priority {
         out.push_str(" priority-");
-        esc(&mut out, p);
+        esc(out, p);
     }
     out.push('"');
     if let Some(d) = date {
         out.push_str(" data-date=\"");
-        esc(&mut out, d);
+        esc(out, d);
         out.push('"');
     }
     out.push_str(" data-status=\"");
-    esc(&mut out, status);
+    esc(out, status);
     out.push_str("\">\n  <input type=\"checkbox\" disabled");
     if status == "done" {
         out.push_str(" checked");
     }
     out.push_str(" aria-label=\"");
-    esc(&mut out, &status.replace('_', " "));
+    esc(out, &status.replace('_', " "));
     out.push_str("\">\n  <span class=\"task-text\">");
-    esc(&mut out, text);
+    esc(out, text);
     out.push_str("</span>");
     if let Some(p) = priority {
         out.push_str(" <span class=\"task-priority\" title=\"Priority: ");
-        esc(&mut out, p);
+        esc(out, p);
         out.push_str("\">");
-        esc(&mut out, p);
+        esc(out, p);
         out.push_str("</span>");
     }
     for (value, class, title, mark) in [
@@ -205,28 +216,28 @@ pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
         (start, "task-start", "Starts", "🛫"),
     ] {
         if let Some(v) = value {
-            time(&mut out, class, v, title, mark);
+            time(out, class, v, title, mark);
         }
     }
     if let Some(r) = recurrence {
         out.push_str(" <span class=\"task-recurrence\" title=\"Repeats\">🔁 ");
-        esc(&mut out, r);
+        esc(out, r);
         out.push_str("</span>");
     }
     if let Some(d) = done {
-        time(&mut out, "task-done-date", d, "Done", "✅");
+        time(out, "task-done-date", d, "Done", "✅");
     }
     if show_note && let Some(u) = url {
         // The template would print a missing title its own way: it renders this task.
         let title = note_title?;
         out.push_str(" <a class=\"task-note\" href=\"");
-        esc(&mut out, u);
+        esc(out, u);
         out.push_str("\">");
-        esc(&mut out, title);
+        esc(out, title);
         out.push_str("</a>");
     }
     out.push_str("\n</li>");
-    Some(out)
+    Some(())
 }
 
 /// ` <time class="…" datetime="…" title="…">MARK …</time>`.

@@ -561,7 +561,10 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
         })
         .collect();
     let note_tasks_read = {
-        let by_name: BTreeMap<String, String> = sources.iter().cloned().collect();
+        let by_name: BTreeMap<&str, &str> = sources
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
         super::reads::may_read(&by_name, "note.html", "note", "tasks")
     };
     Ok(Theme {

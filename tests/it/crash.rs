@@ -170,25 +170,31 @@ fn kill_9_at_arbitrary_moments_loses_nothing() {
         let last = round >= 3 * delays.len();
         if !last {
             std::thread::sleep(Duration::from_millis(*delay));
-        }
-        match child.try_wait().unwrap() {
-            None if !last => {
+            if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
-            }
-            _ => {
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "round {round}: {}\n{}\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr),
-                    String::from_utf8_lossy(&out.stdout)
-                );
-                break;
+                continue;
             }
         }
+        // Finished on its own, or let finish: read its output on another thread (a full pipe
+        // would stall it), bounded, since a run that never ends is a hang, not a pass.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let Ok(out) = rx.recv_timeout(Duration::from_secs(120)) else {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the queue never drained: a run let finish ran for 120 s");
+        };
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        break;
     }
     assert!(kills > 0, "no run was killed; the test proved nothing");
     let out = v.quire(&["apply"]);
