@@ -24,6 +24,7 @@ use super::catalog::{self, Catalog, Published};
 use super::escape::escape;
 use super::markdown::{Linker, MAX_EMBED_DEPTH, NoteHtml, TocEntry, render_note};
 use super::publish::{Body, Manifest, NoteMemo, OutFile, PublishError, SEARCH_INDEX, Stage};
+use super::task_item;
 use super::theme::Theme;
 use super::url::{self, SitePath};
 use super::{Progress, RenderError, sanitize};
@@ -180,6 +181,8 @@ fn task_value(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Val
 struct TaskMemo {
     digest: OnceLock<[u8; 32]>,
     value: OnceLock<(String, tera::Value)>,
+    /// Its `<li>` as [`made_item`] makes it, with the URL it was made for.
+    item: OnceLock<(String, tera::Value)>,
 }
 
 impl TaskMemo {
@@ -197,17 +200,58 @@ impl TaskMemo {
 
     /// The task's value with `url`: the kept one when it was made for the same URL.
     fn value(&self, task: &TaskView, url: &str, note: Option<&Published>) -> tera::Value {
-        match self.value.get() {
-            Some((kept, value)) if kept == url => value.clone(),
-            Some(_) => task_value(task, url, note),
-            None => {
-                let value = task_value(task, url, note);
-                // Another page may have set it meanwhile: either is right for its own URL.
-                let _ = self.value.set((url.to_owned(), value.clone()));
-                value
-            }
+        kept(&self.value, url, || task_value(task, url, note))
+    }
+
+    /// The task's rendered `<li>` with `url`: the kept one when it was made for the same URL.
+    fn item(&self, task: &TaskView, url: &str, note: Option<&Published>) -> tera::Value {
+        kept(&self.item, url, || made_item(task, url, note))
+    }
+}
+
+/// What `cell` holds when it was made for `url`, else `make()` (kept in `cell` if it was empty:
+/// another page may have set it meanwhile, and either is right for its own URL).
+fn kept(
+    cell: &OnceLock<(String, tera::Value)>,
+    url: &str,
+    make: impl FnOnce() -> tera::Value,
+) -> tera::Value {
+    match cell.get() {
+        Some((made_for, value)) if made_for == url => value.clone(),
+        Some(_) => make(),
+        None => {
+            let value = make();
+            let _ = cell.set((url.to_owned(), value.clone()));
+            value
         }
     }
+}
+
+/// What the built-in `task` component prints of `task`, shown with `url` from a page.
+fn shown<'t>(
+    task: &'t TaskView,
+    url: &'t str,
+    note: Option<&'t Published>,
+) -> task_item::Shown<'t> {
+    task_item::Shown {
+        status: &task.status,
+        text: &task.text,
+        priority: task.priority.as_deref(),
+        date: agenda_date(task).map(String::as_str),
+        due: task.due.as_deref(),
+        scheduled: task.scheduled.as_deref(),
+        start: task.start.as_deref(),
+        recurrence: task.recurrence.as_deref(),
+        done: task.done.as_deref(),
+        url: Some(url),
+        note_title: Some(note.map_or("", |p| p.note.title.as_str())),
+    }
+}
+
+/// The task's `<li>`, rendered as `task_list` calls the built-in `task` (its note shown); its
+/// template value should the component decline it (it never does for a task of the catalog).
+fn made_item(task: &TaskView, url: &str, note: Option<&Published>) -> tera::Value {
+    task_item::made(&shown(task, url, note), true).unwrap_or_else(|| task_value(task, url, note))
 }
 
 /// A task in a calendar cell: just what the cell shows.
@@ -644,8 +688,10 @@ impl<'a> Shared<'a> {
     }
 
     /// `tasks` as the page at `page` lists them, with a key made of each task's digest (computed
-    /// once per build, however many pages list the task) and URL instead of its whole value.
-    fn task_list(&self, tasks: &[Tv<'a>], page: &SitePath) -> TaskList<'a> {
+    /// once per build, however many pages list the task) and URL instead of its whole value. With
+    /// `made`, each task is its `<li>` already rendered ([`task_item::made`]), for a page whose
+    /// templates only hand the list to `task_list` (`Theme::prerendered`).
+    fn task_list(&self, tasks: &[Tv<'a>], page: &SitePath, made: bool) -> TaskList<'a> {
         // A long list is made on all cores, and its values kept for the next page that lists
         // the same tasks from the same depth; most lists are a handful of tasks.
         let long = tasks.len() >= LONG_LIST;
@@ -653,10 +699,11 @@ impl<'a> Shared<'a> {
             let url = task_url(t.task, t.note, page);
             let memo = &self.task_memos[t.at as usize];
             let digest = memo.digest(t.task, t.note);
-            let value = if long {
-                memo.value(t.task, &url, t.note)
-            } else {
-                task_value(t.task, &url, t.note)
+            let value = match (made, long) {
+                (true, true) => memo.item(t.task, &url, t.note),
+                (true, false) => made_item(t.task, &url, t.note),
+                (false, true) => memo.value(t.task, &url, t.note),
+                (false, false) => task_value(t.task, &url, t.note),
             };
             (value, digest, url)
         };
@@ -913,7 +960,7 @@ impl<'a> Shared<'a> {
             // Thousands of tasks are thousands of template values: made only for a theme
             // that may show them (the note's own HTML lists them already).
             tasks: if self.theme.note_tasks_read {
-                self.task_list(&self.tasks[catalog.task_range(&p.note.path)], at)
+                self.task_list(&self.tasks[catalog.task_range(&p.note.path)], at, false)
             } else {
                 TaskList::Own(Vec::new())
             },
@@ -997,7 +1044,7 @@ impl<'a> Shared<'a> {
                     None if self.open.len() <= TASKS_INLINE => &self.open,
                     None => &[],
                 };
-                let tasks = self.task_list(list, &page);
+                let tasks = self.task_list(list, &page, self.theme.prerendered.tasks);
                 // Counts only on the overview: on a month's page they would make one task's edit
                 // re-render every month's page, not just its own and the overview.
                 let buckets: Vec<Value> = self
@@ -1071,7 +1118,7 @@ impl<'a> Shared<'a> {
                     .range(month_range(y, m))
                     .map(|(d, ts)| DayList {
                         date: d.format("%Y-%m-%d").to_string(),
-                        tasks: self.task_list(ts, &page),
+                        tasks: self.task_list(ts, &page, self.theme.prerendered.calendar),
                     })
                     .collect();
                 let neighbour = |j: Option<usize>| {
@@ -2811,6 +2858,50 @@ mod tests {
             };
         }
     }
+    mod made {
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of("[a-z_ <>&\"'#é📅-]{0,10}")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("QUIRE_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64)
+            ))]
+            /// A task's `<li>` made in Rust for a page that lists rendered items is what
+            /// `task_list` prints for the task's template value, so a page's HTML never depends on
+            /// which the page was given.
+            #[test]
+            fn fuzz_a_made_item_is_what_the_list_prints_for_the_value(
+                dates in proptest::collection::vec(field(), 6),
+                priority in field(),
+                recurrence in field(),
+                block_id in field(),
+                status in prop_oneof![Just("open".to_owned()), Just("done".to_owned()), "[a-z_ <&]{0,8}"],
+                text in "[a-z <>&\"#]{0,12}",
+                url in "[a-z./#%<&]{0,10}",
+            ) {
+                let [due, scheduled, start, created, done, cancelled]: [Option<String>; 6] =
+                    dates.try_into().unwrap();
+                let task = crate::index::TaskView {
+                    path: "a/b.md".into(), line: 3, status, text, due, scheduled, start, created,
+                    done, cancelled, priority, recurrence, id: None, depends_on: Vec::new(),
+                    tags: vec!["x".into()], mission: None, heading: None, block_id,
+                };
+                let value = super::super::task_value(&task, &url, None);
+                let made = super::super::made_item(&task, &url, None);
+                prop_assert!(made.as_bytes().is_some(), "a catalog task is always made");
+                let list = |v: tera::Value| {
+                    crate::render::task_item::list(&tera::Value::from(vec![v]), true, None)
+                };
+                prop_assert_eq!(list(made.clone()), list(value));
+                // Made for a list that shows the note; a call asking otherwise is declined.
+                prop_assert!(crate::render::task_item::list(&tera::Value::from(vec![made]), false, None).is_none());
+            }
+        }
+    }
+
     use super::folder_tree_of;
 
     #[test]

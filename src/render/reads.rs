@@ -18,6 +18,31 @@ pub(super) fn may_read(
     var: &str,
     field: &str,
 ) -> bool {
+    may_use(sources, template, var, |_, words, i| {
+        match (words.get(i + 1), words.get(i + 2)) {
+            (Some(Word::Punct('.')), Some(Word::Ident(f))) => *f == field,
+            _ => true,
+        }
+    })
+}
+
+/// Whether a template that rendering `template` goes through, other than `template` itself, may
+/// read `var` at all. For a page template whose own uses of `var` are known (a built-in page,
+/// byte for byte), `false` means those are the only ones.
+pub(super) fn others_may_read(sources: &BTreeMap<&str, &str>, template: &str, var: &str) -> bool {
+    may_use(sources, template, var, |name, _, _| name != template)
+}
+
+/// Walks the templates rendering `template` goes through (itself, its parents and includes, as
+/// far as literal names lead) and says whether `reads(template name, words, i)` holds for a use of
+/// `var` (the identifier at `words[i]`, not a field of something else). Anything it cannot follow
+/// counts as a use.
+fn may_use(
+    sources: &BTreeMap<&str, &str>,
+    template: &str,
+    var: &str,
+    reads: impl Fn(&str, &[Word<'_>], usize) -> bool,
+) -> bool {
     let mut seen: Vec<&str> = Vec::new();
     let mut todo = vec![template];
     while let Some(name) = todo.pop() {
@@ -46,12 +71,8 @@ pub(super) fn may_read(
                     }
                     Word::Ident(id) if id == var => {
                         let after_dot = i > 0 && words[i - 1] == Word::Punct('.');
-                        if after_dot {
-                            continue;
-                        }
-                        match (words.get(i + 1), words.get(i + 2)) {
-                            (Some(Word::Punct('.')), Some(Word::Ident(f))) if *f != field => {}
-                            _ => return true,
+                        if !after_dot && reads(name, &words, i) {
+                            return true;
                         }
                     }
                     _ => {}
@@ -208,6 +229,34 @@ mod tests {
             ("note.html", r#"{% extends "base.html" %}"#),
         ]);
         assert!(may_read(&t, "note.html", "note", "tasks"));
+    }
+
+    #[test]
+    fn others_may_read_skips_the_page_itself_but_not_its_parents() {
+        use super::others_may_read;
+        let page =
+            r#"{% extends "base.html" %}{% block main %}{{ tasks | length }}{% endblock main %}"#;
+        let quiet = theme(&[
+            (
+                "base.html",
+                "<main>{% block main %}{% endblock main %}{{ task.text }}</main>",
+            ),
+            ("tasks.html", page),
+        ]);
+        assert!(!others_may_read(&quiet, "tasks.html", "tasks"));
+        for layout in [
+            "{{ tasks }}",
+            "{% for t in tasks %}{% endfor %}",
+            "{{ <c x={tasks} /> }}",
+            "{{ __tera_context }}",
+            r#"{% include "missing.html" %}"#,
+        ] {
+            let t = theme(&[("base.html", layout), ("tasks.html", page)]);
+            assert!(others_may_read(&t, "tasks.html", "tasks"), "{layout}");
+        }
+        // A field named like the list is not the list.
+        let t = theme(&[("base.html", "{{ note.tasks }}"), ("tasks.html", page)]);
+        assert!(!others_may_read(&t, "tasks.html", "tasks"));
     }
 
     /// Components see their arguments only, so only a template can read the page's `note`:

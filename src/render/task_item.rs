@@ -101,7 +101,10 @@ pub(super) fn list(tasks: &Value, show_note: bool, empty: Option<&Value>) -> Opt
     }
     for t in tasks {
         out.push('\n');
-        item_into(t, show_note, &mut out)?;
+        match t.as_bytes() {
+            Some(made) => out.push_str(made_item(made, show_note)?),
+            None => item_into(t, show_note, &mut out)?,
+        }
     }
     out.push_str("\n</ul>");
     Some(out)
@@ -128,6 +131,9 @@ fn slot(key: &str) -> Option<usize> {
 /// The `<li>` the built-in `task` component makes of `task`, or `None` when the value is not a
 /// task as quire builds them.
 pub(super) fn item(task: &Value, show_note: bool) -> Option<String> {
+    if let Some(made) = task.as_bytes() {
+        return made_item(made, show_note).map(str::to_owned);
+    }
     let mut out = String::with_capacity(400);
     item_into(task, show_note, &mut out)?;
     Some(out)
@@ -166,18 +172,74 @@ fn item_into(task: &Value, show_note: bool, out: &mut String) -> Option<()> {
         url,
         note_title,
     ] = found;
-    let (status, text) = (status??, text??);
+    let shown = Shown {
+        status: status??,
+        text: text??,
+        priority: priority?,
+        date: date?,
+        due: due?,
+        scheduled: scheduled?,
+        start: start?,
+        recurrence: recurrence?,
+        done: done?,
+        url: url?,
+        note_title: note_title?,
+    };
+    write(&shown, show_note, out)
+}
+
+/// A task's `<li>`, made here, to stand in a list in place of the task's template value on a page
+/// whose templates only hand the list to `task_list` (see `Theme::prerendered`): pages at the same
+/// depth share it, and nobody builds a template value of the task. It is a bytes value, which no
+/// template can make, so nothing else passes for one; its first byte says whether it shows the
+/// note's link, which the list's call must ask for too.
+pub(super) fn made(shown: &Shown<'_>, show_note: bool) -> Option<Value> {
+    let mut out = String::with_capacity(400);
+    out.push(if show_note { '1' } else { '0' });
+    write(shown, show_note, &mut out)?;
+    Some(Value::bytes(out.into_bytes()))
+}
+
+/// The `<li>` in a [`made`] item, if it was made for `show_note`.
+fn made_item(made: &[u8], show_note: bool) -> Option<&str> {
+    let (&flag, html) = made.split_first()?;
+    (flag == if show_note { b'1' } else { b'0' })
+        .then(|| std::str::from_utf8(html).ok())
+        .flatten()
+}
+
+/// What the component prints of a task: each field a string, or nothing.
+pub(super) struct Shown<'a> {
+    pub(super) status: &'a str,
+    pub(super) text: &'a str,
+    pub(super) priority: Option<&'a str>,
+    /// The date the task is filed under (due, else scheduled).
+    pub(super) date: Option<&'a str>,
+    pub(super) due: Option<&'a str>,
+    pub(super) scheduled: Option<&'a str>,
+    pub(super) start: Option<&'a str>,
+    pub(super) recurrence: Option<&'a str>,
+    pub(super) done: Option<&'a str>,
+    /// The link to the task in its note.
+    pub(super) url: Option<&'a str>,
+    pub(super) note_title: Option<&'a str>,
+}
+
+/// The `<li>` of `shown`, appended to `out`; `None` (with part of an item in `out`) when the
+/// template would print it its own way.
+pub(super) fn write(shown: &Shown<'_>, show_note: bool, out: &mut String) -> Option<()> {
+    let (status, text) = (shown.status, shown.text);
     let (priority, date, due, scheduled, start, recurrence, done, url) = (
-        truthy(priority?),
-        truthy(date?),
-        truthy(due?),
-        truthy(scheduled?),
-        truthy(start?),
-        truthy(recurrence?),
-        truthy(done?),
-        truthy(url?),
+        truthy(shown.priority),
+        truthy(shown.date),
+        truthy(shown.due),
+        truthy(shown.scheduled),
+        truthy(shown.start),
+        truthy(shown.recurrence),
+        truthy(shown.done),
+        truthy(shown.url),
     );
-    let note_title = note_title?;
+    let note_title = shown.note_title;
 
     let esc = |out: &mut String, s: &str| escape_into(s, out);
     out.push_str("<li class=\"task task-");

@@ -151,6 +151,22 @@ pub struct Theme {
     /// Whether a note page may read `note.tasks` (see [`super::reads`]): when it cannot, a note
     /// page is not given them.
     pub(crate) note_tasks_read: bool,
+    /// Whether the task pages (`tasks.html`) and the calendar's months (`calendar.html`) may be
+    /// given their task lists as items the Rust `task_list` body already rendered
+    /// ([`super::task_item::rendered`]) instead of template values.
+    pub(crate) prerendered: Prerendered,
+}
+
+/// Which pages take task lists as rendered items. A page does when its template is base's own,
+/// byte for byte (whose only uses of the lists are handing them to `task_list`, counting them and
+/// testing them), the `task` and `task_list` components run in Rust, and no other template the
+/// page goes through (a theme's own `base.html`) reads the list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Prerendered {
+    /// `tasks.html`'s `tasks`.
+    pub(crate) tasks: bool,
+    /// `calendar.html`'s `days` (each day's `tasks`).
+    pub(crate) calendar: bool,
 }
 
 impl Theme {
@@ -460,6 +476,7 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
     tera.autoescape_on([".html"]);
     tera.set_escape_fn(super::escape::escape_to);
     let mut sources: Vec<(String, String)> = Vec::new();
+    let mut fast_components = 0;
     for (rel, (bytes, shown)) in files
         .iter()
         .filter(|(r, _)| r.starts_with("components/") || r.starts_with("templates/"))
@@ -491,6 +508,7 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
         } else {
             None
         };
+        fast_components += usize::from(fast.is_some());
         let text = fast.unwrap_or(text);
         sources.push((name, text));
     }
@@ -560,15 +578,25 @@ fn build(chain: Vec<Pack>) -> Result<Theme, ThemeError> {
             )
         })
         .collect();
-    let note_tasks_read = {
-        let by_name: BTreeMap<&str, &str> = sources
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.as_str()))
-            .collect();
-        super::reads::may_read(&by_name, "note.html", "note", "tasks")
+    let by_name: BTreeMap<&str, &str> = sources
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let note_tasks_read = super::reads::may_read(&by_name, "note.html", "note", "tasks");
+    let takes_items = |page: &str, var: &str| {
+        fast_components == 2
+            && files
+                .get(&format!("templates/{page}"))
+                .is_some_and(|(bytes, _)| is_builtin(&format!("templates/{page}"), bytes))
+            && !super::reads::others_may_read(&by_name, page, var)
+    };
+    let prerendered = Prerendered {
+        tasks: takes_items("tasks.html", "tasks"),
+        calendar: takes_items("calendar.html", "days"),
     };
     Ok(Theme {
         note_tasks_read,
+        prerendered,
         chain: chain.into_iter().map(|p| p.info).collect(),
         tera,
         statics,
@@ -765,6 +793,79 @@ mod tests {
         .unwrap();
         let own = rendered();
         assert!(own.contains("<li>mine: write</li>"), "{own}");
+    }
+
+    /// Task pages take rendered items only while everything that could read their lists is
+    /// base's own: a theme that changes the page, the task component, or a layout that reads the
+    /// list gets template values.
+    #[test]
+    fn task_pages_take_rendered_items_only_while_nothing_else_reads_the_list() {
+        for name in builtin_names() {
+            let theme = load(&LocalThemes::default(), &name).unwrap();
+            let all = Prerendered {
+                tasks: true,
+                calendar: true,
+            };
+            assert_eq!(theme.prerendered, all, "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("mine");
+        let with = |files: &[(&str, &str)]| {
+            let _ = std::fs::remove_dir_all(&pack);
+            std::fs::create_dir_all(&pack).unwrap();
+            std::fs::write(
+                pack.join("theme.toml"),
+                "name = \"mine\"\nversion = \"1.0.0\"\ndescription = \"t\"\nextends = \"paper\"\n",
+            )
+            .unwrap();
+            for (rel, text) in files {
+                let file = pack.join(rel);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(file, text).unwrap();
+            }
+            load(&LocalThemes::from_dir(dir.path()), "mine")
+                .unwrap()
+                .prerendered
+        };
+        let base = |rel: &str| {
+            let path = format!("base/{rel}");
+            let (_, bytes) = crate::embedded::THEMES
+                .iter()
+                .find(|(p, _)| *p == path)
+                .unwrap();
+            std::str::from_utf8(bytes).unwrap().to_owned()
+        };
+        // A layout of its own that does not read the lists changes nothing.
+        let layout = base("templates/base.html").replace("<main", "<main data-mine");
+        assert_eq!(
+            with(&[("templates/base.html", &layout)]),
+            Prerendered {
+                tasks: true,
+                calendar: true
+            }
+        );
+        // One that reads them, or a page of its own, or a task component of its own.
+        let reads = base("templates/base.html").replace(
+            "<main",
+            "{% for t in tasks %}{{ t.text }}{% endfor %}{{ days | length }}<main",
+        );
+        assert_eq!(
+            with(&[("templates/base.html", &reads)]),
+            Prerendered::default()
+        );
+        let page = base("templates/tasks.html").replace("<h1>", "<h1 class=\"mine\">");
+        assert_eq!(
+            with(&[("templates/tasks.html", &page)]),
+            Prerendered {
+                tasks: false,
+                calendar: true
+            }
+        );
+        let task = base("components/task.html").replace("task-text", "task-words");
+        assert_eq!(
+            with(&[("components/task.html", &task)]),
+            Prerendered::default()
+        );
     }
 
     #[test]
