@@ -16,6 +16,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// activity, which an idle daemon has none of, so the memory of its busiest pass (a burst, a full
 /// render) stayed resident. Purging sooner (mimalloc's `purge_delay` 0) costs every pass its page
 /// faults instead; between passes it costs nothing. What the C libraries freed goes back too.
+/// Keeps what mimalloc frees in this process instead of handing it back to the system as it
+/// goes: for a command that ends when its work is done, the system takes everything back at exit
+/// at once. Purging as it went, and once more at exit, cost a large render a tenth of a second of
+/// `madvise` after its last page was written. The daemon, `serve` and `demo` run on and keep
+/// purging (and [`release_freed_memory`] when idle); a `MIMALLOC_PURGE_DELAY` the user set stands.
+fn keep_freed_memory() {
+    unsafe extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    // `mi_option_purge_delay` in the enum of mimalloc.h (v3, as Cargo.lock pins it; the Rust
+    // binding names no constant for it); -1 is "never purge".
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: mimalloc is linked in as the global allocator above; options are set before any
+    // other thread starts (mimalloc asks that of `mi_option_set`).
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 fn release_freed_memory() {
     unsafe extern "C" {
         fn mi_collect(force: bool);
@@ -32,6 +52,12 @@ fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = cli::Cli::parse();
+    if !matches!(
+        cli.command,
+        cli::Command::Daemon { .. } | cli::Command::Serve { .. } | cli::Command::Demo { .. }
+    ) {
+        keep_freed_memory();
+    }
     init_tracing(cli.verbose);
     match cmd::run(cli) {
         Ok(code) => code,

@@ -85,8 +85,12 @@ pub fn render(
         .first()
         .map(|t| (t.published, t.unpublished.clone()))
         .unwrap_or_default();
+    let source = content.source().to_owned();
+    // What was read (every note and task of the vault) is freed on the worker pool: a command
+    // that ends now need not wait for it.
+    render::drop_later(content);
     Ok(RenderOutcome {
-        source: content.source().to_owned(),
+        source,
         published,
         themes,
         unpublished,
