@@ -685,6 +685,21 @@ impl Index {
         }))
     }
 
+    /// The tasks of the note at `path`, by line, shared with this handle's last update when it
+    /// wrote them (and the index still holds what it wrote).
+    pub fn shared_tasks_of(&self, path: &str) -> Result<Vec<std::sync::Arc<TaskView>>, IndexError> {
+        if let Some(w) = self.written_now()?
+            && let Some(tasks) = w.tasks.get(path)
+        {
+            return Ok(tasks.clone());
+        }
+        Ok(self
+            .tasks_of(path)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect())
+    }
+
     /// The tasks of the note at `path`, by line.
     pub fn tasks_of(&self, path: &str) -> Result<Vec<TaskView>, IndexError> {
         // By note id: the tasks table is clustered by due date, and indexed by note.
@@ -721,6 +736,16 @@ impl Index {
     pub fn all_tasks(&self) -> Result<Vec<std::sync::Arc<TaskView>>, IndexError> {
         use rayon::prelude::*;
         use std::sync::Arc;
+        if let Some(w) = self.written_now()?
+            && w.complete
+        {
+            let mut paths: Vec<&String> = w.tasks.keys().collect();
+            paths.sort_unstable();
+            return Ok(paths
+                .into_iter()
+                .flat_map(|p| w.tasks[p].iter().cloned())
+                .collect());
+        }
         let mut stmt = self.conn.prepare("SELECT json FROM tasks")?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get::<_, String>(0))?

@@ -50,6 +50,9 @@ pub(crate) struct TaskRecord {
     pub(crate) tags: String,
     pub(crate) text: String,
     pub(crate) json: String,
+    /// The task as parsed (what `json` serializes): handed to a reader in the same process that
+    /// comes right after the update, instead of being read back and parsed again.
+    pub(crate) view: std::sync::Arc<TaskView>,
 }
 
 /// Something wrong in a note that `quire check` reports.
@@ -85,11 +88,10 @@ pub struct CatalogNote {
 pub fn describe_note(path: &str, bytes: &[u8]) -> (CatalogNote, Vec<TaskView>) {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(bytes).to_vec();
-    let record = note_record(path, bytes, bytes.len() as i64, 0, hash);
-    let tasks = record
-        .tasks
-        .iter()
-        .filter_map(|t| serde_json::from_str(&t.json).ok())
+    let mut record = note_record(path, bytes, bytes.len() as i64, 0, hash);
+    let tasks = std::mem::take(&mut record.tasks)
+        .into_iter()
+        .map(|t| std::sync::Arc::unwrap_or_clone(t.view))
         .collect();
     (catalog_from_record(record), tasks)
 }
@@ -340,5 +342,6 @@ fn task_record(
         ),
         text: f.description.clone(),
         json,
+        view: std::sync::Arc::new(view),
     }
 }

@@ -19,8 +19,10 @@ use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sha2::Digest as _;
 
+use std::sync::Arc;
+
 use super::record::{NoteRecord, TaskRecord, note_record};
-use super::{IndexError, UpdateReport};
+use super::{IndexError, TaskView, UpdateReport, Written};
 use crate::vault::RESERVED_ROOTS;
 
 /// The sort key of a task without a due date: after every `YYYY-MM-DD`.
@@ -60,7 +62,7 @@ pub(super) fn update(
     conn: &mut Connection,
     root: &Path,
     full: bool,
-) -> Result<UpdateReport, IndexError> {
+) -> Result<(UpdateReport, Option<Written>), IndexError> {
     if full {
         return super::schema::without_journal(conn, |conn| update_inner(conn, root, true, None));
     }
@@ -74,7 +76,7 @@ pub(super) fn update_paths(
     conn: &mut Connection,
     root: &Path,
     paths: &[String],
-) -> Result<Option<UpdateReport>, IndexError> {
+) -> Result<Option<(UpdateReport, Option<Written>)>, IndexError> {
     for path in paths {
         let full = root.join(path);
         match full.symlink_metadata() {
@@ -93,14 +95,14 @@ pub(super) fn update_paths(
             }
         }
     }
-    let mut report = update_inner(conn, root, false, Some(paths))?;
+    let (mut report, written) = update_inner(conn, root, false, Some(paths))?;
     // What the whole index holds, as a walk reports it.
     (report.notes, report.attachments) = conn.query_row(
         "SELECT (SELECT COUNT(*) FROM notes), (SELECT COUNT(*) FROM files)",
         [],
         |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
     )?;
-    Ok(Some(report))
+    Ok(Some((report, written)))
 }
 
 /// The notes (stat'ed) and other files among `paths`, as the walk would find them: regular files,
@@ -139,7 +141,7 @@ fn update_inner(
     root: &Path,
     full: bool,
     only: Option<&[String]>,
-) -> Result<UpdateReport, IndexError> {
+) -> Result<(UpdateReport, Option<Written>), IndexError> {
     let started = Instant::now();
     let (notes, files) = match only {
         Some(paths) => stat_paths(root, paths),
@@ -158,7 +160,7 @@ fn update_inner(
     };
     if !full && plan.is_empty() {
         report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        return Ok(report);
+        return Ok((report, None));
     }
     // Another process (the daemon beside a `quire tasks`) may be writing the same changes: take
     // the writers' lock, then plan again against what is stored now.
@@ -167,7 +169,7 @@ fn update_inner(
         plan = Plan::make(conn, &notes, &files, full, only)?;
         if plan.is_empty() {
             report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            return Ok(report);
+            return Ok((report, None));
         }
     }
     let Plan {
@@ -226,8 +228,10 @@ fn update_inner(
             .get(&seen.path)
             .map(|k| (k.id, old_hashes.get(&k.id).map_or(&[][..], Vec::as_slice)))
     };
-    // Every written note's tasks, put in place once all are known (see `put_tasks`).
+    // Every written note's tasks, put in place once all are known (see `put_tasks`); and as
+    // parsed, by note, for a reader that comes next (see `Written`).
     let mut staged: Vec<Staged> = Vec::new();
+    let mut views: HashMap<String, Vec<Arc<TaskView>>> = HashMap::new();
     let written: Result<(), IndexError> = std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
         let (candidates, known_of) = (&candidates, &known_of);
@@ -255,6 +259,10 @@ fn update_inner(
                     Prepared::Note { id, record } => {
                         structural |=
                             id.is_none_or(|id| old_aliases.get(&id) != Some(&record.aliases));
+                        views.insert(
+                            record.path.clone(),
+                            record.tasks.iter().map(|t| t.view.clone()).collect(),
+                        );
                         write_note(&tx, id, *record, generation, &mut staged)?;
                         report.parsed += 1;
                         crate::fault::point("index_write");
@@ -297,6 +305,8 @@ fn update_inner(
             [generation.to_string()],
         )?;
     }
+    let notes_now: i64 = tx.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?;
+    let id: String = tx.query_row("SELECT value FROM meta WHERE key = 'id'", [], |r| r.get(0))?;
     let before_commit = started.elapsed();
     tx.commit()?;
     tracing::debug!(
@@ -304,7 +314,13 @@ fn update_inner(
         "committed"
     );
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(report)
+    let written = Written {
+        id,
+        generation: generation as u64,
+        complete: usize::try_from(notes_now).is_ok_and(|n| n == views.len()),
+        tasks: views,
+    };
+    Ok((report, Some(written)))
 }
 
 /// Every Markdown note (with its stat data) and every other file under `root`, as vault paths.
@@ -777,6 +793,65 @@ mod tests {
                 .catalog_note("m/d.md")
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    /// What a handle's update wrote is what a fresh handle reads back, and it is used only while
+    /// the index holds exactly that: another writer's update sends the handle to the file.
+    #[test]
+    fn the_tasks_an_update_wrote_are_what_the_index_reads_back_while_they_hold() {
+        let (_dir, vault) = crate::workflow::temp_vault();
+        let root = vault.root().to_path_buf();
+        let write = |p: &str, text: &str| std::fs::write(root.join(p), text).unwrap();
+        std::fs::create_dir_all(root.join("n")).unwrap();
+        write("n/a.md", "# A\n\n- [ ] one 📅 2026-05-01\n- [x] two #t\n");
+        write("n/b.md", "# B\n\n- [ ] three ⏫\n");
+        let read_back = || Index::open(&vault).unwrap().all_tasks().unwrap();
+        let as_values = |tasks: Vec<std::sync::Arc<crate::index::TaskView>>| {
+            tasks.into_iter().map(|t| (*t).clone()).collect::<Vec<_>>()
+        };
+
+        let mut first = Index::open(&vault).unwrap();
+        first.update(false).unwrap();
+        let kept = first.written_now().unwrap().expect("kept");
+        assert!(kept.complete, "a first update writes every note");
+        assert_eq!(
+            as_values(first.all_tasks().unwrap()),
+            as_values(read_back())
+        );
+        let all = first.all_tasks().unwrap();
+        let one = all.iter().find(|t| t.path == "n/a.md").unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            one,
+            &first.shared_tasks_of("n/a.md").unwrap()[0]
+        ));
+
+        // One note changed by this handle: only that note is kept, and reading all goes to the
+        // file; the note's own tasks come from what was kept.
+        write("n/a.md", "# A\n\n- [ ] one, edited\n");
+        first.update(false).unwrap();
+        let kept = first.written_now().unwrap().expect("kept");
+        assert!(!kept.complete);
+        assert_eq!(
+            as_values(first.all_tasks().unwrap()),
+            as_values(read_back())
+        );
+        assert_eq!(
+            first.shared_tasks_of("n/a.md").unwrap()[0].text,
+            "one, edited"
+        );
+
+        // Another handle moves the index on: what the first kept no longer holds.
+        write("n/a.md", "# A\n\n- [ ] one, again\n");
+        Index::open(&vault).unwrap().update(false).unwrap();
+        assert!(first.written_now().unwrap().is_none());
+        assert_eq!(
+            first.shared_tasks_of("n/a.md").unwrap()[0].text,
+            "one, again"
+        );
+        assert_eq!(
+            as_values(first.all_tasks().unwrap()),
+            as_values(read_back())
         );
     }
 }

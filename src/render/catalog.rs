@@ -183,9 +183,18 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     /// The work tree's content, through its index (as it is: the caller brought it up to date).
-    pub(crate) fn from_work_tree(vault: &Vault, config: &Config) -> Result<Arc<Self>, RenderError> {
+    /// Read through `index` when given (a handle that has just updated the index).
+    pub(crate) fn from_work_tree(
+        vault: &Vault,
+        config: &Config,
+        index: Option<Index>,
+    ) -> Result<Arc<Self>, RenderError> {
+        let index = match index {
+            Some(index) => index,
+            None => Index::open(vault)?,
+        };
         // A copy kept by nobody: read whole, then handed over.
-        Self::from_warm(vault, config, &mut WarmCatalog::default())
+        Self::through(vault, config, &mut WarmCatalog::default(), &index)
     }
 
     /// The work tree's content, as [`Self::from_work_tree`] reads it, but from `warm`: what it
@@ -200,10 +209,20 @@ impl Catalog {
         config: &Config,
         warm: &mut WarmCatalog,
     ) -> Result<Arc<Self>, RenderError> {
+        let index = Index::open(vault)?;
+        Self::through(vault, config, warm, &index)
+    }
+
+    /// [`Self::from_warm`], through an open index.
+    fn through(
+        vault: &Vault,
+        config: &Config,
+        warm: &mut WarmCatalog,
+        index: &Index,
+    ) -> Result<Arc<Self>, RenderError> {
         // Taken first: whatever fails below, a catalog that missed a catch-up is never patched.
         let last = warm.last.take();
-        let index = Index::open(vault)?;
-        let caught = warm.catch_up(&index)?;
+        let caught = warm.catch_up(index)?;
         let mut last = last.and_then(Arc::into_inner);
         if let Some(changed) = caught
             && let Some(mut catalog) = last.take_if(|c| c.exclude == config.publish.exclude)
@@ -770,7 +789,7 @@ impl WarmCatalog {
                 continue;
             };
             self.notes.insert(path.clone(), Arc::new(note));
-            let tasks = index.tasks_of(path)?.into_iter().map(Arc::new).collect();
+            let tasks = index.shared_tasks_of(path)?;
             self.tasks.insert(path.clone(), tasks);
             let facts = index
                 .links_of(path, &resolver)?
@@ -987,7 +1006,7 @@ mod tests {
     fn same_as_fresh(vault: &Vault, warm: &mut WarmCatalog) {
         let config = vault.config().clone();
         let warmed = Catalog::from_warm(vault, &config, warm).unwrap();
-        let fresh = Catalog::from_work_tree(vault, &config).unwrap();
+        let fresh = Catalog::from_work_tree(vault, &config, None).unwrap();
         assert_eq!(warmed.snapshot(), fresh.snapshot());
     }
 

@@ -179,7 +179,9 @@ pub struct Content {
 
 /// Where the notes come from, until they are read.
 enum Origin_ {
-    WorkTree(Box<Vault>),
+    /// The work tree, through the index handle that just brought it up to date (it hands over
+    /// the tasks it wrote instead of reading them back).
+    WorkTree(Box<Vault>, Option<Box<crate::index::Index>>),
     /// The work tree, through a copy of the index kept between renders.
     Warm(Box<Vault>, std::sync::Arc<Mutex<WarmCatalog>>),
     Commit(Vec<(String, crate::git::Oid, Vec<u8>)>),
@@ -189,7 +191,14 @@ impl Content {
     /// The vault's work tree, read through its task index (brought up to date now).
     pub fn work_tree(vault: &Vault) -> Result<Self, RenderError> {
         let (index, _) = crate::index::Index::open_fresh(vault)?;
-        Self::with_index(vault, &index)
+        let content = Self::with_index(vault, &index)?;
+        if let Ok(mut origin) = content.origin.lock() {
+            *origin = Some(Origin_::WorkTree(
+                Box::new(vault.clone()),
+                Some(Box::new(index)),
+            ));
+        }
+        Ok(content)
     }
 
     /// The work tree as the index already describes it, without walking the vault first: for a
@@ -221,7 +230,7 @@ impl Content {
             local_themes: theme::LocalThemes::from_dir(&vault.root().join("themes")),
             source: "the work tree".into(),
             source_id,
-            origin: Mutex::new(Some(Origin_::WorkTree(Box::new(vault.clone())))),
+            origin: Mutex::new(Some(Origin_::WorkTree(Box::new(vault.clone()), None))),
             catalog: OnceLock::new(),
             root: Some(vault.root().to_path_buf()),
             work_tree: Some((vault.clone(), state)),
@@ -292,7 +301,9 @@ impl Content {
         let started = Instant::now();
         let origin = self.origin.lock().ok().and_then(|mut o| o.take());
         let catalog = match origin {
-            Some(Origin_::WorkTree(vault)) => Catalog::from_work_tree(&vault, &self.config)?,
+            Some(Origin_::WorkTree(vault, index)) => {
+                Catalog::from_work_tree(&vault, &self.config, index.map(|i| *i))?
+            }
             Some(Origin_::Warm(vault, warm)) => {
                 let mut warm = warm.lock().map_err(|_| {
                     RenderError::Config("an earlier render failed midway; restart quire".into())
