@@ -598,34 +598,34 @@ fn put_tasks(tx: &Transaction<'_>, mut staged: Vec<Staged>) -> Result<(), IndexE
         (s.task.closed, due, &s.path, s.task.line)
     }
     staged.par_sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    // Bound one by one (`raw_bind_parameter`), without the slice of trait objects `execute`
+    // takes; the sort key's due (`UNDATED` when none) and the agenda date are derived in SQL.
+    // Each task is written once: a note's old rows went first, so nothing is replaced.
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO tasks (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
-                                       cancelled, agenda, priority, mission, tags, text, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        "INSERT INTO tasks (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
+                            cancelled, agenda, priority, mission, tags, text, json)
+         VALUES (?1, coalesce(?6, '~'), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(?6, ?7), ?12, ?13, ?14, ?15, ?16)",
     )?;
     for s in &staged {
         let t = &s.task;
         let [due, scheduled, start, created, done, cancelled] = &t.dates;
-        stmt.execute(params![
-            t.closed,
-            due.as_deref().unwrap_or(UNDATED),
-            &*s.path,
-            t.line as i64,
-            s.note_id,
-            t.status,
-            due,
-            scheduled,
-            start,
-            created,
-            done,
-            cancelled,
-            t.agenda,
-            t.priority,
-            t.mission,
-            t.tags,
-            t.text,
-            t.json
-        ])?;
+        stmt.raw_bind_parameter(1, t.closed)?;
+        stmt.raw_bind_parameter(2, &*s.path)?;
+        stmt.raw_bind_parameter(3, t.line as i64)?;
+        stmt.raw_bind_parameter(4, s.note_id)?;
+        stmt.raw_bind_parameter(5, &t.status)?;
+        for (i, date) in [due, scheduled, start, created, done, cancelled]
+            .into_iter()
+            .enumerate()
+        {
+            stmt.raw_bind_parameter(6 + i, date)?;
+        }
+        stmt.raw_bind_parameter(12, t.priority)?;
+        stmt.raw_bind_parameter(13, &t.mission)?;
+        stmt.raw_bind_parameter(14, &t.tags)?;
+        stmt.raw_bind_parameter(15, &t.text)?;
+        stmt.raw_bind_parameter(16, &t.json)?;
+        stmt.raw_execute()?;
     }
     drop(stmt);
     // Freed on another thread: dropping 160,000 rows' strings is not the writer's work.
