@@ -48,7 +48,7 @@ pub(crate) fn tasks(vault: &Vault, filter: &TaskFilter, json: bool) -> anyhow::R
             if !std::mem::take(&mut first) {
                 out.write_all(b",")?;
             }
-            out.write_all(t.json.as_bytes())
+            out.write_all(t.json().map_err(std::io::Error::other)?.as_bytes())
         })?;
         out.write_all(b"]}\n")?;
         out.flush()?;

@@ -443,7 +443,7 @@ async fn tasks(State(api): State<Api>, Query(q): Query<HashMap<String, String>>)
                 if !std::mem::take(&mut first) {
                     out.push(',');
                 }
-                out.push_str(t.json);
+                out.push_str(&t.json().map_err(std::io::Error::other)?);
                 Ok(())
             })?;
             out.push_str("]}");

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use icalendar::{Calendar, Component, Event, EventLike, EventStatus, Todo, TodoStatus};
 use sha2::Digest as _;
 
-use super::query::parse_view;
+use super::query::{ROW_COLUMN_COUNT, TaskRow, row_columns_of};
 use super::{Index, IndexError, TaskView};
 
 /// What each dated task becomes.
@@ -42,21 +42,22 @@ impl std::str::FromStr for CalendarKind {
 impl Index {
     /// The vault's dated tasks (open and closed) as an iCalendar document named `name`.
     pub fn calendar(&self, kind: CalendarKind, name: &str) -> Result<String, IndexError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT t.json, n.mtime_ns FROM tasks t JOIN notes n ON n.id = t.note_id
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {}, n.mtime_ns FROM tasks t JOIN notes n ON n.id = t.note_id
              WHERE t.due IS NOT NULL OR t.scheduled IS NOT NULL OR t.start IS NOT NULL
              ORDER BY t.path, t.line",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            row_columns_of("t")
+        ))?;
+        let mut rows = stmt.query([])?;
         let mut cal = Calendar::empty();
         cal.append_property(("VERSION", "2.0"));
         cal.append_property(("PRODID", "-//quire//quire task calendar//EN"));
         cal.append_property(("CALSCALE", "GREGORIAN"));
         cal.name(&text(name));
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
-        for row in rows {
-            let (json, mtime_ns) = row?;
-            let task = parse_view(&json)?;
+        while let Some(row) = rows.next()? {
+            let task = TaskRow::from_row(row)?.view()?;
+            let mtime_ns: i64 = row.get(ROW_COLUMN_COUNT)?;
             let stamp = DateTime::<Utc>::from_timestamp(mtime_ns.div_euclid(1_000_000_000), 0)
                 .unwrap_or_default();
             let key = task

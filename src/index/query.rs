@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
-use super::record::StoredLink;
+use super::record::{StoredLink, StoredTask, priority_name};
 use super::{Index, IndexError, TaskView};
 use crate::markdown::LinkKind;
 
@@ -85,8 +85,6 @@ pub enum AgendaSection {
 /// One task as stored, borrowed from the database row: what tables and JSON output need.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskRow<'r> {
-    /// The task object, as `quire tasks --json` prints it.
-    pub json: &'r str,
     /// The note.
     pub path: &'r str,
     /// 1-based line.
@@ -101,13 +99,31 @@ pub struct TaskRow<'r> {
     pub scheduled: Option<&'r str>,
     /// 1 (lowest) to 5 (highest).
     pub priority: Option<i64>,
+    /// Start, created, done and cancelled dates.
+    others: [Option<&'r str>; 4],
+    mission: Option<&'r str>,
+    /// The `rest` column.
+    rest: &'r str,
 }
 
 /// The columns [`TaskRow::from_row`] reads, in order.
-const ROW_COLUMNS: &str = "json, path, line, status, text, due, scheduled, priority";
+const ROW_COLUMNS: &str = "path, line, status, text, due, scheduled, priority, start, created, done, cancelled, mission, rest";
+
+/// How many columns [`ROW_COLUMNS`] names.
+pub(super) const ROW_COLUMN_COUNT: usize = 13;
+
+/// [`ROW_COLUMNS`], each of the table called `alias` in a join.
+pub(super) fn row_columns_of(alias: &str) -> String {
+    ROW_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl<'r> TaskRow<'r> {
-    fn from_row(row: &'r rusqlite::Row<'_>) -> Result<Self, IndexError> {
+    /// The row's first columns, [`ROW_COLUMNS`] in order.
+    pub(super) fn from_row(row: &'r rusqlite::Row<'_>) -> Result<Self, IndexError> {
         let text = |i: usize| -> Result<&'r str, IndexError> {
             Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
         };
@@ -118,14 +134,16 @@ impl<'r> TaskRow<'r> {
                 .map_err(rusqlite::Error::from)?)
         };
         Ok(Self {
-            json: text(0)?,
-            path: text(1)?,
-            line: row.get(2)?,
-            status: text(3)?,
-            text: text(4)?,
-            due: opt(5)?,
-            scheduled: opt(6)?,
-            priority: row.get(7)?,
+            path: text(0)?,
+            line: row.get(1)?,
+            status: text(2)?,
+            text: text(3)?,
+            due: opt(4)?,
+            scheduled: opt(5)?,
+            priority: row.get(6)?,
+            others: [opt(7)?, opt(8)?, opt(9)?, opt(10)?],
+            mission: opt(11)?,
+            rest: text(12)?,
         })
     }
 
@@ -141,20 +159,35 @@ impl<'r> TaskRow<'r> {
 
     /// The priority's name.
     pub fn priority_name(&self) -> Option<&'static str> {
-        Some(match self.priority? {
-            1 => "lowest",
-            2 => "low",
-            3 => "medium",
-            4 => "high",
-            5 => "highest",
-            _ => return None,
-        })
+        priority_name(self.priority?)
+    }
+
+    /// The task, as `quire tasks --json` prints it.
+    pub fn view(&self) -> Result<TaskView, IndexError> {
+        let [start, created, done, cancelled] = self.others;
+        StoredTask {
+            path: self.path,
+            line: self.line,
+            status: self.status,
+            text: self.text,
+            dates: [self.due, self.scheduled, start, created, done, cancelled],
+            priority: self.priority,
+            mission: self.mission,
+            rest: self.rest,
+        }
+        .view()
+        .map_err(unreadable)
+    }
+
+    /// The task object, as `quire tasks --json` prints it.
+    pub fn json(&self) -> Result<String, IndexError> {
+        // A view of strings and numbers always serializes.
+        Ok(serde_json::to_string(&self.view()?).unwrap_or_default())
     }
 }
 
 /// A [`TaskRow`] that owns its text, for the few rows held while others stream.
 struct OwnedRow {
-    json: String,
     path: String,
     line: i64,
     status: String,
@@ -162,12 +195,14 @@ struct OwnedRow {
     due: Option<String>,
     scheduled: Option<String>,
     priority: Option<i64>,
+    others: [Option<String>; 4],
+    mission: Option<String>,
+    rest: String,
 }
 
 impl From<TaskRow<'_>> for OwnedRow {
     fn from(t: TaskRow<'_>) -> Self {
         Self {
-            json: t.json.to_owned(),
             path: t.path.to_owned(),
             line: t.line,
             status: t.status.to_owned(),
@@ -175,6 +210,9 @@ impl From<TaskRow<'_>> for OwnedRow {
             due: t.due.map(str::to_owned),
             scheduled: t.scheduled.map(str::to_owned),
             priority: t.priority,
+            others: t.others.map(|d| d.map(str::to_owned)),
+            mission: t.mission.map(str::to_owned),
+            rest: t.rest.to_owned(),
         }
     }
 }
@@ -182,7 +220,6 @@ impl From<TaskRow<'_>> for OwnedRow {
 impl OwnedRow {
     fn as_row(&self) -> TaskRow<'_> {
         TaskRow {
-            json: &self.json,
             path: &self.path,
             line: self.line,
             status: &self.status,
@@ -190,6 +227,9 @@ impl OwnedRow {
             due: self.due.as_deref(),
             scheduled: self.scheduled.as_deref(),
             priority: self.priority,
+            others: [0, 1, 2, 3].map(|i| self.others[i].as_deref()),
+            mission: self.mission.as_deref(),
+            rest: &self.rest,
         }
     }
 }
@@ -347,20 +387,28 @@ impl Index {
 
     /// Tasks matching `filter`, each as its JSON object, in order.
     pub fn tasks_json(&self, filter: &TaskFilter) -> Result<Vec<String>, IndexError> {
-        let mut out = Vec::new();
-        self.each_task(filter, |t| {
-            out.push(t.json.to_owned());
-            Ok(())
-        })?;
-        Ok(out)
+        self.tasks(filter)?
+            .iter()
+            // A view of strings and numbers always serializes.
+            .map(|t| Ok(serde_json::to_string(t).unwrap_or_default()))
+            .collect()
     }
 
     /// Tasks matching `filter`, as values.
     pub fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>, IndexError> {
-        self.tasks_json(filter)?
-            .iter()
-            .map(|j| parse_view(j))
-            .collect()
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.each_task(filter, |t| {
+            match t.view() {
+                Ok(v) => out.push(v),
+                Err(e) => failed = failed.take().or(Some(e)),
+            }
+            Ok(())
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// The agenda for `today` and the `days` after it: open tasks filed under their due date (else
@@ -423,7 +471,7 @@ impl Index {
                 AgendaSection::Today => &mut agenda.today,
                 AgendaSection::Upcoming => &mut agenda.upcoming,
             };
-            list.push(t.json.to_owned());
+            list.push(t.json().map_err(std::io::Error::other)?);
             Ok(())
         })?;
         Ok(agenda)
@@ -703,13 +751,13 @@ impl Index {
     /// The tasks of the note at `path`, by line.
     pub fn tasks_of(&self, path: &str) -> Result<Vec<TaskView>, IndexError> {
         // By note id: the tasks table is clustered by due date, and indexed by note.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT json FROM tasks WHERE note_id = (SELECT id FROM notes WHERE path = ?1) ORDER BY line",
-        )?;
-        let rows = stmt.query_map([path], |r| r.get::<_, String>(0))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM tasks WHERE note_id = (SELECT id FROM notes WHERE path = ?1) ORDER BY line"
+        ))?;
+        let mut rows = stmt.query([path])?;
         let mut out = Vec::new();
-        for json in rows {
-            out.push(parse_view(&json?)?);
+        while let Some(row) = rows.next()? {
+            out.push(TaskRow::from_row(row)?.view()?);
         }
         Ok(out)
     }
@@ -746,15 +794,20 @@ impl Index {
                 .flat_map(|p| w.tasks[p].iter().cloned())
                 .collect());
         }
-        let mut stmt = self.conn.prepare("SELECT json FROM tasks")?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<_, _>>()?;
-        // Shared as they are read: a task is hundreds of bytes, and the sort below then moves
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {ROW_COLUMNS} FROM tasks"))?;
+        let mut rows = stmt.query([])?;
+        let mut stored = Vec::new();
+        while let Some(row) = rows.next()? {
+            stored.push(OwnedRow::from(TaskRow::from_row(row)?));
+        }
+        // Shared as they are made: a task is hundreds of bytes, and the sort below then moves
         // pointers, not tasks.
-        let mut parsed: Vec<Result<Arc<TaskView>, IndexError>> = Vec::with_capacity(rows.len());
-        rows.par_iter()
-            .map(|j| parse_view(j).map(Arc::new))
+        let mut parsed: Vec<Result<Arc<TaskView>, IndexError>> = Vec::with_capacity(stored.len());
+        stored
+            .par_iter()
+            .map(|r| r.as_row().view().map(Arc::new))
             .collect_into_vec(&mut parsed);
         let mut out = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
         out.par_sort_unstable_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
@@ -812,13 +865,11 @@ fn link_kind(stored: &str) -> LinkKind {
     }
 }
 
-/// Reads a stored task object back.
-pub(super) fn parse_view(json: &str) -> Result<TaskView, IndexError> {
-    serde_json::from_str(json).map_err(|e| {
-        IndexError::BadQuery(format!(
-            "a stored task is unreadable ({e}); run `quire index --full`"
-        ))
-    })
+/// A stored task that cannot be read back.
+pub(super) fn unreadable(e: serde_json::Error) -> IndexError {
+    IndexError::BadQuery(format!(
+        "a stored task is unreadable ({e}); run `quire index --full`"
+    ))
 }
 
 /// `--path`: a glob (`*` within a folder, `**` across folders), or a plain folder meaning everything

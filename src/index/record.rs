@@ -1,8 +1,8 @@
 //! What the index stores for one note, computed from its text alone (so notes are prepared in
 //! parallel, and only the writing is serial).
 //!
-//! Each task's JSON — the exact object `quire tasks --json` prints — is rendered here once, so a
-//! query is a `SELECT` and a concatenation, not a re-serialization of every row.
+//! A task is stored as columns (what queries filter and sort on) and `rest`, a small JSON array of
+//! the other fields; [`TaskView`] is made back from the two.
 
 use chrono::Datelike as _;
 
@@ -48,9 +48,10 @@ pub(crate) struct TaskRecord {
     pub(crate) mission: Option<String>,
     pub(crate) tags: String,
     pub(crate) text: String,
-    pub(crate) json: String,
-    /// The task as parsed (what `json` serializes): handed to a reader in the same process that
-    /// comes right after the update, instead of being read back and parsed again.
+    /// The `rest` column: the fields no query filters on ([`rest_json`]).
+    pub(crate) rest: String,
+    /// The task as parsed: handed to a reader in the same process that comes right after the
+    /// update, instead of being read back.
     pub(crate) view: std::sync::Arc<TaskView>,
 }
 
@@ -320,8 +321,7 @@ fn task_record(
         heading: t.heading.clone(),
         block_id: f.block_id.clone(),
     };
-    // Serializing plain strings and numbers cannot fail.
-    let json = serde_json::to_string(&view).unwrap_or_default();
+    let rest = rest_json(&view);
     TaskRecord {
         line: t.line,
         closed: t.status.is_closed(),
@@ -339,7 +339,86 @@ fn task_record(
                 .join(" ")
         ),
         text: f.description.clone(),
-        json,
+        rest,
         view: std::sync::Arc::new(view),
+    }
+}
+
+/// The fields of a task no query filters on, as stored in the `rest` column.
+type Rest = (
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+    Vec<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The `rest` column of `view`: `[recurrence, id, depends_on, tags, heading, block_id]`.
+pub(crate) fn rest_json(view: &TaskView) -> String {
+    // Strings and lists of strings always serialize.
+    serde_json::to_string(&(
+        &view.recurrence,
+        &view.id,
+        &view.depends_on,
+        &view.tags,
+        &view.heading,
+        &view.block_id,
+    ))
+    .unwrap_or_default()
+}
+
+/// The columns of a task row, borrowed, and the view made of them.
+pub(crate) struct StoredTask<'r> {
+    pub(crate) path: &'r str,
+    pub(crate) line: i64,
+    pub(crate) status: &'r str,
+    pub(crate) text: &'r str,
+    /// due, scheduled, start, created, done, cancelled.
+    pub(crate) dates: [Option<&'r str>; 6],
+    /// 1 (lowest) to 5 (highest).
+    pub(crate) priority: Option<i64>,
+    pub(crate) mission: Option<&'r str>,
+    pub(crate) rest: &'r str,
+}
+
+/// A priority's name, from its stored rank.
+pub(crate) fn priority_name(rank: i64) -> Option<&'static str> {
+    Some(match rank {
+        1 => "lowest",
+        2 => "low",
+        3 => "medium",
+        4 => "high",
+        5 => "highest",
+        _ => return None,
+    })
+}
+
+impl StoredTask<'_> {
+    /// The task, as `quire tasks --json` prints it.
+    pub(crate) fn view(&self) -> Result<TaskView, serde_json::Error> {
+        let (recurrence, id, depends_on, tags, heading, block_id): Rest =
+            serde_json::from_str(self.rest)?;
+        let date = |i: usize| self.dates[i].map(str::to_owned);
+        Ok(TaskView {
+            path: self.path.to_owned(),
+            line: usize::try_from(self.line).unwrap_or_default(),
+            status: self.status.to_owned(),
+            text: self.text.to_owned(),
+            due: date(0),
+            scheduled: date(1),
+            start: date(2),
+            created: date(3),
+            done: date(4),
+            cancelled: date(5),
+            priority: self.priority.and_then(priority_name).map(str::to_owned),
+            recurrence,
+            id,
+            depends_on,
+            tags,
+            mission: self.mission.map(str::to_owned),
+            heading,
+            block_id,
+        })
     }
 }

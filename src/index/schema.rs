@@ -84,6 +84,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notes_names ON notes(path, aliases);
     INSERT INTO meta (key, value) VALUES ('structure', '0');
     "#,
+    // 4: a task row no longer carries its whole JSON object (two thirds of its bytes, written and
+    // read for every task): the object is made from the columns, and `rest` holds the fields no
+    // query filters on. Every note is read again by the next update to fill the new table.
+    r#"
+    DROP TABLE tasks;
+    CREATE TABLE tasks (
+        closed INTEGER NOT NULL,
+        due_key TEXT NOT NULL,
+        path TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        note_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        due TEXT, scheduled TEXT, start TEXT, created TEXT, done TEXT, cancelled TEXT,
+        agenda TEXT,
+        priority INTEGER,
+        mission TEXT,
+        tags TEXT NOT NULL,
+        text TEXT NOT NULL,
+        rest TEXT NOT NULL,             -- JSON [recurrence, id, depends_on, tags as written, heading, block_id]
+        PRIMARY KEY (closed, due_key, path, line)
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_note ON tasks(note_id);
+    CREATE INDEX tasks_scheduled ON tasks(closed, scheduled) WHERE due IS NULL AND scheduled IS NOT NULL;
+    UPDATE notes SET size = -1, hash = x'';
+    "#,
 ];
 
 /// SQLite's page cache, in KiB: for queries and small updates, and for a full rebuild (a vault's

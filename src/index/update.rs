@@ -603,7 +603,7 @@ fn put_tasks(tx: &Transaction<'_>, mut staged: Vec<Staged>) -> Result<(), IndexE
     // Each task is written once: a note's old rows went first, so nothing is replaced.
     let mut stmt = tx.prepare_cached(
         "INSERT INTO tasks (closed, due_key, path, line, note_id, status, due, scheduled, start, created, done,
-                            cancelled, agenda, priority, mission, tags, text, json)
+                            cancelled, agenda, priority, mission, tags, text, rest)
          VALUES (?1, coalesce(?6, '~'), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(?6, ?7), ?12, ?13, ?14, ?15, ?16)",
     )?;
     for s in &staged {
@@ -624,7 +624,7 @@ fn put_tasks(tx: &Transaction<'_>, mut staged: Vec<Staged>) -> Result<(), IndexE
         stmt.raw_bind_parameter(13, &t.mission)?;
         stmt.raw_bind_parameter(14, &t.tags)?;
         stmt.raw_bind_parameter(15, &t.text)?;
-        stmt.raw_bind_parameter(16, &t.json)?;
+        stmt.raw_bind_parameter(16, &t.rest)?;
         stmt.raw_execute()?;
     }
     drop(stmt);
