@@ -234,14 +234,14 @@ fn render_inner(
     let masked = mask_comment_blocks(body);
     let footed = inline_footnotes(&masked);
     let masked: &str = footed.as_deref().unwrap_or(&masked);
-    let mut marks = Marks::default();
+    let mut text_state = TextState::default();
     let parser = Parser::new_ext(masked, options()).into_offset_iter();
     for (event, range) in parser {
         // A highlight left open at the end of its block was two literal `=` after all.
         if let Event::End(end) = &event
             && ends_block(end)
         {
-            marks.open = None;
+            text_state.marks.open = None;
         }
         if separates_text(&event) {
             out.excerpt_gap = true;
@@ -437,7 +437,7 @@ fn render_inner(
                             in_link > 0,
                             htext,
                             &root,
-                            &mut marks,
+                            &mut text_state,
                         );
                     }
                 }
@@ -648,7 +648,7 @@ fn render_inner(
                 out.raw_html = true;
                 sink.push(event);
             }
-            other => push_event(sink, other, out, in_link > 0, htext, &root, &mut marks),
+            other => push_event(sink, other, out, in_link > 0, htext, &root, &mut text_state),
         }
     }
 
@@ -697,7 +697,7 @@ fn push_event<'e>(
     in_link: bool,
     heading: Option<&mut String>,
     root: &str,
-    marks: &mut Marks,
+    state: &mut TextState,
 ) {
     match event {
         Event::Text(t) => {
@@ -721,18 +721,19 @@ fn push_event<'e>(
                 out.excerpt_chars += out.excerpt[before..].chars().count();
             }
             let (t, block) = strip_block_id(t);
+            let TextState { marks, tag_links } = state;
             if t.contains("==") {
                 marks.split(sink, t, |sink, piece| {
                     if in_link || !piece.contains('#') {
                         sink.push(Event::Text(piece));
                     } else {
-                        link_tags(sink, piece, root);
+                        link_tags(sink, piece, root, tag_links);
                     }
                 });
             } else if in_link || !t.contains('#') {
                 sink.push(Event::Text(t));
             } else {
-                link_tags(sink, t, root);
+                link_tags(sink, t, root, tag_links);
             }
             if let Some(id) = block {
                 let mut html = String::from("<a class=\"block-id\" id=\"^");
@@ -749,6 +750,14 @@ fn push_event<'e>(
         }
         other => sink.push(other),
     }
+}
+
+/// What the text of a note carries from one piece to the next: the open highlight, and the
+/// links made for its tags (by tag; a tag's link is the same wherever it appears in the note).
+#[derive(Default)]
+struct TextState {
+    marks: Marks,
+    tag_links: HashMap<String, CowStr<'static>>,
 }
 
 /// Obsidian's `==highlights==`: a `==` that a non-space follows opens one, a `==` after a non-space
@@ -959,7 +968,12 @@ fn strip_inline_comments(text: CowStr<'_>) -> CowStr<'_> {
 }
 
 /// Splits `text` around its `#tags`, linking each to its tag page (`root` leads to the site root).
-fn link_tags<'e>(sink: &mut Vec<Event<'e>>, text: CowStr<'e>, root: &str) {
+fn link_tags<'e>(
+    sink: &mut Vec<Event<'e>>,
+    text: CowStr<'e>,
+    root: &str,
+    made: &mut HashMap<String, CowStr<'static>>,
+) {
     let tags = scan_tags(&text, &[]);
     if tags.is_empty() {
         sink.push(Event::Text(text));
@@ -970,14 +984,18 @@ fn link_tags<'e>(sink: &mut Vec<Event<'e>>, text: CowStr<'e>, root: &str) {
         if at > last {
             sink.push(Event::Text(CowStr::from(text[last..at].to_owned())));
         }
-        let mut html = String::from("<a class=\"tag\" href=\"");
-        html.push_str(root);
-        html.push_str(super::pages::tag_page(&tag).as_str());
-        html.push_str("\">#");
-        escape_into(&tag, &mut html);
-        html.push_str("</a>");
-        sink.push(Event::Html(CowStr::from(html)));
         last = at + 1 + tag.len();
+        // A note with 100,000 tasks names the same few tags over and over.
+        let html = made.entry(tag).or_insert_with_key(|tag| {
+            let mut html = String::from("<a class=\"tag\" href=\"");
+            html.push_str(root);
+            html.push_str(super::pages::tag_page(tag).as_str());
+            html.push_str("\">#");
+            escape_into(tag, &mut html);
+            html.push_str("</a>");
+            CowStr::from(html)
+        });
+        sink.push(Event::Html(html.clone()));
     }
     if last < text.len() {
         sink.push(Event::Text(CowStr::from(text[last..].to_owned())));
