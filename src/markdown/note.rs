@@ -260,7 +260,8 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
     }
     // Tags and headings are in document order, so each task finds its own by binary search: a
     // note with 160,000 tasks costs as many lookups, not 160,000 times its tag count.
-    for task in &mut note.tasks {
+    let headings = &note.headings;
+    let place = |task: &mut NoteTask| {
         let line_range = lines.range(task.line);
         let first = inline.partition_point(|(at, _)| base + at < line_range.start);
         task.tags = inline[first..]
@@ -268,8 +269,14 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
             .take_while(|(at, _)| base + at < line_range.end)
             .map(|(_, t)| t.clone())
             .collect();
-        let above = note.headings.partition_point(|h| h.line < task.line);
-        task.heading = above.checked_sub(1).map(|i| note.headings[i].text.clone());
+        let above = headings.partition_point(|h| h.line < task.line);
+        task.heading = above.checked_sub(1).map(|i| headings[i].text.clone());
+    };
+    if note.tasks.len() < MANY_TASKS {
+        note.tasks.iter_mut().for_each(place);
+    } else {
+        use rayon::prelude::*;
+        note.tasks.par_iter_mut().with_min_len(1024).for_each(place);
     }
     note.aliases = front_matter_strings(&note.front_matter, &["aliases", "alias"]);
     note.title = note

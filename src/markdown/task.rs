@@ -328,11 +328,22 @@ pub fn parse_fields(text: &str) -> TaskFields {
     }
 
     // Strip fields from the end until none is left, as Obsidian Tasks does (bounded like it, too).
+    // Stripping only shortens the line: a field whose emoji it lacks now never matches later.
+    let has = |line: &str, needles: &[&str]| needles.iter().any(|n| line.contains(n));
+    let mut present: u32 = EMOJI_FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, needles, _))| has(&line, needles))
+        .fold(0, |bits, (i, _)| bits | 1 << i);
     let mut trailing_tags = String::new();
     for _ in 0..=20 {
         let mut matched = false;
-        for (field, needles, re) in EMOJI_FIELDS.iter() {
-            if !needles.iter().any(|n| line.contains(n)) {
+        for (i, (field, needles, re)) in EMOJI_FIELDS.iter().enumerate() {
+            if present & 1 << i == 0 {
+                continue;
+            }
+            if !has(&line, needles) {
+                present &= !(1 << i);
                 continue;
             }
             let Some(c) = re.captures(&line) else {
@@ -353,8 +364,7 @@ pub fn parse_fields(text: &str) -> TaskFields {
                 Field::DependsOn => f.depends_on = split_ids(&value),
                 Field::Id => f.id = Some(value),
             }
-            line.truncate(start);
-            line = line.trim().to_owned();
+            trim_to(&mut line, start);
             matched = true;
         }
         if line.contains('#')
@@ -362,8 +372,7 @@ pub fn parse_fields(text: &str) -> TaskFields {
         {
             let tag = c[1].to_owned();
             let start = c.get(0).map_or(line.len(), |m| m.start());
-            line.truncate(start);
-            line = line.trim().to_owned();
+            trim_to(&mut line, start);
             trailing_tags = if trailing_tags.is_empty() {
                 tag
             } else {
@@ -384,6 +393,14 @@ pub fn parse_fields(text: &str) -> TaskFields {
 
     f.description = dataview_fields(&line, &mut f);
     f
+}
+
+/// Cuts `line` (already trimmed at both ends) at `end` and trims what is left, in place: the start
+/// is already trimmed, unless nothing is left.
+fn trim_to(line: &mut String, end: usize) {
+    line.truncate(end);
+    let kept = line.trim_end().len();
+    line.truncate(kept);
 }
 
 /// Applies the Dataview inline fields of `line` that the emoji form did not already set, and returns
