@@ -164,36 +164,21 @@ pub(crate) fn note_record(
         problems
     };
     // A note with very many tasks is as much work as a vault: its records are made on all cores
-    // (in order: problems are listed by line).
-    let made: Vec<(TaskRecord, Vec<NoteProblem>)> =
+    // (in order: problems are listed by line), each straight into its place.
+    let make = |t: &crate::markdown::NoteTask| {
+        (
+            task_record(path, t, note_mission.as_deref()),
+            task_problems(t),
+        )
+    };
+    let (tasks, found): (Vec<TaskRecord>, Vec<Vec<NoteProblem>>) =
         if note.tasks.len() >= crate::markdown::note::MANY_TASKS {
             use rayon::prelude::*;
-            note.tasks
-                .par_iter()
-                .with_min_len(1024)
-                .map(|t| {
-                    (
-                        task_record(path, t, note_mission.as_deref()),
-                        task_problems(t),
-                    )
-                })
-                .collect()
+            note.tasks.par_iter().with_min_len(1024).map(make).unzip()
         } else {
-            note.tasks
-                .iter()
-                .map(|t| {
-                    (
-                        task_record(path, t, note_mission.as_deref()),
-                        task_problems(t),
-                    )
-                })
-                .collect()
+            note.tasks.iter().map(make).unzip()
         };
-    let mut tasks = Vec::with_capacity(made.len());
-    for (record, mut found) in made {
-        tasks.push(record);
-        problems.append(&mut found);
-    }
+    problems.extend(found.into_iter().flatten());
     NoteRecord {
         path: path.to_owned(),
         size,

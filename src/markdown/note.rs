@@ -135,8 +135,9 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
     let mut link: Option<(NoteLink, String)> = None;
     let mut code_start = None;
     let mut html_start = None;
-    // Each task's text, its fields read once the whole note is walked (in parallel for a long list).
-    let mut task_texts: Vec<&str> = Vec::new();
+    // Each task's line, status and text: made into tasks once the whole note is walked (on all
+    // cores for a long list, straight into a list of the right size).
+    let mut found_tasks: Vec<(usize, Status, &str)> = Vec::new();
 
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_TASKLISTS
@@ -172,14 +173,7 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
                         .find('\n')
                         .map_or(body.len(), |i| text_start + i);
                     let raw = body[text_start..text_end].trim_end_matches('\r');
-                    note.tasks.push(NoteTask {
-                        line,
-                        status: Status::from_char(c),
-                        fields: TaskFields::default(),
-                        tags: Vec::new(),
-                        heading: None,
-                    });
-                    task_texts.push(raw);
+                    found_tasks.push((line, Status::from_char(c), raw));
                 }
             }
             Event::Start(Tag::Link {
@@ -244,7 +238,7 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
         }
     }
 
-    read_fields(&mut note.tasks, &task_texts);
+    note.tasks = read_tasks(&found_tasks);
 
     // Tags: front matter first, then inline ones in order; tasks get those on their own line.
     skip.sort_by_key(|r| r.start);
@@ -303,19 +297,21 @@ pub fn parse_note(file_stem: &str, text: &str) -> ParsedNote {
 /// 160,000 tasks is as much work as a vault).
 pub const MANY_TASKS: usize = 4096;
 
-/// Reads each task's fields from its text: on all cores for a note of [`MANY_TASKS`] or more.
-fn read_fields(tasks: &mut [NoteTask], texts: &[&str]) {
+/// The tasks found, their fields read from their text: on all cores for a note of [`MANY_TASKS`]
+/// or more.
+fn read_tasks(found: &[(usize, Status, &str)]) -> Vec<NoteTask> {
     use rayon::prelude::*;
-    if tasks.len() < MANY_TASKS {
-        for (task, text) in tasks.iter_mut().zip(texts) {
-            task.fields = parse_fields(text);
-        }
+    let task = |&(line, status, text): &(usize, Status, &str)| NoteTask {
+        line,
+        status,
+        fields: parse_fields(text),
+        tags: Vec::new(),
+        heading: None,
+    };
+    if found.len() < MANY_TASKS {
+        found.iter().map(task).collect()
     } else {
-        tasks
-            .par_iter_mut()
-            .zip(texts.par_iter())
-            .with_min_len(1024)
-            .for_each(|(task, text)| task.fields = parse_fields(text));
+        found.par_iter().with_min_len(1024).map(task).collect()
     }
 }
 
