@@ -1002,18 +1002,23 @@ fn pass(
         }
         let t = Instant::now();
         let updated = crate::index::Index::open(vault).and_then(|mut i| {
-            if look.all {
+            let report = if look.all {
                 i.update(false)
             } else {
                 i.update_paths(&look.paths.into_iter().collect::<Vec<_>>())
-            }
+            }?;
+            Ok((i, report))
         });
         if updated.is_err() {
             // What it was to look at is not lost: the next pass walks the vault.
             dirty.all = true;
         }
+        // The render goes through the handle that updated the index: it hands over the notes it
+        // wrote as it parsed them.
+        let mut updater = None;
         match updated {
-            Ok(u) => {
+            Ok((index, u)) => {
+                updater = Some(index);
                 metrics.index_seconds.observe(t.elapsed());
                 if u.parsed > 0 || u.removed > 0 {
                     sink.emit(Event::new(
@@ -1034,6 +1039,7 @@ fn pass(
             &mut problems,
             &mut behind,
             handle.inner.warm.clone(),
+            updater,
         );
         // The pass that empties the queue after a burst hands back what the burst used (libgit2's
         // held objects, SQLite's page caches, the render's working memory) before it reports the
@@ -1107,6 +1113,7 @@ fn render_all(
     problems: &mut Vec<String>,
     behind: &mut Vec<String>,
     warm: Arc<Mutex<crate::render::WarmCatalog>>,
+    index: Option<crate::index::Index>,
 ) {
     let t = Instant::now();
     let vault = match Vault::open(vault.root()) {
@@ -1117,7 +1124,11 @@ fn render_all(
         }
     };
     // The pass has just updated the index: the render reads it as it is.
-    let rendered = crate::render::Content::work_tree_warm(&vault, warm).and_then(|content| {
+    let content = match index {
+        Some(index) => crate::render::Content::work_tree_warm_through(&vault, warm, index),
+        None => crate::render::Content::work_tree_warm(&vault, warm),
+    };
+    let rendered = content.and_then(|content| {
         let themes = workflow::render::theme_names(&vault, &workflow::Themes::All);
         let out = vault.root().join(crate::render::SITE_DIR);
         crate::render::render(&content, &themes, &out, &crate::render::Quiet)

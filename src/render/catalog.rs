@@ -189,12 +189,8 @@ impl Catalog {
         config: &Config,
         index: Option<Index>,
     ) -> Result<Arc<Self>, RenderError> {
-        let index = match index {
-            Some(index) => index,
-            None => Index::open(vault)?,
-        };
         // A copy kept by nobody: read whole, then handed over.
-        Self::through(vault, config, &mut WarmCatalog::default(), &index)
+        Self::from_warm_through(vault, config, &mut WarmCatalog::default(), index)
     }
 
     /// The work tree's content, as [`Self::from_work_tree`] reads it, but from `warm`: what it
@@ -209,7 +205,20 @@ impl Catalog {
         config: &Config,
         warm: &mut WarmCatalog,
     ) -> Result<Arc<Self>, RenderError> {
-        let index = Index::open(vault)?;
+        Self::from_warm_through(vault, config, warm, None)
+    }
+
+    /// [`Self::from_warm`], through `index` when given (a handle that has just updated it).
+    pub(crate) fn from_warm_through(
+        vault: &Vault,
+        config: &Config,
+        warm: &mut WarmCatalog,
+        index: Option<Index>,
+    ) -> Result<Arc<Self>, RenderError> {
+        let index = match index {
+            Some(index) => index,
+            None => Index::open(vault)?,
+        };
         Self::through(vault, config, warm, &index)
     }
 

@@ -182,8 +182,13 @@ enum Origin_ {
     /// The work tree, through the index handle that just brought it up to date (it hands over
     /// the tasks it wrote instead of reading them back).
     WorkTree(Box<Vault>, Option<Box<crate::index::Index>>),
-    /// The work tree, through a copy of the index kept between renders.
-    Warm(Box<Vault>, std::sync::Arc<Mutex<WarmCatalog>>),
+    /// The work tree, through a copy of the index kept between renders (and through the index
+    /// handle that just updated it, when there is one).
+    Warm(
+        Box<Vault>,
+        std::sync::Arc<Mutex<WarmCatalog>>,
+        Option<Box<crate::index::Index>>,
+    ),
     Commit(Vec<(String, crate::git::Oid, Vec<u8>)>),
 }
 
@@ -215,9 +220,23 @@ impl Content {
         warm: std::sync::Arc<Mutex<WarmCatalog>>,
     ) -> Result<Self, RenderError> {
         let index = crate::index::Index::open(vault)?;
+        Self::work_tree_warm_through(vault, warm, index)
+    }
+
+    /// [`Self::work_tree_warm`], through `index`, the handle that has just updated the index: the
+    /// notes it wrote are taken as it parsed them instead of being read back.
+    pub fn work_tree_warm_through(
+        vault: &Vault,
+        warm: std::sync::Arc<Mutex<WarmCatalog>>,
+        index: crate::index::Index,
+    ) -> Result<Self, RenderError> {
         let content = Self::with_index(vault, &index)?;
         if let Ok(mut origin) = content.origin.lock() {
-            *origin = Some(Origin_::Warm(Box::new(vault.clone()), warm));
+            *origin = Some(Origin_::Warm(
+                Box::new(vault.clone()),
+                warm,
+                Some(Box::new(index)),
+            ));
         }
         Ok(content)
     }
@@ -304,11 +323,11 @@ impl Content {
             Some(Origin_::WorkTree(vault, index)) => {
                 Catalog::from_work_tree(&vault, &self.config, index.map(|i| *i))?
             }
-            Some(Origin_::Warm(vault, warm)) => {
+            Some(Origin_::Warm(vault, warm, index)) => {
                 let mut warm = warm.lock().map_err(|_| {
                     RenderError::Config("an earlier render failed midway; restart quire".into())
                 })?;
-                Catalog::from_warm(&vault, &self.config, &mut warm)?
+                Catalog::from_warm_through(&vault, &self.config, &mut warm, index.map(|i| *i))?
             }
             Some(Origin_::Commit(files)) => Catalog::from_files(&self.config, files)?,
             None => return Err(RenderError::Config("the content could not be read".into())),
@@ -329,7 +348,7 @@ impl Content {
     ) -> Option<std::sync::Arc<crate::index::Resolver>> {
         let origin = self.origin.lock().ok()?;
         match origin.as_ref()? {
-            Origin_::Warm(_, warm) => warm.lock().ok()?.resolver_for(state),
+            Origin_::Warm(_, warm, _) => warm.lock().ok()?.resolver_for(state),
             _ => None,
         }
     }
