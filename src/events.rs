@@ -13,6 +13,72 @@ use serde_json::Value;
 /// The contract name of events.
 pub const EVENT_CONTRACT: &str = "quire.event/1";
 
+/// The event types quire emits, one constant each: producers name them from here, and a test holds
+/// this list and the table in `docs/contracts/events.md` to each other.
+pub mod kind {
+    /// A bundle was read from the drop folder (or resumed from `processing/`).
+    pub const CONTRIBUTION_RECEIVED: &str = "contribution.received";
+    /// A bundle was committed.
+    pub const CONTRIBUTION_APPLIED: &str = "contribution.applied";
+    /// A bundle had been applied before; nothing changed.
+    pub const CONTRIBUTION_DUPLICATE: &str = "contribution.duplicate";
+    /// A bundle was refused, with a receipt saying why.
+    pub const CONTRIBUTION_REJECTED: &str = "contribution.rejected";
+    /// `quire retry` put a refused bundle back in the drop folder.
+    pub const CONTRIBUTION_RETRIED: &str = "contribution.retried";
+    /// The task index changed after something was committed.
+    pub const INDEX_UPDATED: &str = "index.updated";
+    /// A mission's sandbox branch (and worktree) was made.
+    pub const SANDBOX_CREATED: &str = "sandbox.created";
+    /// A sandbox was promoted onto its target.
+    pub const SANDBOX_PROMOTED: &str = "sandbox.promoted";
+    /// A promotion was reverted.
+    pub const SANDBOX_ROLLED_BACK: &str = "sandbox.rolled_back";
+    /// A sandbox was archived and removed.
+    pub const SANDBOX_DISCARDED: &str = "sandbox.discarded";
+    /// A promotion was refused (conflict, dirty worktree, failed verify).
+    pub const SANDBOX_REFUSED: &str = "sandbox.refused";
+    /// The daemon wrote a run record for a pass that handled bundles.
+    pub const RUN_RECORDED: &str = "run.recorded";
+    /// A site was rendered (a daemon pass, or a render job).
+    pub const RENDER_COMPLETED: &str = "render.completed";
+    /// A render job started.
+    pub const RENDER_STARTED: &str = "render.started";
+    /// A render failed.
+    pub const RENDER_FAILED: &str = "render.failed";
+    /// A daemon pass ended, after the index and the sites.
+    pub const PIPELINE_COMPLETED: &str = "pipeline.completed";
+    /// A daemon pass failed for a reason of quire or the machine; it is tried again.
+    pub const PIPELINE_FAILED: &str = "pipeline.failed";
+    /// Another program holds a work tree's Git index lock; quire waits for it.
+    pub const GIT_LOCK_WAITING: &str = "git.lock_waiting";
+    /// That lock went away.
+    pub const GIT_LOCK_RELEASED: &str = "git.lock_released";
+
+    /// Every type above.
+    pub const ALL: &[&str] = &[
+        CONTRIBUTION_RECEIVED,
+        CONTRIBUTION_APPLIED,
+        CONTRIBUTION_DUPLICATE,
+        CONTRIBUTION_REJECTED,
+        CONTRIBUTION_RETRIED,
+        INDEX_UPDATED,
+        SANDBOX_CREATED,
+        SANDBOX_PROMOTED,
+        SANDBOX_ROLLED_BACK,
+        SANDBOX_DISCARDED,
+        SANDBOX_REFUSED,
+        RUN_RECORDED,
+        RENDER_COMPLETED,
+        RENDER_STARTED,
+        RENDER_FAILED,
+        PIPELINE_COMPLETED,
+        PIPELINE_FAILED,
+        GIT_LOCK_WAITING,
+        GIT_LOCK_RELEASED,
+    ];
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -130,6 +196,25 @@ impl EventSink for JsonlLog {
 
 #[cfg(test)]
 mod tests {
+
+    /// Every type quire emits is in the contract's table, and the table names no other.
+    #[test]
+    fn the_event_types_are_the_ones_the_contract_lists() {
+        let doc = include_str!("../docs/contracts/events.md");
+        let table = doc
+            .split("## Types emitted today")
+            .nth(1)
+            .expect("the contract has the table");
+        let listed: std::collections::BTreeSet<&str> = table
+            .lines()
+            .take_while(|l| !l.starts_with("## "))
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|t| t.contains('.'))
+            .collect();
+        let emitted: std::collections::BTreeSet<&str> = super::kind::ALL.iter().copied().collect();
+        assert_eq!(listed, emitted);
+    }
+
     use super::*;
 
     #[test]

@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::contributions::{Status, now_rfc3339};
-use crate::events::{Event, EventSink, JsonlLog};
+use crate::events::{Event, EventSink, JsonlLog, kind};
 use crate::index::journal::{Claim, Journal};
 use crate::vault::{Queue, Vault};
 use crate::workflow::{self, ApplyObserver, Filed};
@@ -379,7 +379,7 @@ impl Handle {
             &self.inner,
             &mut log,
             Event::new(
-                "render.started",
+                kind::RENDER_STARTED,
                 id,
                 json!({ "theme": theme, "ref": git_ref }),
                 Some(id.to_owned()),
@@ -425,7 +425,7 @@ impl Handle {
                     &self.inner,
                     &mut log,
                     Event::new(
-                        "render.completed",
+                        kind::RENDER_COMPLETED,
                         id,
                         json!({ "job": id, "themes": themes }),
                         Some(id.to_owned()),
@@ -446,7 +446,7 @@ impl Handle {
             &self.inner,
             log,
             Event::new(
-                "render.failed",
+                kind::RENDER_FAILED,
                 id,
                 json!({ "job": id, "error": error }),
                 Some(id.to_owned()),
@@ -965,7 +965,7 @@ fn pass(
         match runs::record(vault, &started, clock.elapsed(), &filed, &problems) {
             Ok(path) => {
                 sink.emit(Event::new(
-                    "run.recorded",
+                    kind::RUN_RECORDED,
                     &path,
                     json!({ "path": path, "bundles": filed.len(), "applied": applied }),
                     None,
@@ -1022,7 +1022,7 @@ fn pass(
                 metrics.index_seconds.observe(t.elapsed());
                 if u.parsed > 0 || u.removed > 0 {
                     sink.emit(Event::new(
-                        "index.updated",
+                        kind::INDEX_UPDATED,
                         "index",
                         json!({ "parsed": u.parsed, "removed": u.removed, "notes": u.notes, "duration_ms": u.duration_ms }),
                         None,
@@ -1059,7 +1059,7 @@ fn pass(
             .filter_map(|f| f.receipt.id.as_deref())
             .collect();
         sink.emit(Event::new(
-            "pipeline.completed",
+            kind::PIPELINE_COMPLETED,
             "pipeline",
             json!({ "bundles": ids, "applied": applied, "duration_ms": clock.elapsed().as_secs_f64() * 1000.0, "problems": problems.len() }),
             None,
@@ -1092,7 +1092,7 @@ fn pass(
 fn apply_failed(sink: &mut dyn EventSink, problems: &mut Vec<String>, e: &workflow::WorkflowError) {
     problems.push(format!("applying bundles failed: {e}"));
     sink.emit(Event::new(
-        "pipeline.failed",
+        kind::PIPELINE_FAILED,
         "apply",
         json!({ "error": e.to_string() }),
         None,
@@ -1147,7 +1147,7 @@ fn render_all(
             );
             for r in reports.iter().filter(|r| r.changed) {
                 sink.emit(Event::new(
-                    "render.completed",
+                    kind::RENDER_COMPLETED,
                     &r.theme,
                     json!({ "theme": r.theme, "pages": r.pages, "written": r.written, "removed": r.removed, "duration_ms": r.elapsed.as_secs_f64() * 1000.0 }),
                     None,
@@ -1156,7 +1156,7 @@ fn render_all(
         }
         Err(e) => {
             sink.emit(Event::new(
-                "render.failed",
+                kind::RENDER_FAILED,
                 "render",
                 json!({ "error": e.to_string() }),
                 None,

@@ -38,7 +38,7 @@ use crate::contributions::{
     Bundle, ErrorCode, Receipt, ReceiptError, Rejection, Status, TRAILER_ID, TRAILER_SHA, Target,
     now_rfc3339, peek_id, plan, rfc3339, sha256_hex,
 };
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, kind};
 use crate::fault;
 use crate::git::worktree::Dirty;
 use crate::git::{Checkout, FileChange};
@@ -249,7 +249,7 @@ fn wait_for_git(
     tracing::warn!(lock = %lock.display(), %since, "another program holds Git's index; waiting for it");
     observer.waiting_for_git(lock, &since);
     events.emit(Event::new(
-        "git.lock_waiting",
+        kind::GIT_LOCK_WAITING,
         &shown,
         json!({ "lock": shown, "since": since }),
         None,
@@ -263,7 +263,7 @@ fn wait_for_git(
             tracing::info!(lock = %lock.display(), waited_ms, "Git's index lock went");
             observer.git_lock_released(lock);
             events.emit(Event::new(
-                "git.lock_released",
+                kind::GIT_LOCK_RELEASED,
                 &shown,
                 json!({ "lock": shown, "waited_ms": waited_ms }),
                 None,
@@ -288,7 +288,7 @@ pub(crate) fn refresh_index(vault: &Vault, events: &mut dyn EventSink) {
     let result = crate::index::Index::open(vault).and_then(|mut index| index.update(false));
     match result {
         Ok(update) => events.emit(Event::new(
-            "index.updated",
+            kind::INDEX_UPDATED,
             "index",
             json!({ "parsed": update.parsed, "removed": update.removed, "notes": update.notes, "duration_ms": update.duration_ms }),
             None,
@@ -527,7 +527,7 @@ impl<'v> Run<'v> {
         let span = tracing::info_span!("bundle", file = %name);
         let _guard = span.enter();
         events.emit(Event::new(
-            "contribution.received",
+            kind::CONTRIBUTION_RECEIVED,
             &name,
             json!({ "file": name, "resumed": resumed }),
             Some(name.clone()),
@@ -803,7 +803,7 @@ impl<'v> Run<'v> {
                         warnings: warnings.clone(),
                     },
                     Event::new(
-                        "contribution.applied",
+                        kind::CONTRIBUTION_APPLIED,
                         &correlation,
                         json!({ "branch": branch, "commit": commit.to_string(), "files": files, "duration_ms": duration_ms, "warnings": warnings }),
                         Some(correlation.clone()),
@@ -829,7 +829,7 @@ impl<'v> Run<'v> {
                         warnings: Vec::new(),
                     },
                     Event::new(
-                        "contribution.duplicate",
+                        kind::CONTRIBUTION_DUPLICATE,
                         &correlation,
                         json!({ "branch": prev.branch, "commit": prev.commit }),
                         Some(correlation.clone()),
@@ -852,7 +852,7 @@ impl<'v> Run<'v> {
                         warnings: Vec::new(),
                     },
                     Event::new(
-                        "contribution.rejected",
+                        kind::CONTRIBUTION_REJECTED,
                         &correlation,
                         json!({ "error": ReceiptError::from(&rejection), "file": name }),
                         Some(correlation.clone()),

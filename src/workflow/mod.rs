@@ -21,7 +21,7 @@ pub use init::{InitReport, REQUIRED_IGNORES, init};
 pub use render::{RenderOutcome, RenderRequest, Themes};
 
 use crate::contributions::queue::{self, ApplyLock, RetryError};
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, kind};
 use crate::git::GitError;
 use crate::vault::{Vault, VaultError};
 
@@ -94,7 +94,7 @@ pub fn retry(
         .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
     let path = queue::retry(vault, key)?;
     events.emit(Event::new(
-        "contribution.retried",
+        kind::CONTRIBUTION_RETRIED,
         key,
         serde_json::json!({ "pending": path.file_name().map(|n| n.to_string_lossy().into_owned()) }),
         Some(key.to_owned()),

@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 use super::WorkflowError;
 use crate::contributions::queue::ApplyLock;
 use crate::contributions::{TRAILER_ID, now_rfc3339};
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, kind};
 use crate::git::{Conflict, DiffEntry, GitError, Merged, Oid, Repo, message_with_trailers};
 use crate::markdown::yaml;
 use crate::vault::{ChangeSet, FileContent, RUNS_DIR, Vault, VaultPath};
@@ -333,7 +333,7 @@ pub fn create(
         }
     }
     events.emit(Event::new(
-        "sandbox.created",
+        kind::SANDBOX_CREATED,
         id,
         json!({ "branch": branch, "from": start.to_string(), "worktree": worktree.then(|| worktree_rel(id)) }),
         Some(id.to_owned()),
@@ -690,7 +690,7 @@ pub fn promote(
                     check,
                 };
                 events.emit(Event::new(
-                    "sandbox.promoted",
+                    kind::SANDBOX_PROMOTED,
                     id,
                     json!({ "commit": done.commit, "target_before": done.target_before, "source": tip.to_string(), "record": done.record, "files": done.files.len() }),
                     Some(id.to_owned()),
@@ -846,7 +846,7 @@ pub fn rollback(
                     check: None,
                 };
                 events.emit(Event::new(
-                    "sandbox.rolled_back",
+                    kind::SANDBOX_ROLLED_BACK,
                     id,
                     json!({ "commit": done.commit, "reverts": promotion.to_string(), "record": done.record }),
                     Some(id.to_owned()),
@@ -938,7 +938,7 @@ pub fn discard(
         Err(e) => return Err(e.into()),
     }
     events.emit(Event::new(
-        "sandbox.discarded",
+        kind::SANDBOX_DISCARDED,
         id,
         json!({ "archive": archive, "tip": tip.to_string() }),
         Some(id.to_owned()),
@@ -1205,7 +1205,7 @@ fn conflict_refusal(
 
 fn emit_refusal(events: &mut dyn EventSink, r: &Refusal) {
     events.emit(Event::new(
-        "sandbox.refused",
+        kind::SANDBOX_REFUSED,
         &r.id,
         json!({ "code": r.code, "message": r.message, "paths": r.paths, "conflicts": r.conflicts.len() }),
         Some(r.id.clone()),
