@@ -19,11 +19,16 @@
 //! receipts, reads health, and subscribes to events.
 
 pub mod intake;
+mod metrics;
 mod runs;
+mod watch;
+
+pub use metrics::{BUCKETS, Health, Histogram, Metrics};
+use watch::{Dirty, Hint, Watches};
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,51 +81,6 @@ struct Owed {
     backlog: usize,
 }
 
-/// Why the worker should look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Hint {
-    /// Something in `pending/`.
-    Bundles,
-    /// A note, a theme, the configuration, or a folder of them, at this vault path.
-    Notes(String),
-    /// The watcher lost track: look at everything.
-    Rescan,
-}
-
-/// What of the vault's content the next pass brings the index up to date with.
-#[derive(Debug, Default)]
-struct Dirty {
-    /// Everything: the vault is walked.
-    all: bool,
-    /// These vault paths: what the watcher reported (the pass adds what it applied).
-    paths: std::collections::BTreeSet<String>,
-}
-
-impl Dirty {
-    fn everything() -> Self {
-        Self {
-            all: true,
-            ..Self::default()
-        }
-    }
-
-    /// Takes a hint in; true when it was about bundles.
-    fn note(&mut self, hint: Hint) -> bool {
-        match hint {
-            Hint::Bundles => return true,
-            Hint::Notes(path) => {
-                self.paths.insert(path);
-            }
-            Hint::Rescan => self.all = true,
-        }
-        false
-    }
-
-    fn any(&self) -> bool {
-        self.all || !self.paths.is_empty()
-    }
-}
-
 /// The daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -133,95 +93,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// `/healthz`: whether the pipeline works, and why not.
-#[derive(Debug, Clone, Serialize)]
-pub struct Health {
-    /// `ok` or `degraded`.
-    pub status: &'static str,
-    /// What is wrong, one line each (empty when ok).
-    pub reasons: Vec<String>,
-    /// quire's version.
-    pub version: &'static str,
-    /// When the daemon started (RFC 3339).
-    pub started: String,
-    /// When the last pipeline pass that did something finished.
-    pub last_run: Option<String>,
-    /// Bundles waiting in `pending/` at the last look.
-    pub queue_depth: u64,
-}
-
-/// Counters and latencies for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Bundles applied.
-    pub applied: AtomicU64,
-    /// Bundles found to be duplicates.
-    pub duplicate: AtomicU64,
-    /// Bundles refused.
-    pub rejected: AtomicU64,
-    /// Bundles in `pending/` at the last look.
-    pub queue_depth: AtomicU64,
-    /// Per bundle, from claim to receipt.
-    pub apply_seconds: Histogram,
-    /// Index updates.
-    pub index_seconds: Histogram,
-    /// Renders (all themes of one pass).
-    pub render_seconds: Histogram,
-    /// Server-Sent Events clients connected now.
-    pub sse_clients: AtomicU64,
-}
-
-/// A latency histogram with fixed buckets (seconds), in the Prometheus manner.
-#[derive(Debug)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_us: AtomicU64,
-}
-
-/// The upper bounds of the buckets, in seconds.
-pub const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if s <= *bound {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// (cumulative count per bucket, total count, sum in seconds).
-    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
-        (
-            self.counts
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed))
-                .collect(),
-            self.count.load(Ordering::Relaxed),
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-        )
-    }
 }
 
 struct Inner {
@@ -653,116 +524,6 @@ impl Handle {
             h.reasons = reasons;
         }
     }
-}
-
-/// What the watcher watches: the vault root itself (its own files, and folders coming and going),
-/// `contributions/pending/`, and each content folder at the top, recursively. Never `_site/`,
-/// `.git/`, `.quire/`, sandboxes or the logs: a recursive watch costs one inotify watch per folder,
-/// and a render swaps in a whole new site tree every pass, which notify would walk and re-watch
-/// folder by folder, on a core the pipeline needs, delaying every event behind it.
-struct Watches {
-    watcher: Box<dyn notify::Watcher + Send>,
-    root: std::path::PathBuf,
-    /// Top-level content folders watched recursively, by name.
-    dirs: std::collections::BTreeSet<String>,
-    /// Whether some folder could not be watched (out of inotify watches): the periodic scans then
-    /// look at the notes too.
-    incomplete: bool,
-}
-
-impl Watches {
-    /// `None` when the platform gives no events (the periodic scan then does all the work).
-    fn start(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Self> {
-        let root_buf = root.to_path_buf();
-        let pending = root.join(Queue::Pending.rel());
-        let watched_pending = pending.clone();
-        let handler = move |event: notify::Result<notify::Event>| {
-            let hint = match &event {
-                Ok(e) if e.need_rescan() => Some(Hint::Rescan),
-                // Reading a file is no change; the pipeline's own reads would wake it forever.
-                Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => None,
-                Ok(e) => e
-                    .paths
-                    .iter()
-                    .find_map(|p| classify(&root_buf, &pending, p)),
-                Err(_) => Some(Hint::Rescan),
-            };
-            if hint.is_some() {
-                tracing::trace!(?event, ?hint, "watcher");
-            }
-            if let Some(h) = hint {
-                let _ = hints.send(h);
-            }
-        };
-        let mut watcher = notify::recommended_watcher(handler).ok()?;
-        notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::NonRecursive).ok()?;
-        notify::Watcher::watch(
-            &mut watcher,
-            &watched_pending,
-            notify::RecursiveMode::NonRecursive,
-        )
-        .ok()?;
-        let mut watches = Self {
-            watcher: Box::new(watcher),
-            root: root.to_path_buf(),
-            dirs: Default::default(),
-            incomplete: false,
-        };
-        watches.refresh();
-        Some(watches)
-    }
-
-    /// Watches the content folders at the top as they are now. Called before every look at the
-    /// notes, so a folder made since is watched before the index walks it (what was written in it
-    /// before then is found by that walk).
-    fn refresh(&mut self) {
-        let now: std::collections::BTreeSet<String> = std::fs::read_dir(&self.root)
-            .map(|list| {
-                list.filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|name| crate::index::is_content_path(name))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for gone in self.dirs.difference(&now) {
-            let _ = self.watcher.unwatch(&self.root.join(gone));
-        }
-        self.dirs.retain(|d| now.contains(d));
-        self.incomplete = false;
-        for new in now {
-            if self.dirs.contains(&new) {
-                continue;
-            }
-            match self
-                .watcher
-                .watch(&self.root.join(&new), notify::RecursiveMode::Recursive)
-            {
-                Ok(()) => {
-                    self.dirs.insert(new);
-                }
-                // Gone again, or out of watches: the scans find its changes instead.
-                Err(e) => {
-                    tracing::warn!(folder = %new, "not watched ({e}); scanning for its changes every 2 s");
-                    let _ = self.watcher.unwatch(&self.root.join(&new));
-                    self.incomplete = true;
-                }
-            }
-        }
-    }
-}
-
-/// What a changed path means for the worker.
-fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
-    if path.parent() == Some(pending) {
-        return Some(Hint::Bundles);
-    }
-    let rel = path.strip_prefix(root).ok()?.to_str()?;
-    // The daemon's own run records would otherwise wake it again.
-    if rel.starts_with("06_RUNS/") && rel.matches('/').count() == 1 {
-        return None;
-    }
-    crate::index::is_content_path(rel).then(|| Hint::Notes(rel.to_owned()))
 }
 
 /// The worker: one pass per wake-up (or per scan interval), until asked to stop.
@@ -1248,6 +1009,7 @@ impl ApplyObserver for Observer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::watch::classify;
     use super::*;
 
     #[test]
