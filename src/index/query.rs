@@ -110,7 +110,17 @@ pub struct TaskRow<'r> {
 const ROW_COLUMNS: &str = "path, line, status, text, due, scheduled, priority, start, created, done, cancelled, mission, rest";
 
 /// How many columns [`ROW_COLUMNS`] names.
-pub(super) const ROW_COLUMN_COUNT: usize = 13;
+pub(super) const ROW_COLUMN_COUNT: usize = {
+    let bytes = ROW_COLUMNS.as_bytes();
+    let (mut i, mut commas) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            commas += 1;
+        }
+        i += 1;
+    }
+    commas + 1
+};
 
 /// [`ROW_COLUMNS`], each of the table called `alias` in a join.
 pub(super) fn row_columns_of(alias: &str) -> String {

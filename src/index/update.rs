@@ -854,4 +854,27 @@ mod tests {
             as_values(read_back())
         );
     }
+
+    /// A task row the index cannot read back is an error that names the fix, not a panic or a
+    /// task silently dropped.
+    #[test]
+    fn a_damaged_task_row_is_an_error_naming_the_rebuild() {
+        let (_dir, vault) = crate::workflow::temp_vault();
+        std::fs::create_dir_all(vault.root().join("n")).unwrap();
+        std::fs::write(vault.root().join("n/a.md"), "- [ ] one\n").unwrap();
+        Index::open(&vault).unwrap().update(false).unwrap();
+        let index = Index::open(&vault).unwrap();
+        index
+            .conn
+            .execute("UPDATE tasks SET rest = 'not json'", [])
+            .unwrap();
+        let filter = crate::index::TaskFilter::default();
+        for e in [
+            index.all_tasks().map(|_| ()).unwrap_err(),
+            index.tasks(&filter).map(|_| ()).unwrap_err(),
+            index.tasks_of("n/a.md").map(|_| ()).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("quire index --full"), "{e}");
+        }
+    }
 }

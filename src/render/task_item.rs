@@ -329,12 +329,7 @@ mod tests {
 
     /// A built-in component's source, as the binary carries it.
     fn builtin(name: &str) -> &'static str {
-        let path = format!("base/components/{name}.html");
-        let (_, bytes) = crate::embedded::THEMES
-            .iter()
-            .find(|(p, _)| *p == path)
-            .expect("base ships the component");
-        std::str::from_utf8(bytes).unwrap()
+        crate::render::theme::builtin_source(&format!("components/{name}.html"))
     }
 
     /// A Tera holding the two components as quire's themes do (autoescape, quire's escaper, the

@@ -199,6 +199,17 @@ pub(super) fn is_builtin(rel: &str, bytes: &[u8]) -> bool {
         .any(|(p, b)| p.strip_prefix("base/") == Some(rel) && *b == bytes)
 }
 
+/// The source of `base`'s file at `rel` (`templates/…`, `components/…`), as the binary carries it.
+#[cfg(test)]
+pub(super) fn builtin_source(rel: &str) -> &'static str {
+    let path = format!("base/{rel}");
+    let (_, bytes) = crate::embedded::THEMES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .expect("base ships the file");
+    std::str::from_utf8(bytes).expect("base's files are UTF-8")
+}
+
 fn builtin_names() -> Vec<String> {
     let mut names: Vec<String> = crate::embedded::THEMES
         .iter()
@@ -827,14 +838,7 @@ mod tests {
                 .unwrap()
                 .prerendered
         };
-        let base = |rel: &str| {
-            let path = format!("base/{rel}");
-            let (_, bytes) = crate::embedded::THEMES
-                .iter()
-                .find(|(p, _)| *p == path)
-                .unwrap();
-            std::str::from_utf8(bytes).unwrap().to_owned()
-        };
+        let base = builtin_source;
         // A layout of its own that does not read the lists changes nothing.
         let layout = base("templates/base.html").replace("<main", "<main data-mine");
         assert_eq!(
