@@ -15,6 +15,13 @@ pub(crate) fn run(vault: &Vault, files: &[PathBuf], json: bool) -> anyhow::Resul
     let mut progress = Progress::default();
     let report = workflow::apply(vault, files, &mut log, &mut progress)?;
     progress.finish();
+    if report.count(Status::Applied) > 0 {
+        workflow::pipeline::index_after_commits(
+            vault,
+            workflow::pipeline::Look::everything(),
+            &mut log,
+        );
+    }
     print_report(vault, &report, json)?;
     Ok(if report.all_accepted() {
         ExitCode::SUCCESS

@@ -21,7 +21,6 @@
 pub mod intake;
 mod jobs;
 mod metrics;
-mod runs;
 mod watch;
 
 pub use jobs::RenderJob;
@@ -559,21 +558,18 @@ fn pass(
         .iter()
         .filter(|f| f.receipt.status == Status::Applied)
         .count();
-    let mut recorded = None;
-    if !filed.is_empty() {
-        match runs::record(vault, &started, clock.elapsed(), &filed, &problems) {
-            Ok(path) => {
-                sink.emit(Event::new(
-                    kind::RUN_RECORDED,
-                    &path,
-                    json!({ "path": path, "bundles": filed.len(), "applied": applied }),
-                    None,
-                ));
-                recorded = Some(path);
-            }
-            Err(e) => problems.push(format!("could not write the run record: {e}")),
-        }
-    }
+    let recorded = workflow::pipeline::record(
+        vault,
+        &started,
+        clock.elapsed(),
+        &filed,
+        &problems,
+        &mut sink,
+    )
+    .unwrap_or_else(|e| {
+        problems.push(format!("could not write the run record: {e}"));
+        None
+    });
     // What the watcher reported so far (mostly this pass's own work-tree updates) is covered by
     // the index update and render below, which read the vault after it: only new bundles need
     // another pass. Hints that come later still wake the next one.
@@ -589,10 +585,10 @@ fn pass(
         // One index update per pass, for the commits and for a person's edits alike; the render
         // below then finds the index current. Without a reason to walk the vault, it looks at the
         // paths the watcher reported, the files the applied bundles changed and the run record.
-        let mut look = std::mem::take(dirty);
-        for f in filed.iter().filter(|f| f.receipt.status == Status::Applied) {
-            look.paths.extend(f.receipt.files.iter().flatten().cloned());
-        }
+        let taken = std::mem::take(dirty);
+        let mut look = workflow::pipeline::Look::applied(&filed);
+        look.all = taken.all;
+        look.paths.extend(taken.paths);
         look.paths.extend(recorded);
         // A top-level folder made since the last look (by a bundle or a person) is watched before
         // the index walks it.
@@ -600,46 +596,37 @@ fn pass(
             w.refresh();
         }
         let t = Instant::now();
-        let updated = crate::index::Index::open(vault).and_then(|mut i| {
-            let report = if look.all {
-                i.update(false)
-            } else {
-                i.update_paths(&look.paths.into_iter().collect::<Vec<_>>())
-            }?;
-            Ok((i, report))
-        });
-        if updated.is_err() {
-            // What it was to look at is not lost: the next pass walks the vault.
-            dirty.all = true;
-        }
         // The render goes through the handle that updated the index: it hands over the notes it
         // wrote as it parsed them.
-        let mut updater = None;
-        match updated {
-            Ok((index, u)) => {
-                updater = Some(index);
+        let updater = match workflow::pipeline::index(vault, look, &mut sink) {
+            Ok((index, _)) => {
                 metrics.index_seconds.observe(t.elapsed());
-                if u.parsed > 0 || u.removed > 0 {
-                    sink.emit(Event::new(
-                        kind::INDEX_UPDATED,
-                        "index",
-                        json!({ "parsed": u.parsed, "removed": u.removed, "notes": u.notes, "duration_ms": u.duration_ms }),
-                        None,
-                    ));
-                }
+                Some(index)
             }
-            Err(e) => problems.push(format!("the index could not be updated: {e}")),
-        }
+            Err(e) => {
+                // What it was to look at is not lost: the next pass walks the vault.
+                dirty.all = true;
+                problems.push(format!("the index could not be updated: {e}"));
+                None
+            }
+        };
+        let t = Instant::now();
         let mut behind = Vec::new();
-        render_all(
-            vault,
-            &mut sink,
-            metrics,
-            &mut problems,
-            &mut behind,
-            handle.inner.warm.clone(),
-            updater,
-        );
+        match workflow::pipeline::render(vault, updater, handle.inner.warm.clone(), &mut sink) {
+            Ok(reports) => {
+                metrics.render_seconds.observe(t.elapsed());
+                // A build that wrote most of its site (the first, after a theme change, or after
+                // the navigation changed) leaves the folder the next one is made in far behind:
+                // it is caught up once this pass is reported.
+                behind.extend(
+                    reports
+                        .iter()
+                        .filter(|r| r.written * 2 > r.files)
+                        .map(|r| r.theme.clone()),
+                );
+            }
+            Err(e) => problems.push(format!("render failed: {e}")),
+        }
         // The pass that empties the queue after a burst hands back what the burst used (libgit2's
         // held objects, SQLite's page caches, the render's working memory) before it reports the
         // burst done, rather than a scan interval later. It costs milliseconds, once a burst.
@@ -704,67 +691,6 @@ fn count_queue(vault: &Vault, folder: Queue) -> u64 {
         .unwrap_or(0)
 }
 
-/// Renders every configured theme; the configuration is read afresh, since it may have changed.
-fn render_all(
-    vault: &Vault,
-    sink: &mut dyn EventSink,
-    metrics: &Metrics,
-    problems: &mut Vec<String>,
-    behind: &mut Vec<String>,
-    warm: Arc<Mutex<crate::render::WarmCatalog>>,
-    index: Option<crate::index::Index>,
-) {
-    let t = Instant::now();
-    let vault = match Vault::open(vault.root()) {
-        Ok(v) => v,
-        Err(e) => {
-            problems.push(format!("quire.toml: {e}"));
-            return;
-        }
-    };
-    // The pass has just updated the index: the render reads it as it is.
-    let content = match index {
-        Some(index) => crate::render::Content::work_tree_warm_through(&vault, warm, index),
-        None => crate::render::Content::work_tree_warm(&vault, warm),
-    };
-    let rendered = content.and_then(|content| {
-        let themes = workflow::render::theme_names(&vault, &workflow::Themes::All);
-        let out = vault.root().join(crate::render::SITE_DIR);
-        crate::render::render(&content, &themes, &out, &crate::render::Quiet)
-    });
-    match rendered {
-        Ok(reports) => {
-            metrics.render_seconds.observe(t.elapsed());
-            // A build that wrote most of its site (the first, after a theme change, or after the
-            // navigation changed) leaves the folder the next one is made in far behind: the
-            // caller catches it up once this pass is reported.
-            behind.extend(
-                reports
-                    .iter()
-                    .filter(|r| r.written * 2 > r.files)
-                    .map(|r| r.theme.clone()),
-            );
-            for r in reports.iter().filter(|r| r.changed) {
-                sink.emit(Event::new(
-                    kind::RENDER_COMPLETED,
-                    &r.theme,
-                    json!({ "theme": r.theme, "pages": r.pages, "written": r.written, "removed": r.removed, "duration_ms": r.elapsed.as_secs_f64() * 1000.0 }),
-                    None,
-                ));
-            }
-        }
-        Err(e) => {
-            sink.emit(Event::new(
-                kind::RENDER_FAILED,
-                "render",
-                json!({ "error": e.to_string() }),
-                None,
-            ));
-            problems.push(format!("render failed: {e}"));
-        }
-    }
-}
-
 /// Events to the log, the journal and subscribers.
 struct Fanout<'a> {
     log: &'a mut JsonlLog,
@@ -806,10 +732,6 @@ impl ApplyObserver for Observer<'_> {
 
     fn stop_requested(&mut self) -> bool {
         self.handle.inner.stop.load(Ordering::SeqCst)
-    }
-
-    fn refresh_index(&self) -> bool {
-        false
     }
 
     // Degraded from the first moment, not only once the wait has failed: `/healthz` says why

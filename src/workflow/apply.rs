@@ -32,7 +32,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::WorkflowError;
-use crate::contributions::queue::{self, ApplyLock};
+use crate::contributions::queue;
 use crate::contributions::record::{Applied, AppliedRecord};
 use crate::contributions::{
     Bundle, ErrorCode, Receipt, ReceiptError, Rejection, Status, TRAILER_ID, TRAILER_SHA, Target,
@@ -111,11 +111,6 @@ pub trait ApplyObserver {
     fn stop_requested(&mut self) -> bool {
         false
     }
-    /// Whether to bring the task index up to date after committing (the daemon does it itself,
-    /// once per pass, as part of rendering).
-    fn refresh_index(&self) -> bool {
-        true
-    }
     /// Another program holds Git's lock on the index of a work tree quire is about to change
     /// (`lock`, taken at `since`); quire waits for it to go, up to `[git] lock_wait_secs`.
     fn waiting_for_git(&mut self, _lock: &Path, _since: &str) {}
@@ -171,8 +166,7 @@ fn work(
     events: &mut dyn EventSink,
     observer: &mut dyn ApplyObserver,
 ) -> Result<ApplyReport, WorkflowError> {
-    let _lock = ApplyLock::acquire(vault, || observer.waiting_for_lock())
-        .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
+    let _lock = super::landing::lock(vault, || observer.waiting_for_lock())?;
     sweep_temp_files(vault);
     let mut run = Run::open(vault, events, observer)?;
 
@@ -218,9 +212,6 @@ fn work(
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
     drop(run);
-    if report.count(Status::Applied) > 0 && observer.refresh_index() {
-        refresh_index(vault, events);
-    }
     Ok(report)
 }
 
@@ -279,21 +270,6 @@ fn wait_for_git(
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(250));
-    }
-}
-
-/// Brings the task index up to date after commits, as the pipeline does. The bundles are applied
-/// whatever happens here: an index that cannot be updated is reported, not a failure of the apply.
-pub(crate) fn refresh_index(vault: &Vault, events: &mut dyn EventSink) {
-    let result = crate::index::Index::open(vault).and_then(|mut index| index.update(false));
-    match result {
-        Ok(update) => events.emit(Event::new(
-            kind::INDEX_UPDATED,
-            "index",
-            json!({ "parsed": update.parsed, "removed": update.removed, "notes": update.notes, "duration_ms": update.duration_ms }),
-            None,
-        )),
-        Err(e) => tracing::warn!("the bundles are applied, but the task index could not be updated: {e}"),
     }
 }
 
@@ -440,12 +416,9 @@ impl<'v> Run<'v> {
         observer: &mut dyn ApplyObserver,
     ) -> Result<Self, WorkflowError> {
         let repo = Repo::open(vault.root())?;
-        // We hold the apply lock: any quire that noted Git locks or journaled index updates is dead.
-        repo.clear_stale_locks()?;
-        repo.settle_index_debt_with(|checkout| {
+        super::landing::recover(vault, &repo, |checkout| {
             wait_for_git(vault, &checkout.index_lock(), events, observer)
         })?;
-        super::sandbox::finish_interrupted(vault, &repo)?;
         let record = AppliedRecord::load(&vault.state_dir())
             .map_err(|e| WorkflowError::io("could not read .quire/contributions.jsonl", e))?;
         let committer = repo.committer();

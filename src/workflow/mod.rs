@@ -9,7 +9,10 @@ pub mod check;
 pub mod demo;
 pub mod hooks;
 mod init;
+mod landing;
+pub mod pipeline;
 pub mod render;
+mod runs;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ pub use demo::{DemoReport, demo};
 pub use init::{InitReport, REQUIRED_IGNORES, init};
 pub use render::{RenderOutcome, RenderRequest, Themes};
 
-use crate::contributions::queue::{self, ApplyLock, RetryError};
+use crate::contributions::queue::{self, RetryError};
 use crate::events::{Event, EventSink, kind};
 use crate::git::GitError;
 use crate::vault::{Vault, VaultError};
@@ -90,8 +93,7 @@ pub fn retry(
     key: &str,
     events: &mut dyn EventSink,
 ) -> Result<PathBuf, WorkflowError> {
-    let _lock = ApplyLock::acquire(vault, || {})
-        .map_err(|e| WorkflowError::io("could not take the queue lock in .quire/", e))?;
+    let _lock = landing::lock(vault, || {})?;
     let path = queue::retry(vault, key)?;
     events.emit(Event::new(
         kind::CONTRIBUTION_RETRIED,

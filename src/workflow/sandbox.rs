@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::WorkflowError;
-use crate::contributions::queue::ApplyLock;
+use super::landing::{Landing, land, writer};
 use crate::contributions::{TRAILER_ID, now_rfc3339};
 use crate::events::{Event, EventSink, kind};
 use crate::git::{Conflict, DiffEntry, GitError, Merged, Oid, Repo, message_with_trailers};
@@ -695,7 +695,11 @@ pub fn promote(
                     json!({ "commit": done.commit, "target_before": done.target_before, "source": tip.to_string(), "record": done.record, "files": done.files.len() }),
                     Some(id.to_owned()),
                 ));
-                super::apply::refresh_index(vault, events);
+                super::pipeline::index_after_commits(
+                    vault,
+                    super::pipeline::Look::everything(),
+                    events,
+                );
                 return Ok(Outcome::Done(done));
             }
             None => {
@@ -851,7 +855,11 @@ pub fn rollback(
                     json!({ "commit": done.commit, "reverts": promotion.to_string(), "record": done.record }),
                     Some(id.to_owned()),
                 ));
-                super::apply::refresh_index(vault, events);
+                super::pipeline::index_after_commits(
+                    vault,
+                    super::pipeline::Look::everything(),
+                    events,
+                );
                 return Ok(Outcome::Done(done));
             }
             None => continue,
@@ -952,129 +960,12 @@ pub fn discard(
     }))
 }
 
-/// Written before quire moves main for a promotion or rollback and removed once main's work tree
-/// has followed, so a crash in between is finished by the next quire that takes the writer lock.
-const PENDING_SYNC: &str = "main-sync.json";
-
-#[derive(Serialize, serde::Deserialize)]
-struct PendingSync {
-    branch: String,
-    before: String,
-}
-
-fn mark_pending(vault: &Vault, branch: &str, before: Oid) -> Result<(), WorkflowError> {
-    let path = vault.state_dir().join(PENDING_SYNC);
-    let bytes = serde_json::to_vec(&PendingSync {
-        branch: branch.to_owned(),
-        before: before.to_string(),
-    })
-    .map_err(|e| {
-        WorkflowError::io(
-            "could not write .quire/main-sync.json",
-            std::io::Error::other(e),
-        )
-    })?;
-    crate::vault::fsutil::atomic_write(&path, &bytes, false)
-        .map_err(|e| WorkflowError::io("could not write .quire/main-sync.json", e))
-}
-
-fn clear_pending(vault: &Vault) {
-    let _ = std::fs::remove_file(vault.state_dir().join(PENDING_SYNC));
-}
-
-/// Finishes the work-tree update of a promotion or rollback that a crash interrupted after main
-/// moved. Call with the writer lock held. Paths a person changed meanwhile are left as they are.
-pub(crate) fn finish_interrupted(vault: &Vault, repo: &Repo) -> Result<(), WorkflowError> {
-    let path = vault.state_dir().join(PENDING_SYNC);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(());
-    };
-    let Ok(pending) = serde_json::from_slice::<PendingSync>(&bytes) else {
-        clear_pending(vault);
-        return Ok(());
-    };
-    if let (Some(tip), Ok(before)) = (
-        repo.branch_tip(&pending.branch)?,
-        Oid::from_str(&pending.before),
-    ) && tip != before
-        && let Some(commit) = repo.child_on_first_parent_line(tip, before, 10_000)
-    {
-        let files = repo.commit_changes_of(commit)?;
-        let kept = sync_main(repo, &pending.branch, &files)?;
-        tracing::info!(%commit, kept = kept.len(), "finished updating the work tree after an interrupted promotion or rollback");
-    }
-    clear_pending(vault);
-    Ok(())
-}
-
-/// A commit to put on main.
-struct Landing<'a> {
-    tree: Oid,
-    extra: &'a ChangeSet,
-    parents: &'a [Oid],
-    author: &'a crate::git::Signature<'a>,
-    message: &'a str,
-    reflog: &'a str,
-    crash_point: &'static str,
-}
-
-/// Commits `landing` onto `main` if main is still at `before`, then brings main's work tree along.
-/// `None` when main moved meanwhile (nothing changed; the caller computes again). Returns the
-/// commit, what it changed, and the paths left as a person had them.
-#[allow(clippy::type_complexity)]
-fn land(
-    vault: &Vault,
-    repo: &Repo,
-    main: &str,
-    before: Oid,
-    landing: Landing<'_>,
-) -> Result<Option<(Oid, Vec<crate::git::FileChange>, Vec<String>)>, WorkflowError> {
-    mark_pending(vault, main, before)?;
-    let committed = repo.commit_tree(
-        main,
-        before,
-        landing.tree,
-        landing.extra,
-        landing.parents,
-        landing.author,
-        landing.message,
-        landing.reflog,
-    );
-    let (commit, files) = match committed {
-        Ok(done) => done,
-        Err(GitError::Moved(_)) => {
-            clear_pending(vault);
-            return Ok(None);
-        }
-        Err(e) => {
-            clear_pending(vault);
-            return Err(e.into());
-        }
-    };
-    crate::fault::point(landing.crash_point);
-    let kept = sync_main(repo, main, &files)?;
-    clear_pending(vault);
-    Ok(Some((commit, files, kept)))
-}
-
 fn signer(who: &crate::git::Signature<'_>) -> String {
     format!(
         "{} <{}>",
         who.name().unwrap_or("quire"),
         who.email().unwrap_or("")
     )
-}
-
-/// Takes the vault's writer lock and finishes whatever a crashed quire left half done.
-fn writer(vault: &Vault, repo: &Repo) -> Result<ApplyLock, WorkflowError> {
-    let lock = ApplyLock::acquire(vault, || {
-        tracing::info!("waiting for another quire process to finish writing to the vault");
-    })
-    .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?;
-    repo.clear_stale_locks()?;
-    repo.settle_index_debt()?;
-    finish_interrupted(vault, repo)?;
-    Ok(lock)
 }
 
 fn short(id: Oid) -> String {
@@ -1120,20 +1011,6 @@ fn dirty_refusal(
     );
     r.paths = list;
     Ok(Some(r))
-}
-
-/// Brings main's work tree along after a commit; returns the paths left as a person had them.
-fn sync_main(
-    repo: &Repo,
-    main: &str,
-    files: &[crate::git::FileChange],
-) -> Result<Vec<String>, WorkflowError> {
-    let Some(mut checkout) = repo.checkout_of(main)? else {
-        return Ok(Vec::new());
-    };
-    let report = checkout.sync(repo, files)?;
-    checkout.flush(repo)?;
-    Ok(report.kept)
 }
 
 fn conflict_refusal(

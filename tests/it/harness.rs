@@ -120,6 +120,14 @@ impl VaultTest {
     pub fn apply(&self) -> (ApplyReport, Vec<Event>) {
         let mut events = Vec::new();
         let report = workflow::apply(&self.vault(), &[], &mut events, &mut ()).unwrap();
+        // As `quire apply` does: the index stage follows the commits.
+        if report.count(quire::contributions::Status::Applied) > 0 {
+            workflow::pipeline::index_after_commits(
+                &self.vault(),
+                workflow::pipeline::Look::everything(),
+                &mut events,
+            );
+        }
         (report, events)
     }
 
