@@ -18,19 +18,20 @@
 //! The HTTP layer ([`crate::http`]) holds a [`Handle`]: it submits bundles, waits for their
 //! receipts, reads health, and subscribes to events.
 
+mod inbox;
 pub mod intake;
 mod jobs;
 mod metrics;
 mod watch;
 
+use inbox::{Inbox, Input, Next, Post};
 pub use jobs::RenderJob;
 pub use metrics::{BUCKETS, Health, Histogram, Metrics};
 use watch::{Dirty, Hint, Watches};
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,7 +98,8 @@ pub enum DaemonError {
 
 struct Inner {
     vault: Vault,
-    hints: mpsc::Sender<Hint>,
+    /// The worker's inbox.
+    post: Post,
     /// Events with their journal sequence numbers, to live subscribers.
     events: broadcast::Sender<(i64, Event)>,
     /// Where events are kept for replay, and idempotency keys.
@@ -106,7 +108,6 @@ struct Inner {
     jobs: Mutex<HashMap<String, RenderJob>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Filed>>>,
     health: Mutex<Health>,
-    stop: AtomicBool,
     /// Tells long-lived requests (event streams) that the daemon is stopping.
     stopping: tokio::sync::watch::Sender<bool>,
     metrics: Metrics,
@@ -128,7 +129,7 @@ impl Handle {
 
     /// Tells the worker that `pending/` has something new.
     pub fn wake(&self) {
-        let _ = self.inner.hints.send(Hint::Bundles);
+        self.inner.post.hint(Hint::Bundles);
     }
 
     /// Events as they happen, with their sequence numbers.
@@ -225,9 +226,8 @@ impl Handle {
 
     /// Asks the worker to stop after the bundle in hand.
     pub fn stop(&self) {
-        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.post.stop();
         self.inner.stopping.send_replace(true);
-        let _ = self.inner.hints.send(Hint::Rescan);
     }
 
     /// Completes when the daemon starts stopping (for streams that would otherwise never end).
@@ -268,7 +268,7 @@ impl Daemon {
             context: "could not create the vault's work folders".into(),
             source,
         })?;
-        let (hints, rx) = mpsc::channel();
+        let (post, inbox) = inbox::inbox();
         let (events, _) = broadcast::channel(4096);
         let journal = match Journal::open(&vault.state_dir()) {
             Ok(j) => {
@@ -286,7 +286,7 @@ impl Daemon {
         };
         let inner = Arc::new(Inner {
             vault: vault.clone(),
-            hints: hints.clone(),
+            post: post.clone(),
             events,
             journal: Mutex::new(journal),
             jobs: Mutex::new(HashMap::new()),
@@ -299,7 +299,6 @@ impl Daemon {
                 last_run: None,
                 queue_depth: 0,
             }),
-            stop: AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
             metrics: Metrics::default(),
             warm: Arc::default(),
@@ -310,7 +309,7 @@ impl Daemon {
         let watcher = if std::env::var_os("QUIRE_DAEMON_POLL").is_some_and(|v| v == "1") {
             None
         } else {
-            Watches::start(vault.root(), hints)
+            Watches::start(vault.root(), post)
         };
         if watcher.is_none() {
             tracing::warn!("file events are unavailable; scanning every 2 s instead");
@@ -319,7 +318,7 @@ impl Daemon {
             let handle = handle.clone();
             std::thread::Builder::new()
                 .name("quire-pipeline".into())
-                .spawn(move || pipeline(&handle, &rx, watcher))
+                .spawn(move || pipeline(&handle, &inbox, watcher))
                 .map_err(|source| DaemonError::Io {
                     context: "could not start the pipeline".into(),
                     source,
@@ -364,7 +363,7 @@ impl Handle {
 }
 
 /// The worker: one pass per wake-up (or per scan interval), until asked to stop.
-fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<Watches>) {
+fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
     // Without file events, every scan also looks at the notes (an index walk, and a render that
     // finds nothing to do when nothing changed).
     let polling = watches.is_none();
@@ -384,9 +383,6 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
     // runs without a journal only when no other connection has the file open.
     let mut held = None;
     loop {
-        if handle.inner.stop.load(Ordering::SeqCst) {
-            break;
-        }
         let wait = if failing > 0 {
             (BACKOFF * 2u32.saturating_pow(failing - 1)).min(BACKOFF_MAX)
         } else if intake.waiting() {
@@ -394,17 +390,15 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         } else {
             SCAN_EVERY
         };
-        match hints.recv_timeout(wait) {
-            Ok(h) => {
-                dirty.note(h);
-            }
-            Err(RecvTimeoutError::Timeout) => {
+        match inbox.next(wait) {
+            Next::Input(input) => take(&mut dirty, input),
+            Next::Idle => {
                 if std::mem::take(&mut owed.worked) && at_rest(handle) {
                     dirty.all = true;
                 }
                 dirty.all |= polling || watches.as_ref().is_some_and(|w| w.incomplete);
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Next::Stop | Next::Closed => break,
         }
         // A long-running daemon keeps the journal to its limits, not only at start.
         if pruned.elapsed() >= PRUNE_EVERY {
@@ -412,10 +406,10 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             let _ = handle.with_journal(|j| j.prune());
         }
         // Coalesce the burst that woke us.
-        while let Ok(h) = hints.try_recv() {
-            dirty.note(h);
+        while let Some(input) = inbox.try_next() {
+            take(&mut dirty, input);
         }
-        if handle.inner.stop.load(Ordering::SeqCst) {
+        if inbox.stopping() {
             break;
         }
         let ok = pass(
@@ -423,7 +417,7 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
             &mut log,
             &mut intake,
             &mut dirty,
-            hints,
+            inbox,
             &mut watches,
             &mut owed,
             failing > 0,
@@ -436,6 +430,17 @@ fn pipeline(handle: &Handle, hints: &mpsc::Receiver<Hint>, mut watches: Option<W
         }
     }
     tracing::info!("the pipeline stopped");
+}
+
+/// Notes an input for the next pass. Only file hints exist yet; the inputs of missions come with
+/// them.
+fn take(dirty: &mut Dirty, input: Input) {
+    match input {
+        Input::Hint(h) => {
+            dirty.note(h);
+        }
+        Input::Urgent => {}
+    }
 }
 
 /// What the worker does when it goes idle after work. Passes update the index for the paths they
@@ -489,7 +494,7 @@ fn pass(
     log: &mut JsonlLog,
     intake: &mut intake::Intake,
     dirty: &mut Dirty,
-    hints: &mpsc::Receiver<Hint>,
+    inbox: &Inbox,
     watches: &mut Option<Watches>,
     owed: &mut Owed,
     retrying: bool,
@@ -540,7 +545,7 @@ fn pass(
             apply_failed(&mut sink, &mut problems, &e);
             break;
         }
-        if handle.inner.stop.load(Ordering::SeqCst) || clock.elapsed() >= DRAIN_FOR {
+        if inbox.stopping() || clock.elapsed() >= DRAIN_FOR {
             break;
         }
         ready = intake.ready(vault).unwrap_or_default();
@@ -574,11 +579,11 @@ fn pass(
     // the index update and render below, which read the vault after it: only new bundles need
     // another pass. Hints that come later still wake the next one.
     let mut more = false;
-    while let Ok(h) = hints.try_recv() {
-        more |= dirty.note(h);
+    while let Some(input) = inbox.try_next() {
+        more |= matches!(&input, Input::Hint(h) if dirty.note(h.clone()));
     }
     if more {
-        let _ = handle.inner.hints.send(Hint::Bundles);
+        handle.inner.post.hint(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || dirty.any() {
         owed.worked = true;
@@ -731,7 +736,7 @@ impl ApplyObserver for Observer<'_> {
     }
 
     fn stop_requested(&mut self) -> bool {
-        self.handle.inner.stop.load(Ordering::SeqCst)
+        self.handle.inner.post.stopping()
     }
 
     // Degraded from the first moment, not only once the wait has failed: `/healthz` says why

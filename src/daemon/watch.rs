@@ -2,7 +2,6 @@
 //! what it owes the index because of them.
 
 use std::path::Path;
-use std::sync::mpsc;
 
 use crate::vault::Queue;
 
@@ -68,7 +67,7 @@ pub(super) struct Watches {
 
 impl Watches {
     /// `None` when the platform gives no events (the periodic scan then does all the work).
-    pub(super) fn start(root: &Path, hints: mpsc::Sender<Hint>) -> Option<Self> {
+    pub(super) fn start(root: &Path, post: super::inbox::Post) -> Option<Self> {
         let root_buf = root.to_path_buf();
         let pending = root.join(Queue::Pending.rel());
         let watched_pending = pending.clone();
@@ -87,7 +86,7 @@ impl Watches {
                 tracing::trace!(?event, ?hint, "watcher");
             }
             if let Some(h) = hint {
-                let _ = hints.send(h);
+                post.hint(h);
             }
         };
         let mut watcher = notify::recommended_watcher(handler).ok()?;
