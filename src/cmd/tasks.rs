@@ -78,12 +78,9 @@ pub(crate) fn agenda(
     let today = today.unwrap_or_else(|| chrono::Local::now().date_naive());
     let (index, _) = Index::open_fresh(vault)?;
     if json {
-        let agenda = index.agenda_json(today, days)?;
-        print_json_lists(&[
-            ("overdue", &agenda.overdue),
-            ("today", &agenda.today),
-            ("upcoming", &agenda.upcoming),
-        ])?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(quire::workflow::queries::agenda(&index, today, days)?.as_bytes())?;
+        out.write_all(b"\n")?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut sections: [Vec<Vec<String>>; 3] = Default::default();
@@ -149,11 +146,11 @@ pub(crate) fn missions(
 ) -> anyhow::Result<ExitCode> {
     let today = today.unwrap_or_else(|| chrono::Local::now().date_naive());
     let (index, _) = Index::open_fresh(vault)?;
-    let missions = index.missions(today)?;
     if json {
-        output::json(&serde_json::json!({ "missions": missions }))?;
+        output::json(&quire::workflow::queries::missions(vault, &index, today)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let missions = index.missions(today)?;
     if missions.is_empty() {
         outln!("No missions: add 01_MISSIONS/<id>/mission.md, or tag tasks #mission/<id>.");
         return Ok(ExitCode::SUCCESS);
@@ -188,28 +185,6 @@ pub(crate) fn missions(
     }
     output::table(&rows);
     Ok(ExitCode::SUCCESS)
-}
-
-/// `{"name": [ … ], …}` from already-serialized task objects, without re-serializing them.
-fn print_json_lists(lists: &[(&str, &Vec<String>)]) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    out.write_all(b"{")?;
-    for (i, (name, items)) in lists.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write!(out, "\"{name}\":[")?;
-        for (j, item) in items.iter().enumerate() {
-            if j > 0 {
-                out.write_all(b",")?;
-            }
-            out.write_all(item.as_bytes())?;
-        }
-        out.write_all(b"]")?;
-    }
-    out.write_all(b"}\n")?;
-    out.flush()?;
-    Ok(())
 }
 
 fn header() -> Vec<String> {

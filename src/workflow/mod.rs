@@ -11,6 +11,7 @@ pub mod hooks;
 mod init;
 mod landing;
 pub mod pipeline;
+pub mod queries;
 pub mod render;
 mod runs;
 pub mod sandbox;

@@ -528,7 +528,37 @@ fn the_api_answers_safely_and_stays_healthy() {
             .any(|(k, v)| k == "content-type" && v.starts_with("text/calendar"))
     );
     assert!(String::from_utf8_lossy(&ics).contains("BEGIN:VCALENDAR"));
-    assert_eq!(get_json(&d.addr, "/api/renderer/missions").0, 200);
+    // The CLI and the API answer the same questions the same way (a mission with a sandbox, so
+    // that the answer has everything in it).
+    t.write(
+        "01_MISSIONS/m-1/mission.md",
+        "---\ntitle: Moon\ndue: 2026-12-01\n---\n- [ ] Land 📅 2026-12-01\n",
+    );
+    assert!(
+        t.quire(&["sandbox", "create", "m-1", "--no-worktree"])
+            .status
+            .success()
+    );
+    wait_until("the mission", Duration::from_secs(10), || {
+        get_json(&d.addr, "/api/renderer/missions?today=2026-11-30").1["missions"][0]["sandbox"]["id"]
+            == "m-1"
+    });
+    for (args, path) in [
+        (
+            &["agenda", "--today", "2026-11-30", "--days", "3", "--json"][..],
+            "/api/agenda?today=2026-11-30&days=3",
+        ),
+        (
+            &["missions", "--today", "2026-11-30", "--json"][..],
+            "/api/renderer/missions?today=2026-11-30",
+        ),
+    ] {
+        let (status, api) = get_json(&d.addr, path);
+        assert_eq!(status, 200, "{path}: {api}");
+        let out = t.quire(args);
+        let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(cli, api, "{args:?} and {path} differ");
+    }
     let (_, themes) = get_json(&d.addr, "/api/renderer/themes");
     assert!(
         themes["themes"]

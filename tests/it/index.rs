@@ -210,13 +210,17 @@ fn agenda_sorts_open_tasks_into_overdue_today_and_upcoming() {
     let a = json_of(&v.quire(&["agenda", "--today", "2026-11-21", "--json"]));
     assert_eq!(
         a.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["overdue", "today", "upcoming"]
+        ["today", "days", "overdue", "today_tasks", "upcoming"]
+    );
+    assert_eq!(
+        (a["today"].as_str(), a["days"].as_u64()),
+        (Some("2026-11-21"), Some(7))
     );
     assert_eq!(
         texts(&a["overdue"]),
         ["Mission task", "Plan beds #garden/beds"]
     );
-    assert_eq!(texts(&a["today"]), ["Nested", "CRLF task"]);
+    assert_eq!(texts(&a["today_tasks"]), ["Nested", "CRLF task"]);
     assert_eq!(
         texts(&a["upcoming"]),
         ["Quoted", "In a callout", "Folder task"]
@@ -227,7 +231,7 @@ fn agenda_sorts_open_tasks_into_overdue_today_and_upcoming() {
         texts(&a["upcoming"]).last().map(String::as_str),
         Some("Order seeds #garden")
     );
-    let all: Vec<String> = ["overdue", "today", "upcoming"]
+    let all: Vec<String> = ["overdue", "today_tasks", "upcoming"]
         .iter()
         .flat_map(|k| texts(&a[k]))
         .collect();
@@ -364,7 +368,7 @@ fn queries_are_never_stale() {
     let tasks = json_of(&v.quire(&["tasks", "--json"]));
     assert!(texts(&tasks["tasks"]).contains(&"Brand new".to_owned()));
     let a = json_of(&v.quire(&["agenda", "--today", "2026-11-21", "--json"]));
-    assert!(texts(&a["today"]).contains(&"Brand new".to_owned()));
+    assert!(texts(&a["today_tasks"]).contains(&"Brand new".to_owned()));
 }
 
 #[test]
