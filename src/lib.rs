@@ -48,6 +48,7 @@ pub mod git;
 pub mod http;
 pub mod index;
 pub mod markdown;
+pub mod missions;
 pub mod render;
 pub mod vault;
 pub mod workflow;

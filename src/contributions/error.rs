@@ -1,4 +1,5 @@
-//! Why a bundle was refused: the error codes of SPEC §4, as data.
+//! Why a dropped file was refused: the error codes of SPEC §4 (bundles) and §9 (mission briefs
+//! and decisions), as data.
 
 use std::fmt;
 
@@ -38,6 +39,26 @@ pub enum ErrorCode {
     IoError,
     /// The id was applied before, from a bundle with other content.
     IdReused,
+    /// The file names a `contract` this quire does not read.
+    UnknownContract,
+    /// JSON, but not a `quire.mission/1` brief (the schema says what is allowed).
+    InvalidBrief,
+    /// A brief's id is not one a Git branch can carry (`mission/<id>`).
+    InvalidId,
+    /// Two steps of a brief have the same name.
+    DuplicateStep,
+    /// A brief has no steps.
+    EmptyPipeline,
+    /// A timeout or backoff that is not a span of time (`30s`, `10m`).
+    InvalidTimeout,
+    /// A brief's `from` names no branch, tag or commit of the vault.
+    UnknownRef,
+    /// A step `uses` a command the operator's catalog (`[missions.commands]`) does not have.
+    UnknownCommand,
+    /// Missions are turned off in this vault (`[missions] enabled = false`).
+    MissionsDisabled,
+    /// A decision file names no open decision, or an answer that decision does not take.
+    InvalidDecision,
 }
 
 impl ErrorCode {
@@ -58,6 +79,16 @@ impl ErrorCode {
             ErrorCode::ProtectedPath => "protected_path",
             ErrorCode::IoError => "io_error",
             ErrorCode::IdReused => "id_reused",
+            ErrorCode::UnknownContract => "unknown_contract",
+            ErrorCode::InvalidBrief => "invalid_brief",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::DuplicateStep => "duplicate_step",
+            ErrorCode::EmptyPipeline => "empty_pipeline",
+            ErrorCode::InvalidTimeout => "invalid_timeout",
+            ErrorCode::UnknownRef => "unknown_ref",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::MissionsDisabled => "missions_disabled",
+            ErrorCode::InvalidDecision => "invalid_decision",
         }
     }
 }

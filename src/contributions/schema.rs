@@ -24,16 +24,26 @@ pub struct SchemaViolation {
 
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(SCHEMA_TEXT).expect("the shipped schema is valid JSON");
-        jsonschema::validator_for(&schema).expect("the shipped schema is a valid JSON Schema")
-    })
+    VALIDATOR.get_or_init(|| compile(SCHEMA_TEXT))
+}
+
+/// A schema shipped in the repository, compiled (the tests compile every one).
+pub(crate) fn compile(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("a shipped schema is valid JSON");
+    jsonschema::validator_for(&schema).expect("a shipped schema is a valid JSON Schema")
 }
 
 /// Every way `instance` fails the contract's schema (empty when it conforms).
 pub fn violations(instance: &Value) -> Vec<SchemaViolation> {
-    validator()
+    violations_against(validator(), instance)
+}
+
+/// Every way `instance` fails `schema`.
+pub(crate) fn violations_against(
+    schema: &jsonschema::Validator,
+    instance: &Value,
+) -> Vec<SchemaViolation> {
+    schema
         .iter_errors(instance)
         .map(|e| SchemaViolation {
             pointer: e.instance_path().to_string(),

@@ -23,6 +23,8 @@ pub struct Config {
     pub contributions: ContributionsConfig,
     /// `[sandbox]`: what a promotion must pass.
     pub sandbox: SandboxConfig,
+    /// `[missions]`: whether briefs run, how many at once, and the operator's command catalog.
+    pub missions: MissionsConfig,
 }
 
 /// `[site]`.
@@ -178,6 +180,56 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[missions]` (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MissionsConfig {
+    /// Whether mission briefs are accepted and run at all. Off, a dropped brief is refused with a
+    /// receipt saying so and nothing runs.
+    pub enabled: bool,
+    /// Most missions (or items) with a step running at once; 0 means one per core.
+    pub parallel: usize,
+    /// Whether briefs with raw `run` commands start without a `start` decision by a token holder.
+    /// Only the operator can set this: `quire.toml` is never changed by a bundle.
+    pub trust_briefs: bool,
+    /// How long a decision waits for an answer before it expires and the mission escalates.
+    pub decision_ttl: super::Span,
+    /// Between SIGTERM and SIGKILL when a step is ended.
+    pub grace: super::Span,
+    /// The first retry's pause; each further retry waits twice as long, up to `backoff_max`.
+    pub backoff: super::Span,
+    /// The longest pause between retries.
+    pub backoff_max: super::Span,
+    /// The operator's commands, by name: a step that `uses` one runs it without asking.
+    pub commands: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for MissionsConfig {
+    fn default() -> Self {
+        let span = |ms| super::Span(std::time::Duration::from_millis(ms));
+        Self {
+            enabled: true,
+            parallel: 0,
+            trust_briefs: false,
+            decision_ttl: span(7 * 86_400_000),
+            grace: span(10_000),
+            backoff: span(15_000),
+            backoff_max: span(300_000),
+            commands: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl MissionsConfig {
+    /// How many missions may have a step running at once.
+    pub fn parallel(&self) -> usize {
+        match self.parallel {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
 /// `quire.toml` could not be read or understood.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -247,6 +299,21 @@ mod tests {
         assert!(set.is_match("themes/paper/theme.toml"));
         let err = Config::parse("[contributions]\nallow = [\"themes/[\"]\n").unwrap_err();
         assert!(err.contains("themes/["), "{err}");
+    }
+
+    #[test]
+    fn missions_read_spans_and_a_command_catalog() {
+        let c = Config::parse(
+            "[missions]\nparallel = 3\ngrace = \"250ms\"\ndecision_ttl = \"2d\"\n[missions.commands]\nplan = \"scripts/plan.sh\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.missions.parallel(), 3);
+        assert_eq!(c.missions.grace.to_string(), "250ms");
+        assert_eq!(c.missions.decision_ttl.to_string(), "2d");
+        assert_eq!(c.missions.commands["plan"], "scripts/plan.sh");
+        assert!(c.missions.enabled && !c.missions.trust_briefs);
+        let err = Config::parse("[missions]\ngrace = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon") && err.contains("30s"), "{err}");
     }
 
     #[test]

@@ -6,17 +6,20 @@
 mod config;
 pub mod fsutil;
 mod path;
+mod span;
 pub mod template;
 mod tree;
 
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    Config, ConfigError, ContributionsConfig, DaemonConfig, GitConfig, PublishConfig, SiteConfig,
+    Config, ConfigError, ContributionsConfig, DaemonConfig, GitConfig, MissionsConfig,
+    PublishConfig, SiteConfig,
 };
 pub use path::{
     MAX_NAME_BYTES, MAX_PATH_BYTES, PathError, Protected, RESERVED_ROOTS, SECRET_NAME, VaultPath,
 };
+pub use span::Span;
 pub use tree::{ChangeSet, FileContent, NodeKind, Snapshot, SnapshotError};
 
 /// The configuration file whose presence makes a folder a vault.

@@ -23,7 +23,6 @@
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -1153,58 +1152,45 @@ fn run_check(
     // Output goes to a file rather than a pipe, so a chatty command can never fill a pipe and
     // stall while quire waits for it to exit.
     let log = vault.state_dir().join(format!("verify-{id}.log"));
-    let io = |e| WorkflowError::io(format!("could not write {}", log.display()), e);
-    std::fs::create_dir_all(vault.state_dir()).map_err(io)?;
-    let out = std::fs::File::options()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&log)
-        .map_err(io)?;
-    let err = out.try_clone().map_err(io)?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .env("QUIRE_VAULT", dir)
-        .env("QUIRE_SANDBOX", id)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().map_err(io)?)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| WorkflowError::io(format!("could not run `{command}`"), e))?;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                return Err(WorkflowError::io(
-                    format!("could not wait for `{command}`"),
-                    e,
-                ));
-            }
-        }
-    };
+    // Each check starts a fresh log; the runner appends.
+    let _ = std::fs::remove_file(&log);
+    // Its own process group, ended whole at the time limit, output written by the command itself.
+    let ended = crate::missions::runner::spawn(crate::missions::Launch {
+        command: command.to_owned(),
+        dir: dir.to_owned(),
+        env: vec![
+            ("QUIRE_VAULT".into(), dir.display().to_string()),
+            ("QUIRE_SANDBOX".into(), id.to_owned()),
+        ],
+        log: log.clone(),
+        exit_file: vault.state_dir().join(format!("verify-{id}.exit")),
+        timeout: limit,
+        grace: vault.config().missions.grace.duration(),
+    })
+    .map_err(|e| {
+        WorkflowError::io(
+            format!("could not run `{command}`"),
+            std::io::Error::other(e),
+        )
+    })?
+    .wait(&crate::missions::Cancel::default());
+    let _ = std::fs::remove_file(vault.state_dir().join(format!("verify-{id}.exit")));
     let mut text = Vec::new();
-    let mut out = out;
-    use std::io::Seek as _;
-    let _ = out.seek(std::io::SeekFrom::Start(0));
-    let _ = out.read_to_end(&mut text);
+    if let Ok(mut f) = std::fs::File::open(&log) {
+        let _ = f.read_to_end(&mut text);
+    }
     let start = text.len().saturating_sub(VERIFY_OUTPUT_BYTES);
     let mut output = String::from_utf8_lossy(&text[start..]).into_owned();
-    if status.is_none() {
+    if ended == crate::missions::Ended::TimedOut {
         output.push_str(&format!(
             "\n(stopped after {} s: `[sandbox] verify_timeout_secs`)\n",
             limit.as_secs()
         ));
     }
-    let exit_code = status.and_then(|s| s.code());
+    let exit_code = match ended {
+        crate::missions::Ended::Exited(n) => Some(n),
+        _ => None,
+    };
     Ok(CheckRun {
         command: command.to_owned(),
         passed: exit_code == Some(0),
