@@ -55,6 +55,9 @@ pub mod kind {
     /// That lock went away.
     pub const GIT_LOCK_RELEASED: &str = "git.lock_released";
 
+    /// A mission brief was accepted: its note is on main and its sandboxes exist.
+    pub const MISSION_CREATED: &str = "mission.created";
+
     /// Every type above.
     pub const ALL: &[&str] = &[
         CONTRIBUTION_RECEIVED,
@@ -76,6 +79,7 @@ pub mod kind {
         PIPELINE_FAILED,
         GIT_LOCK_WAITING,
         GIT_LOCK_RELEASED,
+        MISSION_CREATED,
     ];
 }
 

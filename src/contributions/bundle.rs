@@ -359,6 +359,16 @@ fn invalid(message: impl Into<String>) -> Rejection {
     Rejection::new(ErrorCode::InvalidBundle, message)
 }
 
+/// The `contract` a dropped JSON file names, if it is a JSON object naming one (read only when a
+/// file is not a bundle, to route it: a mission brief is not refused as a bad bundle).
+pub fn contract_of(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        contract: Option<String>,
+    }
+    serde_json::from_slice::<Peek>(bytes).ok()?.contract
+}
+
 /// Whether `id` is a valid bundle id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
 pub fn is_valid_id(id: &str) -> bool {
     let b = id.as_bytes();

@@ -39,8 +39,6 @@ pub enum ErrorCode {
     IoError,
     /// The id was applied before, from a bundle with other content.
     IdReused,
-    /// The file names a `contract` this quire does not read.
-    UnknownContract,
     /// JSON, but not a `quire.mission/1` brief (the schema says what is allowed).
     InvalidBrief,
     /// A brief's id is not one a Git branch can carry (`mission/<id>`).
@@ -57,8 +55,6 @@ pub enum ErrorCode {
     UnknownCommand,
     /// Missions are turned off in this vault (`[missions] enabled = false`).
     MissionsDisabled,
-    /// A decision file names no open decision, or an answer that decision does not take.
-    InvalidDecision,
 }
 
 impl ErrorCode {
@@ -79,7 +75,6 @@ impl ErrorCode {
             ErrorCode::ProtectedPath => "protected_path",
             ErrorCode::IoError => "io_error",
             ErrorCode::IdReused => "id_reused",
-            ErrorCode::UnknownContract => "unknown_contract",
             ErrorCode::InvalidBrief => "invalid_brief",
             ErrorCode::InvalidId => "invalid_id",
             ErrorCode::DuplicateStep => "duplicate_step",
@@ -88,7 +83,6 @@ impl ErrorCode {
             ErrorCode::UnknownRef => "unknown_ref",
             ErrorCode::UnknownCommand => "unknown_command",
             ErrorCode::MissionsDisabled => "missions_disabled",
-            ErrorCode::InvalidDecision => "invalid_decision",
         }
     }
 }

@@ -28,8 +28,8 @@ pub mod schema;
 mod text;
 
 pub use bundle::{
-    Author, BodyOp, Bundle, CONTRACT, Change, Edit, MAX_ID_LEN, Target, is_valid_id, peek_id,
-    too_large_bytes,
+    Author, BodyOp, Bundle, CONTRACT, Change, Edit, MAX_ID_LEN, Target, contract_of, is_valid_id,
+    peek_id, too_large_bytes,
 };
 pub use error::{ErrorCode, Rejection};
 pub use plan::plan;

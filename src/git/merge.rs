@@ -193,6 +193,21 @@ impl Repo {
         Ok((id, files))
     }
 
+    /// The tree of commit `commit`.
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
+        self.raw()
+            .find_commit(commit)
+            .map(|c| c.tree_id())
+            .ctx(|| format!("could not read commit {commit}"))
+    }
+
+    /// Stores `bytes` as a blob (for what quire keeps under its own refs).
+    pub fn store_blob(&self, bytes: &[u8]) -> Result<Oid, GitError> {
+        self.raw()
+            .blob(bytes)
+            .ctx(|| "could not store a blob".into())
+    }
+
     /// Creates branch `branch` at `at`; [`GitError::Moved`] if it already exists.
     pub fn create_branch(&self, branch: &str, at: Oid, reflog: &str) -> Result<(), GitError> {
         self.swap_branch(branch, None, at, reflog)

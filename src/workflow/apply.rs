@@ -36,7 +36,7 @@ use crate::contributions::queue;
 use crate::contributions::record::{Applied, AppliedRecord};
 use crate::contributions::{
     Bundle, ErrorCode, Receipt, ReceiptError, Rejection, Status, TRAILER_ID, TRAILER_SHA, Target,
-    now_rfc3339, peek_id, plan, rfc3339, sha256_hex,
+    contract_of, now_rfc3339, peek_id, plan, rfc3339, sha256_hex,
 };
 use crate::events::{Event, EventSink, kind};
 use crate::fault;
@@ -186,7 +186,12 @@ fn work(
     for path in resumed {
         tracing::info!(bundle = %path.display(), "resuming a bundle an interrupted run left in processing/");
         let dropped_as = queue::file_stem(&path);
-        run.handle(&path, true, dropped_as, events)?;
+        if let Some(brief) = run.handle(&path, true, dropped_as, events)? {
+            run.land_into(events, observer, &mut report)?;
+            let filed = run.accept_brief(brief, events)?;
+            observer.filed(&filed);
+            report.filed.push(filed);
+        }
         if run.batch_is_full() {
             run.land_into(events, observer, &mut report)?;
         }
@@ -201,7 +206,13 @@ fn work(
             continue;
         };
         fault::point("after_claim");
-        run.handle(&claimed, false, queue::file_stem(&path), events)?;
+        if let Some(brief) = run.handle(&claimed, false, queue::file_stem(&path), events)? {
+            // Briefs are taken in arrival order: the bundles before it land first.
+            run.land_into(events, observer, &mut report)?;
+            let filed = run.accept_brief(brief, events)?;
+            observer.filed(&filed);
+            report.filed.push(filed);
+        }
         if run.batch_is_full() {
             run.land_into(events, observer, &mut report)?;
         }
@@ -394,6 +405,18 @@ fn checkout_for<'c>(
     Ok(checkouts.get_mut(branch).and_then(Option::as_mut))
 }
 
+/// A claimed mission brief, waiting for the batch before it to land.
+struct Brief {
+    claimed: PathBuf,
+    /// Found in `processing/`: a crash interrupted it, so it is finished, never a duplicate.
+    resumed: bool,
+    name: String,
+    dropped_as: String,
+    received_at: String,
+    started: Instant,
+    bytes: Vec<u8>,
+}
+
 /// How a bundle ended, before it is written up as a receipt.
 enum Outcome {
     Applied {
@@ -487,13 +510,15 @@ impl<'v> Run<'v> {
     }
 
     /// Reads, parses and decides one claimed bundle; its commit (if any) joins the batch.
+    /// Reads a claimed file and, when it is a bundle, decides it into the batch. A mission brief
+    /// is handed back instead, to be accepted once the batch before it has landed.
     fn handle(
         &mut self,
         claimed: &Path,
         resumed: bool,
         dropped_as: String,
         events: &mut dyn EventSink,
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<Option<Brief>, WorkflowError> {
         let started = Instant::now();
         let received_at = now_rfc3339();
         let name = queue::file_stem(claimed);
@@ -530,6 +555,20 @@ impl<'v> Run<'v> {
                 let sha = sha256_hex(&bytes);
                 let limits = &self.vault.config().contributions;
                 match contained(|| Bundle::parse(&bytes, limits)) {
+                    Err(_)
+                        if contract_of(&bytes).as_deref()
+                            == Some(crate::missions::brief::CONTRACT) =>
+                    {
+                        return Ok(Some(Brief {
+                            claimed: claimed.to_owned(),
+                            resumed,
+                            name,
+                            dropped_as,
+                            received_at,
+                            started,
+                            bytes,
+                        }));
+                    }
                     Err(rejection) => {
                         id = peek_id(&bytes);
                         Err(rejection)
@@ -555,7 +594,90 @@ impl<'v> Run<'v> {
             parsed,
             outcome,
         });
-        Ok(())
+        Ok(None)
+    }
+
+    /// Accepts a mission brief ([`super::missions::accept`]) and files it with its receipt, as a
+    /// bundle would be.
+    fn accept_brief(
+        &mut self,
+        b: Brief,
+        events: &mut dyn EventSink,
+    ) -> Result<Filed, WorkflowError> {
+        let accepted =
+            super::missions::accept(self.vault, &self.repo, &b.bytes, b.resumed, events)?;
+        let duration_ms = (b.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        let main = self.vault.config().git.main.clone();
+        let (receipt, event) = match accepted {
+            Ok(super::missions::Accepted::New {
+                id, commit, note, ..
+            }) => (
+                Receipt {
+                    id: Some(id),
+                    status: Status::Applied,
+                    branch: Some(main),
+                    commit: Some(commit),
+                    files: Some(vec![note]),
+                    error: None,
+                    received_at: b.received_at,
+                    applied_at: Some(now_rfc3339()),
+                    duration_ms,
+                    warnings: Vec::new(),
+                },
+                None,
+            ),
+            Ok(super::missions::Accepted::Duplicate { id, commit }) => (
+                Receipt {
+                    id: Some(id),
+                    status: Status::Duplicate,
+                    branch: Some(main),
+                    commit: Some(commit),
+                    files: Some(Vec::new()),
+                    error: None,
+                    received_at: b.received_at,
+                    applied_at: None,
+                    duration_ms,
+                    warnings: Vec::new(),
+                },
+                None,
+            ),
+            Err(rejection) => {
+                tracing::info!(code = %rejection.code, "brief refused: {}", rejection.message);
+                let correlation = peek_id(&b.bytes).unwrap_or_else(|| b.name.clone());
+                (
+                    Receipt {
+                        id: peek_id(&b.bytes),
+                        status: Status::Rejected,
+                        branch: None,
+                        commit: None,
+                        files: None,
+                        error: Some(ReceiptError::from(&rejection)),
+                        received_at: b.received_at,
+                        applied_at: None,
+                        duration_ms,
+                        warnings: Vec::new(),
+                    },
+                    Some(Event::new(
+                        kind::CONTRIBUTION_REJECTED,
+                        &correlation,
+                        json!({ "error": ReceiptError::from(&rejection), "file": b.name }),
+                        Some(correlation.clone()),
+                    )),
+                )
+            }
+        };
+        fault::point("before_receipt");
+        let filed = queue::file_away(self.vault, &b.claimed, &receipt)
+            .map_err(|e| WorkflowError::io(format!("could not file {}", b.claimed.display()), e))?;
+        fault::point("after_file");
+        if let Some(event) = event {
+            events.emit(event);
+        }
+        Ok(Filed {
+            bundle: filed,
+            receipt,
+            dropped_as: b.dropped_as,
+        })
     }
 
     /// Whether the batch is as large as it may grow.

@@ -109,6 +109,29 @@ pub fn check(vault: &Vault) -> Result<CheckReport, WorkflowError> {
             }
             Err(e) => return Err(WorkflowError::io(format!("could not read {file}"), e)),
         };
+        // A mission brief is checked against its own contract.
+        if crate::contributions::contract_of(&bytes).as_deref()
+            == Some(crate::missions::brief::CONTRACT)
+        {
+            if let Err(rejection) = crate::missions::Brief::parse(&bytes) {
+                problem(
+                    rejection.code.as_str(),
+                    json_error_line(&bytes),
+                    rejection.message,
+                );
+            }
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                for v in crate::missions::schema::violations(&value) {
+                    let at = if v.pointer.is_empty() {
+                        "the brief".to_owned()
+                    } else {
+                        format!("`{}`", v.pointer)
+                    };
+                    problem("schema", None, format!("{at}: {}", v.message));
+                }
+            }
+            continue;
+        }
         if let Err(rejection) = Bundle::parse(&bytes, limits) {
             let line = json_error_line(&bytes);
             let where_ = match (rejection.change, &rejection.path) {

@@ -1,0 +1,110 @@
+//! The mission note, `01_MISSIONS/<id>/mission.md`: what a person reads of a mission on main.
+//! Front matter `id`, `title`, `status`, `due` (from `constraints.deadline`) and `approval`; the
+//! body has the objectives, the constraints, the mission's tasks and its pipeline as task lists.
+
+use serde_json::{Map, Value, json};
+
+use super::{Brief, Command, MissionState};
+use crate::markdown::yaml;
+
+/// The vault path of mission `id`'s note.
+pub fn path(id: &str) -> String {
+    format!("{}/{id}/mission.md", crate::index::MISSIONS_DIR)
+}
+
+/// The note for a newly accepted brief.
+pub fn text(brief: &Brief, state: MissionState) -> String {
+    let mut front = Map::new();
+    front.insert("id".into(), json!(brief.id));
+    front.insert("title".into(), json!(brief.title));
+    front.insert("status".into(), json!(state.as_str()));
+    if let Some(due) = brief.constraints.get("deadline") {
+        front.insert("due".into(), due.clone());
+    }
+    front.insert(
+        "approval".into(),
+        json!(match brief.approval {
+            super::Approval::Required => "required",
+            super::Approval::Auto => "auto",
+        }),
+    );
+    // Only strings and plain values: the brief is already validated, so this cannot fail; if it
+    // ever did, the note still says what the mission is.
+    let yaml = yaml::to_string(&Value::Object(front)).unwrap_or_default();
+    let mut body = format!("---\n{yaml}---\n\n# {}\n", one_line(&brief.title));
+    if !brief.objectives.trim().is_empty() {
+        body.push_str(&format!(
+            "\n## Objectives\n\n{}\n",
+            brief.objectives.trim_end()
+        ));
+    }
+    if !brief.constraints.is_empty() {
+        body.push_str("\n## Constraints\n\n");
+        for (k, v) in &brief.constraints {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            body.push_str(&format!("- {k}: {}\n", one_line(&shown)));
+        }
+    }
+    if !brief.tasks.is_empty() {
+        body.push_str("\n## Tasks\n\n");
+        for t in &brief.tasks {
+            body.push_str(&format!("- [ ] {}\n", one_line(t)));
+        }
+    }
+    body.push_str("\n## Pipeline\n\n");
+    for s in &brief.pipeline {
+        let what = match &s.command {
+            Command::Uses(name) => format!("uses `{name}`"),
+            Command::Run(run) => format!("runs `{}`", one_line(run).replace('`', "'")),
+        };
+        // Pipeline steps are listed, not tracked: `[-]`-free plain items, so the mission's own
+        // task counts stay those of its tasks.
+        body.push_str(&format!("- {} — {what}\n", s.name));
+    }
+    if let Some(items) = &brief.items {
+        body.push_str("\n## Items\n\n");
+        for i in items {
+            body.push_str(&format!("- {i}\n"));
+        }
+    }
+    body
+}
+
+/// Text kept to one line (a brief's strings are free text).
+fn one_line(s: &str) -> String {
+    s.split(['\r', '\n']).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_says_what_the_mission_is_and_counts_only_its_tasks() {
+        let brief = Brief::parse(
+            br#"{"contract":"quire.mission/1","id":"m-1","title":"Moon","objectives":"Land.\nSafely.",
+                "constraints":{"deadline":"2026-12-15","crew":["A","B"]},"tasks":["Build","Fly"],
+                "pipeline":[{"step":"plan","uses":"plan"},{"step":"go","run":"echo `go`"}]}"#,
+        )
+        .unwrap();
+        let text = text(&brief, MissionState::Queued);
+        let note = crate::markdown::parse_note("mission", &text);
+        assert_eq!(note.front_matter["status"], "queued");
+        assert_eq!(note.front_matter["due"], "2026-12-15");
+        assert_eq!(note.front_matter["approval"], "required");
+        assert_eq!(note.title, "Moon");
+        let tasks: Vec<&str> = note
+            .tasks
+            .iter()
+            .map(|t| t.fields.description.as_str())
+            .collect();
+        assert_eq!(tasks, ["Build", "Fly"]);
+        assert!(text.contains("- plan — uses `plan`\n"), "{text}");
+        assert!(text.contains("- go — runs `echo 'go'`\n"), "{text}");
+        assert!(text.contains("- crew: [\"A\",\"B\"]\n"), "{text}");
+        assert!(text.contains("Land.\nSafely.\n"), "{text}");
+    }
+}

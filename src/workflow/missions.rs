@@ -1,0 +1,282 @@
+//! Accepting a mission brief (SPEC §9.1): the brief kept in Git, its note committed to main, its
+//! sandboxes made, and its state recorded — each part done once, so that a brief resumed after a
+//! crash (or dropped again once `.quire/` was lost) finishes what is missing and repeats nothing.
+//!
+//! Called with the vault's writer lock held, from the same run that applies bundles: a brief
+//! dropped into `pending/`, posted, or given to `quire mission start` travels like a bundle and is
+//! filed with a receipt like one.
+
+use serde_json::json;
+
+use super::WorkflowError;
+use crate::contributions::{ErrorCode, Rejection, now_rfc3339};
+use crate::events::{Event, EventSink, kind};
+use crate::git::{Oid, Repo, message_with_trailers};
+use crate::missions::{self, Brief, MissionRow, MissionState, RunRow, Store};
+use crate::vault::{ChangeSet, FileContent, Vault, VaultPath};
+
+/// The trailer naming the mission on the commits made for it (SPEC §9.2).
+pub const TRAILER_MISSION_ID: &str = "Mission-Id";
+
+/// What accepting a brief came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// Accepted now (or its acceptance finished after an interruption).
+    New {
+        /// The mission id.
+        id: String,
+        /// The commit on main that added its note.
+        commit: String,
+        /// The note's vault path.
+        note: String,
+        /// Its sandboxes.
+        sandboxes: Vec<String>,
+        /// Where it stands.
+        state: MissionState,
+    },
+    /// The same brief was accepted before; nothing changed.
+    Duplicate {
+        /// The mission id.
+        id: String,
+        /// The commit that added its note.
+        commit: String,
+    },
+}
+
+/// Accepts the brief in `bytes`. A refusal is `Ok(Err(rejection))`; `Err` is a failure of quire
+/// itself (the brief stays where it is, to be tried again). A `resumed` brief (one a crash left
+/// in `processing/`) is finished and reported accepted, never a duplicate of itself.
+pub fn accept(
+    vault: &Vault,
+    repo: &Repo,
+    bytes: &[u8],
+    resumed: bool,
+    events: &mut dyn EventSink,
+) -> Result<Result<Accepted, Rejection>, WorkflowError> {
+    let brief = match Brief::parse(bytes) {
+        Ok(b) => b,
+        Err(r) => return Ok(Err(r)),
+    };
+    let digest = brief.digest();
+    let mut store = Store::open(&vault.state_dir()).map_err(mission_error)?;
+    let kept = kept_brief(repo, &brief.id)?;
+    let known = store.mission(&brief.id).map_err(mission_error)?;
+    match (&kept, &known) {
+        (Some(k), _) if k.digest() != digest => return Ok(Err(exists(&brief.id))),
+        (_, Some(m)) if m.digest != digest => return Ok(Err(exists(&brief.id))),
+        _ => {}
+    }
+    let main = vault.config().git.main.clone();
+    let note_path = missions::note::path(&brief.id);
+    // Accepted before and whole: the same brief again.
+    if !resumed
+        && kept.is_some()
+        && known.is_some()
+        && let Some(commit) = note_commit(repo, &main, &note_path)?
+    {
+        return Ok(Ok(Accepted::Duplicate {
+            id: brief.id,
+            commit: commit.to_string(),
+        }));
+    }
+    if kept.is_none() {
+        // First sight of this id: everything it needs must be free, and runnable.
+        if let Err(r) = brief.check_in(&vault.config().missions, repo.raw()) {
+            return Ok(Err(r));
+        }
+        for sandbox in sandbox_ids(&brief) {
+            if repo
+                .branch_tip(&super::sandbox::branch_of(&sandbox))?
+                .is_some()
+                || vault.root().join("sandbox").join(&sandbox).exists()
+            {
+                return Ok(Err(Rejection::new(
+                    ErrorCode::Exists,
+                    format!(
+                        "a sandbox `{sandbox}` already exists (`quire sandbox list` shows it); give the brief another id"
+                    ),
+                )));
+            }
+        }
+        if note_commit(repo, &main, &note_path)?.is_some() {
+            return Ok(Err(Rejection::at(
+                ErrorCode::Exists,
+                0,
+                note_path,
+                "a mission note is already on main at this path; give the brief another id",
+            )));
+        }
+        // The marker that the brief is accepted, first: whatever follows is finished by the next
+        // run if this one dies.
+        let blob = repo.store_blob(bytes)?;
+        repo.set_ref(
+            &missions::brief_ref(&brief.id),
+            blob,
+            &format!("quire: mission {} accepted", brief.id),
+        )?;
+        crate::fault::point("after_brief_ref");
+    }
+    let state = if brief.runs_its_own_commands() && !vault.config().missions.trust_briefs {
+        MissionState::AwaitingStart
+    } else {
+        MissionState::Queued
+    };
+    let commit = match note_commit(repo, &main, &note_path)? {
+        Some(c) => c,
+        None => commit_note(vault, repo, &main, &brief, state)?,
+    };
+    crate::fault::point("after_mission_note");
+    let mut sandboxes = Vec::new();
+    for sandbox in sandbox_ids(&brief) {
+        if repo
+            .branch_tip(&super::sandbox::branch_of(&sandbox))?
+            .is_none()
+        {
+            super::sandbox::create(vault, &sandbox, Some(&brief.from), true, events)?;
+        }
+        sandboxes.push(sandbox);
+    }
+    let new = known.is_none();
+    if new {
+        let now = now_rfc3339();
+        let runs: Vec<RunRow> = match &brief.items {
+            None => vec![run_row(&brief.id, None, state)],
+            Some(items) => items
+                .iter()
+                .map(|i| run_row(&brief.id, Some(i), state))
+                .collect(),
+        };
+        store
+            .insert(
+                &MissionRow {
+                    id: brief.id.clone(),
+                    digest,
+                    title: brief.title.clone(),
+                    state,
+                    brief: String::from_utf8_lossy(bytes).into_owned(),
+                    created: now.clone(),
+                    updated: now,
+                },
+                &runs,
+            )
+            .map_err(mission_error)?;
+    }
+    // Said once, when the state first records it (a resumed acceptance said it before dying).
+    if new {
+        events.emit(Event::new(
+        kind::MISSION_CREATED,
+        &brief.id,
+        json!({ "id": brief.id, "title": brief.title, "state": state, "commit": commit.to_string(), "sandboxes": sandboxes, "steps": brief.pipeline.len() }),
+        Some(brief.id.clone()),
+    ));
+    }
+    Ok(Ok(Accepted::New {
+        id: brief.id,
+        commit: commit.to_string(),
+        note: note_path,
+        sandboxes,
+        state,
+    }))
+}
+
+fn run_row(id: &str, item: Option<&String>, state: MissionState) -> RunRow {
+    RunRow {
+        mission: id.to_owned(),
+        item: item.cloned(),
+        sandbox: item.map_or_else(|| id.to_owned(), |i| format!("{id}.{i}")),
+        state,
+        step: 0,
+        round: 1,
+        attempt: 1,
+    }
+}
+
+/// The sandboxes a brief runs in: its own, or one per item.
+fn sandbox_ids(brief: &Brief) -> Vec<String> {
+    match &brief.items {
+        None => vec![brief.id.clone()],
+        Some(items) => items.iter().map(|i| format!("{}.{i}", brief.id)).collect(),
+    }
+}
+
+fn exists(id: &str) -> Rejection {
+    Rejection::new(
+        ErrorCode::Exists,
+        format!(
+            "a different brief was already accepted as mission `{id}`; give this one another id (`quire mission status {id}` shows the first)"
+        ),
+    )
+}
+
+fn mission_error(e: missions::MissionError) -> WorkflowError {
+    WorkflowError::Input(e.to_string())
+}
+
+/// The brief kept in Git for `id`, if one was accepted.
+fn kept_brief(repo: &Repo, id: &str) -> Result<Option<Brief>, WorkflowError> {
+    let Some(blob) = repo.ref_target(&missions::brief_ref(id)) else {
+        return Ok(None);
+    };
+    let bytes = repo.blob(blob)?;
+    Ok(Brief::parse(&bytes).ok())
+}
+
+/// The commit on main that added the note at `path`, if main has it (the tip when the note is
+/// there without a commit of quire's naming it: a person's history is not searched).
+fn note_commit(repo: &Repo, main: &str, path: &str) -> Result<Option<Oid>, WorkflowError> {
+    let Some(tip) = repo.branch_tip(main)? else {
+        return Ok(None);
+    };
+    Ok(repo.blob_at(tip, path).map(|_| tip))
+}
+
+/// Commits the mission note onto main (through the landing path: compare-and-swap of the branch,
+/// main's work tree brought along, a person's edits there left alone).
+fn commit_note(
+    vault: &Vault,
+    repo: &Repo,
+    main: &str,
+    brief: &Brief,
+    state: MissionState,
+) -> Result<Oid, WorkflowError> {
+    let path = missions::note::path(&brief.id);
+    let vp = VaultPath::new(&path).map_err(|e| WorkflowError::Input(e.to_string()))?;
+    let mut extra = ChangeSet::new();
+    extra.write(
+        vp,
+        FileContent::new(missions::note::text(brief, state).into_bytes()),
+    );
+    let message = message_with_trailers(
+        &format!("Add mission {}: {}", brief.id, brief.title),
+        &[(TRAILER_MISSION_ID, &brief.id)],
+    );
+    let author = repo.committer();
+    for _ in 0..16 {
+        let before = repo
+            .branch_tip(main)?
+            .ok_or_else(|| WorkflowError::Input(format!("the branch `{main}` does not exist")))?;
+        let tree = repo.tree_of(before)?;
+        let landed = super::landing::land(
+            vault,
+            repo,
+            main,
+            before,
+            super::landing::Landing {
+                tree,
+                extra: &extra,
+                parents: &[before],
+                author: &author,
+                message: &message,
+                reflog: &format!("quire: mission {} accepted", brief.id),
+                crash_point: "after_mission_commit",
+            },
+        )?;
+        if let Some((commit, _, _)) = landed {
+            return Ok(commit);
+        }
+    }
+    Err(WorkflowError::Input(format!(
+        "the branch `{main}` kept moving while mission {}'s note was committed; try again",
+        brief.id
+    )))
+}
