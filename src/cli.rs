@@ -126,6 +126,13 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 7879)]
         port: u16,
     },
+    /// Missions that run themselves: accept a brief, watch its steps, see where each stands.
+    Mission {
+        #[command(subcommand)]
+        action: MissionAction,
+    },
+    /// Decisions waiting for an answer.
+    Inbox,
     /// Mission sandboxes: a branch `mission/<ID>` and a worktree `sandbox/<ID>/`, promoted into main
     /// or rolled back.
     Sandbox {
@@ -164,6 +171,23 @@ pub(crate) enum Command {
         /// Take this date as today (YYYY-MM-DD).
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MissionAction {
+    /// Accept a brief (as if dropped into contributions/pending/) and run its steps here, showing
+    /// their progress, until it waits for a decision.
+    Start {
+        /// The brief, a `quire.mission/1` JSON file.
+        file: PathBuf,
+    },
+    /// Every mission: state, the step each run is at, attempts, open decisions.
+    List,
+    /// One mission: its runs, every attempt (with its log) and its open decisions.
+    Status {
+        /// The mission id.
+        id: String,
     },
 }
 

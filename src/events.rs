@@ -57,6 +57,28 @@ pub mod kind {
 
     /// A mission brief was accepted: its note is on main and its sandboxes exist.
     pub const MISSION_CREATED: &str = "mission.created";
+    /// A step's attempt started.
+    pub const MISSION_STEP_STARTED: &str = "mission.step.started";
+    /// A step's attempt exited 0; what it changed is committed to the sandbox.
+    pub const MISSION_STEP_SUCCEEDED: &str = "mission.step.succeeded";
+    /// A step's attempt failed (its class says how).
+    pub const MISSION_STEP_FAILED: &str = "mission.step.failed";
+    /// A failed step will run again after a pause.
+    pub const MISSION_STEP_RETRYING: &str = "mission.step.retrying";
+    /// A step's attempt ran past its timeout and was ended.
+    pub const MISSION_STEP_TIMED_OUT: &str = "mission.step.timed_out";
+    /// A step's attempt was cut short by quire stopping or dying.
+    pub const MISSION_STEP_INTERRUPTED: &str = "mission.step.interrupted";
+    /// A step asked to go back to an earlier step in a new round.
+    pub const MISSION_REVISION_REQUESTED: &str = "mission.revision.requested";
+    /// A retry a heal rule called for succeeded.
+    pub const HEAL_COMPLETED: &str = "heal.completed";
+    /// No rule covers a failure, or its retries are used up.
+    pub const HEAL_ESCALATED: &str = "heal.escalated";
+    /// A mission waits for a person's `retry` or `abort`.
+    pub const MISSION_ESCALATED: &str = "mission.escalated";
+    /// A decision is asked of a person.
+    pub const DECISION_REQUESTED: &str = "decision.requested";
 
     /// Every type above.
     pub const ALL: &[&str] = &[
@@ -80,6 +102,17 @@ pub mod kind {
         GIT_LOCK_WAITING,
         GIT_LOCK_RELEASED,
         MISSION_CREATED,
+        MISSION_STEP_STARTED,
+        MISSION_STEP_SUCCEEDED,
+        MISSION_STEP_FAILED,
+        MISSION_STEP_RETRYING,
+        MISSION_STEP_TIMED_OUT,
+        MISSION_STEP_INTERRUPTED,
+        MISSION_REVISION_REQUESTED,
+        HEAL_COMPLETED,
+        HEAL_ESCALATED,
+        MISSION_ESCALATED,
+        DECISION_REQUESTED,
     ];
 }
 

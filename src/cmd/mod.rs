@@ -5,6 +5,7 @@ mod apply;
 mod check;
 mod demo;
 mod init;
+mod missions;
 mod output;
 mod render;
 mod retry;
@@ -76,6 +77,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             render::render(&open(cli.vault.as_deref())?, &request, json)
         }
+        Command::Mission { action } => missions::run(&open(cli.vault.as_deref())?, action, json),
+        Command::Inbox => missions::inbox(&open(cli.vault.as_deref())?, json),
         Command::Sandbox { action } => sandbox::run(&open(cli.vault.as_deref())?, action, json),
         Command::Hooks { action } => sandbox::install(cli.vault.as_deref(), action, json),
         Command::Hook {

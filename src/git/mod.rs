@@ -12,6 +12,7 @@
 mod locks;
 mod merge;
 mod repo;
+mod workdir;
 pub mod worktree;
 
 /// Git's object id and signature, re-exported so no module but this one imports `git2`.

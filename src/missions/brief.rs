@@ -288,7 +288,7 @@ fn is_branch_safe(id: &str) -> bool {
         && !id.contains("..")
         && !id.ends_with('.')
         && !id.ends_with(".lock")
-        && git2::Reference::is_valid_name(&format!("refs/heads/mission/{id}"))
+        && crate::git::Repo::is_valid_branch_name(&format!("mission/{id}"))
 }
 
 impl Brief {
@@ -386,7 +386,7 @@ impl Brief {
     pub fn check_in(
         &self,
         config: &MissionsConfig,
-        repo: &git2::Repository,
+        repo: &crate::git::Repo,
     ) -> Result<(), Rejection> {
         if !config.enabled {
             return Err(refuse(
@@ -413,10 +413,7 @@ impl Brief {
                 ));
             }
         }
-        if repo
-            .revparse_single(&format!("{}^{{commit}}", self.from))
-            .is_err()
-        {
+        if repo.resolve_commit(&self.from).is_none() {
             return Err(refuse(
                 ErrorCode::UnknownRef,
                 format!(
@@ -758,14 +755,8 @@ mod tests {
 
     #[test]
     fn the_vault_refuses_what_it_cannot_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init(dir.path()).unwrap();
-        let sig = git2::Signature::now("t", "t@x").unwrap();
-        let tree = repo.treebuilder(None).unwrap().write().unwrap();
-        let tree = repo.find_tree(tree).unwrap();
-        let c = repo.commit(None, &sig, &sig, "root", &tree, &[]).unwrap();
-        repo.branch("main", &repo.find_commit(c).unwrap(), true)
-            .unwrap();
+        let (_dir, vault) = crate::workflow::temp_vault();
+        let repo = crate::git::Repo::open(vault.root()).unwrap();
         let mut config = MissionsConfig::default();
         config.commands.insert("plan".into(), "true".into());
         let uses = |name: &str| parse(&brief(json!([{ "step": "a", "uses": name }]))).unwrap();

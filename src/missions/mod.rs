@@ -19,7 +19,7 @@ pub mod store;
 
 pub use brief::{Approval, Brief, Command, Effects, HealRule, Step, When};
 pub use runner::{Cancel, Ended, Launch, RunnerError, Running};
-pub use store::{MissionRow, MissionState, RunRow, Store};
+pub use store::{AttemptRow, DecisionRow, MissionRow, MissionState, RunRow, Store};
 
 /// The ref under which an accepted brief is kept in Git, so that no mission depends on `.quire/`.
 pub fn brief_ref(id: &str) -> String {

@@ -34,7 +34,48 @@ CREATE TABLE IF NOT EXISTS runs (
     step INTEGER NOT NULL DEFAULT 0,
     round INTEGER NOT NULL DEFAULT 1,
     attempt INTEGER NOT NULL DEFAULT 1,
+    -- The lease: the fencing number of the attempt that holds the run, and until when.
+    fence INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    -- Not before (a retry's backoff), in Unix milliseconds.
+    next_at INTEGER NOT NULL DEFAULT 0,
+    -- The sandbox commit the current step started from.
+    start_commit TEXT NOT NULL DEFAULT '',
+    -- Why this round began, for QUIRE_REVISION_REASON.
+    reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (mission, item)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    mission TEXT NOT NULL,
+    item TEXT NOT NULL DEFAULT '',
+    step TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    fence INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    started TEXT NOT NULL,
+    ended TEXT,
+    exit INTEGER,
+    class TEXT,
+    healed_by TEXT,
+    start_commit TEXT NOT NULL,
+    commit_id TEXT,
+    log TEXT NOT NULL,
+    PRIMARY KEY (mission, item, step, round, attempt)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id TEXT PRIMARY KEY,
+    mission TEXT NOT NULL,
+    item TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL,
+    commit_id TEXT NOT NULL DEFAULT '',
+    requested TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    answer TEXT,
+    reason TEXT,
+    decided_by TEXT,
+    decided_at TEXT
 );
 "#;
 
@@ -151,11 +192,102 @@ pub struct RunRow {
     pub round: u32,
     /// The attempt of the current step.
     pub attempt: u32,
+    /// The fencing number of the last lease taken on the run.
+    pub fence: i64,
+    /// Until when that lease holds (Unix milliseconds).
+    pub lease_until: i64,
+    /// Not before (a retry's backoff), Unix milliseconds.
+    pub next_at: i64,
+    /// The sandbox commit the current step started from (empty before the first attempt).
+    pub start_commit: String,
+    /// Why the current round began (a revision's reason), empty for the first.
+    pub reason: String,
+}
+
+impl RunRow {
+    /// A new run of `mission` (for `item`), in `state`.
+    pub fn new(mission: &str, item: Option<&str>, state: MissionState) -> Self {
+        Self {
+            mission: mission.to_owned(),
+            item: item.map(str::to_owned),
+            sandbox: item.map_or_else(|| mission.to_owned(), |i| format!("{mission}.{i}")),
+            state,
+            step: 0,
+            round: 1,
+            attempt: 1,
+            fence: 0,
+            lease_until: 0,
+            next_at: 0,
+            start_commit: String::new(),
+            reason: String::new(),
+        }
+    }
+}
+
+/// One attempt of one step, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRow {
+    /// The mission.
+    pub mission: String,
+    /// The item, if any.
+    pub item: Option<String>,
+    /// The step's name.
+    pub step: String,
+    /// The round.
+    pub round: u32,
+    /// The attempt.
+    pub attempt: u32,
+    /// The lease's fencing number.
+    pub fence: i64,
+    /// `running`, `succeeded`, `failed`, `lost`.
+    pub state: String,
+    /// The step's process group (0 before it started).
+    pub pid: u32,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// When it ended.
+    pub ended: Option<String>,
+    /// Its exit status, when it exited.
+    pub exit: Option<i32>,
+    /// Its failure class.
+    pub class: Option<String>,
+    /// The `when` of the heal rule its failure matched, if one did.
+    pub healed_by: Option<String>,
+    /// The sandbox commit it started from.
+    pub start_commit: String,
+    /// The commit it made (none when it changed nothing).
+    pub commit: Option<String>,
+    /// Its log, a vault path.
+    pub log: String,
+}
+
+/// A decision requested of a person (SPEC §9.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRow {
+    /// Its id.
+    pub id: String,
+    /// The mission.
+    pub mission: String,
+    /// The item, if any.
+    pub item: Option<String>,
+    /// `start`, `round` or `escalation`.
+    pub kind: String,
+    /// The sandbox commit it is about.
+    pub commit: String,
+    /// When it was requested (RFC 3339).
+    pub requested: String,
+    /// When it expires (RFC 3339).
+    pub expires: String,
+    /// The answer, once given.
+    pub answer: Option<String>,
+    /// Why, as the person said.
+    pub reason: Option<String>,
 }
 
 /// The state file, open.
 pub struct Store {
     conn: Connection,
+    path: std::path::PathBuf,
 }
 
 fn sql(context: &str) -> impl FnOnce(rusqlite::Error) -> MissionError + '_ {
@@ -172,9 +304,13 @@ impl Store {
             context: format!("could not create {}", state_dir.display()),
             source,
         })?;
-        let path = state_dir.join(STATE_FILE);
+        Self::open_file(&state_dir.join(STATE_FILE))
+    }
+
+    /// Opens (creating) the state file at `path` (another connection to a store, for a thread).
+    pub fn open_file(path: &Path) -> Result<Self, MissionError> {
         let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(&path)?;
+            let conn = Connection::open(path)?;
             conn.busy_timeout(Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -182,7 +318,15 @@ impl Store {
             Ok(conn)
         };
         let conn = open().map_err(sql("could not open .quire/state.db"))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The mission `id`, if it was accepted.
@@ -209,22 +353,10 @@ impl Store {
     /// The runs of mission `id`, in item order.
     pub fn runs(&self, id: &str) -> Result<Vec<RunRow>, MissionError> {
         let read = || -> rusqlite::Result<Vec<RunRow>> {
-            let mut s = self.conn.prepare_cached(
-                "SELECT mission, item, sandbox, state, step, round, attempt FROM runs WHERE mission = ?1 ORDER BY rowid",
-            )?;
-            s.query_map([id], |r| {
-                let item: String = r.get(1)?;
-                Ok(RunRow {
-                    mission: r.get(0)?,
-                    item: (!item.is_empty()).then_some(item),
-                    sandbox: r.get(2)?,
-                    state: state_of(r, 3)?,
-                    step: r.get::<_, i64>(4)? as usize,
-                    round: r.get(5)?,
-                    attempt: r.get(6)?,
-                })
-            })?
-            .collect()
+            let mut s = self.conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE mission = ?1 ORDER BY rowid"
+            ))?;
+            s.query_map([id], run_row)?.collect()
         };
         read().map_err(sql("could not read .quire/state.db"))
     }
@@ -247,7 +379,7 @@ impl Store {
             )?;
             for run in runs {
                 tx.execute(
-                    "INSERT INTO runs (mission, item, sandbox, state, step, round, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO runs (mission, item, sandbox, state, step, round, attempt, fence, lease_until, next_at, start_commit, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         run.mission,
                         run.item.as_deref().unwrap_or(""),
@@ -255,7 +387,12 @@ impl Store {
                         run.state.as_str(),
                         run.step as i64,
                         run.round,
-                        run.attempt
+                        run.attempt,
+                        run.fence,
+                        run.lease_until,
+                        run.next_at,
+                        run.start_commit,
+                        run.reason
                     ],
                 )?;
             }
@@ -263,6 +400,242 @@ impl Store {
         };
         write(&mut self.conn).map_err(sql("could not write .quire/state.db"))
     }
+
+    /// The run of `mission` for `item`.
+    pub fn run(&self, mission: &str, item: Option<&str>) -> Result<Option<RunRow>, MissionError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE mission = ?1 AND item = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![mission, item.unwrap_or("")], run_row)
+                    .optional()
+            })
+            .map_err(sql("could not read .quire/state.db"))
+    }
+
+    /// Every run that is not final, oldest first.
+    pub fn open_runs(&self) -> Result<Vec<RunRow>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<RunRow>> {
+            let mut s = self.conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('queued', 'running') ORDER BY rowid"
+            ))?;
+            s.query_map([], run_row)?.collect()
+        };
+        read().map_err(sql("could not read .quire/state.db"))
+    }
+
+    /// Takes the lease on `run` for `lease` milliseconds from `now`, if nobody took it since the
+    /// run was read (its fencing number is still `run.fence`) and no other lease holds. Returns the
+    /// new fencing number: every later write for this attempt names it, and fails once another
+    /// holder has taken the run.
+    pub fn claim(&self, run: &RunRow, now: i64, lease: i64) -> Result<Option<i64>, MissionError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET fence = fence + 1, lease_until = ?1 WHERE mission = ?2 AND item = ?3 AND fence = ?4 AND lease_until <= ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    now + lease,
+                    run.mission,
+                    run.item.as_deref().unwrap_or(""),
+                    run.fence,
+                    now
+                ])
+            })
+            .map_err(sql("could not write .quire/state.db"))?;
+        Ok((n == 1).then_some(run.fence + 1))
+    }
+
+    /// Extends the lease of fencing number `fence`; false when it is no longer held.
+    pub fn heartbeat(&self, run: &RunRow, fence: i64, until: i64) -> Result<bool, MissionError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET lease_until = ?1 WHERE mission = ?2 AND item = ?3 AND fence = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    until,
+                    run.mission,
+                    run.item.as_deref().unwrap_or(""),
+                    fence
+                ])
+            })
+            .map_err(sql("could not write .quire/state.db"))?;
+        Ok(n == 1)
+    }
+
+    /// Writes `run` (its state, step, round, attempt, backoff, start commit, reason) and releases
+    /// its lease, if fencing number `fence` still holds it; false when it does not (nothing is
+    /// written: the holder lost the run and must not move it).
+    pub fn advance(&self, run: &RunRow, fence: i64) -> Result<bool, MissionError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET state = ?1, step = ?2, round = ?3, attempt = ?4, next_at = ?5, start_commit = ?6, reason = ?7, lease_until = 0 WHERE mission = ?8 AND item = ?9 AND fence = ?10",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.state.as_str(),
+                    run.step as i64,
+                    run.round,
+                    run.attempt,
+                    run.next_at,
+                    run.start_commit,
+                    run.reason,
+                    run.mission,
+                    run.item.as_deref().unwrap_or(""),
+                    fence
+                ])
+            })
+            .map_err(sql("could not write .quire/state.db"))?;
+        Ok(n == 1)
+    }
+
+    /// Sets a mission's own state.
+    pub fn set_mission_state(
+        &self,
+        id: &str,
+        state: MissionState,
+        now: &str,
+    ) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached("UPDATE missions SET state = ?1, updated = ?2 WHERE id = ?3")
+            .and_then(|mut s| s.execute(params![state.as_str(), now, id]))
+            .map(|_| ())
+            .map_err(sql("could not write .quire/state.db"))
+    }
+
+    /// Records an attempt (insert or replace).
+    pub fn put_attempt(&self, a: &AttemptRow) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO attempts (mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    a.mission,
+                    a.item.as_deref().unwrap_or(""),
+                    a.step,
+                    a.round,
+                    a.attempt,
+                    a.fence,
+                    a.state,
+                    a.pid,
+                    a.started,
+                    a.ended,
+                    a.exit,
+                    a.class,
+                    a.start_commit,
+                    a.commit,
+                    a.log,
+                    a.healed_by
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql("could not write .quire/state.db"))
+    }
+
+    /// Every attempt of `mission`, in the order they started.
+    pub fn attempts(&self, mission: &str) -> Result<Vec<AttemptRow>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<AttemptRow>> {
+            let mut s = self.conn.prepare_cached(
+                "SELECT mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by FROM attempts WHERE mission = ?1 ORDER BY started, rowid",
+            )?;
+            s.query_map([mission], |r| {
+                let item: String = r.get(1)?;
+                Ok(AttemptRow {
+                    mission: r.get(0)?,
+                    item: (!item.is_empty()).then_some(item),
+                    step: r.get(2)?,
+                    round: r.get(3)?,
+                    attempt: r.get(4)?,
+                    fence: r.get(5)?,
+                    state: r.get(6)?,
+                    pid: r.get(7)?,
+                    started: r.get(8)?,
+                    ended: r.get(9)?,
+                    exit: r.get(10)?,
+                    class: r.get(11)?,
+                    start_commit: r.get(12)?,
+                    commit: r.get(13)?,
+                    log: r.get(14)?,
+                    healed_by: r.get(15)?,
+                })
+            })?
+            .collect()
+        };
+        read().map_err(sql("could not read .quire/state.db"))
+    }
+
+    /// Requests a decision (a second request with the same id changes nothing).
+    pub fn request_decision(&self, d: &DecisionRow) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO decisions (id, mission, item, kind, commit_id, requested, expires, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    d.id,
+                    d.mission,
+                    d.item.as_deref().unwrap_or(""),
+                    d.kind,
+                    d.commit,
+                    d.requested,
+                    d.expires,
+                    d.reason
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql("could not write .quire/state.db"))
+    }
+
+    /// Decisions not yet answered, oldest first.
+    pub fn open_decisions(&self) -> Result<Vec<DecisionRow>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<DecisionRow>> {
+            let mut s = self.conn.prepare_cached(
+                "SELECT id, mission, item, kind, commit_id, requested, expires, answer, reason FROM decisions WHERE answer IS NULL ORDER BY requested, id",
+            )?;
+            s.query_map([], |r| {
+                let item: String = r.get(2)?;
+                Ok(DecisionRow {
+                    id: r.get(0)?,
+                    mission: r.get(1)?,
+                    item: (!item.is_empty()).then_some(item),
+                    kind: r.get(3)?,
+                    commit: r.get(4)?,
+                    requested: r.get(5)?,
+                    expires: r.get(6)?,
+                    answer: r.get(7)?,
+                    reason: r.get(8)?,
+                })
+            })?
+            .collect()
+        };
+        read().map_err(sql("could not read .quire/state.db"))
+    }
+}
+
+const RUN_COLUMNS: &str = "mission, item, sandbox, state, step, round, attempt, fence, lease_until, next_at, start_commit, reason";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let item: String = r.get(1)?;
+    Ok(RunRow {
+        mission: r.get(0)?,
+        item: (!item.is_empty()).then_some(item),
+        sandbox: r.get(2)?,
+        state: state_of(r, 3)?,
+        step: r.get::<_, i64>(4)? as usize,
+        round: r.get(5)?,
+        attempt: r.get(6)?,
+        fence: r.get(7)?,
+        lease_until: r.get(8)?,
+        next_at: r.get(9)?,
+        start_commit: r.get(10)?,
+        reason: r.get(11)?,
+    })
 }
 
 fn state_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<MissionState> {
@@ -306,15 +679,7 @@ mod tests {
             created: "2026-12-02T00:00:00Z".into(),
             updated: "2026-12-02T00:00:00Z".into(),
         };
-        let run = |item: Option<&str>| RunRow {
-            mission: "m".into(),
-            item: item.map(str::to_owned),
-            sandbox: item.map_or("m".into(), |i| format!("m.{i}")),
-            state: MissionState::Queued,
-            step: 0,
-            round: 1,
-            attempt: 1,
-        };
+        let run = |item: Option<&str>| RunRow::new("m", item, MissionState::Queued);
         store.insert(&m, &[run(Some("b")), run(Some("a"))]).unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
@@ -328,5 +693,42 @@ mod tests {
         for s in MissionState::ALL {
             assert_eq!(MissionState::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn a_lease_is_taken_once_and_a_lost_one_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let m = MissionRow {
+            id: "m".into(),
+            digest: "d".into(),
+            title: "M".into(),
+            state: MissionState::Queued,
+            brief: "{}".into(),
+            created: "t".into(),
+            updated: "t".into(),
+        };
+        store
+            .insert(&m, &[RunRow::new("m", None, MissionState::Queued)])
+            .unwrap();
+        let run = store.run("m", None).unwrap().unwrap();
+        let first = store.claim(&run, 1_000, 500).unwrap().unwrap();
+        // The same reading of the run cannot be claimed twice, nor a held lease taken.
+        assert_eq!(store.claim(&run, 1_000, 500).unwrap(), None);
+        let now = store.run("m", None).unwrap().unwrap();
+        assert_eq!(store.claim(&now, 1_200, 500).unwrap(), None);
+        assert!(store.heartbeat(&now, first, 2_000).unwrap());
+        assert_eq!(store.claim(&now, 1_900, 500).unwrap(), None);
+        // Once it has expired another holder takes it, and the first can no longer write.
+        let second = store.claim(&now, 2_001, 500).unwrap().unwrap();
+        assert!(second > first);
+        let mut moved = now.clone();
+        moved.step = 1;
+        assert!(!store.advance(&moved, first).unwrap());
+        assert!(!store.heartbeat(&now, first, 9_999).unwrap());
+        assert_eq!(store.run("m", None).unwrap().unwrap().step, 0);
+        assert!(store.advance(&moved, second).unwrap());
+        let after = store.run("m", None).unwrap().unwrap();
+        assert_eq!((after.step, after.lease_until), (1, 0));
     }
 }

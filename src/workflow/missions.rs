@@ -81,7 +81,7 @@ pub fn accept(
     }
     if kept.is_none() {
         // First sight of this id: everything it needs must be free, and runnable.
-        if let Err(r) = brief.check_in(&vault.config().missions, repo.raw()) {
+        if let Err(r) = brief.check_in(&vault.config().missions, repo) {
             return Ok(Err(r));
         }
         for sandbox in sandbox_ids(&brief) {
@@ -161,6 +161,31 @@ pub fn accept(
             )
             .map_err(mission_error)?;
     }
+    // A brief that brings its own commands waits for a token holder's `start`.
+    if new && state == MissionState::AwaitingStart {
+        let ttl = vault.config().missions.decision_ttl.duration();
+        let expires = (chrono::Utc::now()
+            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let decision = missions::DecisionRow {
+            id: format!("{}.start", brief.id),
+            mission: brief.id.clone(),
+            item: None,
+            kind: "start".into(),
+            commit: commit.to_string(),
+            requested: now_rfc3339(),
+            expires,
+            answer: None,
+            reason: Some("the brief's steps run their own commands".into()),
+        };
+        store.request_decision(&decision).map_err(mission_error)?;
+        events.emit(Event::new(
+            kind::DECISION_REQUESTED,
+            &brief.id,
+            json!({ "id": decision.id, "mission": brief.id, "item": null, "kind": "start", "commit": decision.commit, "expires": decision.expires }),
+            Some(brief.id.clone()),
+        ));
+    }
     // Said once, when the state first records it (a resumed acceptance said it before dying).
     if new {
         events.emit(Event::new(
@@ -180,15 +205,7 @@ pub fn accept(
 }
 
 fn run_row(id: &str, item: Option<&String>, state: MissionState) -> RunRow {
-    RunRow {
-        mission: id.to_owned(),
-        item: item.cloned(),
-        sandbox: item.map_or_else(|| id.to_owned(), |i| format!("{id}.{i}")),
-        state,
-        step: 0,
-        round: 1,
-        attempt: 1,
-    }
+    RunRow::new(id, item.map(String::as_str), state)
 }
 
 /// The sandboxes a brief runs in: its own, or one per item.
@@ -279,4 +296,131 @@ fn commit_note(
         "the branch `{main}` kept moving while mission {}'s note was committed; try again",
         brief.id
     )))
+}
+
+/// A mission as `quire mission list` and `GET /api/missions` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MissionView {
+    /// Its id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Where it stands.
+    pub state: MissionState,
+    /// The step each run is at (its name; `null` once past the last), per sandbox.
+    pub runs: Vec<RunView>,
+    /// Attempts made, over all runs.
+    pub attempts: usize,
+    /// Decisions waiting for an answer.
+    pub open_decisions: Vec<String>,
+    /// When it was accepted.
+    pub created: String,
+    /// When it last changed.
+    pub updated: String,
+}
+
+/// One run of a mission.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunView {
+    /// Its sandbox.
+    pub sandbox: String,
+    /// Its item, if any.
+    pub item: Option<String>,
+    /// Where it stands.
+    pub state: MissionState,
+    /// The step it is at.
+    pub step: Option<String>,
+    /// Its round.
+    pub round: u32,
+    /// The attempt of its step.
+    pub attempt: u32,
+}
+
+/// Every mission, oldest first.
+pub fn list(vault: &Vault) -> Result<Vec<MissionView>, WorkflowError> {
+    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
+    let open = store.open_decisions().map_err(mission_error)?;
+    store
+        .missions()
+        .map_err(mission_error)?
+        .into_iter()
+        .map(|m| view(&store, &open, m))
+        .collect()
+}
+
+/// One mission in full, as `quire mission status` and `GET /api/missions/{id}` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MissionStatus {
+    /// The mission.
+    pub mission: MissionView,
+    /// Every attempt of every run, in the order they started.
+    pub attempts: Vec<missions::AttemptRow>,
+    /// Its decisions waiting for an answer.
+    pub decisions: Vec<missions::DecisionRow>,
+}
+
+/// Mission `id` with every attempt and open decision; `None` when there is no such mission.
+pub fn status(vault: &Vault, id: &str) -> Result<Option<MissionStatus>, WorkflowError> {
+    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
+    let Some(m) = store.mission(id).map_err(mission_error)? else {
+        return Ok(None);
+    };
+    let open: Vec<missions::DecisionRow> = store
+        .open_decisions()
+        .map_err(mission_error)?
+        .into_iter()
+        .filter(|d| d.mission == id)
+        .collect();
+    let attempts = store.attempts(id).map_err(mission_error)?;
+    Ok(Some(MissionStatus {
+        mission: view(&store, &open, m)?,
+        attempts,
+        decisions: open,
+    }))
+}
+
+/// Decisions waiting for an answer, oldest first.
+pub fn inbox(vault: &Vault) -> Result<Vec<missions::DecisionRow>, WorkflowError> {
+    Store::open(&vault.state_dir())
+        .and_then(|s| s.open_decisions())
+        .map_err(mission_error)
+}
+
+fn view(
+    store: &Store,
+    open: &[missions::DecisionRow],
+    m: MissionRow,
+) -> Result<MissionView, WorkflowError> {
+    let brief = Brief::parse(m.brief.as_bytes()).ok();
+    let runs = store
+        .runs(&m.id)
+        .map_err(mission_error)?
+        .into_iter()
+        .map(|r| RunView {
+            step: brief
+                .as_ref()
+                .and_then(|b| b.pipeline.get(r.step))
+                .map(|s| s.name.clone()),
+            sandbox: r.sandbox,
+            item: r.item,
+            state: r.state,
+            round: r.round,
+            attempt: r.attempt,
+        })
+        .collect();
+    let attempts = store.attempts(&m.id).map_err(mission_error)?.len();
+    Ok(MissionView {
+        open_decisions: open
+            .iter()
+            .filter(|d| d.mission == m.id)
+            .map(|d| d.id.clone())
+            .collect(),
+        id: m.id,
+        title: m.title,
+        state: m.state,
+        runs,
+        attempts,
+        created: m.created,
+        updated: m.updated,
+    })
 }

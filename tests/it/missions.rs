@@ -299,3 +299,308 @@ fn a_crash_at_every_point_of_accepting_a_brief_is_finished_by_the_next_run() {
         assert_eq!(report.filed[0].receipt.status, Status::Duplicate, "{point}");
     }
 }
+
+/// A vault whose catalog has the commands the engine tests use.
+fn engine_vault(commands: &[(&str, &str)]) -> VaultTest {
+    let t = VaultTest::new();
+    let mut toml = t.read("quire.toml");
+    toml.push_str("\n[missions]\nbackoff = \"20ms\"\ngrace = \"200ms\"\n\n[missions.commands]\n");
+    for (name, command) in commands {
+        toml.push_str(&format!("{name} = {}\n", toml_string(command)));
+    }
+    t.commit(&[("quire.toml", &toml)], "catalog");
+    t
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn start(t: &VaultTest, b: &Value) -> Value {
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(b).unwrap()).unwrap();
+    let path = file.path().to_owned();
+    let out = t.quire_env(
+        &["mission", "start", path.to_str().unwrap(), "--json"],
+        &[("QUIRE_TOKEN", "secret-token")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn events_of(t: &VaultTest) -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(t.path("07_LOGS")).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "jsonl") {
+            for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+                out.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_trusted_mission_runs_its_steps_commits_their_work_and_asks_for_a_decision() {
+    let t = engine_vault(&[
+        (
+            "plan",
+            "env | grep -E '^QUIRE_' | sort > env.txt; echo planning; echo oops >&2",
+        ),
+        ("noop", "true"),
+    ]);
+    let s = start(
+        &t,
+        &brief(
+            "moon-1",
+            json!([{ "step": "plan", "uses": "plan" }, { "step": "check", "uses": "noop" }]),
+        ),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_decision", "{s}");
+    let attempts = s["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{s}");
+    // The step's work is committed to the sandbox with the trailers; a step that changed nothing
+    // makes no commit.
+    let plan_commit = attempts[0]["commit"].as_str().unwrap();
+    assert!(attempts[1]["commit"].is_null(), "{s}");
+    assert_eq!(t.git(&["rev-parse", "mission/moon-1"]).trim(), plan_commit);
+    let message = t.git(&["log", "-1", "--format=%B", "mission/moon-1"]);
+    for trailer in [
+        "Mission-Id: moon-1",
+        "Mission-Step: plan",
+        "Mission-Attempt: plan/1/1",
+    ] {
+        assert!(message.contains(trailer), "{message}");
+    }
+    // The environment of SPEC §9.2, and none of quire's own secrets.
+    let env = t.git(&["show", "mission/moon-1:env.txt"]);
+    for var in [
+        "QUIRE_MISSION=moon-1",
+        "QUIRE_STEP=plan",
+        "QUIRE_ATTEMPT=1",
+        "QUIRE_IDEMPOTENCY_KEY=moon-1/plan/1/1",
+        "QUIRE_ITEM=",
+        "QUIRE_INBOX=",
+        "QUIRE_REVISION_FILE=",
+        "QUIRE_SANDBOX=",
+        "QUIRE_VAULT=",
+    ] {
+        assert!(
+            env.lines().any(|l| l.starts_with(var)),
+            "{var} missing: {env}"
+        );
+    }
+    assert!(
+        !env.contains("secret-token") && !env.contains("QUIRE_RUN"),
+        "{env}"
+    );
+    // stdout and stderr in the attempt's log; the run record names every attempt.
+    assert_eq!(
+        t.read("07_LOGS/missions/moon-1/plan.1.1.log"),
+        "planning\noops\n"
+    );
+    let record = t.read("06_RUNS/missions/moon-1.md");
+    assert_eq!(record.matches("step `").count(), 2, "{record}");
+    // The decision is about the sandbox's tip.
+    assert_eq!(s["decisions"][0]["kind"], "round");
+    assert_eq!(s["decisions"][0]["commit"], plan_commit);
+    let inbox: Value = serde_json::from_slice(&t.quire(&["inbox", "--json"]).stdout).unwrap();
+    assert_eq!(inbox["decisions"][0]["id"], "moon-1.r1");
+    let kinds: Vec<String> = events_of(&t)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    for k in [
+        "mission.created",
+        "mission.step.started",
+        "mission.step.succeeded",
+        "decision.requested",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k}: {kinds:?}");
+    }
+    // Main and the sandbox's work tree are clean.
+    assert_eq!(t.status(), "");
+    assert_eq!(
+        t.git(&["-C", "sandbox/moon-1", "status", "--porcelain"]),
+        ""
+    );
+}
+
+#[test]
+fn a_healed_failure_is_salvaged_reset_and_retried() {
+    let t = engine_vault(&[(
+        "flaky",
+        "if [ -f \"$QUIRE_VAULT/.quire/tried\" ]; then echo fine > done.txt; else touch \"$QUIRE_VAULT/.quire/tried\" half.txt; echo 'rate limit'; exit 75; fi",
+    )]);
+    let s = start(
+        &t,
+        &brief(
+            "m-1",
+            json!([{ "step": "work", "uses": "flaky", "heal": [{ "when": "log:rate limit", "retries": 2, "backoff": "10ms" }] }]),
+        ),
+    );
+    let attempts = s["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{s}");
+    assert_eq!(
+        (attempts[0]["state"].as_str(), attempts[0]["class"].as_str()),
+        (Some("failed"), Some("exit:75"))
+    );
+    assert_eq!(attempts[1]["state"], "succeeded");
+    // What the failed attempt left is kept, and was not in the work tree of the retry.
+    assert_eq!(
+        t.git(&["show", "refs/quire/salvage/m-1/work.1.1:half.txt"]),
+        ""
+    );
+    let files = t.git(&["ls-tree", "--name-only", "mission/m-1"]);
+    assert!(
+        files.contains("done.txt") && !files.contains("half.txt"),
+        "{files}"
+    );
+    let kinds: Vec<String> = events_of(&t)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.contains(&"heal.completed".to_owned()), "{kinds:?}");
+    assert_eq!(s["mission"]["state"], "awaiting_decision");
+}
+
+#[test]
+fn a_failure_no_rule_covers_escalates_and_a_timeout_ends_the_step() {
+    let t = engine_vault(&[("fail", "echo broken; exit 3"), ("slow", "sleep 30")]);
+    let s = start(&t, &brief("m-1", json!([{ "step": "a", "uses": "fail" }])));
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(s["decisions"][0]["kind"], "escalation");
+    assert!(
+        s["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit:3"),
+        "{s}"
+    );
+    let kinds: Vec<String> = events_of(&t)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"heal.escalated".to_owned())
+            && kinds.contains(&"mission.escalated".to_owned()),
+        "{kinds:?}"
+    );
+
+    // A timeout is retried once by default, then escalates; each attempt is ended on time.
+    let t0 = std::time::Instant::now();
+    let s = start(
+        &t,
+        &brief(
+            "m-2",
+            json!([{ "step": "a", "uses": "slow", "timeout": "300ms" }]),
+        ),
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    let classes: Vec<&str> = s["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["timeout", "timeout"], "{s}");
+    assert_eq!(s["mission"]["state"], "escalated");
+}
+
+#[test]
+fn a_step_asks_for_a_revision_and_too_many_escalate() {
+    let t = engine_vault(&[
+        (
+            "draft",
+            "echo \"round $QUIRE_ROUND: ${QUIRE_REVISION_REASON:-first}\" >> draft.txt",
+        ),
+        (
+            "review",
+            "n=$(wc -l < draft.txt); if [ \"$n\" -lt 2 ]; then printf '{\"to\":\"draft\",\"reason\":\"too short\"}' > \"$QUIRE_REVISION_FILE\"; fi",
+        ),
+        (
+            "picky",
+            "printf '{\"to\":\"draft\",\"reason\":\"again\"}' > \"$QUIRE_REVISION_FILE\"",
+        ),
+        (
+            "lost",
+            "printf '{\"to\":\"nowhere\"}' > \"$QUIRE_REVISION_FILE\"",
+        ),
+    ]);
+    let s = start(
+        &t,
+        &brief(
+            "m-1",
+            json!([{ "step": "draft", "uses": "draft" }, { "step": "review", "uses": "review" }]),
+        ),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_decision", "{s}");
+    assert_eq!(
+        t.git(&["show", "mission/m-1:draft.txt"]),
+        "round 1: first\nround 2: too short\n"
+    );
+    assert_eq!(s["decisions"][0]["id"], "m-1.r2");
+
+    let mut b = brief(
+        "m-2",
+        json!([{ "step": "draft", "uses": "draft" }, { "step": "review", "uses": "picky" }]),
+    );
+    b["max_revisions"] = json!(1);
+    let s = start(&t, &b);
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    assert!(
+        s["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_revisions"),
+        "{s}"
+    );
+
+    let s = start(
+        &t,
+        &brief("m-3", json!([{ "step": "draft", "uses": "lost" }])),
+    );
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    assert!(
+        s["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{s}"
+    );
+}
+
+#[test]
+fn nothing_of_an_untrusted_brief_runs_before_start_unless_briefs_are_trusted() {
+    let t = engine_vault(&[]);
+    let s = start(
+        &t,
+        &brief("m-1", json!([{ "step": "a", "run": "touch ran.txt" }])),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_start", "{s}");
+    assert!(s["attempts"].as_array().unwrap().is_empty());
+    assert_eq!(s["decisions"][0]["kind"], "start");
+    assert!(!t.exists("sandbox/m-1/ran.txt"));
+
+    let mut toml = t.read("quire.toml");
+    toml = toml.replace("[missions]\n", "[missions]\ntrust_briefs = true\n");
+    t.commit(&[("quire.toml", &toml)], "trust");
+    let s = start(
+        &t,
+        &brief("m-2", json!([{ "step": "a", "run": "touch ran.txt" }])),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_decision", "{s}");
+    assert!(
+        t.git(&["ls-tree", "--name-only", "mission/m-2"])
+            .contains("ran.txt")
+    );
+}
