@@ -305,6 +305,37 @@ pub fn group_alive(pgid: u32) -> bool {
     }
 }
 
+/// Whether process `pid` is alive (a zombie is not).
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return false;
+        };
+        if matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ) {
+            return false;
+        }
+        #[cfg(target_os = "linux")]
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(')')
+        {
+            return !matches!(rest.split_whitespace().next(), Some("Z" | "X"));
+        }
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
 /// Whether signal 0 reaches a process of group `pgid` (zombies included).
 #[cfg(unix)]
 fn signal_reaches_group(pgid: u32) -> bool {

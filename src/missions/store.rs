@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     -- The lease: the fencing number of the attempt that holds the run, and until when.
     fence INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER NOT NULL DEFAULT 0,
+    -- Who holds it: `<host>/<pid>` of the quire process.
+    holder TEXT NOT NULL DEFAULT '',
     -- Not before (a retry's backoff), in Unix milliseconds.
     next_at INTEGER NOT NULL DEFAULT 0,
     -- The sandbox commit the current step started from.
@@ -196,6 +198,8 @@ pub struct RunRow {
     pub fence: i64,
     /// Until when that lease holds (Unix milliseconds).
     pub lease_until: i64,
+    /// Who holds it (`<host>/<pid>`), empty when nobody does.
+    pub holder: String,
     /// Not before (a retry's backoff), Unix milliseconds.
     pub next_at: i64,
     /// The sandbox commit the current step started from (empty before the first attempt).
@@ -217,6 +221,7 @@ impl RunRow {
             attempt: 1,
             fence: 0,
             lease_until: 0,
+            holder: String::new(),
             next_at: 0,
             start_commit: String::new(),
             reason: String::new(),
@@ -425,23 +430,33 @@ impl Store {
         read().map_err(sql("could not read .quire/state.db"))
     }
 
-    /// Takes the lease on `run` for `lease` milliseconds from `now`, if nobody took it since the
-    /// run was read (its fencing number is still `run.fence`) and no other lease holds. Returns the
-    /// new fencing number: every later write for this attempt names it, and fails once another
-    /// holder has taken the run.
-    pub fn claim(&self, run: &RunRow, now: i64, lease: i64) -> Result<Option<i64>, MissionError> {
+    /// Takes the lease on `run` for `lease` milliseconds from `now` for `holder`, if nobody took it
+    /// since the run was read (its fencing number is still `run.fence`) and no other lease holds —
+    /// or the one that holds is `dead`'s, a holder known to be gone. Returns the new fencing
+    /// number: every later write for this attempt names it, and fails once another holder has
+    /// taken the run.
+    pub fn claim(
+        &self,
+        run: &RunRow,
+        now: i64,
+        lease: i64,
+        holder: &str,
+        dead: Option<&str>,
+    ) -> Result<Option<i64>, MissionError> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE runs SET fence = fence + 1, lease_until = ?1 WHERE mission = ?2 AND item = ?3 AND fence = ?4 AND lease_until <= ?5",
+                "UPDATE runs SET fence = fence + 1, lease_until = ?1, holder = ?2 WHERE mission = ?3 AND item = ?4 AND fence = ?5 AND (lease_until <= ?6 OR holder = ?7)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     now + lease,
+                    holder,
                     run.mission,
                     run.item.as_deref().unwrap_or(""),
                     run.fence,
-                    now
+                    now,
+                    dead
                 ])
             })
             .map_err(sql("could not write .quire/state.db"))?;
@@ -474,7 +489,7 @@ impl Store {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE runs SET state = ?1, step = ?2, round = ?3, attempt = ?4, next_at = ?5, start_commit = ?6, reason = ?7, lease_until = 0 WHERE mission = ?8 AND item = ?9 AND fence = ?10",
+                "UPDATE runs SET state = ?1, step = ?2, round = ?3, attempt = ?4, next_at = ?5, start_commit = ?6, reason = ?7, lease_until = 0, holder = '' WHERE mission = ?8 AND item = ?9 AND fence = ?10",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -618,7 +633,7 @@ impl Store {
     }
 }
 
-const RUN_COLUMNS: &str = "mission, item, sandbox, state, step, round, attempt, fence, lease_until, next_at, start_commit, reason";
+const RUN_COLUMNS: &str = "mission, item, sandbox, state, step, round, attempt, fence, lease_until, next_at, start_commit, reason, holder";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let item: String = r.get(1)?;
@@ -635,6 +650,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         next_at: r.get(9)?,
         start_commit: r.get(10)?,
         reason: r.get(11)?,
+        holder: r.get(12)?,
     })
 }
 
@@ -712,15 +728,18 @@ mod tests {
             .insert(&m, &[RunRow::new("m", None, MissionState::Queued)])
             .unwrap();
         let run = store.run("m", None).unwrap().unwrap();
-        let first = store.claim(&run, 1_000, 500).unwrap().unwrap();
+        let first = store.claim(&run, 1_000, 500, "h/1", None).unwrap().unwrap();
         // The same reading of the run cannot be claimed twice, nor a held lease taken.
-        assert_eq!(store.claim(&run, 1_000, 500).unwrap(), None);
+        assert_eq!(store.claim(&run, 1_000, 500, "h/1", None).unwrap(), None);
         let now = store.run("m", None).unwrap().unwrap();
-        assert_eq!(store.claim(&now, 1_200, 500).unwrap(), None);
+        assert_eq!(store.claim(&now, 1_200, 500, "h/2", None).unwrap(), None);
         assert!(store.heartbeat(&now, first, 2_000).unwrap());
-        assert_eq!(store.claim(&now, 1_900, 500).unwrap(), None);
+        assert_eq!(
+            store.claim(&now, 1_900, 500, "h/2", Some("h/3")).unwrap(),
+            None
+        );
         // Once it has expired another holder takes it, and the first can no longer write.
-        let second = store.claim(&now, 2_001, 500).unwrap().unwrap();
+        let second = store.claim(&now, 2_001, 500, "h/2", None).unwrap().unwrap();
         assert!(second > first);
         let mut moved = now.clone();
         moved.step = 1;
@@ -729,6 +748,27 @@ mod tests {
         assert_eq!(store.run("m", None).unwrap().unwrap().step, 0);
         assert!(store.advance(&moved, second).unwrap());
         let after = store.run("m", None).unwrap().unwrap();
-        assert_eq!((after.step, after.lease_until), (1, 0));
+        assert_eq!(
+            (after.step, after.lease_until, after.holder.as_str()),
+            (1, 0, "")
+        );
+        // A holder known to be dead gives its lease up at once, expired or not.
+        let third = store
+            .claim(&after, 3_000, 60_000, "h/4", None)
+            .unwrap()
+            .unwrap();
+        let held = store.run("m", None).unwrap().unwrap();
+        assert_eq!(held.holder, "h/4");
+        assert_eq!(
+            store.claim(&held, 3_001, 500, "h/5", Some("h/9")).unwrap(),
+            None
+        );
+        assert!(
+            store
+                .claim(&held, 3_001, 500, "h/5", Some("h/4"))
+                .unwrap()
+                .unwrap()
+                > third
+        );
     }
 }

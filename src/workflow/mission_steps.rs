@@ -165,8 +165,11 @@ fn carry(
             std::thread::sleep(Duration::from_millis(wait as u64));
             continue;
         }
+        let dead =
+            (!run.holder.is_empty() && run.holder != holder() && holder_is_gone(&run.holder))
+                .then_some(run.holder.as_str());
         let Some(fence) = store
-            .claim(&run, now_ms(), LEASE.as_millis() as i64)
+            .claim(&run, now_ms(), LEASE.as_millis() as i64, &holder(), dead)
             .map_err(state_error)?
         else {
             // Another holder has it (or had it until moments ago): not ours to move.
@@ -179,6 +182,41 @@ fn carry(
             return Ok(());
         }
     }
+}
+
+/// This process, as a lease holder: `<host>/<pid>`.
+fn holder() -> String {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER
+        .get_or_init(|| format!("{}/{}", host(), std::process::id()))
+        .clone()
+}
+
+fn host() -> String {
+    #[cfg(unix)]
+    {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+    #[cfg(not(unix))]
+    {
+        "localhost".to_owned()
+    }
+}
+
+/// Whether the lease holder `holder` was a process of this machine that is gone (a quire killed
+/// mid-step): its lease is then taken at once rather than after it expires. A holder on another
+/// machine, or one whose process id now names a live process, is waited out.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((h, pid)) = holder.rsplit_once('/') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    h == host() && !runner::process_alive(pid)
 }
 
 /// Where an attempt's files are.

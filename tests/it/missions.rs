@@ -604,3 +604,118 @@ fn nothing_of_an_untrusted_brief_runs_before_start_unless_briefs_are_trusted() {
             .contains("ran.txt")
     );
 }
+
+/// Starts `quire mission start` on `b` and kills it with SIGKILL once the step is running.
+fn kill_mid_step(t: &VaultTest, b: &Value, log: &str) -> std::path::PathBuf {
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    let (_, path) = file.keep().unwrap();
+    std::fs::write(&path, serde_json::to_vec(b).unwrap()).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.args(["mission", "start", path.to_str().unwrap()])
+        .current_dir(t.path(""))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    crate::harness::isolated(&mut cmd, &t.path(".home"));
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !t.exists(log) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    path
+}
+
+fn status_of(t: &VaultTest, id: &str) -> Value {
+    serde_json::from_slice(&t.quire(&["mission", "status", id, "--json"]).stdout).unwrap()
+}
+
+#[test]
+fn a_step_that_outlives_a_killed_quire_is_adopted_not_run_again() {
+    let t = engine_vault(&[(
+        "slow",
+        "echo started >> runs.log; sleep 1; echo done > out.txt",
+    )]);
+    let b = brief("m-1", json!([{ "step": "work", "uses": "slow" }]));
+    let path = kill_mid_step(&t, &b, "07_LOGS/missions/m-1/work.1.1.log");
+    let s = status_of(&t, "m-1");
+    assert_eq!(s["attempts"][0]["state"], "running", "{s}");
+    // The step is still running, in its own process group, quire gone.
+    let out = t.quire(&["mission", "start", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = status_of(&t, "m-1");
+    let attempts = s["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "the finished step ran again: {s}");
+    assert_eq!(attempts[0]["state"], "succeeded", "{s}");
+    assert_eq!(t.git(&["show", "mission/m-1:out.txt"]), "done\n");
+    assert_eq!(t.git(&["show", "mission/m-1:runs.log"]), "started\n");
+    assert_eq!(s["mission"]["state"], "awaiting_decision");
+    let fsck = t.git_output(&["fsck", "--no-dangling"]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_step_lost_with_its_quire_is_retried_from_its_start_unless_it_acts_on_the_world() {
+    let t = engine_vault(&[("slow", "echo half > half.txt; sleep 5; echo done > out.txt")]);
+    for (id, effects) in [("m-1", "worktree"), ("m-2", "external")] {
+        let b = brief(
+            id,
+            json!([{ "step": "work", "uses": "slow", "effects": effects }]),
+        );
+        let path = kill_mid_step(&t, &b, &format!("07_LOGS/missions/{id}/work.1.1.log"));
+        // The machine takes the step down too.
+        let pid = status_of(&t, id)["attempts"][0]["pid"].as_u64().unwrap();
+        assert!(pid > 0);
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = t.quire(&["mission", "start", path.to_str().unwrap(), "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = status_of(&t, id);
+        let attempts = s["attempts"].as_array().unwrap();
+        assert_eq!(attempts[0]["state"], "lost", "{s}");
+        if effects == "worktree" {
+            // Run again from its start commit: what the lost attempt half wrote was reset (and kept).
+            assert_eq!(attempts.len(), 2, "{s}");
+            assert_eq!(attempts[1]["state"], "succeeded", "{s}");
+            assert_eq!(
+                t.git(&[
+                    "show",
+                    &format!("refs/quire/salvage/{id}/work.1.1:half.txt")
+                ]),
+                "half\n"
+            );
+            assert_eq!(s["mission"]["state"], "awaiting_decision");
+        } else {
+            assert_eq!(attempts.len(), 1, "an external step ran again: {s}");
+            assert_eq!(s["mission"]["state"], "escalated", "{s}");
+            assert!(
+                s["decisions"][0]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("external"),
+                "{s}"
+            );
+        }
+        let _ = std::fs::remove_file(path);
+    }
+}
