@@ -4,7 +4,7 @@
 //! - [`brief`]: the `quire.mission/1` contract, read and validated.
 //! - [`runner`]: one attempt of one step, as a process group quire owns, its output written by the
 //!   step itself to its log.
-//! - [`store`]: where missions stand, in `.quire/state.db`.
+//! - [`store`]: where missions stand, in `.quire/missions.db`.
 //! - [`note`]: the mission note on main, `01_MISSIONS/<id>/mission.md`.
 //! - [`schema`]: the contract as a JSON Schema, for `quire check` and brief authors.
 //!

@@ -1,5 +1,9 @@
-//! Where missions stand: `.quire/state.db` (SQLite), one row per mission and one per run (the
-//! pipeline of one sandbox: the mission's own, or one per item).
+//! Where missions stand: `.quire/missions.db` (SQLite), one row per mission and one per run (the
+//! pipeline of one sandbox: the mission's own, or one per item), every attempt and decision.
+//!
+//! SPEC §9.5 calls this `.quire/missions.db`; that file is the task index, which quire deletes and
+//! rebuilds whenever it is old, newer or damaged. Missions keep their own file so that no index
+//! rebuild can take a mission's state with it.
 //!
 //! This is a cache of what Git and the run records say, kept for speed and for what is in flight:
 //! every accepted brief is also kept in Git (`refs/quire/missions/<id>`), so a deleted `.quire/`
@@ -14,7 +18,7 @@ use serde::Serialize;
 use super::MissionError;
 
 /// The state file in `.quire/`.
-pub const STATE_FILE: &str = "state.db";
+pub const STATE_FILE: &str = "missions.db";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS missions (
@@ -322,7 +326,7 @@ impl Store {
             conn.execute_batch(SCHEMA)?;
             Ok(conn)
         };
-        let conn = open().map_err(sql("could not open .quire/state.db"))?;
+        let conn = open().map_err(sql("could not open .quire/missions.db"))?;
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -341,7 +345,7 @@ impl Store {
                 "SELECT id, digest, title, state, brief, created, updated FROM missions WHERE id = ?1",
             )
             .and_then(|mut s| s.query_row([id], mission_row).optional())
-            .map_err(sql("could not read .quire/state.db"))
+            .map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Every mission, oldest first.
@@ -352,7 +356,7 @@ impl Store {
             )?;
             s.query_map([], mission_row)?.collect()
         };
-        read().map_err(sql("could not read .quire/state.db"))
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 
     /// The runs of mission `id`, in item order.
@@ -363,7 +367,7 @@ impl Store {
             ))?;
             s.query_map([id], run_row)?.collect()
         };
-        read().map_err(sql("could not read .quire/state.db"))
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Records an accepted mission and its runs, together.
@@ -403,7 +407,7 @@ impl Store {
             }
             tx.commit()
         };
-        write(&mut self.conn).map_err(sql("could not write .quire/state.db"))
+        write(&mut self.conn).map_err(sql("could not write .quire/missions.db"))
     }
 
     /// The run of `mission` for `item`.
@@ -416,7 +420,7 @@ impl Store {
                 s.query_row(params![mission, item.unwrap_or("")], run_row)
                     .optional()
             })
-            .map_err(sql("could not read .quire/state.db"))
+            .map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Every run that is not final, oldest first.
@@ -427,7 +431,7 @@ impl Store {
             ))?;
             s.query_map([], run_row)?.collect()
         };
-        read().map_err(sql("could not read .quire/state.db"))
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Takes the lease on `run` for `lease` milliseconds from `now` for `holder`, if nobody took it
@@ -459,7 +463,7 @@ impl Store {
                     dead
                 ])
             })
-            .map_err(sql("could not write .quire/state.db"))?;
+            .map_err(sql("could not write .quire/missions.db"))?;
         Ok((n == 1).then_some(run.fence + 1))
     }
 
@@ -478,7 +482,7 @@ impl Store {
                     fence
                 ])
             })
-            .map_err(sql("could not write .quire/state.db"))?;
+            .map_err(sql("could not write .quire/missions.db"))?;
         Ok(n == 1)
     }
 
@@ -505,7 +509,7 @@ impl Store {
                     fence
                 ])
             })
-            .map_err(sql("could not write .quire/state.db"))?;
+            .map_err(sql("could not write .quire/missions.db"))?;
         Ok(n == 1)
     }
 
@@ -520,7 +524,7 @@ impl Store {
             .prepare_cached("UPDATE missions SET state = ?1, updated = ?2 WHERE id = ?3")
             .and_then(|mut s| s.execute(params![state.as_str(), now, id]))
             .map(|_| ())
-            .map_err(sql("could not write .quire/state.db"))
+            .map_err(sql("could not write .quire/missions.db"))
     }
 
     /// Records an attempt (insert or replace).
@@ -550,7 +554,7 @@ impl Store {
                 ])
             })
             .map(|_| ())
-            .map_err(sql("could not write .quire/state.db"))
+            .map_err(sql("could not write .quire/missions.db"))
     }
 
     /// Every attempt of `mission`, in the order they started.
@@ -582,7 +586,7 @@ impl Store {
             })?
             .collect()
         };
-        read().map_err(sql("could not read .quire/state.db"))
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Requests a decision (a second request with the same id changes nothing).
@@ -604,7 +608,7 @@ impl Store {
                 ])
             })
             .map(|_| ())
-            .map_err(sql("could not write .quire/state.db"))
+            .map_err(sql("could not write .quire/missions.db"))
     }
 
     /// Decisions not yet answered, oldest first.
@@ -629,7 +633,7 @@ impl Store {
             })?
             .collect()
         };
-        read().map_err(sql("could not read .quire/state.db"))
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 }
 

@@ -507,8 +507,9 @@ fn finish(
         Some(Ended::Exited(n)) => Some(n),
         _ => None,
     };
-    let start: Oid = Oid::from_str(&run.start_commit)
-        .map_err(|e| WorkflowError::Input(format!("bad start commit in .quire/state.db: {e}")))?;
+    let start: Oid = Oid::from_str(&run.start_commit).map_err(|e| {
+        WorkflowError::Input(format!("bad start commit in .quire/missions.db: {e}"))
+    })?;
     if ended.is_some_and(Ended::success) {
         // What the step changed (beyond any commits it made itself) is committed to the sandbox.
         let tip = repo.branch_tip(&branch)?.unwrap_or(start);
