@@ -8,6 +8,12 @@
 #   scripts/bench.sh sandbox   sandboxes on a 10,000-note vault: create (branch only, and with the
 #                              worktree checkout), 1,000 bundles to it, diff, promote, rollback,
 #                              and a three-way promotion after main moved.
+#   scripts/bench.sh missions  missions on a 10,000-note vault: brief accepted to first step running
+#                              (the note's commit and the sandbox's worktree checkout included), and
+#                              each step's overhead (one step's process exiting to the next one's
+#                              starting, its commit of a few changed files included), p50 and p99
+#                              over STEPS steps, beside a bare `git add -A && git commit` of the
+#                              same change in the same worktree as a floor.
 #   scripts/bench.sh daemon    `quire daemon` on a 10,000-note vault: drop-to-done latency of single
 #                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
 #                              after it, and GET /api/tasks and /api/agenda under wrk.
@@ -427,6 +433,63 @@ for what, ms, rss in rows:
 PY
 }
 
+bench_missions() {
+  build; workdir
+  local steps=${STEPS:-100}
+  echo "# quire missions on a $notes-note vault (seed $seed), $steps steps, in $work"
+  new_vault
+  cat >> "$work/vault/quire.toml" <<'TOML'
+
+[missions]
+parallel = 1
+
+[missions.commands]
+touch3 = "n=${QUIRE_STEP#s}; for f in a b c; do echo \"$QUIRE_STEP\" >> bench-$f.md; done"
+TOML
+  (cd "$work/vault" && git add quire.toml && git commit -qm "bench catalog")
+  python3 - "$quire" "$work" "$steps" <<'PY'
+import json, os, statistics, subprocess, sys, time
+quire, work, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+vault = f"{work}/vault"
+brief = {"contract": "quire.mission/1", "id": "bench-1", "title": "Bench",
+         "pipeline": [{"step": f"s{i:04d}", "uses": "touch3"} for i in range(steps)]}
+path = f"{work}/brief.json"
+json.dump(brief, open(path, "w"))
+t0 = time.time()
+subprocess.run([quire, "--vault", vault, "mission", "start", path], stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL, check=True)
+wall = time.time() - t0
+status = json.loads(subprocess.run([quire, "--vault", vault, "mission", "status", "bench-1", "--json"],
+                                   capture_output=True, check=True).stdout)
+from datetime import datetime
+def ts(s): return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+attempts = status["attempts"]
+assert len(attempts) == steps and all(a["state"] == "succeeded" for a in attempts), status["mission"]
+gaps = sorted((ts(b["started"]) - ts(a["ended"])) * 1000 for a, b in zip(attempts, attempts[1:]))
+# Brief accepted to first step running: from the moment `mission start` began (the process start
+# is part of it) to the first attempt's start.
+first = (ts(attempts[0]["started"]) - t0) * 1000
+# The floor: the same change (three files appended to) committed by git in the same worktree.
+wt = f"{vault}/sandbox/bench-1"
+floor = []
+for i in range(20):
+    for f in "abc":
+        with open(f"{wt}/bench-{f}.md", "a") as fh: fh.write(f"floor {i}\n")
+    t = time.perf_counter()
+    subprocess.run(["sh", "-c", "git add -A && git commit -qm floor"], cwd=wt, check=True)
+    floor.append((time.perf_counter() - t) * 1000)
+floor.sort()
+def pct(v, p): return v[min(len(v) - 1, int(len(v) * p))]
+print(f"  {'what':58} {'ms':>9}")
+print(f"  {'brief accepted -> first step running':58} {first:9.1f}")
+print(f"  {'step overhead p50 (exit -> next start, commit included)':58} {pct(gaps, .5):9.1f}")
+print(f"  {'step overhead p99':58} {pct(gaps, .99):9.1f}")
+print(f"  {'floor: git add -A && git commit, same change, p50':58} {pct(floor, .5):9.1f}")
+print(f"  {'floor: git add -A && git commit, p99':58} {pct(floor, .99):9.1f}")
+print(f"  {f'whole mission ({steps} steps), wall':58} {wall * 1000:9.1f}")
+PY
+}
+
 bench_daemon() {
   build; workdir
   local burst=${BURST:-2000}
@@ -561,6 +624,7 @@ case "${1:-}" in
   tasks) bench_tasks ;;
   render) bench_render ;;
   sandbox) bench_sandbox ;;
+  missions) bench_missions ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|missions|daemon" >&2; exit 2 ;;
 esac
