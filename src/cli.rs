@@ -133,6 +133,19 @@ pub(crate) enum Command {
     },
     /// Decisions waiting for an answer.
     Inbox,
+    /// Answer a decision: start|reject a brief, approve|reject a round, retry|abort an escalation.
+    Decide {
+        /// The decision's id (`quire inbox` lists them).
+        decision: String,
+        /// start, approve, reject, retry or abort.
+        answer: String,
+        /// Why, recorded with the decision (and on the promotion commit).
+        #[arg(long)]
+        reason: Option<String>,
+        /// The sandbox commit you looked at: refused as stale if the sandbox has moved since.
+        #[arg(long, value_name = "COMMIT")]
+        commit: Option<String>,
+    },
     /// Mission sandboxes: a branch `mission/<ID>` and a worktree `sandbox/<ID>/`, promoted into main
     /// or rolled back.
     Sandbox {

@@ -80,6 +80,14 @@ pub mod kind {
     /// A decision is asked of a person.
     pub const DECISION_REQUESTED: &str = "decision.requested";
 
+    /// A decision was answered.
+    pub const DECISION_RESOLVED: &str = "decision.resolved";
+    /// An approved round was promoted to main.
+    pub const MISSION_PROMOTED: &str = "mission.promoted";
+    /// A mission (or one item's run) was rejected; its sandbox is archived.
+    pub const MISSION_REJECTED: &str = "mission.rejected";
+    /// An operator ended a mission.
+    pub const MISSION_ABORTED: &str = "mission.aborted";
     /// Every type above.
     pub const ALL: &[&str] = &[
         CONTRIBUTION_RECEIVED,
@@ -113,6 +121,10 @@ pub mod kind {
         HEAL_ESCALATED,
         MISSION_ESCALATED,
         DECISION_REQUESTED,
+        DECISION_RESOLVED,
+        MISSION_PROMOTED,
+        MISSION_REJECTED,
+        MISSION_ABORTED,
     ];
 }
 

@@ -252,3 +252,65 @@ pub(crate) fn inbox(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
     output::table(&rows);
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn decide(
+    vault: &Vault,
+    decision: &str,
+    answer: &str,
+    reason: Option<&str>,
+    commit: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut progress = Progress {
+        log: JsonlLog::new(vault.logs_dir()),
+        quiet: json,
+    };
+    let by = decider(vault);
+    match missions::decide(vault, decision, answer, reason, commit, &by, &mut progress)? {
+        Err(refusal) => {
+            if json {
+                output::json(&serde_json::json!({ "error": refusal }))?;
+            } else {
+                eprintln!("quire: {} ({})", refusal.message, refusal.code);
+            }
+            Ok(ExitCode::from(1))
+        }
+        Ok(decided) => {
+            // A start or a retry sets steps going: they run here, as `mission start` runs them.
+            if matches!(answer, "start" | "retry") {
+                mission_steps::drive(vault, Some(&decided.mission), true, &mut progress)?;
+            }
+            if json {
+                output::json(&decided)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            outln!(
+                "Decision {} answered `{}`{}{}.",
+                decided.id,
+                decided.answer,
+                if decided.again { " (as before)" } else { "" },
+                decided
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(": promoted as {}", output::short(c)))
+                    .unwrap_or_default()
+            );
+            status(vault, &decided.mission, false)
+        }
+    }
+}
+
+/// Who is deciding: the vault's Git identity (user.name and user.email), as a commit would carry.
+fn decider(vault: &Vault) -> String {
+    match quire::git::Repo::open(vault.root()) {
+        Ok(repo) => {
+            let who = repo.committer();
+            format!(
+                "{} <{}>",
+                who.name().unwrap_or("quire"),
+                who.email().unwrap_or("")
+            )
+        }
+        Err(_) => std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+    }
+}

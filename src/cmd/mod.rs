@@ -79,6 +79,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Mission { action } => missions::run(&open(cli.vault.as_deref())?, action, json),
         Command::Inbox => missions::inbox(&open(cli.vault.as_deref())?, json),
+        Command::Decide {
+            decision,
+            answer,
+            reason,
+            commit,
+        } => missions::decide(
+            &open(cli.vault.as_deref())?,
+            &decision,
+            &answer,
+            reason.as_deref(),
+            commit.as_deref(),
+            json,
+        ),
         Command::Sandbox { action } => sandbox::run(&open(cli.vault.as_deref())?, action, json),
         Command::Hooks { action } => sandbox::install(cli.vault.as_deref(), action, json),
         Command::Hook {

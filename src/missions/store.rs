@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     answer TEXT,
     reason TEXT,
     decided_by TEXT,
-    decided_at TEXT
+    decided_at TEXT,
+    -- Whether the answer's effect (a promotion, a discard, a run moved) is done.
+    applied INTEGER NOT NULL DEFAULT 0
 );
 "#;
 
@@ -289,8 +291,17 @@ pub struct DecisionRow {
     pub expires: String,
     /// The answer, once given.
     pub answer: Option<String>,
-    /// Why, as the person said.
+    /// Why, as the person said (for a requested escalation: why it was requested).
     pub reason: Option<String>,
+}
+
+/// An answered decision, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The answer.
+    pub answer: String,
+    /// Whether its effect is done.
+    pub applied: bool,
 }
 
 /// The state file, open.
@@ -605,6 +616,88 @@ impl Store {
                     d.requested,
                     d.expires,
                     d.reason
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Decision `id`, with its answer if it has one.
+    pub fn decision(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DecisionRow, Option<Answered>)>, MissionError> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, mission, item, kind, commit_id, requested, expires, answer, reason, applied FROM decisions WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    let item: String = r.get(2)?;
+                    let answer: Option<String> = r.get(7)?;
+                    let applied: bool = r.get(9)?;
+                    Ok((
+                        DecisionRow {
+                            id: r.get(0)?,
+                            mission: r.get(1)?,
+                            item: (!item.is_empty()).then_some(item),
+                            kind: r.get(3)?,
+                            commit: r.get(4)?,
+                            requested: r.get(5)?,
+                            expires: r.get(6)?,
+                            answer: answer.clone(),
+                            reason: r.get(8)?,
+                        },
+                        answer.map(|answer| Answered { answer, applied }),
+                    ))
+                })
+                .optional()
+            })
+            .map_err(sql("could not read .quire/missions.db"))
+    }
+
+    /// Records the answer to decision `id` (only if it has none yet; returns whether it was
+    /// recorded now).
+    pub fn answer(
+        &self,
+        id: &str,
+        answer: &str,
+        reason: Option<&str>,
+        by: &str,
+        at: &str,
+    ) -> Result<bool, MissionError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE decisions SET answer = ?1, reason = COALESCE(?2, reason), decided_by = ?3, decided_at = ?4 WHERE id = ?5 AND answer IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![answer, reason, by, at, id]))
+            .map(|n| n == 1)
+            .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Notes that decision `id`'s answer has taken effect.
+    pub fn applied(&self, id: &str) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached("UPDATE decisions SET applied = 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map(|_| ())
+            .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Sets a run's state (and, for a retry, its attempt), whoever holds it: a person's decision
+    /// is not a lease holder, and only ever moves a run that is waiting for it.
+    pub fn set_run(&self, run: &RunRow) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE runs SET state = ?1, attempt = ?2, next_at = ?3, lease_until = 0, holder = '' WHERE mission = ?4 AND item = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.state.as_str(),
+                    run.attempt,
+                    run.next_at,
+                    run.mission,
+                    run.item.as_deref().unwrap_or("")
                 ])
             })
             .map(|_| ())

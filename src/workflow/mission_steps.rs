@@ -856,7 +856,7 @@ fn escalate(
 
 /// The mission's own state, from its runs': escalated if one is, running while one runs, waiting
 /// for a decision once every run has come to one (or ended).
-fn set_mission_state(store: &Store, mission: &str) -> Result<(), WorkflowError> {
+pub(crate) fn set_mission_state(store: &Store, mission: &str) -> Result<(), WorkflowError> {
     let runs = store.runs(mission).map_err(state_error)?;
     let any = |s: MissionState| runs.iter().any(|r| r.state == s);
     let state = if any(MissionState::Escalated) {

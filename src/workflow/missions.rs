@@ -424,3 +424,246 @@ fn view(
         updated: m.updated,
     })
 }
+
+/// Why a decision could not be resolved as asked (SPEC §9.4); the HTTP status it maps to is
+/// [`DecideRefusal::status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DecideRefusal {
+    /// `not_found`, `invalid_answer`, `decided`, `stale`, or a promotion's or discard's own code.
+    pub code: String,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl DecideRefusal {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> u16 {
+        match self.code.as_str() {
+            "not_found" => 404,
+            "invalid_answer" => 400,
+            _ => 409,
+        }
+    }
+}
+
+/// A resolved decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decided {
+    /// The decision.
+    pub id: String,
+    /// The mission.
+    pub mission: String,
+    /// The answer.
+    pub answer: String,
+    /// Whether it had been given before (resolving is idempotent).
+    pub again: bool,
+    /// The promotion commit, for an approval.
+    pub commit: Option<String>,
+    /// Where the mission stands now.
+    pub state: MissionState,
+}
+
+/// Resolves decision `id` with `answer` (SPEC §9.4): `start`/`reject` for a start decision,
+/// `approve`/`reject` for a round's end, `retry`/`abort` for an escalation. `commit`, when given,
+/// is the sandbox commit the person saw: a sandbox that moved since is `stale`. The same answer
+/// again changes nothing; another answer to a resolved decision is `decided`.
+///
+/// The answer is recorded before its effect and marked applied after, so a crash in between is
+/// finished by resolving again with the same answer, never applied twice.
+pub fn decide(
+    vault: &Vault,
+    id: &str,
+    answer: &str,
+    reason: Option<&str>,
+    commit: Option<&str>,
+    by: &str,
+    events: &mut dyn EventSink,
+) -> Result<Result<Decided, DecideRefusal>, WorkflowError> {
+    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
+    let Some((d, given)) = store.decision(id).map_err(mission_error)? else {
+        return Ok(Err(DecideRefusal::new(
+            "not_found",
+            format!("no decision `{id}`; `quire inbox` lists the open ones"),
+        )));
+    };
+    let allowed: &[&str] = match d.kind.as_str() {
+        "start" => &["start", "reject"],
+        "round" => &["approve", "reject"],
+        _ => &["retry", "abort"],
+    };
+    if !allowed.contains(&answer) {
+        return Ok(Err(DecideRefusal::new(
+            "invalid_answer",
+            format!(
+                "decision `{id}` ({}) takes {}",
+                d.kind,
+                allowed.join(" or ")
+            ),
+        )));
+    }
+    let again = match &given {
+        Some(g) if g.answer != answer => {
+            return Ok(Err(DecideRefusal::new(
+                "decided",
+                format!("decision `{id}` was already answered `{}`", g.answer),
+            )));
+        }
+        Some(g) if g.applied => {
+            let state = store
+                .mission(&d.mission)
+                .map_err(mission_error)?
+                .map_or(MissionState::Queued, |m| m.state);
+            return Ok(Ok(Decided {
+                id: id.to_owned(),
+                mission: d.mission,
+                answer: answer.to_owned(),
+                again: true,
+                commit: None,
+                state,
+            }));
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let repo = Repo::open(vault.root())?;
+    let sandbox = d
+        .item
+        .as_ref()
+        .map_or_else(|| d.mission.clone(), |i| format!("{}.{i}", d.mission));
+    if !again
+        && let Some(seen) = commit
+        && d.kind == "round"
+    {
+        let tip = repo
+            .branch_tip(&super::sandbox::branch_of(&sandbox))?
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        if !tip.starts_with(seen) || seen.len() < 7 {
+            return Ok(Err(DecideRefusal::new(
+                "stale",
+                format!(
+                    "the sandbox `{sandbox}` is at {tip} now, not {seen}; look again and decide on what it holds"
+                ),
+            )));
+        }
+    }
+    if !again {
+        store
+            .answer(id, answer, reason, by, &now_rfc3339())
+            .map_err(mission_error)?;
+    }
+    crate::fault::point("after_decision_recorded");
+    let mut run = store
+        .run(&d.mission, d.item.as_deref())
+        .map_err(mission_error)?
+        .ok_or_else(|| {
+            WorkflowError::Input(format!("mission `{}` has no run for `{id}`", d.mission))
+        })?;
+    let mut promoted = None;
+    match answer {
+        "start" => {
+            for mut r in store.runs(&d.mission).map_err(mission_error)? {
+                if r.state == MissionState::AwaitingStart {
+                    r.state = MissionState::Queued;
+                    store.set_run(&r).map_err(mission_error)?;
+                }
+            }
+            run.state = MissionState::Queued;
+        }
+        "approve" => {
+            let decision_trailers = [
+                ("Decision-Id", id),
+                ("Decided-By", by),
+                ("Decision-Reason", reason.unwrap_or("")),
+            ];
+            match super::sandbox::promote_with(vault, &sandbox, &decision_trailers, events)? {
+                super::sandbox::Outcome::Done(done) => promoted = Some(done.commit.clone()),
+                super::sandbox::Outcome::Refused(r) if r.code == "nothing_to_promote" => {}
+                super::sandbox::Outcome::Refused(r) => {
+                    return Ok(Err(DecideRefusal::new(
+                        r.code,
+                        format!(
+                            "{}; the decision stands, answer it again once that is fixed",
+                            r.message
+                        ),
+                    )));
+                }
+            }
+            run.state = MissionState::Promoted;
+        }
+        "reject" => {
+            if repo
+                .branch_tip(&super::sandbox::branch_of(&sandbox))?
+                .is_some()
+                && let Err(r) = super::sandbox::discard(vault, &sandbox, events)?
+            {
+                return Ok(Err(DecideRefusal::new(r.code, r.message)));
+            }
+            for mut r in store.runs(&d.mission).map_err(mission_error)? {
+                if d.kind == "start" || r.item == d.item {
+                    r.state = MissionState::Rejected;
+                    store.set_run(&r).map_err(mission_error)?;
+                }
+            }
+            run.state = MissionState::Rejected;
+        }
+        "retry" => {
+            // From the step's start, as an automatic retry would (what the failure left is
+            // already kept under refs/quire/salvage/).
+            let workdir = vault.root().join("sandbox").join(&sandbox);
+            if let Ok(start) = Oid::from_str(&run.start_commit)
+                && workdir.is_dir()
+            {
+                repo.reset_workdir(&workdir, start)?;
+            }
+            run.attempt += 1;
+            run.next_at = 0;
+            run.state = MissionState::Running;
+        }
+        _ => run.state = MissionState::Aborted,
+    }
+    if answer != "start" && answer != "reject" {
+        store.set_run(&run).map_err(mission_error)?;
+    }
+    super::mission_steps::set_mission_state(&store, &d.mission)?;
+    store.applied(id).map_err(mission_error)?;
+    let state = store
+        .mission(&d.mission)
+        .map_err(mission_error)?
+        .map_or(run.state, |m| m.state);
+    events.emit(Event::new(
+        kind::DECISION_RESOLVED,
+        &d.mission,
+        json!({ "id": id, "mission": d.mission, "item": d.item, "answer": answer, "reason": reason, "by": by, "commit": promoted }),
+        Some(d.mission.clone()),
+    ));
+    let outcome = match answer {
+        "approve" => Some(kind::MISSION_PROMOTED),
+        "reject" => Some(kind::MISSION_REJECTED),
+        "abort" => Some(kind::MISSION_ABORTED),
+        _ => None,
+    };
+    if let Some(k) = outcome {
+        events.emit(Event::new(
+            k,
+            &d.mission,
+            json!({ "mission": d.mission, "item": d.item, "decision": id, "commit": promoted }),
+            Some(d.mission.clone()),
+        ));
+    }
+    Ok(Ok(Decided {
+        id: id.to_owned(),
+        mission: d.mission,
+        answer: answer.to_owned(),
+        again,
+        commit: promoted,
+        state,
+    }))
+}

@@ -514,6 +514,17 @@ pub fn promote(
     id: &str,
     events: &mut dyn EventSink,
 ) -> Result<Outcome, WorkflowError> {
+    promote_with(vault, id, &[], events)
+}
+
+/// [`promote`], with more trailers on the promotion commit (a mission's decision: `Decision-Id`,
+/// `Decided-By`, `Decision-Reason`).
+pub fn promote_with(
+    vault: &Vault,
+    id: &str,
+    extra_trailers: &[(&str, &str)],
+    events: &mut dyn EventSink,
+) -> Result<Outcome, WorkflowError> {
     check_id(id)?;
     let repo = Repo::open(vault.root())?;
     let _lock = writer(vault, &repo)?;
@@ -650,15 +661,19 @@ pub fn promote(
                 if contributions.len() == 1 { "" } else { "s" }
             ),
             &[
-                (TRAILER_MISSION, id),
-                (TRAILER_ACTION, "promotion"),
-                (TRAILER_SOURCE, &tip.to_string()),
-                (
-                    TRAILER_BASE,
-                    &base.map(|b| b.to_string()).unwrap_or_default(),
-                ),
-                (TRAILER_RECORD, &record_path),
-            ],
+                &[
+                    (TRAILER_MISSION, id),
+                    (TRAILER_ACTION, "promotion"),
+                    (TRAILER_SOURCE, &tip.to_string()),
+                    (
+                        TRAILER_BASE,
+                        &base.map(|b| b.to_string()).unwrap_or_default(),
+                    ),
+                    (TRAILER_RECORD, &record_path),
+                ][..],
+                extra_trailers,
+            ]
+            .concat(),
         );
         let landed = land(
             vault,

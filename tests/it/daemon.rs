@@ -539,6 +539,17 @@ fn the_api_answers_safely_and_stays_healthy() {
             .status
             .success()
     );
+    // Rendered before the site's ETags are looked at below.
+    wait_until("the mission's page", Duration::from_secs(10), || {
+        http(
+            &d.addr,
+            "GET",
+            "/site/paper/01_missions/m-1/mission/",
+            &[],
+            b"",
+        )
+        .0 == 200
+    });
     wait_until("the mission", Duration::from_secs(10), || {
         get_json(&d.addr, "/api/renderer/missions?today=2026-11-30").1["missions"][0]["sandbox"]["id"]
             == "m-1"

@@ -719,3 +719,149 @@ fn a_step_lost_with_its_quire_is_retried_from_its_start_unless_it_acts_on_the_wo
         let _ = std::fs::remove_file(path);
     }
 }
+
+fn decide(t: &VaultTest, args: &[&str]) -> (bool, Value) {
+    let mut all = vec!["decide"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = t.quire(&all);
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn an_approved_round_is_promoted_with_the_decision_on_the_commit_and_answers_are_checked() {
+    let t = engine_vault(&[("plan", "echo planned > PLAN.md")]);
+    let s = start(
+        &t,
+        &brief("m-1", json!([{ "step": "plan", "uses": "plan" }])),
+    );
+    let tip = s["decisions"][0]["commit"].as_str().unwrap().to_owned();
+    // Refusals change nothing.
+    let head = t.head();
+    for (args, code) in [
+        (vec!["nope.r1", "approve"], "not_found"),
+        (vec!["m-1.r1", "retry"], "invalid_answer"),
+        (vec!["m-1.r1", "approve", "--commit", "0123456789"], "stale"),
+    ] {
+        let (ok, v) = decide(&t, &args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+    }
+    assert_eq!(t.head(), head);
+    let (ok, v) = decide(
+        &t,
+        &[
+            "m-1.r1",
+            "approve",
+            "--reason",
+            "ship it",
+            "--commit",
+            &tip[..10],
+        ],
+    );
+    assert!(ok, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["again"].as_bool()),
+        (Some("promoted"), Some(false))
+    );
+    let message = t.git(&["log", "-1", "--format=%B", "main"]);
+    for trailer in [
+        "Decision-Id: m-1.r1",
+        "Decided-By: ",
+        "Decision-Reason: ship it",
+        "Quire-Mission: m-1",
+    ] {
+        assert!(message.contains(trailer), "{message}");
+    }
+    assert_eq!(t.read("PLAN.md"), "planned\n");
+    let promoted = t.head();
+    // The same answer again: nothing more; another answer: refused.
+    let (ok, v) = decide(&t, &["m-1.r1", "approve"]);
+    assert!(ok && v["again"] == true, "{v}");
+    let (ok, v) = decide(&t, &["m-1.r1", "reject"]);
+    assert!(!ok && v["error"]["code"] == "decided", "{v}");
+    assert_eq!(t.head(), promoted);
+    let kinds: Vec<String> = events_of(&t)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"decision.resolved".to_owned())
+            && kinds.contains(&"mission.promoted".to_owned()),
+        "{kinds:?}"
+    );
+    let inbox: Value = serde_json::from_slice(&t.quire(&["inbox", "--json"]).stdout).unwrap();
+    assert!(inbox["decisions"].as_array().unwrap().is_empty(), "{inbox}");
+}
+
+#[test]
+fn a_rejected_round_archives_the_sandbox_and_start_and_retry_set_steps_going() {
+    let t = engine_vault(&[
+        ("plan", "echo planned > PLAN.md"),
+        (
+            "second",
+            "if [ -f \"$QUIRE_VAULT/.quire/once\" ]; then echo ok > ok.txt; else touch \"$QUIRE_VAULT/.quire/once\"; exit 9; fi",
+        ),
+    ]);
+    start(
+        &t,
+        &brief("m-1", json!([{ "step": "plan", "uses": "plan" }])),
+    );
+    let head = t.head();
+    let (ok, v) = decide(&t, &["m-1.r1", "reject", "--reason", "not this"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(t.head(), head);
+    assert!(
+        t.git(&["for-each-ref", "refs/heads/mission/m-1"])
+            .trim()
+            .is_empty()
+    );
+    assert!(
+        !t.git(&["for-each-ref", "refs/quire/archive/"])
+            .trim()
+            .is_empty()
+    );
+
+    // A brief with its own commands starts on a token holder's word, and runs then.
+    let s = start(
+        &t,
+        &brief("m-2", json!([{ "step": "a", "run": "echo ran > ran.txt" }])),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_start");
+    let (ok, v) = decide(&t, &["m-2.start", "start"]);
+    assert!(ok, "{v}");
+    assert!(
+        t.git(&["ls-tree", "--name-only", "mission/m-2"])
+            .contains("ran.txt")
+    );
+    assert_eq!(
+        status_of(&t, "m-2")["mission"]["state"],
+        "awaiting_decision"
+    );
+
+    // An escalation retried runs the step again, from its start.
+    let s = start(
+        &t,
+        &brief("m-3", json!([{ "step": "b", "uses": "second" }])),
+    );
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    let escalation = s["decisions"][0]["id"].as_str().unwrap().to_owned();
+    let (ok, v) = decide(&t, &[&escalation, "retry"]);
+    assert!(ok, "{v}");
+    let s = status_of(&t, "m-3");
+    assert_eq!(s["mission"]["state"], "awaiting_decision", "{s}");
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 2);
+    // And one aborted ends the mission.
+    let s = start(&t, &brief("m-4", json!([{ "step": "c", "run": "exit 1" }])));
+    let (ok, _) = decide(&t, &["m-4.start", "start"]);
+    assert!(ok);
+    let s2 = status_of(&t, "m-4");
+    assert_eq!(s2["mission"]["state"], "escalated", "{s} {s2}");
+    let escalation = s2["decisions"][0]["id"].as_str().unwrap().to_owned();
+    let (ok, v) = decide(&t, &[&escalation, "abort"]);
+    assert!(ok && v["state"] == "aborted", "{v}");
+}
