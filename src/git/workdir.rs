@@ -37,6 +37,33 @@ impl Repo {
         Ok((tree, tree != base_tree))
     }
 
+    /// A commit of what the work tree at `workdir` holds, on top of `parent`, that no branch points
+    /// at (a salvage commit the caller keeps under a ref of its own, or the next commit of
+    /// [`Self::commit_all_in`]). `None` when it holds nothing `parent` does not: no empty commits.
+    pub fn snapshot_workdir(
+        &self,
+        workdir: &Path,
+        parent: Oid,
+        message: &str,
+    ) -> Result<Option<Oid>, GitError> {
+        let wt = Repository::open(workdir)
+            .ctx(|| format!("could not open the work tree {}", workdir.display()))?;
+        let (tree, changed) = Self::stage_all(&wt, parent)?;
+        if !changed {
+            return Ok(None);
+        }
+        let tree = wt
+            .find_tree(tree)
+            .ctx(|| "could not read the tree".into())?;
+        let parent = wt
+            .find_commit(parent)
+            .ctx(|| format!("could not read commit {parent}"))?;
+        let who = self.committer();
+        wt.commit(None, &who, &who, message, &tree, &[&parent])
+            .map(Some)
+            .ctx(|| format!("could not commit the work tree {}", workdir.display()))
+    }
+
     /// Commits what the work tree at `workdir` holds onto `branch` (checked out there), if the
     /// branch is still at `expected`: [`GitError::Moved`] otherwise. `None` when the work tree
     /// holds nothing `expected` does not: no empty commits.
@@ -47,22 +74,9 @@ impl Repo {
         expected: Oid,
         message: &str,
     ) -> Result<Option<Oid>, GitError> {
-        let wt = Repository::open(workdir)
-            .ctx(|| format!("could not open the work tree {}", workdir.display()))?;
-        let (tree, changed) = Self::stage_all(&wt, expected)?;
-        if !changed {
+        let Some(id) = self.snapshot_workdir(workdir, expected, message)? else {
             return Ok(None);
-        }
-        let tree = wt
-            .find_tree(tree)
-            .ctx(|| "could not read the tree".into())?;
-        let parent = wt
-            .find_commit(expected)
-            .ctx(|| format!("could not read commit {expected}"))?;
-        let who = self.committer();
-        let id = wt
-            .commit(None, &who, &who, message, &tree, &[&parent])
-            .ctx(|| format!("could not commit to `{branch}`"))?;
+        };
         self.swap_branch(
             branch,
             Some(expected),
@@ -70,32 +84,6 @@ impl Repo {
             message.lines().next().unwrap_or(""),
         )?;
         Ok(Some(id))
-    }
-
-    /// A commit of what the work tree at `workdir` holds, on top of `base`, that no branch points
-    /// at (the caller keeps it under a ref of its own). `None` when it holds nothing new.
-    pub fn snapshot_workdir(
-        &self,
-        workdir: &Path,
-        base: Oid,
-        message: &str,
-    ) -> Result<Option<Oid>, GitError> {
-        let wt = Repository::open(workdir)
-            .ctx(|| format!("could not open the work tree {}", workdir.display()))?;
-        let (tree, changed) = Self::stage_all(&wt, base)?;
-        if !changed {
-            return Ok(None);
-        }
-        let tree = wt
-            .find_tree(tree)
-            .ctx(|| "could not read the tree".into())?;
-        let parent = wt
-            .find_commit(base)
-            .ctx(|| format!("could not read commit {base}"))?;
-        let who = self.committer();
-        wt.commit(None, &who, &who, message, &tree, &[&parent])
-            .map(Some)
-            .ctx(|| "could not write the salvage commit".into())
     }
 
     /// Puts the work tree at `workdir`, its index and the branch it has checked out back at `to`,

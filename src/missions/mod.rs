@@ -21,6 +21,11 @@ pub use brief::{Approval, Brief, Command, Effects, HealRule, Step, When};
 pub use runner::{Cancel, Ended, Launch, RunnerError, Running};
 pub use store::{AttemptRow, DecisionRow, MissionRow, MissionState, RunRow, Store};
 
+/// The sandbox a run of `mission` works in: the mission's own, or `<mission>.<item>`.
+pub fn sandbox_id(mission: &str, item: Option<&str>) -> String {
+    item.map_or_else(|| mission.to_owned(), |i| format!("{mission}.{i}"))
+}
+
 /// The ref under which an accepted brief is kept in Git, so that no mission depends on `.quire/`.
 pub fn brief_ref(id: &str) -> String {
     format!("refs/quire/missions/{id}")

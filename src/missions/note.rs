@@ -21,13 +21,7 @@ pub fn text(brief: &Brief, state: MissionState) -> String {
     if let Some(due) = brief.constraints.get("deadline") {
         front.insert("due".into(), due.clone());
     }
-    front.insert(
-        "approval".into(),
-        json!(match brief.approval {
-            super::Approval::Required => "required",
-            super::Approval::Auto => "auto",
-        }),
-    );
+    front.insert("approval".into(), json!(brief.approval));
     // Only strings and plain values: the brief is already validated, so this cannot fail; if it
     // ever did, the note still says what the mission is.
     let yaml = yaml::to_string(&Value::Object(front)).unwrap_or_default();

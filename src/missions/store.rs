@@ -220,7 +220,7 @@ impl RunRow {
         Self {
             mission: mission.to_owned(),
             item: item.map(str::to_owned),
-            sandbox: item.map_or_else(|| mission.to_owned(), |i| format!("{mission}.{i}")),
+            sandbox: super::sandbox_id(mission, item),
             state,
             step: 0,
             round: 1,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::WorkflowError;
+use super::missions::decision_expiry;
 use crate::contributions::now_rfc3339;
 use crate::events::{Event, EventSink, kind};
 use crate::git::{GitError, Oid, Repo, message_with_trailers};
@@ -68,13 +69,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn state_error(e: MissionError) -> WorkflowError {
-    match e {
-        MissionError::Io { context, source } => WorkflowError::Io { context, source },
-        other => WorkflowError::Input(other.to_string()),
-    }
-}
-
 /// Carries every open run (or only mission `only`'s) as far as it goes by itself: until each
 /// waits for a decision, has ended, or (unless `wait_backoff`) waits out a retry's pause. Runs go
 /// in parallel, up to `[missions] parallel`. Events are emitted as they happen.
@@ -84,10 +78,9 @@ pub fn drive(
     wait_backoff: bool,
     events: &mut dyn EventSink,
 ) -> Result<Vec<StepReport>, WorkflowError> {
-    let store = Store::open(&vault.state_dir()).map_err(state_error)?;
+    let store = Store::open(&vault.state_dir())?;
     let runs: Vec<RunRow> = store
-        .open_runs()
-        .map_err(state_error)?
+        .open_runs()?
         .into_iter()
         .filter(|r| only.is_none_or(|m| r.mission == m))
         .collect();
@@ -146,12 +139,9 @@ fn carry(
     events: &mut dyn EventSink,
     reports: &mpsc::Sender<Result<Result<Event, StepReport>, WorkflowError>>,
 ) -> Result<(), WorkflowError> {
-    let store = Store::open(&vault.state_dir()).map_err(state_error)?;
+    let store = Store::open(&vault.state_dir())?;
     loop {
-        let Some(run) = store
-            .run(&run.mission, run.item.as_deref())
-            .map_err(state_error)?
-        else {
+        let Some(run) = store.run(&run.mission, run.item.as_deref())? else {
             return Ok(());
         };
         if !matches!(run.state, MissionState::Queued | MissionState::Running) {
@@ -168,9 +158,7 @@ fn carry(
         let dead =
             (!run.holder.is_empty() && run.holder != holder() && holder_is_gone(&run.holder))
                 .then_some(run.holder.as_str());
-        let Some(fence) = store
-            .claim(&run, now_ms(), LEASE.as_millis() as i64, &holder(), dead)
-            .map_err(state_error)?
+        let Some(fence) = store.claim(&run, now_ms(), LEASE.as_millis() as i64, &holder(), dead)?
         else {
             // Another holder has it (or had it until moments ago): not ours to move.
             return Ok(());
@@ -256,8 +244,7 @@ fn step(
     events: &mut dyn EventSink,
 ) -> Result<StepReport, WorkflowError> {
     let mission = store
-        .mission(&run.mission)
-        .map_err(state_error)?
+        .mission(&run.mission)?
         .ok_or_else(|| WorkflowError::Input(format!("mission `{}` has no record", run.mission)))?;
     let brief = Brief::parse(mission.brief.as_bytes()).map_err(|r| {
         WorkflowError::Input(format!(
@@ -284,8 +271,7 @@ fn step(
     let key = AttemptKey::of(&run, &step.name);
     // A dead quire's attempt: adopt it rather than start another (no two attempts ever overlap).
     let previous = store
-        .attempts(&run.mission)
-        .map_err(state_error)?
+        .attempts(&run.mission)?
         .into_iter()
         .find(|a| key.matches(a) && a.state == "running");
     let started = Instant::now();
@@ -347,7 +333,7 @@ fn step(
                 commit: None,
                 log: f.log_rel.clone(),
             };
-            store.put_attempt(&row).map_err(state_error)?;
+            store.put_attempt(&row)?;
             let env = environment(vault, &run, &step.name, &workdir, &f);
             let running = runner::spawn(Launch {
                 command,
@@ -358,9 +344,9 @@ fn step(
                 timeout: step.timeout,
                 grace: vault.config().missions.grace.duration(),
             })
-            .map_err(|e| WorkflowError::Input(e.to_string()))?;
+            .map_err(MissionError::from)?;
             row.pid = running.pid();
-            store.put_attempt(&row).map_err(state_error)?;
+            store.put_attempt(&row)?;
             crate::fault::point("after_step_spawn");
             events.emit(Event::new(
                 kind::MISSION_STEP_STARTED,
@@ -546,7 +532,7 @@ fn finish(
         crate::fault::point("after_step_commit");
         row.state = "succeeded".into();
         row.commit = commit.map(|c| c.to_string());
-        store.put_attempt(row).map_err(state_error)?;
+        store.put_attempt(row)?;
         if run.attempt > 1
             && let Some(rule) = last_heal_rule(store, &run, &step.name)?
         {
@@ -650,7 +636,7 @@ fn finish(
         None => 0,
     };
     row.healed_by = rule.map(|r| r.when.to_string());
-    store.put_attempt(row).map_err(state_error)?;
+    store.put_attempt(row)?;
     record_attempt(vault, &run, row, took_ms);
     // An interrupted step that acts on the world is never run again without a person.
     let external_lost = class == "lost" && step.effects == Effects::External;
@@ -703,7 +689,7 @@ fn moved(
     row: &AttemptRow,
     (commit, class): (Option<String>, Option<String>),
 ) -> Result<StepReport, WorkflowError> {
-    if !store.advance(&run, fence).map_err(state_error)? {
+    if !store.advance(&run, fence)? {
         tracing::warn!(mission = %run.mission, step, "the lease was lost before the step's end was written; another holder carries the run");
     }
     set_mission_state(store, &run.mission)?;
@@ -736,10 +722,7 @@ fn request_round_decision(
         .unwrap_or_default();
     let id = format!("{}.r{}", run.sandbox, run.round);
     let requested = now_rfc3339();
-    let ttl = vault.config().missions.decision_ttl.duration();
-    let expires = (chrono::Utc::now()
-        + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)))
-    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let expires = decision_expiry(vault);
     let main = vault.config().git.main.clone();
     let files = match (repo.branch_tip(&main)?, Oid::from_str(&tip)) {
         (Some(m), Ok(t)) => repo
@@ -749,21 +732,19 @@ fn request_round_decision(
             .unwrap_or(0),
         _ => 0,
     };
-    store
-        .request_decision(&DecisionRow {
-            id: id.clone(),
-            mission: run.mission.clone(),
-            item: run.item.clone(),
-            kind: "round".into(),
-            commit: tip.clone(),
-            requested,
-            expires: expires.clone(),
-            answer: None,
-            reason: None,
-        })
-        .map_err(state_error)?;
+    store.request_decision(&DecisionRow {
+        id: id.clone(),
+        mission: run.mission.clone(),
+        item: run.item.clone(),
+        kind: "round".into(),
+        commit: tip.clone(),
+        requested,
+        expires: expires.clone(),
+        answer: None,
+        reason: None,
+    })?;
     run.state = MissionState::AwaitingDecision;
-    if !store.advance(&run, fence).map_err(state_error)? {
+    if !store.advance(&run, fence)? {
         tracing::warn!(mission = %run.mission, "the lease was lost before the decision was recorded");
     }
     set_mission_state(store, &run.mission)?;
@@ -804,28 +785,23 @@ fn escalate(
     if let Some(row) = row {
         row.state = "failed".into();
         row.class.get_or_insert_with(|| "escalated".into());
-        store.put_attempt(row).map_err(state_error)?;
+        store.put_attempt(row)?;
     }
     let id = format!("{}.{step}.r{}a{}", run.sandbox, run.round, run.attempt);
-    let ttl = vault.config().missions.decision_ttl.duration();
-    let expires = (chrono::Utc::now()
-        + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)))
-    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    store
-        .request_decision(&DecisionRow {
-            id: id.clone(),
-            mission: run.mission.clone(),
-            item: run.item.clone(),
-            kind: "escalation".into(),
-            commit: run.start_commit.clone(),
-            requested: now_rfc3339(),
-            expires: expires.clone(),
-            answer: None,
-            reason: Some(why.to_owned()),
-        })
-        .map_err(state_error)?;
+    let expires = decision_expiry(vault);
+    store.request_decision(&DecisionRow {
+        id: id.clone(),
+        mission: run.mission.clone(),
+        item: run.item.clone(),
+        kind: "escalation".into(),
+        commit: run.start_commit.clone(),
+        requested: now_rfc3339(),
+        expires: expires.clone(),
+        answer: None,
+        reason: Some(why.to_owned()),
+    })?;
     run.state = MissionState::Escalated;
-    if !store.advance(&run, fence).map_err(state_error)? {
+    if !store.advance(&run, fence)? {
         tracing::warn!(mission = %run.mission, "the lease was lost before the escalation was recorded");
     }
     set_mission_state(store, &run.mission)?;
@@ -857,7 +833,7 @@ fn escalate(
 /// The mission's own state, from its runs': escalated if one is, running while one runs, waiting
 /// for a decision once every run has come to one (or ended).
 pub(crate) fn set_mission_state(store: &Store, mission: &str) -> Result<(), WorkflowError> {
-    let runs = store.runs(mission).map_err(state_error)?;
+    let runs = store.runs(mission)?;
     let any = |s: MissionState| runs.iter().any(|r| r.state == s);
     let state = if any(MissionState::Escalated) {
         MissionState::Escalated
@@ -874,7 +850,7 @@ pub(crate) fn set_mission_state(store: &Store, mission: &str) -> Result<(), Work
     };
     store
         .set_mission_state(mission, state, &now_rfc3339())
-        .map_err(state_error)
+        .map_err(WorkflowError::from)
 }
 
 /// Keeps what a failed attempt left in the work tree (and any commits it made) under
@@ -935,8 +911,7 @@ fn last_heal_rule(
     step: &str,
 ) -> Result<Option<String>, WorkflowError> {
     Ok(store
-        .attempts(&run.mission)
-        .map_err(state_error)?
+        .attempts(&run.mission)?
         .into_iter()
         .rev()
         .find(|a| {

@@ -58,9 +58,9 @@ pub fn accept(
         Err(r) => return Ok(Err(r)),
     };
     let digest = brief.digest();
-    let mut store = Store::open(&vault.state_dir()).map_err(mission_error)?;
+    let mut store = Store::open(&vault.state_dir())?;
     let kept = kept_brief(repo, &brief.id)?;
-    let known = store.mission(&brief.id).map_err(mission_error)?;
+    let known = store.mission(&brief.id)?;
     match (&kept, &known) {
         (Some(k), _) if k.digest() != digest => return Ok(Err(exists(&brief.id))),
         (_, Some(m)) if m.digest != digest => return Ok(Err(exists(&brief.id))),
@@ -140,33 +140,28 @@ pub fn accept(
     if new {
         let now = now_rfc3339();
         let runs: Vec<RunRow> = match &brief.items {
-            None => vec![run_row(&brief.id, None, state)],
+            None => vec![RunRow::new(&brief.id, None, state)],
             Some(items) => items
                 .iter()
-                .map(|i| run_row(&brief.id, Some(i), state))
+                .map(|i| RunRow::new(&brief.id, Some(i), state))
                 .collect(),
         };
-        store
-            .insert(
-                &MissionRow {
-                    id: brief.id.clone(),
-                    digest,
-                    title: brief.title.clone(),
-                    state,
-                    brief: String::from_utf8_lossy(bytes).into_owned(),
-                    created: now.clone(),
-                    updated: now,
-                },
-                &runs,
-            )
-            .map_err(mission_error)?;
+        store.insert(
+            &MissionRow {
+                id: brief.id.clone(),
+                digest,
+                title: brief.title.clone(),
+                state,
+                brief: String::from_utf8_lossy(bytes).into_owned(),
+                created: now.clone(),
+                updated: now,
+            },
+            &runs,
+        )?;
     }
     // A brief that brings its own commands waits for a token holder's `start`.
     if new && state == MissionState::AwaitingStart {
-        let ttl = vault.config().missions.decision_ttl.duration();
-        let expires = (chrono::Utc::now()
-            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let expires = decision_expiry(vault);
         let decision = missions::DecisionRow {
             id: format!("{}.start", brief.id),
             mission: brief.id.clone(),
@@ -178,7 +173,7 @@ pub fn accept(
             answer: None,
             reason: Some("the brief's steps run their own commands".into()),
         };
-        store.request_decision(&decision).map_err(mission_error)?;
+        store.request_decision(&decision)?;
         events.emit(Event::new(
             kind::DECISION_REQUESTED,
             &brief.id,
@@ -204,15 +199,14 @@ pub fn accept(
     }))
 }
 
-fn run_row(id: &str, item: Option<&String>, state: MissionState) -> RunRow {
-    RunRow::new(id, item.map(String::as_str), state)
-}
-
 /// The sandboxes a brief runs in: its own, or one per item.
 fn sandbox_ids(brief: &Brief) -> Vec<String> {
     match &brief.items {
         None => vec![brief.id.clone()],
-        Some(items) => items.iter().map(|i| format!("{}.{i}", brief.id)).collect(),
+        Some(items) => items
+            .iter()
+            .map(|i| missions::sandbox_id(&brief.id, Some(i)))
+            .collect(),
     }
 }
 
@@ -225,8 +219,11 @@ fn exists(id: &str) -> Rejection {
     )
 }
 
-fn mission_error(e: missions::MissionError) -> WorkflowError {
-    WorkflowError::Input(e.to_string())
+/// When a decision requested now expires (`[missions] decision_ttl` from now), RFC 3339.
+pub(crate) fn decision_expiry(vault: &Vault) -> String {
+    let ttl = vault.config().missions.decision_ttl.duration();
+    (chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The brief kept in Git for `id`, if one was accepted.
@@ -338,11 +335,10 @@ pub struct RunView {
 
 /// Every mission, oldest first.
 pub fn list(vault: &Vault) -> Result<Vec<MissionView>, WorkflowError> {
-    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
-    let open = store.open_decisions().map_err(mission_error)?;
+    let store = Store::open(&vault.state_dir())?;
+    let open = store.open_decisions()?;
     store
-        .missions()
-        .map_err(mission_error)?
+        .missions()?
         .into_iter()
         .map(|m| view(&store, &open, m))
         .collect()
@@ -361,17 +357,16 @@ pub struct MissionStatus {
 
 /// Mission `id` with every attempt and open decision; `None` when there is no such mission.
 pub fn status(vault: &Vault, id: &str) -> Result<Option<MissionStatus>, WorkflowError> {
-    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
-    let Some(m) = store.mission(id).map_err(mission_error)? else {
+    let store = Store::open(&vault.state_dir())?;
+    let Some(m) = store.mission(id)? else {
         return Ok(None);
     };
     let open: Vec<missions::DecisionRow> = store
-        .open_decisions()
-        .map_err(mission_error)?
+        .open_decisions()?
         .into_iter()
         .filter(|d| d.mission == id)
         .collect();
-    let attempts = store.attempts(id).map_err(mission_error)?;
+    let attempts = store.attempts(id)?;
     Ok(Some(MissionStatus {
         mission: view(&store, &open, m)?,
         attempts,
@@ -383,7 +378,7 @@ pub fn status(vault: &Vault, id: &str) -> Result<Option<MissionStatus>, Workflow
 pub fn inbox(vault: &Vault) -> Result<Vec<missions::DecisionRow>, WorkflowError> {
     Store::open(&vault.state_dir())
         .and_then(|s| s.open_decisions())
-        .map_err(mission_error)
+        .map_err(WorkflowError::from)
 }
 
 fn view(
@@ -393,8 +388,7 @@ fn view(
 ) -> Result<MissionView, WorkflowError> {
     let brief = Brief::parse(m.brief.as_bytes()).ok();
     let runs = store
-        .runs(&m.id)
-        .map_err(mission_error)?
+        .runs(&m.id)?
         .into_iter()
         .map(|r| RunView {
             step: brief
@@ -408,7 +402,7 @@ fn view(
             attempt: r.attempt,
         })
         .collect();
-    let attempts = store.attempts(&m.id).map_err(mission_error)?.len();
+    let attempts = store.attempts(&m.id)?.len();
     Ok(MissionView {
         open_decisions: open
             .iter()
@@ -486,8 +480,8 @@ pub fn decide(
     by: &str,
     events: &mut dyn EventSink,
 ) -> Result<Result<Decided, DecideRefusal>, WorkflowError> {
-    let store = Store::open(&vault.state_dir()).map_err(mission_error)?;
-    let Some((d, given)) = store.decision(id).map_err(mission_error)? else {
+    let store = Store::open(&vault.state_dir())?;
+    let Some((d, given)) = store.decision(id)? else {
         return Ok(Err(DecideRefusal::new(
             "not_found",
             format!("no decision `{id}`; `quire inbox` lists the open ones"),
@@ -517,8 +511,7 @@ pub fn decide(
         }
         Some(g) if g.applied => {
             let state = store
-                .mission(&d.mission)
-                .map_err(mission_error)?
+                .mission(&d.mission)?
                 .map_or(MissionState::Queued, |m| m.state);
             return Ok(Ok(Decided {
                 id: id.to_owned(),
@@ -533,10 +526,7 @@ pub fn decide(
         None => false,
     };
     let repo = Repo::open(vault.root())?;
-    let sandbox = d
-        .item
-        .as_ref()
-        .map_or_else(|| d.mission.clone(), |i| format!("{}.{i}", d.mission));
+    let sandbox = missions::sandbox_id(&d.mission, d.item.as_deref());
     if !again
         && let Some(seen) = commit
         && d.kind == "round"
@@ -555,24 +545,19 @@ pub fn decide(
         }
     }
     if !again {
-        store
-            .answer(id, answer, reason, by, &now_rfc3339())
-            .map_err(mission_error)?;
+        store.answer(id, answer, reason, by, &now_rfc3339())?;
     }
     crate::fault::point("after_decision_recorded");
-    let mut run = store
-        .run(&d.mission, d.item.as_deref())
-        .map_err(mission_error)?
-        .ok_or_else(|| {
-            WorkflowError::Input(format!("mission `{}` has no run for `{id}`", d.mission))
-        })?;
+    let mut run = store.run(&d.mission, d.item.as_deref())?.ok_or_else(|| {
+        WorkflowError::Input(format!("mission `{}` has no run for `{id}`", d.mission))
+    })?;
     let mut promoted = None;
     match answer {
         "start" => {
-            for mut r in store.runs(&d.mission).map_err(mission_error)? {
+            for mut r in store.runs(&d.mission)? {
                 if r.state == MissionState::AwaitingStart {
                     r.state = MissionState::Queued;
-                    store.set_run(&r).map_err(mission_error)?;
+                    store.set_run(&r)?;
                 }
             }
             run.state = MissionState::Queued;
@@ -606,10 +591,10 @@ pub fn decide(
             {
                 return Ok(Err(DecideRefusal::new(r.code, r.message)));
             }
-            for mut r in store.runs(&d.mission).map_err(mission_error)? {
+            for mut r in store.runs(&d.mission)? {
                 if d.kind == "start" || r.item == d.item {
                     r.state = MissionState::Rejected;
-                    store.set_run(&r).map_err(mission_error)?;
+                    store.set_run(&r)?;
                 }
             }
             run.state = MissionState::Rejected;
@@ -630,14 +615,11 @@ pub fn decide(
         _ => run.state = MissionState::Aborted,
     }
     if answer != "start" && answer != "reject" {
-        store.set_run(&run).map_err(mission_error)?;
+        store.set_run(&run)?;
     }
     super::mission_steps::set_mission_state(&store, &d.mission)?;
-    store.applied(id).map_err(mission_error)?;
-    let state = store
-        .mission(&d.mission)
-        .map_err(mission_error)?
-        .map_or(run.state, |m| m.state);
+    store.applied(id)?;
+    let state = store.mission(&d.mission)?.map_or(run.state, |m| m.state);
     events.emit(Event::new(
         kind::DECISION_RESOLVED,
         &d.mission,

@@ -64,6 +64,9 @@ pub enum WorkflowError {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// Missions' state or a step runner failed.
+    #[error(transparent)]
+    Mission(#[from] crate::missions::MissionError),
     /// Another program held Git's lock on a work tree's index for longer than quire waits
     /// (`[git] lock_wait_secs`), or quire was asked to stop while it waited.
     #[error(

@@ -865,3 +865,77 @@ fn a_rejected_round_archives_the_sandbox_and_start_and_retry_set_steps_going() {
     let (ok, v) = decide(&t, &[&escalation, "abort"]);
     assert!(ok && v["state"] == "aborted", "{v}");
 }
+
+#[test]
+fn a_brief_whose_sandbox_or_note_is_taken_is_refused_and_changes_nothing() {
+    let t = VaultTest::new();
+    assert!(
+        t.quire(&["sandbox", "create", "m-1", "--no-worktree"])
+            .status
+            .success()
+    );
+    t.commit(
+        &[("01_MISSIONS/m-2/mission.md", "# by hand\n")],
+        "a mission note by hand",
+    );
+    t.drop_json("a.json", &brief("m-1", raw_steps()));
+    t.drop_json("b.json", &brief("m-2", raw_steps()));
+    let head = t.head();
+    let (report, _) = t.apply();
+    for f in &report.filed {
+        crate::harness::assert_rejected(&f.receipt, "exists");
+    }
+    assert!(
+        report.filed[0]
+            .receipt
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("sandbox `m-1`")
+    );
+    assert_eq!(
+        report.filed[1]
+            .receipt
+            .error
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("01_MISSIONS/m-2/mission.md")
+    );
+    assert_eq!(t.head(), head);
+    assert!(
+        t.git(&["for-each-ref", "refs/quire/missions/"])
+            .trim()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_step_whose_catalog_command_went_away_escalates_instead_of_running() {
+    let t = engine_vault(&[("flaky", "exit 4")]);
+    // It fails and escalates; meanwhile the operator takes the command out of the catalog.
+    let s = start(&t, &brief("m-1", json!([{ "step": "a", "uses": "flaky" }])));
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    let escalation = s["decisions"][0]["id"].as_str().unwrap().to_owned();
+    let toml = t.read("quire.toml").replace("flaky = \"exit 4\"\n", "");
+    assert!(!toml.contains("flaky"));
+    t.commit(&[("quire.toml", &toml)], "catalog without flaky");
+    let (ok, v) = decide(&t, &[&escalation, "retry"]);
+    assert!(ok, "{v}");
+    let s = status_of(&t, "m-1");
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    assert_eq!(
+        s["attempts"].as_array().unwrap().len(),
+        1,
+        "nothing ran: {s}"
+    );
+    assert!(
+        s["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer has"),
+        "{s}"
+    );
+}
