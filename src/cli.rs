@@ -202,6 +202,32 @@ pub(crate) enum MissionAction {
         /// The mission id.
         id: String,
     },
+    /// A step's log (its latest attempt; without STEP, the mission's latest attempt).
+    Logs {
+        /// The mission id.
+        id: String,
+        /// The step.
+        step: Option<String>,
+        /// Keep printing what the step writes until its attempt ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Run a mission again: its escalated steps, or every waiting run from STEP in a new round.
+    Retry {
+        /// The mission id.
+        id: String,
+        /// Go back to this step (a new round), from the sandbox as it is.
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+    },
+    /// End a mission: steps in flight are ended, open decisions closed; sandboxes are kept.
+    Abort {
+        /// The mission id.
+        id: String,
+        /// Why, recorded with the mission's closed decisions.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,6 +88,12 @@ pub mod kind {
     pub const MISSION_REJECTED: &str = "mission.rejected";
     /// An operator ended a mission.
     pub const MISSION_ABORTED: &str = "mission.aborted";
+    /// A decision went unanswered past `[missions] decision_ttl`.
+    pub const DECISION_EXPIRED: &str = "decision.expired";
+    /// A promoted mission has every one of its tasks done.
+    pub const MISSION_COMPLETED: &str = "mission.completed";
+    /// A message was handed to a running step through `$QUIRE_INBOX`.
+    pub const MISSION_STEP_INJECTED: &str = "mission.step.injected";
     /// Every type above.
     pub const ALL: &[&str] = &[
         CONTRIBUTION_RECEIVED,
@@ -125,6 +131,9 @@ pub mod kind {
         MISSION_PROMOTED,
         MISSION_REJECTED,
         MISSION_ABORTED,
+        DECISION_EXPIRED,
+        MISSION_COMPLETED,
+        MISSION_STEP_INJECTED,
     ];
 }
 

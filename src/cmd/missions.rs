@@ -1,4 +1,4 @@
-//! `quire mission start|list|status` and `quire inbox`.
+//! `quire mission start|list|status|logs|retry|abort`, `quire inbox` and `quire decide`.
 
 use super::output::{self, outln};
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use quire::contributions::Status;
 use quire::events::{Event, EventSink, JsonlLog};
 use quire::vault::Vault;
-use quire::workflow::{self, mission_steps, missions};
+use quire::workflow::{self, mission_ops, mission_steps, missions};
 
 use crate::cli::MissionAction;
 
@@ -15,7 +15,117 @@ pub(crate) fn run(vault: &Vault, action: MissionAction, json: bool) -> anyhow::R
         MissionAction::Start { file } => start(vault, &file, json),
         MissionAction::List => list(vault, json),
         MissionAction::Status { id } => status(vault, &id, json),
+        MissionAction::Logs { id, step, follow } => logs(vault, &id, step.as_deref(), follow),
+        MissionAction::Retry { id, from } => acted(vault, &id, json, |sink| {
+            mission_ops::retry(vault, &id, from.as_deref(), &decider(vault), sink)
+        }),
+        MissionAction::Abort { id, reason } => acted(vault, &id, json, |sink| {
+            mission_ops::abort(vault, &id, &decider(vault), reason.as_deref(), sink)
+        }),
     }
+}
+
+/// Prints a step's log; with `follow`, keeps printing until its attempt ends.
+fn logs(vault: &Vault, id: &str, step: Option<&str>, follow: bool) -> anyhow::Result<ExitCode> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let (attempt, path) = match mission_ops::log_of(vault, id, step)? {
+        Err(refusal) => {
+            eprintln!("quire: {} ({})", refusal.message, refusal.code);
+            return Ok(ExitCode::from(1));
+        }
+        Ok(None) => {
+            eprintln!(
+                "quire: mission `{id}` has no attempt{} yet",
+                step.map(|s| format!(" of step `{s}`")).unwrap_or_default()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Ok(Some(found)) => found,
+    };
+    let mut offset = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut more = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            f.read_to_end(&mut more)?;
+        }
+        if !more.is_empty() {
+            offset += more.len() as u64;
+            out.write_all(&more)?;
+            out.flush()?;
+            continue;
+        }
+        if !follow || !still_running(vault, &attempt)? {
+            // What it wrote before it ended was read above; one last look for the very end.
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                f.seek(std::io::SeekFrom::Start(offset))?;
+                std::io::copy(&mut f, &mut out)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn still_running(vault: &Vault, a: &quire::missions::AttemptRow) -> anyhow::Result<bool> {
+    let store = quire::missions::Store::open(&vault.state_dir())?;
+    Ok(store.attempts(&a.mission)?.iter().any(|x| {
+        x.item == a.item
+            && x.step == a.step
+            && x.round == a.round
+            && x.attempt == a.attempt
+            && x.state == "running"
+    }))
+}
+
+/// Runs an operator action, carries what it set going (unless a daemon does), and says where the
+/// mission stands.
+fn acted(
+    vault: &Vault,
+    id: &str,
+    json: bool,
+    action: impl FnOnce(
+        &mut dyn EventSink,
+    ) -> Result<
+        Result<quire::missions::MissionState, missions::DecideRefusal>,
+        workflow::WorkflowError,
+    >,
+) -> anyhow::Result<ExitCode> {
+    let mut progress = Progress {
+        log: JsonlLog::new(vault.logs_dir()),
+        quiet: json,
+    };
+    match action(&mut progress)? {
+        Err(refusal) => {
+            if json {
+                output::json(&serde_json::json!({ "error": refusal }))?;
+            } else {
+                eprintln!("quire: {} ({})", refusal.message, refusal.code);
+            }
+            Ok(ExitCode::from(1))
+        }
+        Ok(_) => {
+            carry_here(vault, id, &mut progress)?;
+            status(vault, id, json)
+        }
+    }
+}
+
+/// Carries mission `id`'s steps in this process until they wait — unless a daemon runs on the
+/// vault, which carries them itself (and is told to look).
+fn carry_here(vault: &Vault, id: &str, progress: &mut Progress) -> anyhow::Result<()> {
+    if quire::daemon::running(vault) {
+        if !progress.quiet {
+            eprintln!(
+                "The daemon running on this vault carries mission {id}; `quire mission status {id}` shows where it is."
+            );
+        }
+        return Ok(());
+    }
+    mission_steps::drive(vault, Some(id), true, progress)?;
+    mission_ops::sweep(vault, progress)?;
+    Ok(())
 }
 
 /// Events to the log, and each step's progress to stderr.
@@ -124,7 +234,7 @@ fn start(vault: &Vault, file: &std::path::Path, json: bool) -> anyhow::Result<Ex
             output::short(receipt.commit.as_deref().unwrap_or(""))
         );
     }
-    mission_steps::drive(vault, Some(&id), true, &mut progress)?;
+    carry_here(vault, &id, &mut progress)?;
     status(vault, &id, json)
 }
 
@@ -278,7 +388,7 @@ pub(crate) fn decide(
         Ok(decided) => {
             // A start or a retry sets steps going: they run here, as `mission start` runs them.
             if matches!(answer, "start" | "retry") {
-                mission_steps::drive(vault, Some(&decided.mission), true, &mut progress)?;
+                carry_here(vault, &decided.mission, &mut progress)?;
             }
             if json {
                 output::json(&decided)?;

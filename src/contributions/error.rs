@@ -55,6 +55,12 @@ pub enum ErrorCode {
     UnknownCommand,
     /// Missions are turned off in this vault (`[missions] enabled = false`).
     MissionsDisabled,
+    /// JSON, but not a `quire.decision/1` file, or an answer the decision does not take from a file.
+    InvalidDecision,
+    /// The decision was already answered otherwise.
+    Decided,
+    /// The sandbox moved since the commit the answer was about.
+    Stale,
 }
 
 impl ErrorCode {
@@ -83,6 +89,9 @@ impl ErrorCode {
             ErrorCode::UnknownRef => "unknown_ref",
             ErrorCode::UnknownCommand => "unknown_command",
             ErrorCode::MissionsDisabled => "missions_disabled",
+            ErrorCode::InvalidDecision => "invalid_decision",
+            ErrorCode::Decided => "decided",
+            ErrorCode::Stale => "stale",
         }
     }
 }

@@ -22,6 +22,7 @@ mod inbox;
 pub mod intake;
 mod jobs;
 mod metrics;
+mod missions;
 mod watch;
 
 use inbox::{Inbox, Input, Next, Post};
@@ -32,7 +33,7 @@ use watch::{Dirty, Hint, Watches};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -113,6 +114,10 @@ struct Inner {
     metrics: Metrics,
     /// What the last render read of the index, so the next one reads only what changed.
     warm: Arc<Mutex<crate::render::WarmCatalog>>,
+    /// Wakes the missions supervisor.
+    missions: mpsc::Sender<()>,
+    /// Tells the missions supervisor (and the steps it carries) to stop.
+    missions_stop: crate::missions::Cancel,
 }
 
 /// What the HTTP layer (or a test) holds to talk to a running daemon.
@@ -130,6 +135,12 @@ impl Handle {
     /// Tells the worker that `pending/` has something new.
     pub fn wake(&self) {
         self.inner.post.hint(Hint::Bundles);
+    }
+
+    /// Tells the missions supervisor to look again (a brief filed, a decision answered, an
+    /// operator's retry).
+    pub fn wake_missions(&self) {
+        let _ = self.inner.missions.send(());
     }
 
     /// Events as they happen, with their sequence numbers.
@@ -227,6 +238,8 @@ impl Handle {
     /// Asks the worker to stop after the bundle in hand.
     pub fn stop(&self) {
         self.inner.post.stop();
+        self.inner.missions_stop.cancel();
+        self.wake_missions();
         self.inner.stopping.send_replace(true);
     }
 
@@ -254,10 +267,31 @@ fn publish(inner: &Inner, log: &mut JsonlLog, event: Event) -> Option<i64> {
     seq
 }
 
+/// The file a running daemon holds locked (`.quire/daemon.lock`), so that the CLI knows to leave
+/// carrying missions to it.
+fn lock_path(vault: &Vault) -> std::path::PathBuf {
+    vault.state_dir().join("daemon.lock")
+}
+
+/// Whether a daemon runs on `vault` (in this process or another).
+pub fn running(vault: &Vault) -> bool {
+    let Ok(file) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(lock_path(vault))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// A running daemon: its worker and watcher.
 pub struct Daemon {
     handle: Handle,
+    /// Held locked while the daemon runs (see [`running`]).
+    _running: Option<std::fs::File>,
     worker: Option<std::thread::JoinHandle<()>>,
+    supervisor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -268,8 +302,22 @@ impl Daemon {
             context: "could not create the vault's work folders".into(),
             source,
         })?;
+        let running = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path(vault))
+            .ok()
+            .filter(|f| match f.try_lock() {
+                Ok(()) => true,
+                Err(_) => {
+                    tracing::warn!("another daemon already runs on this vault; missions are carried by whichever holds each one's lease");
+                    false
+                }
+            });
         let (post, inbox) = inbox::inbox();
         let (events, _) = broadcast::channel(4096);
+        let (missions_wake, missions_woken) = mpsc::channel();
         let journal = match Journal::open(&vault.state_dir()) {
             Ok(j) => {
                 // Keys a killed daemon left in flight would answer 409 forever.
@@ -302,6 +350,8 @@ impl Daemon {
             stopping: tokio::sync::watch::channel(false).0,
             metrics: Metrics::default(),
             warm: Arc::default(),
+            missions: missions_wake.clone(),
+            missions_stop: crate::missions::Cancel::default(),
         });
         let handle = Handle { inner };
         // QUIRE_DAEMON_POLL=1 skips file events, for file systems that do not send them (network
@@ -324,9 +374,22 @@ impl Daemon {
                     source,
                 })?
         };
+        let supervisor = {
+            let handle = handle.clone();
+            let stop = handle.inner.missions_stop.clone();
+            std::thread::Builder::new()
+                .name("quire-missions".into())
+                .spawn(move || missions::supervise(handle, missions_woken, missions_wake, stop))
+                .map_err(|source| DaemonError::Io {
+                    context: "could not start the missions supervisor".into(),
+                    source,
+                })?
+        };
         Ok(Self {
             handle,
+            _running: running,
             worker: Some(worker),
+            supervisor: Some(supervisor),
         })
     }
 
@@ -337,19 +400,23 @@ impl Daemon {
 
     /// Stops after the bundle in hand and waits for the worker.
     pub fn shutdown(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
         self.handle.stop();
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        for t in [self.worker.take(), self.supervisor.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = t.join();
         }
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.handle.stop();
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
+        self.join();
     }
 }
 
@@ -727,6 +794,10 @@ impl ApplyObserver for Observer<'_> {
             Status::Rejected => &m.rejected,
         }
         .fetch_add(1, Ordering::Relaxed);
+        // A filed brief (or anything else) may have given the missions supervisor work.
+        if filed.receipt.status == Status::Applied {
+            self.handle.wake_missions();
+        }
         if let Ok(mut w) = self.handle.inner.waiters.lock()
             && let Some(tx) = w.remove(&filed.dropped_as)
         {

@@ -67,6 +67,49 @@ pub fn text(brief: &Brief, state: MissionState) -> String {
     body
 }
 
+/// Whether every task of a mission note is done (a note with none has nothing left to do). Only
+/// task list items count: the pipeline and items are plain list items.
+pub fn tasks_done(text: &str) -> bool {
+    !text.lines().any(|l| {
+        let t = l.trim_start();
+        let rest = t
+            .strip_prefix("- ")
+            .or_else(|| t.strip_prefix("* "))
+            .or_else(|| t.strip_prefix("+ "));
+        rest.and_then(|r| r.strip_prefix('['))
+            .and_then(|r| r.chars().next().zip(r.get(1..)))
+            .is_some_and(|(c, r)| r.starts_with(']') && matches!(c, ' ' | '/'))
+    })
+}
+
+/// The note with `status` in its front matter set to `state`; `None` when it says so already or
+/// has no `status` line to change (a person rewrote it: quire leaves it alone).
+pub fn with_status(text: &str, state: MissionState) -> Option<String> {
+    let body = text.strip_prefix("---\n")?;
+    let end = body.find("\n---")?;
+    let front = &body[..end];
+    let mut out = String::with_capacity(text.len() + 16);
+    out.push_str("---\n");
+    let mut changed = false;
+    let mut seen = false;
+    for line in front.split_inclusive('\n') {
+        if !seen && let Some(old) = line.strip_prefix("status:") {
+            seen = true;
+            if old.trim().trim_matches(['"', '\'']) != state.as_str() {
+                changed = true;
+                out.push_str(&format!("status: {}", state.as_str()));
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out.push_str(&body[end..]);
+    changed.then_some(out)
+}
+
 /// Text kept to one line (a brief's strings are free text).
 fn one_line(s: &str) -> String {
     s.split(['\r', '\n']).collect::<Vec<_>>().join(" ")
@@ -75,6 +118,20 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_line_changes_alone_and_tasks_done_counts_only_task_items() {
+        let text = "---\nid: m\nstatus: queued\napproval: required\n---\n\n# M\n\n## Tasks\n\n- [x] one\n- [ ] two\n\n## Pipeline\n\n- plan — uses `plan`\n";
+        let promoted = with_status(text, MissionState::Promoted).unwrap();
+        assert_eq!(promoted, text.replace("status: queued", "status: promoted"));
+        assert_eq!(with_status(&promoted, MissionState::Promoted), None);
+        assert_eq!(with_status("no front matter", MissionState::Promoted), None);
+        assert!(!tasks_done(text));
+        assert!(tasks_done(&text.replace("- [ ] two", "- [x] two")));
+        assert!(tasks_done(&text.replace("- [ ] two", "- [-] two")));
+        assert!(!tasks_done(&text.replace("- [ ] two", "  * [/] two")));
+        assert!(tasks_done("# nothing to do\n\n- plain item\n"));
+    }
 
     #[test]
     fn the_note_says_what_the_mission_is_and_counts_only_its_tasks() {

@@ -524,6 +524,45 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Whether fencing number `fence` still holds `run` (nobody took it since).
+    pub fn holds(&self, run: &RunRow, fence: i64) -> Result<bool, MissionError> {
+        self.conn
+            .prepare_cached("SELECT fence FROM runs WHERE mission = ?1 AND item = ?2")
+            .and_then(|mut s| {
+                s.query_row(
+                    params![run.mission, run.item.as_deref().unwrap_or("")],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+            })
+            .map(|f| f == Some(fence))
+            .map_err(sql("could not read .quire/missions.db"))
+    }
+
+    /// Writes `run` whoever holds it, and takes the run from its holder (the fencing number moves
+    /// on, so a holder still carrying it writes nothing more): an operator's abort or retry.
+    pub fn take_over(&self, run: &RunRow) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE runs SET state = ?1, step = ?2, round = ?3, attempt = ?4, next_at = ?5, start_commit = ?6, reason = ?7, fence = fence + 1, lease_until = 0, holder = '' WHERE mission = ?8 AND item = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.state.as_str(),
+                    run.step as i64,
+                    run.round,
+                    run.attempt,
+                    run.next_at,
+                    run.start_commit,
+                    run.reason,
+                    run.mission,
+                    run.item.as_deref().unwrap_or("")
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql("could not write .quire/missions.db"))
+    }
+
     /// Sets a mission's own state.
     pub fn set_mission_state(
         &self,
@@ -570,11 +609,20 @@ impl Store {
 
     /// Every attempt of `mission`, in the order they started.
     pub fn attempts(&self, mission: &str) -> Result<Vec<AttemptRow>, MissionError> {
+        self.attempts_where("mission = ?1", mission)
+    }
+
+    /// Every attempt recorded as running, of every mission, in the order they started.
+    pub fn running_attempts(&self) -> Result<Vec<AttemptRow>, MissionError> {
+        self.attempts_where("state = ?1", "running")
+    }
+
+    fn attempts_where(&self, filter: &str, value: &str) -> Result<Vec<AttemptRow>, MissionError> {
         let read = || -> rusqlite::Result<Vec<AttemptRow>> {
-            let mut s = self.conn.prepare_cached(
-                "SELECT mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by FROM attempts WHERE mission = ?1 ORDER BY started, rowid",
-            )?;
-            s.query_map([mission], |r| {
+            let mut s = self.conn.prepare_cached(&format!(
+                "SELECT mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by FROM attempts WHERE {filter} ORDER BY started, rowid",
+            ))?;
+            s.query_map([value], |r| {
                 let item: String = r.get(1)?;
                 Ok(AttemptRow {
                     mission: r.get(0)?,
@@ -702,6 +750,22 @@ impl Store {
             })
             .map(|_| ())
             .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Answers recorded whose effect was not (yet) applied: `(id, answer, reason, by)`, oldest
+    /// first.
+    #[allow(clippy::type_complexity)]
+    pub fn unapplied_answers(
+        &self,
+    ) -> Result<Vec<(String, String, Option<String>, String)>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<(String, String, Option<String>, String)>> {
+            let mut s = self.conn.prepare_cached(
+                "SELECT id, answer, reason, COALESCE(decided_by, '') FROM decisions WHERE answer IS NOT NULL AND applied = 0 ORDER BY decided_at, id",
+            )?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        };
+        read().map_err(sql("could not read .quire/missions.db"))
     }
 
     /// Decisions not yet answered, oldest first.

@@ -32,6 +32,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::WorkflowError;
+use super::mission_ops::DECISION_CONTRACT;
 use crate::contributions::queue;
 use crate::contributions::record::{Applied, AppliedRecord};
 use crate::contributions::{
@@ -222,7 +223,14 @@ fn work(
     if let Err(e) = run.record.compact_if_worthwhile() {
         tracing::warn!("could not compact the applied-ids record: {e}");
     }
+    let decisions = run.decisions_filed;
     drop(run);
+    drop(_lock);
+    // Answers from dropped decision files were recorded under the lock; their effect (a promotion
+    // takes the lock itself) follows now.
+    if decisions {
+        super::mission_ops::settle_answers(vault, events)?;
+    }
     Ok(report)
 }
 
@@ -368,6 +376,8 @@ struct Run<'v> {
     batched: HashMap<String, Applied>,
     /// The size of the batch's bundle files.
     batch_bytes: usize,
+    /// Whether a decision file was filed in this run.
+    decisions_filed: bool,
 }
 
 /// The batch's commits on one branch: the branch's tip when the first was made (what its work tree
@@ -407,6 +417,8 @@ fn checkout_for<'c>(
 
 /// A claimed mission brief, waiting for the batch before it to land.
 struct Brief {
+    /// A decision file (`quire.decision/1`) rather than a mission brief.
+    decision: bool,
     claimed: PathBuf,
     /// Found in `processing/`: a crash interrupted it, so it is finished, never a duplicate.
     resumed: bool,
@@ -455,6 +467,7 @@ impl<'v> Run<'v> {
             chains: BTreeMap::new(),
             batched: HashMap::new(),
             batch_bytes: 0,
+            decisions_filed: false,
         };
         run.catch_up()?;
         Ok(run)
@@ -556,10 +569,13 @@ impl<'v> Run<'v> {
                 let limits = &self.vault.config().contributions;
                 match contained(|| Bundle::parse(&bytes, limits)) {
                     Err(_)
-                        if contract_of(&bytes).as_deref()
-                            == Some(crate::missions::brief::CONTRACT) =>
+                        if matches!(
+                            contract_of(&bytes).as_deref(),
+                            Some(crate::missions::brief::CONTRACT | DECISION_CONTRACT)
+                        ) =>
                     {
                         return Ok(Some(Brief {
+                            decision: contract_of(&bytes).as_deref() == Some(DECISION_CONTRACT),
                             claimed: claimed.to_owned(),
                             resumed,
                             name,
@@ -604,11 +620,41 @@ impl<'v> Run<'v> {
         b: Brief,
         events: &mut dyn EventSink,
     ) -> Result<Filed, WorkflowError> {
-        let accepted =
-            super::missions::accept(self.vault, &self.repo, &b.bytes, b.resumed, events)?;
+        let accepted = if b.decision {
+            self.decisions_filed = true;
+            super::mission_ops::record_dropped_decision(self.vault, &b.bytes, &b.name)?.map(
+                |(id, again)| {
+                    if again {
+                        super::missions::Accepted::Duplicate {
+                            id,
+                            commit: String::new(),
+                        }
+                    } else {
+                        super::missions::Accepted::Answered { id }
+                    }
+                },
+            )
+        } else {
+            super::missions::accept(self.vault, &self.repo, &b.bytes, b.resumed, events)?
+        };
         let duration_ms = (b.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let main = self.vault.config().git.main.clone();
         let (receipt, event) = match accepted {
+            Ok(super::missions::Accepted::Answered { id }) => (
+                Receipt {
+                    id: Some(id),
+                    status: Status::Applied,
+                    branch: None,
+                    commit: None,
+                    files: Some(Vec::new()),
+                    error: None,
+                    received_at: b.received_at,
+                    applied_at: Some(now_rfc3339()),
+                    duration_ms,
+                    warnings: Vec::new(),
+                },
+                None,
+            ),
             Ok(super::missions::Accepted::New {
                 id, commit, note, ..
             }) => (

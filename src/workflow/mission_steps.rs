@@ -25,8 +25,8 @@ use crate::events::{Event, EventSink, kind};
 use crate::git::{GitError, Oid, Repo, message_with_trailers};
 use crate::missions::runner::{self, Cancel, Ended, Launch};
 use crate::missions::{
-    AttemptRow, Brief, Command, DecisionRow, Effects, MissionError, MissionState, RunRow, Store,
-    When,
+    Approval, AttemptRow, Brief, Command, DecisionRow, Effects, MissionError, MissionState, RunRow,
+    Store, When,
 };
 use crate::vault::Vault;
 
@@ -35,6 +35,9 @@ const LEASE: Duration = Duration::from_secs(30);
 
 /// How often a running attempt renews its lease.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How often a waiting attempt looks whether quire is stopping.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// How much of a failed attempt's log `log:` heal rules look at.
 const LOG_TAIL: u64 = 64 * 1024;
@@ -86,6 +89,7 @@ pub fn drive(
         .collect();
     drop(store);
     let parallel = vault.config().missions.parallel().max(1);
+    let stop = Cancel::default();
     let (tx, rx) = mpsc::channel::<Result<Result<Event, StepReport>, WorkflowError>>();
     let mut reports = Vec::new();
     let mut failure = None;
@@ -94,12 +98,16 @@ pub fn drive(
         for _ in 0..parallel {
             let tx = tx.clone();
             let queue = &queue;
+            let stop = &stop;
             scope.spawn(move || {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(run) = next else { break };
                     let mut sink = ChannelSink(tx.clone());
-                    if let Err(e) = carry(vault, &run, wait_backoff, &mut sink, &tx) {
+                    let mut report = |r: StepReport| {
+                        let _ = tx.send(Ok(Err(r)));
+                    };
+                    if let Err(e) = carry(vault, &run, wait_backoff, stop, &mut sink, &mut report) {
                         let _ = tx.send(Err(e));
                     }
                 }
@@ -131,16 +139,53 @@ impl EventSink for ChannelSink {
     }
 }
 
+/// The runs ready to be carried now (not waiting out a retry's pause, and held by no live
+/// holder), and the earliest time, in Unix milliseconds, one that is not ready may become so.
+pub fn ready(vault: &Vault) -> Result<(Vec<RunRow>, Option<i64>), WorkflowError> {
+    let store = Store::open(&vault.state_dir())?;
+    let now = now_ms();
+    let mut ready = Vec::new();
+    let mut next: Option<i64> = None;
+    for r in store.open_runs()? {
+        let held = r.lease_until > now && !holder_is_gone(&r.holder);
+        let not_before = if held { r.lease_until } else { r.next_at };
+        if not_before > now {
+            next = Some(next.map_or(not_before, |n| n.min(not_before)));
+        } else {
+            ready.push(r);
+        }
+    }
+    Ok((ready, next))
+}
+
+/// Carries one run as far as it goes by itself, without waiting out a retry's pause (the daemon's
+/// supervisor comes back for it then). When `stop` is set, a running attempt is ended with its
+/// process group and counts as interrupted (`lost`), as if quire had died under it.
+pub fn carry_run(
+    vault: &Vault,
+    run: &RunRow,
+    stop: &Cancel,
+    events: &mut dyn EventSink,
+) -> Result<Vec<StepReport>, WorkflowError> {
+    let mut reports = Vec::new();
+    carry(vault, run, false, stop, events, &mut |r| reports.push(r))?;
+    Ok(reports)
+}
+
 /// Carries one run step by step until it stops by itself.
 fn carry(
     vault: &Vault,
     run: &RunRow,
     wait_backoff: bool,
+    stop: &Cancel,
     events: &mut dyn EventSink,
-    reports: &mpsc::Sender<Result<Result<Event, StepReport>, WorkflowError>>,
+    reports: &mut dyn FnMut(StepReport),
 ) -> Result<(), WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
     loop {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
         let Some(run) = store.run(&run.mission, run.item.as_deref())? else {
             return Ok(());
         };
@@ -163,10 +208,10 @@ fn carry(
             // Another holder has it (or had it until moments ago): not ours to move.
             return Ok(());
         };
-        let report = step(vault, &store, run, fence, events)?;
-        let stop = !matches!(report.then, MissionState::Queued | MissionState::Running);
-        let _ = reports.send(Ok(Err(report)));
-        if stop {
+        let report = step(vault, &store, run, fence, stop, events)?;
+        let done = !matches!(report.then, MissionState::Queued | MissionState::Running);
+        reports(report);
+        if done {
             return Ok(());
         }
     }
@@ -241,6 +286,7 @@ fn step(
     store: &Store,
     mut run: RunRow,
     fence: i64,
+    stop: &Cancel,
     events: &mut dyn EventSink,
 ) -> Result<StepReport, WorkflowError> {
     let mission = store
@@ -354,7 +400,7 @@ fn step(
                 json!({ "mission": run.mission, "item": run.item, "step": step.name, "round": run.round, "attempt": run.attempt, "pid": row.pid, "log": f.log_rel }),
                 Some(run.mission.clone()),
             ));
-            let ended = wait_holding(store, &run, fence, running)?;
+            let ended = wait_holding(store, &run, fence, stop, running)?;
             (Some(ended), row)
         }
     };
@@ -440,6 +486,7 @@ fn wait_holding(
     store: &Store,
     run: &RunRow,
     fence: i64,
+    stop: &Cancel,
     running: runner::Running,
 ) -> Result<Ended, WorkflowError> {
     let cancel = Cancel::default();
@@ -453,7 +500,16 @@ fn wait_holding(
                 let Ok(store) = Store::open_file(&path) else {
                     return;
                 };
-                while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(HEARTBEAT) {
+                let mut beat = Instant::now();
+                while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(STOP_POLL) {
+                    if stop.is_cancelled() {
+                        cancel.cancel();
+                        return;
+                    }
+                    if beat.elapsed() < HEARTBEAT {
+                        continue;
+                    }
+                    beat = Instant::now();
                     let until = now_ms() + LEASE.as_millis() as i64;
                     if !store.heartbeat(&run, fence, until).unwrap_or(true) {
                         tracing::warn!(mission = %run.mission, "the lease on a running step was lost; ending the step");
@@ -489,6 +545,27 @@ fn finish(
 ) -> Result<StepReport, WorkflowError> {
     let branch = super::sandbox::branch_of(&run.sandbox);
     row.ended = Some(now_rfc3339());
+    if !store.holds(&run, fence)? {
+        // Taken from this holder while the attempt ran (an operator's abort or retry, or a lease
+        // that expired): the attempt is recorded, and the run is not moved.
+        row.state = "interrupted".into();
+        row.class = Some("lost".into());
+        store.put_attempt(row)?;
+        record_attempt(vault, &run, row, took_ms);
+        let then = store
+            .run(&run.mission, run.item.as_deref())?
+            .map_or(run.state, |r| r.state);
+        return Ok(StepReport {
+            mission: run.mission.clone(),
+            item: run.item.clone(),
+            step: step.name.clone(),
+            round: run.round,
+            attempt: run.attempt,
+            class: Some("lost".into()),
+            commit: None,
+            then,
+        });
+    }
     row.exit = match ended {
         Some(Ended::Exited(n)) => Some(n),
         _ => None,
@@ -720,7 +797,12 @@ fn request_round_decision(
         .branch_tip(&branch)?
         .map(|t| t.to_string())
         .unwrap_or_default();
-    let id = format!("{}.r{}", run.sandbox, run.round);
+    // A round decision asked again (after an expired one was retried) gets a new id.
+    let id = if run.attempt > 1 {
+        format!("{}.r{}.{}", run.sandbox, run.round, run.attempt)
+    } else {
+        format!("{}.r{}", run.sandbox, run.round)
+    };
     let requested = now_rfc3339();
     let expires = decision_expiry(vault);
     let main = vault.config().git.main.clone();
@@ -754,6 +836,23 @@ fn request_round_decision(
         json!({ "id": id, "mission": run.mission, "item": run.item, "kind": "round", "commit": tip, "expires": expires, "files": files, "approval": brief.approval }),
         Some(run.mission.clone()),
     ));
+    let mut then = MissionState::AwaitingDecision;
+    if brief.approval == Approval::Auto {
+        match super::missions::decide(
+            vault,
+            &id,
+            "approve",
+            Some("approval: auto"),
+            None,
+            "quire",
+            events,
+        )? {
+            Ok(d) => then = d.state,
+            Err(r) => {
+                tracing::warn!(mission = %run.mission, decision = %id, "could not approve by itself ({}): {}; the decision waits for a person", r.code, r.message);
+            }
+        }
+    }
     Ok(StepReport {
         mission: run.mission.clone(),
         item: run.item.clone(),
@@ -766,7 +865,7 @@ fn request_round_decision(
         attempt: run.attempt,
         class: None,
         commit: Some(tip),
-        then: MissionState::AwaitingDecision,
+        then,
     })
 }
 
@@ -845,6 +944,13 @@ pub(crate) fn set_mission_state(store: &Store, mission: &str) -> Result<(), Work
         MissionState::AwaitingStart
     } else if any(MissionState::AwaitingDecision) {
         MissionState::AwaitingDecision
+    } else if any(MissionState::Completed) && !any(MissionState::Promoted) {
+        MissionState::Completed
+    } else if any(MissionState::Promoted) {
+        // Of a campaign, some items may have been rejected: the mission stands by what landed.
+        MissionState::Promoted
+    } else if any(MissionState::Aborted) {
+        MissionState::Aborted
     } else {
         runs.first().map_or(MissionState::Queued, |r| r.state)
     };

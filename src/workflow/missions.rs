@@ -34,7 +34,13 @@ pub enum Accepted {
         /// Where it stands.
         state: MissionState,
     },
-    /// The same brief was accepted before; nothing changed.
+    /// A dropped decision file's answer was recorded (its effect follows once the writer lock is
+    /// let go).
+    Answered {
+        /// The decision id.
+        id: String,
+    },
+    /// The same brief (or answer) was accepted before; nothing changed.
     Duplicate {
         /// The mission id.
         id: String,
@@ -295,6 +301,61 @@ fn commit_note(
     )))
 }
 
+/// Shows `state` in mission `id`'s note on main (its front matter's `status`), as one commit with
+/// the `Mission-Id` trailer; nothing when the note says so already, is gone, or has no status line
+/// a person left in place. The rest of the note (ticked tasks, a person's words) is kept.
+pub(crate) fn show_state(
+    vault: &Vault,
+    id: &str,
+    state: MissionState,
+) -> Result<Option<Oid>, WorkflowError> {
+    let repo = Repo::open(vault.root())?;
+    let main = vault.config().git.main.clone();
+    let path = missions::note::path(id);
+    let vp = VaultPath::new(&path).map_err(|e| WorkflowError::Input(e.to_string()))?;
+    let _lock = super::landing::writer(vault, &repo)?;
+    let message = message_with_trailers(
+        &format!("Mission {id}: {state}"),
+        &[(TRAILER_MISSION_ID, id)],
+    );
+    let author = repo.committer();
+    for _ in 0..16 {
+        let Some(before) = repo.branch_tip(&main)? else {
+            return Ok(None);
+        };
+        let Some(blob) = repo.blob_at(before, &path) else {
+            return Ok(None);
+        };
+        let Some(text) = missions::note::with_status(&String::from_utf8_lossy(&blob), state) else {
+            return Ok(None);
+        };
+        let mut extra = ChangeSet::new();
+        extra.write(vp.clone(), FileContent::new(text.into_bytes()));
+        let tree = repo.tree_of(before)?;
+        let landed = super::landing::land(
+            vault,
+            &repo,
+            &main,
+            before,
+            super::landing::Landing {
+                tree,
+                extra: &extra,
+                parents: &[before],
+                author: &author,
+                message: &message,
+                reflog: &format!("quire: mission {id} {state}"),
+                crash_point: "after_mission_state",
+            },
+        )?;
+        if let Some((commit, _, _)) = landed {
+            return Ok(Some(commit));
+        }
+    }
+    Err(WorkflowError::Input(format!(
+        "the branch `{main}` kept moving while mission {id}'s note was updated; it is updated on the next change"
+    )))
+}
+
 /// A mission as `quire mission list` and `GET /api/missions` show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MissionView {
@@ -423,14 +484,16 @@ fn view(
 /// [`DecideRefusal::status`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DecideRefusal {
-    /// `not_found`, `invalid_answer`, `decided`, `stale`, or a promotion's or discard's own code.
+    /// `not_found`, `invalid_answer`, `decided`, `stale`, or a promotion's or discard's own code;
+    /// for operator actions also `final`, `running`, `not_escalated`, `unknown_step`,
+    /// `not_running`, `invalid_message`.
     pub code: String,
     /// What happened and what to do.
     pub message: String,
 }
 
 impl DecideRefusal {
-    fn new(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.to_owned(),
             message: message.into(),
@@ -441,7 +504,7 @@ impl DecideRefusal {
     pub fn status(&self) -> u16 {
         match self.code.as_str() {
             "not_found" => 404,
-            "invalid_answer" => 400,
+            "invalid_answer" | "unknown_step" | "invalid_message" => 400,
             _ => 409,
         }
     }
@@ -480,6 +543,11 @@ pub fn decide(
     by: &str,
     events: &mut dyn EventSink,
 ) -> Result<Result<Decided, DecideRefusal>, WorkflowError> {
+    // One answer at a time in this process: the daemon's pipeline (a dropped decision file), its
+    // supervisor (the sweep) and the API may resolve the same decision at once, and the second
+    // must find the first applied rather than apply it again.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let store = Store::open(&vault.state_dir())?;
     let Some((d, given)) = store.decision(id)? else {
         return Ok(Err(DecideRefusal::new(
@@ -636,9 +704,16 @@ pub fn decide(
         events.emit(Event::new(
             k,
             &d.mission,
-            json!({ "mission": d.mission, "item": d.item, "decision": id, "commit": promoted }),
+            json!({ "mission": d.mission, "item": d.item, "decision": id, "commit": promoted, "by": by }),
             Some(d.mission.clone()),
         ));
+    }
+    // mission.md on main shows how it ended (SPEC §9.4); a failure here loses nothing of the
+    // decision, which has taken effect: the note is only behind.
+    if state.is_final()
+        && let Err(e) = show_state(vault, &d.mission, state)
+    {
+        tracing::warn!(mission = %d.mission, "could not show `{state}` in the mission note: {e}");
     }
     Ok(Ok(Decided {
         id: id.to_owned(),

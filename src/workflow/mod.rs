@@ -10,6 +10,7 @@ pub mod demo;
 pub mod hooks;
 mod init;
 mod landing;
+pub mod mission_ops;
 pub mod mission_steps;
 pub mod missions;
 pub mod pipeline;

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use crate::harness::{VaultTest, bundle, isolated};
 
 /// A running `quire daemon`, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -25,11 +25,11 @@ impl Drop for Daemon {
     }
 }
 
-fn start(t: &VaultTest) -> Daemon {
+pub(crate) fn start(t: &VaultTest) -> Daemon {
     start_env(t, &[])
 }
 
-fn start_env(t: &VaultTest, env: &[(&str, &str)]) -> Daemon {
+pub(crate) fn start_env(t: &VaultTest, env: &[(&str, &str)]) -> Daemon {
     start_with(t, env, Stdio::null())
 }
 
@@ -62,7 +62,7 @@ fn start_with(t: &VaultTest, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> 
 }
 
 /// One HTTP/1.1 exchange: (status, headers lowercased, body).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -144,12 +144,12 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
-fn get_json(addr: &str, path: &str) -> (u16, Value) {
+pub(crate) fn get_json(addr: &str, path: &str) -> (u16, Value) {
     let (status, _, body) = http(addr, "GET", path, &[], b"");
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-fn token(t: &VaultTest) -> String {
+pub(crate) fn token(t: &VaultTest) -> String {
     t.read(".env")
         .lines()
         .find_map(|l| l.strip_prefix("QUIRE_TOKEN="))
@@ -158,7 +158,7 @@ fn token(t: &VaultTest) -> String {
         .to_owned()
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -14,6 +14,7 @@ mod harness;
 mod hooks;
 mod hostile;
 mod index;
+mod mission_daemon;
 mod missions;
 mod neighbours;
 mod obsidian;

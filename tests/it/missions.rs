@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::harness::VaultTest;
 
-fn brief(id: &str, pipeline: Value) -> Value {
+pub(crate) fn brief(id: &str, pipeline: Value) -> Value {
     json!({
         "contract": "quire.mission/1",
         "id": id,
@@ -301,7 +301,7 @@ fn a_crash_at_every_point_of_accepting_a_brief_is_finished_by_the_next_run() {
 }
 
 /// A vault whose catalog has the commands the engine tests use.
-fn engine_vault(commands: &[(&str, &str)]) -> VaultTest {
+pub(crate) fn engine_vault(commands: &[(&str, &str)]) -> VaultTest {
     let t = VaultTest::new();
     let mut toml = t.read("quire.toml");
     toml.push_str("\n[missions]\nbackoff = \"20ms\"\ngrace = \"200ms\"\n\n[missions.commands]\n");
@@ -312,7 +312,7 @@ fn engine_vault(commands: &[(&str, &str)]) -> VaultTest {
     t
 }
 
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -332,7 +332,7 @@ fn start(t: &VaultTest, b: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn events_of(t: &VaultTest) -> Vec<Value> {
+pub(crate) fn events_of(t: &VaultTest) -> Vec<Value> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(t.path("07_LOGS")).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "jsonl") {
@@ -720,7 +720,7 @@ fn a_step_lost_with_its_quire_is_retried_from_its_start_unless_it_acts_on_the_wo
     }
 }
 
-fn decide(t: &VaultTest, args: &[&str]) -> (bool, Value) {
+pub(crate) fn decide(t: &VaultTest, args: &[&str]) -> (bool, Value) {
     let mut all = vec!["decide"];
     all.extend_from_slice(args);
     all.push("--json");
@@ -767,7 +767,14 @@ fn an_approved_round_is_promoted_with_the_decision_on_the_commit_and_answers_are
         (v["state"].as_str(), v["again"].as_bool()),
         (Some("promoted"), Some(false))
     );
-    let message = t.git(&["log", "-1", "--format=%B", "main"]);
+    // The promotion, then the mission note saying so.
+    let note = t.git(&["show", "main:01_MISSIONS/m-1/mission.md"]);
+    assert!(note.contains("status: promoted"), "{note}");
+    assert_eq!(
+        t.git(&["log", "-1", "--format=%s", "main"]).trim(),
+        "Mission m-1: promoted"
+    );
+    let message = t.git(&["log", "-1", "--format=%B", "main~1"]);
     for trailer in [
         "Decision-Id: m-1.r1",
         "Decided-By: ",
@@ -814,7 +821,16 @@ fn a_rejected_round_archives_the_sandbox_and_start_and_retry_set_steps_going() {
     let (ok, v) = decide(&t, &["m-1.r1", "reject", "--reason", "not this"]);
     assert!(ok, "{v}");
     assert_eq!(v["state"], "rejected");
-    assert_eq!(t.head(), head);
+    // Main gains only the mission note saying how it ended.
+    assert_eq!(t.git(&["rev-parse", "main~1"]).trim(), head);
+    assert_eq!(
+        t.git(&["diff", "--name-only", &head, "main"]).trim(),
+        "01_MISSIONS/m-1/mission.md"
+    );
+    assert!(
+        t.git(&["show", "main:01_MISSIONS/m-1/mission.md"])
+            .contains("status: rejected")
+    );
     assert!(
         t.git(&["for-each-ref", "refs/heads/mission/m-1"])
             .trim()
@@ -938,4 +954,164 @@ fn a_step_whose_catalog_command_went_away_escalates_instead_of_running() {
             .contains("no longer has"),
         "{s}"
     );
+}
+
+#[test]
+fn dropped_decision_files_answer_rounds_and_escalations_but_never_start_a_brief() {
+    let t = engine_vault(&[("plan", "echo planned > PLAN.md")]);
+    start(
+        &t,
+        &brief("m-1", json!([{ "step": "plan", "uses": "plan" }])),
+    );
+    let tip = t.git(&["rev-parse", "mission/m-1"]).trim().to_owned();
+    let file = |id: &str, answer: &str, extra: Value| {
+        let mut v = json!({ "contract": "quire.decision/1", "id": id, "decision": answer });
+        if let Value::Object(m) = extra {
+            v.as_object_mut().unwrap().extend(m);
+        }
+        v
+    };
+    let head = t.head();
+    // Every refusal has its code, and nothing moves.
+    for (name, body, code) in [
+        (
+            "shape",
+            json!({ "contract": "quire.decision/1", "id": "m-1.r1", "answer": "approve" }),
+            "invalid_decision",
+        ),
+        (
+            "unknown",
+            file("nope.r1", "approve", json!({})),
+            "not_found",
+        ),
+        (
+            "wrong",
+            file("m-1.r1", "retry", json!({})),
+            "invalid_decision",
+        ),
+        (
+            "stale",
+            file("m-1.r1", "approve", json!({ "commit": "0000000000" })),
+            "stale",
+        ),
+    ] {
+        t.drop_json(&format!("{name}.json"), &body);
+        let (report, _) = t.apply();
+        let r = &report.filed.last().unwrap().receipt;
+        assert_eq!(r.status, Status::Rejected, "{name}");
+        assert_eq!(r.error.as_ref().unwrap().code, code, "{name}");
+    }
+    assert_eq!(t.head(), head);
+    // A good answer takes effect in the same run: the round is promoted, by whom the file says.
+    t.drop_json(
+        "yes.json",
+        &file(
+            "m-1.r1",
+            "approve",
+            json!({ "commit": &tip[..10], "reason": "from a file", "by": "Ada <ada@example.org>" }),
+        ),
+    );
+    let (report, _) = t.apply();
+    assert_eq!(report.filed.last().unwrap().receipt.status, Status::Applied);
+    assert_eq!(t.read("PLAN.md"), "planned\n");
+    let log = t.git(&["log", "--format=%B", "main"]);
+    assert!(
+        log.contains("Decided-By: Ada <ada@example.org>")
+            && log.contains("Decision-Reason: from a file"),
+        "{log}"
+    );
+    let promoted = t.head();
+    t.drop_json("again.json", &file("m-1.r1", "approve", json!({})));
+    let (report, _) = t.apply();
+    assert_eq!(
+        report.filed.last().unwrap().receipt.status,
+        Status::Duplicate
+    );
+    t.drop_json("other.json", &file("m-1.r1", "reject", json!({})));
+    let (report, _) = t.apply();
+    assert_eq!(
+        report
+            .filed
+            .last()
+            .unwrap()
+            .receipt
+            .error
+            .as_ref()
+            .unwrap()
+            .code,
+        "decided"
+    );
+    assert_eq!(t.head(), promoted);
+
+    // Whoever can drop files cannot start a brief's own commands.
+    let s = start(
+        &t,
+        &brief("m-2", json!([{ "step": "a", "run": "touch ran.txt" }])),
+    );
+    assert_eq!(s["mission"]["state"], "awaiting_start", "{s}");
+    t.drop_json("self-start.json", &file("m-2.start", "start", json!({})));
+    let (report, _) = t.apply();
+    let r = &report.filed.last().unwrap().receipt;
+    assert_eq!(r.error.as_ref().unwrap().code, "invalid_decision", "{r:?}");
+    assert_eq!(status_of(&t, "m-2")["mission"]["state"], "awaiting_start");
+    assert!(!t.exists("sandbox/m-2/ran.txt"));
+}
+
+#[test]
+fn operators_retry_from_a_step_abort_and_read_logs_from_the_cli() {
+    let t = engine_vault(&[
+        (
+            "plan",
+            "echo planning round $QUIRE_ROUND; echo $QUIRE_ROUND >> rounds.txt",
+        ),
+        ("noop", "true"),
+    ]);
+    start(
+        &t,
+        &brief(
+            "m-1",
+            json!([{ "step": "plan", "uses": "plan" }, { "step": "check", "uses": "noop" }]),
+        ),
+    );
+    let out = t.quire(&["mission", "logs", "m-1", "plan"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "planning round 1\n");
+    let out = t.quire(&["mission", "logs", "m-1", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no attempt of step `nope`"));
+    // Back to `plan` in a new round: the open round decision is closed, the steps run again on
+    // top of what the first round made.
+    let out = t.quire(&["mission", "retry", "m-1", "--from", "plan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["mission"]["state"], "awaiting_decision", "{s}");
+    assert_eq!(s["decisions"][0]["id"], "m-1.r2", "{s}");
+    assert_eq!(t.git(&["show", "mission/m-1:rounds.txt"]), "1\n2\n");
+    let out = t.quire(&["mission", "logs", "m-1", "--follow"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the last attempt is `check`, which wrote nothing"
+    );
+    let out = t.quire(&["mission", "retry", "m-1", "--from", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_step"));
+    let out = t.quire(&["mission", "abort", "m-1", "--reason", "enough", "--json"]);
+    assert!(out.status.success());
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["mission"]["state"], "aborted", "{s}");
+    assert!(s["decisions"].as_array().unwrap().is_empty(), "{s}");
+    assert!(
+        t.git(&["show", "main:01_MISSIONS/m-1/mission.md"])
+            .contains("status: aborted")
+    );
+    let out = t.quire(&["mission", "abort", "m-1"]);
+    assert!(out.status.success(), "aborting again changes nothing");
+    let out = t.quire(&["mission", "abort", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    let out = t.quire(&["mission", "retry", "m-1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_escalated"));
 }

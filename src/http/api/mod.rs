@@ -32,6 +32,7 @@ use crate::vault::{Queue, fsutil};
 mod contributions;
 mod events;
 mod health;
+mod missions;
 mod renderer;
 mod sites;
 mod tasks;
@@ -65,6 +66,15 @@ pub fn router(daemon: Handle) -> Router {
         .route("/api/renderer/jobs/{id}", get(renderer::job))
         .route("/api/renderer/themes", get(renderer::themes))
         .route("/api/renderer/missions", get(tasks::missions))
+        .route("/api/missions", get(missions::list).post(missions::submit))
+        .route("/api/missions/{id}", get(missions::status))
+        .route("/api/missions/{id}/logs/{step}", get(missions::logs))
+        .route("/api/missions/{id}/retry", post(missions::retry))
+        .route("/api/missions/{id}/abort", post(missions::abort))
+        .route("/api/missions/{id}/inject", post(missions::inject))
+        .route("/api/agents", get(missions::agents))
+        .route("/api/decisions", get(missions::decisions))
+        .route("/api/decisions/{id}/resolve", post(missions::resolve))
         .route("/site/{theme}", get(sites::site_root))
         .route("/site/{theme}/", get(sites::site_index))
         .route("/site/{theme}/{*path}", get(sites::site_file))
