@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use quire::contributions::Status;
 use quire::events::{Event, EventSink, JsonlLog};
 use quire::vault::Vault;
-use quire::workflow::{self, mission_ops, mission_steps, missions};
+use quire::workflow::{self, mission_ops, mission_rebuild, mission_steps, missions};
 
 use crate::cli::MissionAction;
 
 pub(crate) fn run(vault: &Vault, action: MissionAction, json: bool) -> anyhow::Result<ExitCode> {
+    // Missions Git keeps that `.quire/` lost are known again before anything is read.
+    mission_rebuild::rebuild(vault)?;
     match action {
         MissionAction::Start { file } => start(vault, &file, json),
         MissionAction::List => list(vault, json),
@@ -335,6 +337,7 @@ fn status(vault: &Vault, id: &str, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn inbox(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
+    mission_rebuild::rebuild(vault)?;
     let open = missions::inbox(vault)?;
     if json {
         output::json(&serde_json::json!({ "decisions": open }))?;
@@ -371,6 +374,7 @@ pub(crate) fn decide(
     commit: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    mission_rebuild::rebuild(vault)?;
     let mut progress = Progress {
         log: JsonlLog::new(vault.logs_dir()),
         quiet: json,

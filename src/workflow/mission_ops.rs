@@ -503,6 +503,7 @@ pub fn log_of(
 /// note on main has every task done are completed. Expired leases and runs with nothing in flight
 /// are found by [`super::mission_steps::ready`].
 pub fn sweep(vault: &Vault, events: &mut dyn EventSink) -> Result<(), WorkflowError> {
+    super::mission_rebuild::rebuild(vault)?;
     let store = Store::open(&vault.state_dir())?;
     let now = chrono::Utc::now();
     for d in store.open_decisions()? {

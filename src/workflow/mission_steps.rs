@@ -81,6 +81,7 @@ pub fn drive(
     wait_backoff: bool,
     events: &mut dyn EventSink,
 ) -> Result<Vec<StepReport>, WorkflowError> {
+    super::mission_rebuild::rebuild(vault)?;
     let store = Store::open(&vault.state_dir())?;
     let runs: Vec<RunRow> = store
         .open_runs()?

@@ -66,7 +66,16 @@ pub fn accept(
     let digest = brief.digest();
     let mut store = Store::open(&vault.state_dir())?;
     let kept = kept_brief(repo, &brief.id)?;
-    let known = store.mission(&brief.id)?;
+    let mut known = store.mission(&brief.id)?;
+    // Known to Git but not to `.quire/` (deleted since): its state is rebuilt from Git and its run
+    // record before anything else, so that no finished step runs again.
+    if !resumed
+        && kept.is_some()
+        && known.is_none()
+        && super::mission_rebuild::rebuild_one(vault, repo, &mut store, &brief.id)?
+    {
+        known = store.mission(&brief.id)?;
+    }
     match (&kept, &known) {
         (Some(k), _) if k.digest() != digest => return Ok(Err(exists(&brief.id))),
         (_, Some(m)) if m.digest != digest => return Ok(Err(exists(&brief.id))),

@@ -11,6 +11,7 @@ pub mod hooks;
 mod init;
 mod landing;
 pub mod mission_ops;
+pub mod mission_rebuild;
 pub mod mission_steps;
 pub mod missions;
 pub mod pipeline;

@@ -1115,3 +1115,83 @@ fn operators_retry_from_a_step_abort_and_read_logs_from_the_cli() {
     let out = t.quire(&["mission", "retry", "m-1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_escalated"));
 }
+
+#[test]
+fn deleting_quire_state_loses_no_mission_and_runs_no_finished_step_again() {
+    let t = engine_vault(&[
+        (
+            "plan",
+            "echo once >> $QUIRE_VAULT/../plan-runs; echo planned > PLAN.md",
+        ),
+        ("noop", "true"),
+        ("fail", "exit 4"),
+    ]);
+    let two = json!([{ "step": "plan", "uses": "plan" }, { "step": "check", "uses": "noop" }]);
+    start(&t, &brief("wait", two.clone()));
+    let s = start(
+        &t,
+        &brief(
+            "stuck",
+            json!([{ "step": "plan", "uses": "plan" }, { "step": "b", "uses": "fail" }]),
+        ),
+    );
+    assert_eq!(s["mission"]["state"], "escalated", "{s}");
+    start(
+        &t,
+        &brief("done", json!([{ "step": "check", "uses": "noop" }])),
+    );
+    assert!(decide(&t, &["done.r1", "approve"]).0);
+    start(&t, &brief("ask", json!([{ "step": "a", "run": "true" }])));
+    let before: Value =
+        serde_json::from_slice(&t.quire(&["mission", "list", "--json"]).stdout).unwrap();
+    let runs_before = std::fs::read_to_string(t.tmp.path().join("plan-runs")).unwrap();
+
+    std::fs::remove_dir_all(t.path(".quire")).unwrap();
+
+    let after: Value =
+        serde_json::from_slice(&t.quire(&["mission", "list", "--json"]).stdout).unwrap();
+    let states = |v: &Value| -> Vec<(String, String)> {
+        v["missions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(states(&after), states(&before), "{after}");
+    let inbox: Value = serde_json::from_slice(&t.quire(&["inbox", "--json"]).stdout).unwrap();
+    let ids: Vec<&str> = inbox["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    for id in ["wait.r1", "stuck.b.r1a1", "ask.start"] {
+        assert!(ids.contains(&id), "{id} missing from {inbox}");
+    }
+    assert_eq!(
+        status_of(&t, "wait")["attempts"].as_array().unwrap().len(),
+        2
+    );
+    // The waiting round is approved as it stands; the same brief dropped again is a duplicate;
+    // no finished step ran again.
+    assert!(decide(&t, &["wait.r1", "approve"]).0);
+    assert_eq!(t.read("PLAN.md"), "planned\n");
+    t.drop_json("again.json", &brief("wait", two));
+    let (report, _) = t.apply();
+    assert_eq!(
+        report.filed.last().unwrap().receipt.status,
+        Status::Duplicate
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.tmp.path().join("plan-runs")).unwrap(),
+        runs_before
+    );
+}
