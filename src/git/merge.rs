@@ -276,11 +276,57 @@ impl Repo {
             .find_branch(branch, BranchType::Local)
             .ctx(|| format!("could not read branch `{branch}`"))?
             .into_reference();
+        #[cfg(unix)]
+        if let Some(tip) = reference.target()
+            && self.filters_change_nothing(tip)
+        {
+            return add_worktree_unfiltered(repo, name, path, &reference)
+                .ctx(|| format!("could not add a worktree at {}", path.display()));
+        }
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(&reference));
         repo.worktree(name, path, Some(&opts))
             .map(|_| ())
             .ctx(|| format!("could not add a worktree at {}", path.display()))
+    }
+
+    /// Whether checking out `commit` would write every blob as it is stored: no `.gitattributes`
+    /// in its tree, none in `$GIT_DIR/info/`, no `core.attributesFile`, and no configured line
+    /// ending conversion on checkout. Then the checkout can skip looking up attributes for each
+    /// file, which libgit2 does by resolving the file's folder on disk (a `realpath` per file: a
+    /// quarter of a 10,000-file checkout).
+    fn filters_change_nothing(&self, commit: Oid) -> bool {
+        let repo = self.raw();
+        if repo.path().join("info/attributes").exists() {
+            return false;
+        }
+        let Ok(config) = repo.config() else {
+            return false;
+        };
+        if config.get_path("core.attributesFile").is_ok()
+            || config.get_bool("core.autocrlf").unwrap_or(false)
+            || config
+                .get_string("core.autocrlf")
+                .is_ok_and(|v| !v.eq_ignore_ascii_case("false") && !v.eq_ignore_ascii_case("input"))
+            || config
+                .get_string("core.eol")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("crlf"))
+        {
+            return false;
+        }
+        let Ok(tree) = repo.find_commit(commit).and_then(|c| c.tree()) else {
+            return false;
+        };
+        let mut attributes = false;
+        let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+            if entry.name_bytes() == b".gitattributes" {
+                attributes = true;
+                return git2::TreeWalkResult::Abort;
+            }
+            git2::TreeWalkResult::Ok
+        });
+        // An aborted walk is an error too: only a whole walk that found none says there are none.
+        walked.is_ok() && !attributes
     }
 
     /// Removes linked worktree `name`: its folder and Git's record of it.
@@ -480,5 +526,103 @@ impl Repo {
             author.email().unwrap_or("?")
         );
         Some((summary, who))
+    }
+}
+
+/// `git_worktree_add` with the checkout's filters turned off (see
+/// [`Repo::filters_change_nothing`]): git2 does not expose the checkout options of a worktree.
+#[cfg(unix)]
+fn add_worktree_unfiltered(
+    repo: &git2::Repository,
+    name: &str,
+    path: &Path,
+    reference: &git2::Reference<'_>,
+) -> Result<(), git2::Error> {
+    use git2::Binding as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| git2::Error::from_str("a worktree name holds a NUL byte"))?;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| git2::Error::from_str("a worktree path holds a NUL byte"))?;
+    let mut opts = std::mem::MaybeUninit::<libgit2_sys::git_worktree_add_options>::uninit();
+    // SAFETY: `git_worktree_add_options_init` fills the whole struct for this version (libgit2
+    // is initialised: `repo` exists); on failure it is not read.
+    let rc = unsafe {
+        libgit2_sys::git_worktree_add_options_init(
+            opts.as_mut_ptr(),
+            libgit2_sys::GIT_WORKTREE_ADD_OPTIONS_VERSION,
+        )
+    };
+    if rc < 0 {
+        return Err(git2::Error::last_error(rc));
+    }
+    // SAFETY: initialised just above.
+    let mut opts = unsafe { opts.assume_init() };
+    opts.reference = reference.raw();
+    opts.checkout_options.disable_filters = 1;
+    let mut out = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `repo` and `reference` are borrowed live
+    // objects, the strings are NUL-terminated and outlive it, `opts` is a complete options struct.
+    let rc = unsafe {
+        libgit2_sys::git_worktree_add(&mut out, repo.raw(), name.as_ptr(), path.as_ptr(), &opts)
+    };
+    if rc < 0 {
+        return Err(git2::Error::last_error(rc));
+    }
+    // SAFETY: `out` is the worktree the successful call allocated, freed once here.
+    unsafe { libgit2_sys::git_worktree_free(out) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit of `files`, and the clean status of a worktree of it.
+    fn worktree_of(files: &[(&str, &str)], config: &[(&str, &str)]) -> (tempfile::TempDir, Repo) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        for (path, text) in files {
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        let repo = super::super::init_repository(&root, "main").unwrap();
+        let first = repo.commit_initial("first").unwrap().unwrap();
+        let mut c = repo.raw().config().unwrap();
+        for (k, v) in config {
+            c.set_str(k, v).unwrap();
+        }
+        repo.create_branch("wt", first, "test").unwrap();
+        repo.add_worktree("wt", &dir.path().join("wt"), "wt")
+            .unwrap();
+        (dir, repo)
+    }
+
+    #[test]
+    fn a_worktree_holds_what_a_checkout_with_filters_would_write() {
+        // No attributes, no conversion: the fast path, the blobs as stored.
+        let (dir, repo) = worktree_of(&[("a.md", "one\ntwo\n")], &[]);
+        assert!(repo.filters_change_nothing(repo.branch_tip("wt").unwrap().unwrap()));
+        assert_eq!(
+            std::fs::read(dir.path().join("wt/a.md")).unwrap(),
+            b"one\ntwo\n"
+        );
+        let wt = git2::Repository::open(dir.path().join("wt")).unwrap();
+        assert!(wt.statuses(None).unwrap().is_empty());
+
+        // Line endings converted on checkout: libgit2's own checkout, filters on.
+        let (dir, repo) = worktree_of(&[("a.md", "one\ntwo\n")], &[("core.autocrlf", "true")]);
+        assert!(!repo.filters_change_nothing(repo.branch_tip("wt").unwrap().unwrap()));
+        assert_eq!(
+            std::fs::read(dir.path().join("wt/a.md")).unwrap(),
+            b"one\r\ntwo\r\n"
+        );
+
+        // A .gitattributes anywhere in the tree also keeps the filters.
+        let (_dir, repo) = worktree_of(
+            &[("a.md", "x\n"), (".gitattributes", "*.md text eol=crlf\n")],
+            &[],
+        );
+        assert!(!repo.filters_change_nothing(repo.branch_tip("wt").unwrap().unwrap()));
     }
 }
