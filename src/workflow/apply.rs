@@ -635,7 +635,11 @@ impl<'v> Run<'v> {
                 },
             )
         } else {
-            super::missions::accept(self.vault, &self.repo, &b.bytes, b.resumed, events)?
+            // A repository handle of its own: the run's may hold new objects in memory until its
+            // batch lands (a burst), and a brief's commits and refs must never point at objects
+            // only that memory has (the bundles before it have landed, their objects written).
+            let repo = crate::git::Repo::open(self.vault.root())?;
+            super::missions::accept(self.vault, &repo, &b.bytes, b.resumed, events)?
         };
         let duration_ms = (b.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let main = self.vault.config().git.main.clone();

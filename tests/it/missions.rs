@@ -1195,3 +1195,53 @@ fn deleting_quire_state_loses_no_mission_and_runs_no_finished_step_again() {
         runs_before
     );
 }
+
+#[test]
+fn briefs_in_a_burst_of_bundles_are_accepted_and_the_repository_stays_whole() {
+    // Enough files at once that the run holds new objects in memory until each batch lands: a
+    // brief among them must not commit onto objects only that memory has.
+    let t = with_catalog();
+    for i in 0..40 {
+        t.drop_json(
+            &format!("{i:03}-b.json"),
+            &crate::harness::bundle(
+                &format!("b-{i:03}"),
+                json!([{ "op": "create", "path": format!("03_NOTES/b-{i:03}.md"), "content": format!("# {i}\n") }]),
+            ),
+        );
+        if i % 10 == 5 {
+            t.drop_json(
+                &format!("{i:03}-m.json"),
+                &brief(
+                    &format!("m-{i:03}"),
+                    json!([{ "step": "plan", "uses": "plan" }]),
+                ),
+            );
+        }
+    }
+    let (report, _) = t.apply();
+    let applied = report
+        .filed
+        .iter()
+        .filter(|f| f.receipt.status == Status::Applied)
+        .count();
+    assert_eq!(applied, 44, "{report:?}");
+    let fsck = t.git_output(&["fsck", "--full", "--strict"]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    for m in ["m-005", "m-015", "m-025", "m-035"] {
+        assert!(
+            t.git(&["show", &format!("main:01_MISSIONS/{m}/mission.md")])
+                .contains(&format!("id: {m}"))
+        );
+        assert!(
+            !t.git(&["rev-parse", &format!("mission/{m}")])
+                .trim()
+                .is_empty()
+        );
+    }
+    assert_eq!(t.read("03_NOTES/b-039.md"), "# 39\n");
+}
