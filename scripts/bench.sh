@@ -9,6 +9,7 @@
 #                              worktree checkout), 1,000 bundles to it, diff, promote, rollback,
 #                              and a three-way promotion after main moved.
 #   scripts/bench.sh missions  missions on a 10,000-note vault: brief accepted to first step running
+#   scripts/bench.sh missions-load  200 missions at once beside dropped bundles; GET /api/missions with 1,000
 #                              (the note's commit and the sandbox's worktree checkout included), and
 #                              each step's overhead (one step's process exiting to the next one's
 #                              starting, its commit of a few changed files included), p50 and p99
@@ -618,6 +619,134 @@ daemon.wait(60)
 PY
 }
 
+# Many missions through the daemon at once: BRIEFS briefs of three no-op steps dropped together on
+# a 1,000-note vault while single bundles keep arriving (their drop-to-done latency measured as in
+# `daemon`); then, on a small vault, MISSIONS missions in all and GET /api/missions timed, with the
+# daemon's memory before and after.
+bench_missions_load() {
+  build; workdir
+  local briefs=${BRIEFS:-200} total=${MISSIONS:-1000}
+  echo "# quire daemon carrying $briefs missions on a 1000-note vault (seed $seed), then $total missions, in $work"
+  notes=1000 new_vault
+  for v in vault; do cat >> "$work/$v/quire.toml" <<'TOML'
+
+[missions.commands]
+noop = "true"
+TOML
+    (cd "$work/$v" && git add quire.toml && git commit -qm "bench catalog")
+  done
+  mkdir -p "$work/small" && printf '# one\n\n- [ ] a task\n' > "$work/small/one.md" && touch "$work/small/quire.toml"
+  "$quire" init "$work/small" >/dev/null
+  cat >> "$work/small/quire.toml" <<'TOML'
+
+[missions.commands]
+noop = "true"
+TOML
+  (cd "$work/small" && git add quire.toml && git commit -qm "bench catalog")
+  python3 - "$quire" "$work" "$briefs" "$total" <<'PY'
+import json, os, socket, statistics, subprocess, sys, threading, time, urllib.request
+quire, work, briefs, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+def start(vault):
+    d = subprocess.Popen([quire, "--vault", vault, "daemon", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    addr = d.stdout.readline().split("http://")[1].split("/")[0]
+    return d, addr
+
+def rss(pid):
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"): return int(l.split()[1]) / 1024
+
+def get(addr, path):
+    t = time.perf_counter()
+    body = urllib.request.urlopen(f"http://{addr}{path}").read()
+    return (time.perf_counter() - t) * 1000, json.loads(body)
+
+def drop(vault, doc):
+    pending = f"{vault}/contributions/pending"
+    tmp = f"{pending}/.{doc['id']}.tmp"
+    with open(tmp, "w") as f: json.dump(doc, f)
+    os.rename(tmp, f"{pending}/{doc['id']}.json")
+
+def brief(i, steps):
+    return {"contract": "quire.mission/1", "id": f"load-{i:04d}", "title": f"Load {i}",
+            "pipeline": [{"step": f"s{k}", "uses": "noop"} for k in range(steps)]}
+
+def waiting(addr):
+    _, v = get(addr, "/api/missions")
+    return sum(1 for m in v["missions"] if m["state"] == "awaiting_decision"), len(v["missions"])
+
+# Phase 1: briefs and bundles together.
+vault = f"{work}/vault"
+d, addr = start(vault)
+host, port = addr.split(":")
+done_at, lock = {}, threading.Lock()
+def listen():
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"GET /api/events HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk: return
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            kind = data = None
+            for l in block.decode(errors="replace").splitlines():
+                if l.startswith("event:"): kind = l[6:].strip()
+                if l.startswith("data:"): data = l[5:].strip()
+            if kind == "pipeline.completed" and data:
+                now = time.perf_counter()
+                with lock:
+                    for i in json.loads(data)["data"]["bundles"]: done_at[i] = now
+threading.Thread(target=listen, daemon=True).start()
+time.sleep(3)
+def bundle(i):
+    return {"contract": "quire.contribution/1", "id": f"side-{i:04d}", "message": f"side {i}",
+            "changes": [{"op": "create", "path": f"side/s-{i:04d}.md", "content": f"# side {i}\n"}]}
+def one(b):
+    t0 = time.perf_counter(); drop(vault, b)
+    while b["id"] not in done_at: time.sleep(0.001)
+    return (done_at[b["id"]] - t0) * 1000
+quiet = [one(bundle(i)) for i in range(20)]
+rss0 = rss(d.pid)
+t0 = time.perf_counter()
+for i in range(briefs): drop(vault, brief(i, 3))
+lat, n = [], 20
+while True:
+    lat.append(one(bundle(n))); n += 1
+    w, _ = waiting(addr)
+    if w >= briefs: break
+    if time.perf_counter() - t0 > 600: print("gave up after 600 s"); break
+took = time.perf_counter() - t0
+quiet.sort(); lat.sort()
+p50 = lambda v: v[len(v) // 2]
+print(f"  {briefs} briefs of 3 no-op steps: all awaiting decision in {took:.1f} s ({briefs * 3 / took:.0f} steps/s)")
+print(f"  bundles dropped meanwhile: {len(lat)}, drop-to-done p50 {p50(lat):.0f} ms (alone, before: p50 {p50(quiet):.0f} ms)")
+print(f"  daemon RSS {rss0:.0f} MiB before, {rss(d.pid):.0f} MiB after")
+d.terminate(); d.wait(60)
+
+# Phase 2: many missions, one no-op step each, on a small vault; then the list timed.
+vault = f"{work}/small"
+d, addr = start(vault)
+time.sleep(2)
+rss0 = rss(d.pid)
+t0 = time.perf_counter()
+for i in range(total): drop(vault, brief(i, 1))
+while waiting(addr)[0] < total:
+    time.sleep(1)
+    if time.perf_counter() - t0 > 1200: print("gave up after 1200 s"); break
+took = time.perf_counter() - t0
+times = sorted(get(addr, "/api/missions")[0] for _ in range(30))
+print(f"  {total} missions of one step carried in {took:.1f} s")
+print(f"  GET /api/missions with {total} missions: p50 {p50(times):.1f} ms, max {times[-1]:.1f} ms (30 requests)")
+print(f"  daemon RSS {rss0:.0f} MiB before, {rss(d.pid):.0f} MiB after {total} missions (+{rss(d.pid) - rss0:.0f} MiB)")
+t = time.perf_counter(); subprocess.run(["grep", "-r", "-c", "load-", f"{vault}/06_RUNS"], capture_output=True)
+print(f"  floor: grep -r over the run records: {(time.perf_counter() - t) * 1000:.1f} ms")
+d.terminate(); d.wait(60)
+PY
+}
+
 case "${1:-}" in
   apply) bench_apply ;;
   index) bench_index ;;
@@ -625,6 +754,7 @@ case "${1:-}" in
   render) bench_render ;;
   sandbox) bench_sandbox ;;
   missions) bench_missions ;;
+  missions-load) bench_missions_load ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|missions|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
 esac

@@ -40,6 +40,29 @@ pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCo
             workflow::sandbox::Outcome::Refused(r) => outln!("Sandbox: {}", r.message),
         }
         let root = report.root.display();
+        for m in &report.missions {
+            match &m.promoted {
+                Some(commit) => outln!(
+                    "Mission `{}` ran its {} steps in its sandbox by itself; its decision was approved (`quire decide {} approve`) and promoted: commit {}",
+                    m.id,
+                    m.steps,
+                    m.decision,
+                    super::output::short(commit)
+                ),
+                None if m.state == quire::missions::MissionState::AwaitingDecision => outln!(
+                    "Mission `{}` ran its {} steps and waits for you: `quire --vault {root} mission logs {} outline`, then `quire --vault {root} decide {} approve` (or reject)",
+                    m.id,
+                    m.steps,
+                    m.id,
+                    m.decision
+                ),
+                None => outln!(
+                    "Mission `{}` is {} (from an earlier run of the demo)",
+                    m.id,
+                    m.state
+                ),
+            }
+        }
         outln!();
         outln!("Look around:");
         outln!(
@@ -48,6 +71,9 @@ pub(crate) fn run(dir: &Path, json: bool, daemon: bool) -> anyhow::Result<ExitCo
         outln!("  ls {root}/contributions/processed     applied bundles and their receipts");
         outln!(
             "  quire --vault {root} sandbox list     the mission's sandbox; `sandbox diff`, `promote`, `rollback`"
+        );
+        outln!(
+            "  quire --vault {root} mission list     the missions, their steps and decisions; `quire inbox`"
         );
         outln!(
             "  cat {root}/contributions/rejected/*.receipt.json   why the refused ones were refused"

@@ -31,7 +31,39 @@ pub struct DemoReport {
     pub sites: Vec<crate::render::RenderReport>,
     /// The demo mission's promotion from its sandbox into main.
     pub promotion: super::sandbox::Outcome,
+    /// The missions that ran their steps by themselves: the first approved, the second waiting.
+    pub missions: Vec<DemoMission>,
 }
+
+/// A demo mission that ran its pipeline.
+#[derive(Debug, Clone)]
+pub struct DemoMission {
+    /// Its id.
+    pub id: String,
+    /// The steps it ran.
+    pub steps: usize,
+    /// Its round's decision.
+    pub decision: String,
+    /// Where it stands.
+    pub state: crate::missions::MissionState,
+    /// The promotion commit, for the one approved.
+    pub promoted: Option<String>,
+}
+
+/// The operator's catalog the demo missions use: steps that visibly write in their sandbox.
+const DEMO_CATALOG: &str = r#"
+# The demo's mission steps: commands briefs may name ("uses") without asking.
+[missions.commands]
+outline = "mkdir -p 03_NOTES/missions && printf '# %s: outline\\n\\n- Why it matters\\n- Three points\\n- What to do next\\n' \"$QUIRE_MISSION\" > \"03_NOTES/missions/$QUIRE_MISSION.md\" && echo \"outlined $QUIRE_MISSION\""
+draft = "printf '\\nA first draft, written by the mission step `%s` (attempt %s).\\n' \"$QUIRE_STEP\" \"$QUIRE_ATTEMPT\" >> \"03_NOTES/missions/$QUIRE_MISSION.md\" && echo drafted"
+review = "grep -q 'first draft' \"03_NOTES/missions/$QUIRE_MISSION.md\" && echo 'review passed'"
+"#;
+
+/// The demo's mission briefs: the first is approved by the demo, the second left for the user.
+const DEMO_MISSIONS: [(&str, &str); 2] = [
+    ("newsletter-001", "December newsletter"),
+    ("garden-plan-002", "Plan the spring garden"),
+];
 
 /// The demo mission that works in a sandbox and is promoted.
 pub const DEMO_SANDBOX: &str = "mobile-app-001";
@@ -113,6 +145,7 @@ pub fn demo(
     let sandboxed = apply(&vault, &work, events, observer)?;
     report.filed.extend(sandboxed.filed);
     let promotion = super::sandbox::promote(&vault, DEMO_SANDBOX, events)?;
+    let missions = run_missions(&vault, today, events, observer)?;
     let content = crate::render::Content::work_tree(&vault)?;
     let themes: Vec<String> = DEMO_THEMES.iter().map(|t| (*t).to_owned()).collect();
     let sites = crate::render::render(
@@ -127,7 +160,79 @@ pub fn demo(
         apply: report,
         sites,
         promotion,
+        missions,
     })
+}
+
+/// Gives the vault the demo's command catalog, then accepts the demo briefs, carries each through
+/// its steps, and approves the first one's decision, as `quire decide` would.
+fn run_missions(
+    vault: &Vault,
+    today: NaiveDate,
+    events: &mut dyn EventSink,
+    observer: &mut dyn ApplyObserver,
+) -> Result<Vec<DemoMission>, WorkflowError> {
+    if !vault.config().missions.commands.contains_key("outline") {
+        let text = std::fs::read_to_string(vault.root().join(CONFIG_FILE))
+            .map_err(|e| WorkflowError::io("could not read quire.toml", e))?;
+        operator_commit(
+            vault,
+            format!("{}\n{DEMO_CATALOG}", text.trim_end()),
+            "Demo: the commands mission steps may use",
+        )?;
+    }
+    let vault = Vault::open(vault.root())?;
+    let pending = vault.queue_dir(Queue::Pending);
+    let mut out = Vec::new();
+    for (n, (id, title)) in DEMO_MISSIONS.iter().enumerate() {
+        let brief = json!({
+            "contract": crate::missions::brief::CONTRACT,
+            "id": id,
+            "title": title,
+            "objectives": "Show a mission carried by quire: each step writes in the sandbox, quire commits it, and a person decides.",
+            "constraints": { "deadline": (today + chrono::Duration::days(14)).format("%Y-%m-%d").to_string() },
+            "tasks": ["Read the outline", "Share it"],
+            "pipeline": [
+                { "step": "outline", "uses": "outline" },
+                { "step": "draft", "uses": "draft" },
+                { "step": "review", "uses": "review" }
+            ],
+        });
+        let path = fsutil::free_name(&pending, &format!("{:02}-brief-{id}", 90 + n), ".json");
+        let text = serde_json::to_vec_pretty(&brief).map_err(|e| {
+            WorkflowError::io("could not write a demo brief", std::io::Error::other(e))
+        })?;
+        fsutil::atomic_write(&path, &text, false)
+            .map_err(|e| WorkflowError::io("could not drop a demo brief", e))?;
+        apply(&vault, &[path], events, observer)?;
+        super::mission_steps::drive(&vault, Some(id), true, events)?;
+        let decision = format!("{id}.r1");
+        let mut promoted = None;
+        if n == 0
+            && let Ok(done) = super::missions::decide(
+                &vault,
+                &decision,
+                "approve",
+                Some("approved by the demo"),
+                None,
+                "quire demo",
+                events,
+            )?
+        {
+            promoted = done.commit;
+        }
+        let state = crate::missions::Store::open(&vault.state_dir())?
+            .mission(id)?
+            .map_or(crate::missions::MissionState::Queued, |m| m.state);
+        out.push(DemoMission {
+            id: (*id).to_owned(),
+            steps: 3,
+            decision,
+            state,
+            promoted,
+        });
+    }
+    Ok(out)
 }
 
 /// Makes both built-in themes the vault's sites, so the daemon keeps the dashboard current too. The
@@ -137,8 +242,6 @@ fn show_both_themes(vault: &Vault) -> Result<(), WorkflowError> {
     if vault.config().site.themes.iter().any(|t| t == "desk") {
         return Ok(());
     }
-    let path = crate::vault::VaultPath::new(CONFIG_FILE)
-        .map_err(|e| WorkflowError::Input(e.to_string()))?;
     let text = std::fs::read_to_string(vault.root().join(CONFIG_FILE))
         .map_err(|e| WorkflowError::io("could not read quire.toml", e))?;
     // The template's line, edited in place so its comments stay; any other file is rewritten.
@@ -158,21 +261,22 @@ fn show_both_themes(vault: &Vault) -> Result<(), WorkflowError> {
         }
         doc.to_string()
     };
+    operator_commit(vault, text, "Demo: render the dashboard theme too")
+}
+
+/// Commits `text` as quire.toml onto main, as the vault's operator (no bundle may change it).
+fn operator_commit(vault: &Vault, text: String, message: &str) -> Result<(), WorkflowError> {
+    let path = crate::vault::VaultPath::new(CONFIG_FILE)
+        .map_err(|e| WorkflowError::Input(e.to_string()))?;
     let mut changes = crate::vault::ChangeSet::new();
     changes.write(path, crate::vault::FileContent::new(text.into_bytes()));
     let main = vault.config().git.main.clone();
     let repo = crate::git::Repo::open(vault.root())?;
     let tip = repo.branch_tip(&main)?;
     let committer = repo.committer();
-    let (commit, files) = repo.write_commit(
-        &main,
-        tip,
-        &changes,
-        &committer,
-        &committer,
-        "Demo: render the dashboard theme too",
-    )?;
-    repo.swap_branch(&main, tip, commit, "quire demo: both themes")?;
+    let (commit, files) =
+        repo.write_commit(&main, tip, &changes, &committer, &committer, message)?;
+    repo.swap_branch(&main, tip, commit, &format!("quire demo: {message}"))?;
     if let Some(mut checkout) = repo.checkout_of(&main)? {
         checkout.sync(&repo, &files)?;
         checkout.flush(&repo)?;

@@ -455,6 +455,33 @@ fn demo_runs_the_tour_and_can_run_again() {
         String::from_utf8_lossy(&check.stdout)
     );
 
+    // Two missions ran their steps by themselves: one approved and promoted, one waiting.
+    let list: Value =
+        serde_json::from_slice(&quire_in(&dir, tmp.path(), &["mission", "list", "--json"]).stdout)
+            .unwrap();
+    let state = |id: &str| {
+        list["missions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .map(|m| m["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        state("newsletter-001").as_deref(),
+        Some("promoted"),
+        "{list}"
+    );
+    assert_eq!(
+        state("garden-plan-002").as_deref(),
+        Some("awaiting_decision"),
+        "{list}"
+    );
+    let note = std::fs::read_to_string(dir.join("03_NOTES/missions/newsletter-001.md")).unwrap();
+    assert!(note.contains("first draft"), "{note}");
+    let inbox = quire_in(&dir, tmp.path(), &["inbox"]);
+    assert!(String::from_utf8_lossy(&inbox.stdout).contains("garden-plan-002.r1"));
+
     let again = quire_in(
         tmp.path(),
         tmp.path(),
