@@ -41,12 +41,7 @@ impl ApplyLock {
     /// Takes the lock, waiting for another quire process to finish if it holds it. `on_wait` is called
     /// once before waiting, so the caller can say why it is waiting.
     pub fn acquire(vault: &Vault, on_wait: impl FnOnce()) -> io::Result<Self> {
-        std::fs::create_dir_all(vault.state_dir())?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(vault.state_dir().join("apply.lock"))?;
+        let file = Self::file(vault)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -56,6 +51,25 @@ impl ApplyLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
         Ok(Self { _file: file })
+    }
+
+    /// Takes the lock if nobody holds it; `None` when another writer does.
+    pub fn try_acquire(vault: &Vault) -> io::Result<Option<Self>> {
+        let file = Self::file(vault)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn file(vault: &Vault) -> io::Result<File> {
+        std::fs::create_dir_all(vault.state_dir())?;
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(vault.state_dir().join("apply.lock"))
     }
 }
 

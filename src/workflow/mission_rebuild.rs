@@ -72,7 +72,10 @@ pub(crate) fn parse_line(line: &str) -> Option<Recorded> {
 
 /// Rebuilds every mission Git keeps that `.quire/missions.db` does not know (none, usually: one
 /// listing of refs and one query). Returns the ids rebuilt. Takes the writer lock when there is
-/// something to rebuild, so it never races an acceptance in progress.
+/// something to rebuild, so it never races an acceptance in progress — and when another writer
+/// holds it, rebuilds nothing this time: that writer may be accepting the very brief that looks
+/// unknown (its ref is written before its state), and waiting for it would hold up whoever
+/// called (the daemon's supervisor, for a whole burst of briefs).
 pub fn rebuild(vault: &Vault) -> Result<Vec<String>, WorkflowError> {
     let repo = Repo::open(vault.root())?;
     let prefix = "refs/quire/missions/";
@@ -94,7 +97,11 @@ pub fn rebuild(vault: &Vault) -> Result<Vec<String>, WorkflowError> {
     if unknown(&store)?.is_empty() {
         return Ok(Vec::new());
     }
-    let _lock = super::landing::lock(vault, || {})?;
+    let Some(_lock) = crate::contributions::queue::ApplyLock::try_acquire(vault)
+        .map_err(|e| WorkflowError::io("could not take the vault's writer lock in .quire/", e))?
+    else {
+        return Ok(Vec::new());
+    };
     let mut rebuilt = Vec::new();
     for id in unknown(&store)? {
         if rebuild_one(vault, &repo, &mut store, &id)? {
