@@ -381,6 +381,36 @@ impl Store {
         read().map_err(sql("could not read .quire/missions.db"))
     }
 
+    /// Every run of every mission, by mission (one query, for listings).
+    pub fn all_runs(&self) -> Result<std::collections::HashMap<String, Vec<RunRow>>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<RunRow>> {
+            let mut s = self
+                .conn
+                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY rowid"))?;
+            s.query_map([], run_row)?.collect()
+        };
+        let mut by = std::collections::HashMap::<String, Vec<RunRow>>::new();
+        for r in read().map_err(sql("could not read .quire/missions.db"))? {
+            by.entry(r.mission.clone()).or_default().push(r);
+        }
+        Ok(by)
+    }
+
+    /// How many attempts each mission has made (one query, for listings).
+    pub fn attempt_counts(&self) -> Result<std::collections::HashMap<String, usize>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<(String, i64)>> {
+            let mut s = self
+                .conn
+                .prepare_cached("SELECT mission, COUNT(*) FROM attempts GROUP BY mission")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        };
+        Ok(read()
+            .map_err(sql("could not read .quire/missions.db"))?
+            .into_iter()
+            .map(|(m, n)| (m, n as usize))
+            .collect())
+    }
+
     /// Records an accepted mission and its runs, together.
     pub fn insert(&mut self, mission: &MissionRow, runs: &[RunRow]) -> Result<(), MissionError> {
         let write = |conn: &mut Connection| -> rusqlite::Result<()> {

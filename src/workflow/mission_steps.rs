@@ -307,6 +307,16 @@ fn step(
         return request_round_decision(vault, store, &repo, run, fence, &brief, events);
     };
     let tip = repo.branch_tip(&branch)?;
+    if tip.is_some()
+        && !workdir.is_dir()
+        && let Err(e) = super::sandbox::ensure_worktree(vault, &run.sandbox)
+    {
+        let why = format!(
+            "the work tree sandbox/{}/ could not be checked out: {e}",
+            run.sandbox
+        );
+        return escalate(vault, store, run, fence, &step.name, None, &why, events);
+    }
     let (Some(tip), true) = (tip, workdir.is_dir()) else {
         let why = format!(
             "the sandbox `{}` (branch `{branch}` and its work tree sandbox/{}/) is gone",

@@ -147,7 +147,10 @@ pub fn accept(
             .branch_tip(&super::sandbox::branch_of(&sandbox))?
             .is_none()
         {
-            super::sandbox::create(vault, &sandbox, Some(&brief.from), true, events)?;
+            // The branch only: its work tree is checked out when its first step is about to run
+            // (by the daemon's carrier, off the intake's path), so a burst of briefs does not
+            // hold the bundles behind it for a checkout each.
+            super::sandbox::create(vault, &sandbox, Some(&brief.from), false, events)?;
         }
         sandboxes.push(sandbox);
     }
@@ -406,12 +409,23 @@ pub struct RunView {
 /// Every mission, oldest first.
 pub fn list(vault: &Vault) -> Result<Vec<MissionView>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
-    let open = store.open_decisions()?;
-    store
+    let mut open = std::collections::HashMap::<String, Vec<String>>::new();
+    for d in store.open_decisions()? {
+        open.entry(d.mission).or_default().push(d.id);
+    }
+    // Four queries for the whole list, not three per mission.
+    let mut runs = store.all_runs()?;
+    let counts = store.attempt_counts()?;
+    Ok(store
         .missions()?
         .into_iter()
-        .map(|m| view(&store, &open, m))
-        .collect()
+        .map(|m| {
+            let runs = runs.remove(&m.id).unwrap_or_default();
+            let attempts = counts.get(&m.id).copied().unwrap_or(0);
+            let ids = open.remove(&m.id).unwrap_or_default();
+            view_of(ids, m, runs, attempts)
+        })
+        .collect())
 }
 
 /// One mission in full, as `quire mission status` and `GET /api/missions/{id}` show it.
@@ -456,15 +470,44 @@ fn view(
     open: &[missions::DecisionRow],
     m: MissionRow,
 ) -> Result<MissionView, WorkflowError> {
-    let brief = Brief::parse(m.brief.as_bytes()).ok();
-    let runs = store
-        .runs(&m.id)?
+    let runs = store.runs(&m.id)?;
+    let attempts = store.attempts(&m.id)?.len();
+    let ids = open
+        .iter()
+        .filter(|d| d.mission == m.id)
+        .map(|d| d.id.clone())
+        .collect();
+    Ok(view_of(ids, m, runs, attempts))
+}
+
+/// The names of a stored brief's steps, read without validating the rest (it was validated when
+/// accepted): a listing of a thousand missions reads a thousand briefs.
+fn step_names(brief: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        step: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Steps {
+        #[serde(default)]
+        pipeline: Vec<Named>,
+    }
+    serde_json::from_str::<Steps>(brief)
+        .map(|s| s.pipeline.into_iter().map(|n| n.step).collect())
+        .unwrap_or_default()
+}
+
+fn view_of(
+    open_decisions: Vec<String>,
+    m: MissionRow,
+    runs: Vec<RunRow>,
+    attempts: usize,
+) -> MissionView {
+    let names = step_names(&m.brief);
+    let runs = runs
         .into_iter()
         .map(|r| RunView {
-            step: brief
-                .as_ref()
-                .and_then(|b| b.pipeline.get(r.step))
-                .map(|s| s.name.clone()),
+            step: names.get(r.step).cloned(),
             sandbox: r.sandbox,
             item: r.item,
             state: r.state,
@@ -472,13 +515,8 @@ fn view(
             attempt: r.attempt,
         })
         .collect();
-    let attempts = store.attempts(&m.id)?.len();
-    Ok(MissionView {
-        open_decisions: open
-            .iter()
-            .filter(|d| d.mission == m.id)
-            .map(|d| d.id.clone())
-            .collect(),
+    MissionView {
+        open_decisions,
         id: m.id,
         title: m.title,
         state: m.state,
@@ -486,7 +524,7 @@ fn view(
         attempts,
         created: m.created,
         updated: m.updated,
-    })
+    }
 }
 
 /// Why a decision could not be resolved as asked (SPEC §9.4); the HTTP status it maps to is

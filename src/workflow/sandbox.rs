@@ -340,6 +340,26 @@ pub fn create(
     info(vault, &repo, id)
 }
 
+/// Checks out sandbox `id`'s branch into its work tree `sandbox/<id>/` if it has none (a mission's
+/// sandbox gets its work tree when its first step is about to run, or again if it was deleted).
+pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<(), WorkflowError> {
+    // One at a time in this process: libgit2 adding two worktrees at once races on
+    // `.git/worktrees/` (one fails with "directory exists", or sees the other's branch as
+    // already checked out). The daemon's carriers are threads of one process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = vault.root().join(worktree_rel(id));
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let repo = Repo::open(vault.root())?;
+    repo.prune_stale_worktree(id);
+    std::fs::create_dir_all(vault.root().join("sandbox"))
+        .map_err(|e| WorkflowError::io("could not create sandbox/", e))?;
+    repo.add_worktree(id, &dir, &branch_of(id))?;
+    Ok(())
+}
+
 /// Every sandbox: the `mission/*` branches, and discarded ones kept in the archive.
 pub fn list(vault: &Vault) -> Result<Vec<SandboxInfo>, WorkflowError> {
     let repo = Repo::open(vault.root())?;

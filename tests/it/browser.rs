@@ -154,49 +154,10 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
-#[test]
-fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var("QUIRE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "QUIRE_REQUIRE_BROWSER=1 but no chromium on the PATH; install Debian's `chromium`"
-        );
-        eprintln!(
-            "skipping the browser test: no `chromium` on the PATH (apt-get install chromium; .ci/run does)"
-        );
-        return;
-    };
-    let t = VaultTest::new();
-    t.write(
-        "02_PROJECTS/Garden Plan.md",
-        "# Garden plan\n\nRead the [[Seed Catalogue]] first.\n\n- [ ] Dig 📅 2026-04-02\n",
-    );
-    t.write(
-        "02_PROJECTS/Seed Catalogue.md",
-        "# Seed Catalogue\n\nHeirloom tomatoes and beans.\n",
-    );
-    t.write("03_NOTES/Other.md", "# Other\n\nNothing about seeds.\n");
-
-    // quire serve on a free port; its first line says where.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
-    cmd.current_dir(&t.root)
-        .args(["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    isolated(&mut cmd, t.tmp.path());
-    let mut server = Killed(cmd.spawn().unwrap());
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-
-    // Headless chromium with the DevTools Protocol on a free port. Its stderr is drained by a
-    // thread (a full pipe would stall it) that passes on the DevTools address.
+/// Headless chromium with the DevTools Protocol on a free port, and a session with its page.
+/// Its stderr is drained by a thread (a full pipe would stall it) that passes on the DevTools
+/// address.
+fn open_browser(browser: &Path, t: &VaultTest) -> (Killed, Page) {
     let profile = t.tmp.path().join("chromium-profile");
     let mut chrome = Killed(
         Command::new(browser)
@@ -240,6 +201,116 @@ fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
     let mut page = Page { ws, next: 0 };
     page.call("Page.enable", json!({}));
     page.call("Runtime.enable", json!({}));
+    (chrome, page)
+}
+
+/// Skips (or, with `QUIRE_REQUIRE_BROWSER=1`, fails) without chromium.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("QUIRE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "QUIRE_REQUIRE_BROWSER=1 but no chromium on the PATH; install Debian's `chromium`"
+        );
+        eprintln!(
+            "skipping the browser test: no `chromium` on the PATH (apt-get install chromium; .ci/run does)"
+        );
+    }
+    found
+}
+
+#[test]
+fn a_mission_card_served_by_the_daemon_shows_where_the_mission_runs() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let t = crate::missions::engine_vault(&[("plan", "echo planned > PLAN.md")]);
+    let toml = t
+        .read("quire.toml")
+        .replace("themes = [\"paper\"]", "themes = [\"paper\", \"desk\"]");
+    t.commit(&[("quire.toml", &toml)], "the dashboard too");
+    let d = crate::daemon::start_env(&t, &[]);
+    let b = crate::missions::brief("moon-1", json!([{ "step": "plan", "uses": "plan" }]));
+    let auth = format!("Bearer {}", crate::daemon::token(&t));
+    let (status, _, _) = crate::daemon::http(
+        &d.addr,
+        "POST",
+        "/api/missions",
+        &[("Authorization", &auth)],
+        &serde_json::to_vec(&b).unwrap(),
+    );
+    assert_eq!(status, 200);
+    crate::daemon::wait_until("the decision", Duration::from_secs(60), || {
+        crate::daemon::get_json(&d.addr, "/api/decisions").1["decisions"][0]["id"] == "moon-1.r1"
+    });
+    crate::daemon::wait_until("the mission page", Duration::from_secs(60), || {
+        crate::daemon::http(&d.addr, "GET", "/site/desk/missions/moon-1/", &[], b"").0 == 200
+    });
+    let (_chrome, mut page) = open_browser(&browser, &t);
+    let url = format!("http://{}/site/desk/missions/moon-1/", d.addr);
+    page.call("Page.navigate", json!({ "url": url }));
+    page.wait_for(
+        "document.readyState === 'complete' && !!document.querySelector('[data-mission-run]') && !document.querySelector('[data-mission-run]').hidden",
+        "the mission's live state",
+    );
+    let line = page.eval("document.querySelector('[data-mission-run]').textContent");
+    assert!(
+        line.as_str()
+            .unwrap()
+            .contains("Waiting for a decision: moon-1.r1"),
+        "{line}"
+    );
+    // Approved over the API: the page, loaded again, says so.
+    let (status, _, _) = crate::daemon::http(
+        &d.addr,
+        "POST",
+        "/api/decisions/moon-1.r1/resolve",
+        &[("Authorization", &auth)],
+        br#"{"decision": "approve"}"#,
+    );
+    assert_eq!(status, 200);
+    page.call("Page.navigate", json!({ "url": url }));
+    page.wait_for(
+        "document.readyState === 'complete' && /Mission (promoted|completed)/.test((document.querySelector('[data-mission-run]') || {}).textContent || '')",
+        "the promoted state",
+    );
+}
+
+#[test]
+fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let t = VaultTest::new();
+    t.write(
+        "02_PROJECTS/Garden Plan.md",
+        "# Garden plan\n\nRead the [[Seed Catalogue]] first.\n\n- [ ] Dig 📅 2026-04-02\n",
+    );
+    t.write(
+        "02_PROJECTS/Seed Catalogue.md",
+        "# Seed Catalogue\n\nHeirloom tomatoes and beans.\n",
+    );
+    t.write("03_NOTES/Other.md", "# Other\n\nNothing about seeds.\n");
+
+    // quire serve on a free port; its first line says where.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(&t.root)
+        .args(["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    isolated(&mut cmd, t.tmp.path());
+    let mut server = Killed(cmd.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+
+    let (chrome, mut page) = open_browser(&browser, &t);
 
     // The front page loads, with its script.
     page.call("Page.navigate", json!({ "url": base }));

@@ -30,11 +30,15 @@ fn state_of(d: &Daemon, id: &str) -> String {
 }
 
 fn wait_state(d: &Daemon, id: &str, want: &str) {
-    wait_until(
-        &format!("mission {id} to be {want}"),
-        Duration::from_secs(60),
-        || state_of(d, id) == want,
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while state_of(d, id) != want {
+        if std::time::Instant::now() > deadline {
+            let (_, s) = get_json(&d.addr, &format!("/api/missions/{id}"));
+            let (_, h) = get_json(&d.addr, "/healthz");
+            panic!("timed out waiting for mission {id} to be {want}: {s}\nhealth: {h}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn start(t: &VaultTest) -> Daemon {

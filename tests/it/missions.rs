@@ -56,9 +56,14 @@ fn a_dropped_brief_commits_its_note_makes_its_sandbox_and_waits_to_start() {
             .contains("Mission-Id: moon-1")
     );
     assert_eq!(t.status(), "");
-    // The sandbox starts from main as it now is, with its worktree.
+    // The sandbox starts from main as it now is; its work tree is checked out when its first
+    // step is about to run, not in the intake's path.
     assert_eq!(t.git(&["rev-parse", "mission/moon-1"]).trim(), t.head());
-    assert!(t.exists("sandbox/moon-1/01_MISSIONS/moon-1/mission.md"));
+    assert!(
+        t.git(&["ls-tree", "-r", "--name-only", "mission/moon-1"])
+            .contains("01_MISSIONS/moon-1/mission.md")
+    );
+    assert!(!t.exists("sandbox/moon-1"));
     // The brief is kept in Git, so that .quire/ is not the only record of it.
     let kept = t.git(&["cat-file", "-p", "refs/quire/missions/moon-1"]);
     assert_eq!(
@@ -283,7 +288,8 @@ fn a_crash_at_every_point_of_accepting_a_brief_is_finished_by_the_next_run() {
             "{point}"
         );
         assert!(
-            t.exists("sandbox/moon-1/01_MISSIONS/moon-1/mission.md"),
+            t.git(&["ls-tree", "-r", "--name-only", "mission/moon-1"])
+                .contains("01_MISSIONS/moon-1/mission.md"),
             "{point}"
         );
         assert_eq!(t.status(), "", "{point}");

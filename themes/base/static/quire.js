@@ -1,6 +1,7 @@
 // quire's page script: search, and everything that depends on the reader's today (a static page
 // cannot know it): overdue marks, the agenda's sections, mission counts, the calendar's today.
-// No external requests; the site works without it, just without these extras.
+// No external requests (served by quire's daemon, mission cards ask the same origin's
+// /api/missions); the site works without it, just without these extras.
 (function () {
   "use strict";
 
@@ -123,6 +124,39 @@
         if (t) t.textContent = totals[k];
       });
     });
+  }
+
+  // Where each mission shown runs, when the page is served by quire's daemon: its state, the
+  // step its runs are at, and the decision it waits for, from the daemon's own API on the same
+  // origin. Anywhere else (a static host, a file) the request fails and the cards stay as built.
+  function missionRuns() {
+    var lines = document.querySelectorAll("[data-mission-run]");
+    if (!lines.length || !window.fetch) return;
+    fetch("/api/missions", { credentials: "omit", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body || !Array.isArray(body.missions)) return;
+        var byId = {};
+        body.missions.forEach(function (m) { byId[m.id] = m; });
+        lines.forEach(function (line) {
+          var m = byId[line.getAttribute("data-mission-run")];
+          if (!m) return;
+          var steps = (m.runs || []).filter(function (r) { return r.step; }).map(function (r) {
+            return (r.item ? r.item + ": " : "") + r.step + " (round " + r.round + ", attempt " + r.attempt + ")";
+          });
+          var decisions = (m.open_decisions || []).join(", ");
+          var text;
+          if (m.state === "running" || m.state === "queued") text = "Running: step " + (steps.join("; ") || "…");
+          else if (m.state === "awaiting_decision") text = "Waiting for a decision: " + decisions + " (quire decide " + (m.open_decisions[0] || "ID") + " approve|reject)";
+          else if (m.state === "escalated") text = "Escalated, waiting for a decision: " + decisions + " (retry|abort)";
+          else if (m.state === "awaiting_start") text = "Waiting for a token holder to start it: " + decisions;
+          else text = "Mission " + m.state.replace(/_/g, " ");
+          line.textContent = text;
+          line.setAttribute("data-state", m.state);
+          line.hidden = false;
+        });
+      })
+      .catch(function () {});
   }
 
   // A page may show this month's grid: it is fetched from the month's calendar page.
@@ -297,6 +331,7 @@
     markTasks();
     agenda();
     missions();
+    missionRuns();
     calendar();
     monthEmbed();
     callouts();
