@@ -628,6 +628,14 @@ pub fn decide(
             let state = store
                 .mission(&d.mission)?
                 .map_or(MissionState::Queued, |m| m.state);
+            // A crash after the answer took effect may have left the note behind (or main's
+            // work tree mid-update): showing the end again finishes both, and changes nothing
+            // when they are done.
+            if state.is_final()
+                && let Err(e) = show_state(vault, &d.mission, state)
+            {
+                tracing::warn!(mission = %d.mission, "could not show `{state}` in the mission note: {e}");
+            }
             return Ok(Ok(Decided {
                 id: id.to_owned(),
                 mission: d.mission,

@@ -1251,3 +1251,48 @@ fn briefs_in_a_burst_of_bundles_are_accepted_and_the_repository_stays_whole() {
     }
     assert_eq!(t.read("03_NOTES/b-039.md"), "# 39\n");
 }
+
+#[test]
+fn a_crash_while_a_decision_takes_effect_is_finished_once_by_answering_again() {
+    for point in ["after_decision_recorded", "after_mission_state"] {
+        let t = engine_vault(&[("plan", "echo planned > PLAN.md")]);
+        start(
+            &t,
+            &brief("m-1", json!([{ "step": "plan", "uses": "plan" }])),
+        );
+        let out = t.quire_env(
+            &["decide", "m-1.r1", "approve", "--reason", "ship it"],
+            &[("QUIRE_CRASH_AT", point)],
+        );
+        assert!(
+            !out.status.success(),
+            "{point}: the decision should have crashed"
+        );
+        let (ok, v) = decide(&t, &["m-1.r1", "approve", "--reason", "ship it"]);
+        assert!(ok, "{point}: {v}");
+        assert_eq!(v["state"], "promoted", "{point}: {v}");
+        let log = t.git(&["log", "--format=%B", "main"]);
+        assert_eq!(
+            log.matches("Decision-Id: m-1.r1").count(),
+            1,
+            "{point}: {log}"
+        );
+        assert_eq!(
+            log.matches("Mission m-1: promoted").count(),
+            1,
+            "{point}: {log}"
+        );
+        assert_eq!(t.read("PLAN.md"), "planned\n", "{point}");
+        assert_eq!(t.status(), "", "{point}");
+        let fsck = t.git_output(&["fsck", "--strict"]);
+        assert!(
+            fsck.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&fsck.stderr)
+        );
+        // A third time: nothing more.
+        let (ok, v) = decide(&t, &["m-1.r1", "approve"]);
+        assert!(ok && v["again"] == true, "{point}: {v}");
+        assert_eq!(t.git(&["log", "--format=%B", "main"]), log, "{point}");
+    }
+}
