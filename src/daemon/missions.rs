@@ -53,11 +53,23 @@ pub(super) fn supervise(
     let vault = handle.vault().clone();
     let mut carriers: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut swept: Option<Instant> = None;
+    // Whether carriers ran since the supervisor last went idle.
+    let mut worked = false;
     loop {
         if stop.is_cancelled() {
             break;
         }
         carriers.retain(|_, c| !c.is_finished());
+        // Idle again after carrying: what the carriers' threads freed (SQLite's page caches and
+        // libgit2's objects, in per-thread C heaps that are trimmed only from the top) goes back
+        // to the system, as the pipeline worker does after a burst.
+        if worked && carriers.is_empty() {
+            worked = false;
+            match super::IDLE_HOOK.get() {
+                Some(hook) => hook(),
+                None => crate::trim_c_heap(),
+            }
+        }
         let mut sink = Sink(handle.clone());
         if swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
             swept = Some(Instant::now());
@@ -101,6 +113,7 @@ pub(super) fn supervise(
                         };
                         match carrier {
                             Ok(c) => {
+                                worked = true;
                                 carriers.insert(run.sandbox.clone(), c);
                             }
                             Err(e) => {
