@@ -58,7 +58,7 @@ fn logs(vault: &Vault, id: &str, step: Option<&str>, follow: bool) -> anyhow::Re
             out.flush()?;
             continue;
         }
-        if !follow || !still_running(vault, &attempt)? {
+        if !follow || !mission_ops::still_running(vault, &attempt)? {
             // What it wrote before it ended was read above; one last look for the very end.
             if let Ok(mut f) = std::fs::File::open(&path) {
                 f.seek(std::io::SeekFrom::Start(offset))?;
@@ -70,15 +70,14 @@ fn logs(vault: &Vault, id: &str, step: Option<&str>, follow: bool) -> anyhow::Re
     }
 }
 
-fn still_running(vault: &Vault, a: &quire::missions::AttemptRow) -> anyhow::Result<bool> {
-    let store = quire::missions::Store::open(&vault.state_dir())?;
-    Ok(store.attempts(&a.mission)?.iter().any(|x| {
-        x.item == a.item
-            && x.step == a.step
-            && x.round == a.round
-            && x.attempt == a.attempt
-            && x.state == "running"
-    }))
+/// Says why `refusal` was refused (on stdout as JSON with `--json`), and fails.
+fn refused(refusal: &missions::DecideRefusal, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(&serde_json::json!({ "error": refusal }))?;
+    } else {
+        eprintln!("quire: {} ({})", refusal.message, refusal.code);
+    }
+    Ok(ExitCode::from(1))
 }
 
 /// Runs an operator action, carries what it set going (unless a daemon does), and says where the
@@ -99,14 +98,7 @@ fn acted(
         quiet: json,
     };
     match action(&mut progress)? {
-        Err(refusal) => {
-            if json {
-                output::json(&serde_json::json!({ "error": refusal }))?;
-            } else {
-                eprintln!("quire: {} ({})", refusal.message, refusal.code);
-            }
-            Ok(ExitCode::from(1))
-        }
+        Err(refusal) => refused(&refusal, json),
         Ok(_) => {
             carry_here(vault, id, &mut progress)?;
             status(vault, id, json)
@@ -381,14 +373,7 @@ pub(crate) fn decide(
     };
     let by = decider(vault);
     match missions::decide(vault, decision, answer, reason, commit, &by, &mut progress)? {
-        Err(refusal) => {
-            if json {
-                output::json(&serde_json::json!({ "error": refusal }))?;
-            } else {
-                eprintln!("quire: {} ({})", refusal.message, refusal.code);
-            }
-            Ok(ExitCode::from(1))
-        }
+        Err(refusal) => refused(&refusal, json),
         Ok(decided) => {
             // A start or a retry sets steps going: they run here, as `mission start` runs them.
             if matches!(answer, "start" | "retry") {

@@ -127,6 +127,14 @@ pub fn settle_answers(vault: &Vault, events: &mut dyn EventSink) -> Result<(), W
 /// Who quire is, when it answers or acts by itself.
 pub const QUIRE: &str = "quire";
 
+/// The refusal for a mission id nobody knows.
+fn no_mission<T>(id: &str) -> Result<Result<T, DecideRefusal>, WorkflowError> {
+    refuse(
+        "not_found",
+        format!("no mission `{id}`; `quire mission list` shows them"),
+    )
+}
+
 fn refuse<T>(
     code: &str,
     message: impl Into<String>,
@@ -147,10 +155,7 @@ pub fn abort(
 ) -> Result<Result<MissionState, DecideRefusal>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
     let Some(mission) = store.mission(id)? else {
-        return refuse(
-            "not_found",
-            format!("no mission `{id}`; `quire mission list` shows them"),
-        );
+        return no_mission(id);
     };
     match mission.state {
         MissionState::Aborted => return Ok(Ok(MissionState::Aborted)),
@@ -215,10 +220,7 @@ pub fn retry(
 ) -> Result<Result<MissionState, DecideRefusal>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
     let Some(mission) = store.mission(id)? else {
-        return refuse(
-            "not_found",
-            format!("no mission `{id}`; `quire mission list` shows them"),
-        );
+        return no_mission(id);
     };
     let open: Vec<DecisionRow> = store
         .open_decisions()?
@@ -420,10 +422,7 @@ pub fn inject(
     }
     let store = Store::open(&vault.state_dir())?;
     if store.mission(id)?.is_none() {
-        return refuse(
-            "not_found",
-            format!("no mission `{id}`; `quire mission list` shows them"),
-        );
+        return no_mission(id);
     }
     let running: Vec<AttemptRow> = store
         .running_attempts()?
@@ -472,6 +471,18 @@ pub(crate) fn inbox_file(vault: &Vault, a: &AttemptRow) -> PathBuf {
         .join("inbox.jsonl")
 }
 
+/// Whether attempt `a` is still recorded as running (what a followed log waits on).
+pub fn still_running(vault: &Vault, a: &AttemptRow) -> Result<bool, WorkflowError> {
+    let store = Store::open(&vault.state_dir())?;
+    Ok(store.attempts(&a.mission)?.iter().any(|x| {
+        x.item == a.item
+            && x.step == a.step
+            && x.round == a.round
+            && x.attempt == a.attempt
+            && x.state == "running"
+    }))
+}
+
 /// The log of mission `id`'s step `step` (its latest attempt), or of its latest attempt of any
 /// step; `None` when the mission has no such attempt (`Err` refusal when there is no mission).
 pub fn log_of(
@@ -481,10 +492,7 @@ pub fn log_of(
 ) -> Result<Result<Option<(AttemptRow, PathBuf)>, DecideRefusal>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
     if store.mission(id)?.is_none() {
-        return refuse(
-            "not_found",
-            format!("no mission `{id}`; `quire mission list` shows them"),
-        );
+        return no_mission(id);
     }
     let latest = store
         .attempts(id)?

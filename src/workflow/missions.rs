@@ -271,22 +271,48 @@ fn commit_note(
     brief: &Brief,
     state: MissionState,
 ) -> Result<Oid, WorkflowError> {
-    let path = missions::note::path(&brief.id);
-    let vp = VaultPath::new(&path).map_err(|e| WorkflowError::Input(e.to_string()))?;
-    let mut extra = ChangeSet::new();
-    extra.write(
-        vp,
-        FileContent::new(missions::note::text(brief, state).into_bytes()),
-    );
+    let text = missions::note::text(brief, state);
     let message = message_with_trailers(
         &format!("Add mission {}: {}", brief.id, brief.title),
         &[(TRAILER_MISSION_ID, &brief.id)],
     );
+    land_note(
+        vault,
+        repo,
+        main,
+        &brief.id,
+        &message,
+        ("accepted", "after_mission_commit"),
+        |_| Some(text.clone()),
+    )?
+    .ok_or_else(|| WorkflowError::Input(format!("the branch `{main}` does not exist")))
+}
+
+/// Lands `text_of(main's tip)` as mission `id`'s note on main, computed again each time main
+/// moved meanwhile; `None` when `text_of` has nothing to write (or main has no commit).
+/// `(what, crash_point)` name the reflog entry and the failure point of the landing.
+fn land_note(
+    vault: &Vault,
+    repo: &Repo,
+    main: &str,
+    id: &str,
+    message: &str,
+    (what, crash_point): (&str, &'static str),
+    text_of: impl Fn(Oid) -> Option<String>,
+) -> Result<Option<Oid>, WorkflowError> {
+    let path = missions::note::path(id);
+    let vp = VaultPath::new(&path).map_err(|e| WorkflowError::Input(e.to_string()))?;
     let author = repo.committer();
+    let reflog = format!("quire: mission {id} {what}");
     for _ in 0..16 {
-        let before = repo
-            .branch_tip(main)?
-            .ok_or_else(|| WorkflowError::Input(format!("the branch `{main}` does not exist")))?;
+        let Some(before) = repo.branch_tip(main)? else {
+            return Ok(None);
+        };
+        let Some(text) = text_of(before) else {
+            return Ok(None);
+        };
+        let mut extra = ChangeSet::new();
+        extra.write(vp.clone(), FileContent::new(text.into_bytes()));
         let tree = repo.tree_of(before)?;
         let landed = super::landing::land(
             vault,
@@ -298,18 +324,17 @@ fn commit_note(
                 extra: &extra,
                 parents: &[before],
                 author: &author,
-                message: &message,
-                reflog: &format!("quire: mission {} accepted", brief.id),
-                crash_point: "after_mission_commit",
+                message,
+                reflog: &reflog,
+                crash_point,
             },
         )?;
         if let Some((commit, _, _)) = landed {
-            return Ok(commit);
+            return Ok(Some(commit));
         }
     }
     Err(WorkflowError::Input(format!(
-        "the branch `{main}` kept moving while mission {}'s note was committed; try again",
-        brief.id
+        "the branch `{main}` kept moving while mission {id}'s note was written; try again"
     )))
 }
 
@@ -324,48 +349,23 @@ pub(crate) fn show_state(
     let repo = Repo::open(vault.root())?;
     let main = vault.config().git.main.clone();
     let path = missions::note::path(id);
-    let vp = VaultPath::new(&path).map_err(|e| WorkflowError::Input(e.to_string()))?;
     let _lock = super::landing::writer(vault, &repo)?;
     let message = message_with_trailers(
         &format!("Mission {id}: {state}"),
         &[(TRAILER_MISSION_ID, id)],
     );
-    let author = repo.committer();
-    for _ in 0..16 {
-        let Some(before) = repo.branch_tip(&main)? else {
-            return Ok(None);
-        };
-        let Some(blob) = repo.blob_at(before, &path) else {
-            return Ok(None);
-        };
-        let Some(text) = missions::note::with_status(&String::from_utf8_lossy(&blob), state) else {
-            return Ok(None);
-        };
-        let mut extra = ChangeSet::new();
-        extra.write(vp.clone(), FileContent::new(text.into_bytes()));
-        let tree = repo.tree_of(before)?;
-        let landed = super::landing::land(
-            vault,
-            &repo,
-            &main,
-            before,
-            super::landing::Landing {
-                tree,
-                extra: &extra,
-                parents: &[before],
-                author: &author,
-                message: &message,
-                reflog: &format!("quire: mission {id} {state}"),
-                crash_point: "after_mission_state",
-            },
-        )?;
-        if let Some((commit, _, _)) = landed {
-            return Ok(Some(commit));
-        }
-    }
-    Err(WorkflowError::Input(format!(
-        "the branch `{main}` kept moving while mission {id}'s note was updated; it is updated on the next change"
-    )))
+    land_note(
+        vault,
+        &repo,
+        &main,
+        id,
+        &message,
+        (state.as_str(), "after_mission_state"),
+        |tip| {
+            let blob = repo.blob_at(tip, &path)?;
+            missions::note::with_status(&String::from_utf8_lossy(&blob), state)
+        },
+    )
 }
 
 /// A mission as `quire mission list` and `GET /api/missions` show it.

@@ -159,7 +159,6 @@ pub(super) async fn logs(
         api: Api,
         path: std::path::PathBuf,
         offset: u64,
-        mission: String,
         attempt: crate::missions::AttemptRow,
         stopping: tokio::sync::watch::Receiver<bool>,
         done: bool,
@@ -169,7 +168,6 @@ pub(super) async fn logs(
         api,
         path,
         offset: 0,
-        mission: id,
         attempt,
         done: false,
     };
@@ -187,10 +185,12 @@ pub(super) async fn logs(
             // ended has been read above), or the daemon stops.
             let running = {
                 let api = st.api.clone();
-                let (mission, a) = (st.mission.clone(), st.attempt.clone());
-                tokio::task::spawn_blocking(move || attempt_running(&api, &mission, &a))
-                    .await
-                    .unwrap_or(false)
+                let a = st.attempt.clone();
+                tokio::task::spawn_blocking(move || {
+                    mission_ops::still_running(api.daemon.vault(), &a).unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false)
             };
             if !running {
                 let last = read_from(&st.path, st.offset).await;
@@ -227,22 +227,6 @@ async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
     })
     .await
     .unwrap_or_default()
-}
-
-/// Whether attempt `a` of `mission` is still recorded as running.
-fn attempt_running(api: &Api, mission: &str, a: &crate::missions::AttemptRow) -> bool {
-    crate::missions::Store::open(&api.daemon.vault().state_dir())
-        .and_then(|s| s.attempts(mission))
-        .map(|all| {
-            all.iter().any(|x| {
-                x.item == a.item
-                    && x.step == a.step
-                    && x.round == a.round
-                    && x.attempt == a.attempt
-                    && x.state == "running"
-            })
-        })
-        .unwrap_or(false)
 }
 
 /// `POST /api/missions/{id}/retry` `{ "from"? }`.
