@@ -306,6 +306,19 @@ fn a_running_step_takes_a_message_is_followed_and_is_ended_by_an_abort() {
         )
     });
     std::thread::sleep(Duration::from_millis(300));
+    // Running again from a step while one runs would race it: refused, and the step runs on.
+    let (status, busy) = post(
+        &d,
+        &t,
+        "/api/missions/held/retry",
+        &json!({ "from": "hold" }),
+    );
+    assert_eq!(
+        (status, busy["error"]["code"].as_str()),
+        (409, Some("running")),
+        "{busy}"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     let (status, aborted) = post(
         &d,
         &t,

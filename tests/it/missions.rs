@@ -796,6 +796,17 @@ fn an_approved_round_is_promoted_with_the_decision_on_the_commit_and_answers_are
     assert!(ok && v["again"] == true, "{v}");
     let (ok, v) = decide(&t, &["m-1.r1", "reject"]);
     assert!(!ok && v["error"]["code"] == "decided", "{v}");
+    // A promoted mission has ended: it is neither aborted nor run again.
+    for args in [
+        vec!["mission", "abort", "m-1", "--json"],
+        vec!["mission", "retry", "m-1", "--from", "plan", "--json"],
+    ] {
+        let out = t.quire(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "final", "{args:?}: {v}");
+    }
+    assert_eq!(status_of(&t, "m-1")["mission"]["state"], "promoted");
     assert_eq!(t.head(), promoted);
     let kinds: Vec<String> = events_of(&t)
         .iter()
