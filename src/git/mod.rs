@@ -9,6 +9,7 @@
 //! ([`worktree`]). Everything Git stores is the audit trail: the trailers of quire's commits are read
 //! back with [`Repo::trailers_since`].
 
+mod journal;
 mod locks;
 mod merge;
 mod repo;
@@ -19,6 +20,7 @@ pub mod worktree;
 pub use git2::{Oid, Signature};
 pub use merge::{Conflict, DiffEntry, Merged};
 pub use repo::{Repo, Trailed, TreeSnapshot, init_repository};
+pub use workdir::WorkTree;
 pub use worktree::{Checkout, FileChange, SyncReport};
 
 /// A Git operation failed.

@@ -5,52 +5,82 @@
 //! changes files, and what it changed is exactly what the work tree holds. Ignored files (the
 //! vault's `.gitignore`: `.env`, `_site/`, …) are never taken.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{Repository, ResetType, Status, StatusOptions, StatusShow};
 
+use super::journal::{Journal, Since};
 use super::{Context as _, GitError, Oid, Repo};
 
-impl Repo {
-    /// Writes everything the work tree at `workdir` holds (new, changed and deleted files; ignored
-    /// ones left out) into its index and returns the tree, and whether it differs from `base`'s.
-    ///
-    /// One status scan finds what changed, and only those paths are staged: a step touches a few
-    /// files of thousands, and staging everything (`add_all` then `update_all`) walked the work tree
-    /// twice. The index is written only when something was staged.
-    fn stage_all(wt: &Repository, base: Oid) -> Result<(Oid, bool), GitError> {
-        let mut index = wt
+/// A sandbox work tree held open while quire carries its run: its repository and index stay
+/// loaded between steps, and a journal of file events (inotify, on Linux) says which paths a
+/// step touched, so that committing its work looks at those paths, not at every file.
+pub struct WorkTree {
+    path: PathBuf,
+    repo: Repository,
+    journal: Journal,
+}
+
+impl WorkTree {
+    /// Opens the work tree at `path` and starts watching it. What happened before now is
+    /// unknown, so the first commit from it scans every file.
+    pub fn open(path: &Path) -> Result<Self, GitError> {
+        let mut tree = Self::open_blind(path)?;
+        tree.journal = Journal::start(path, &|dir| skipped(&tree.repo, path, dir));
+        Ok(tree)
+    }
+
+    /// Opens the work tree at `path` that quire has just checked out, and starts watching it. It
+    /// holds what its index says (nobody else knew of it yet), so even the first commit from it
+    /// looks only at what changed since.
+    pub fn open_checked_out(path: &Path) -> Result<Self, GitError> {
+        let mut tree = Self::open(path)?;
+        tree.journal.trust();
+        Ok(tree)
+    }
+
+    /// Opens the work tree at `path` without watching it: every commit scans every file (for a
+    /// single snapshot, where a watch would only cost).
+    pub fn open_blind(path: &Path) -> Result<Self, GitError> {
+        let repo = Repository::open(path)
+            .ctx(|| format!("could not open the work tree {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            repo,
+            journal: Journal::blind(),
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Brings the index in line with the work tree (new, changed and deleted files; ignored ones
+    /// left out) and returns its tree, and whether that differs from `base`'s.
+    fn stage(&mut self, base: Oid) -> Result<(Oid, bool), GitError> {
+        let mut index = self
+            .repo
             .index()
             .ctx(|| "could not read the work tree's index".into())?;
-        let mut opts = StatusOptions::new();
-        opts.show(StatusShow::Workdir)
-            .include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false)
-            .exclude_submodules(true);
-        let statuses = wt
-            .statuses(Some(&mut opts))
-            .ctx(|| "could not read the work tree's status".into())?;
-        let mut staged = false;
-        for entry in statuses.iter() {
-            let path = path_of(entry.path_bytes());
-            let status = entry.status();
-            if status.contains(Status::WT_DELETED) {
-                index
-                    .remove_path(&path)
-                    .ctx(|| format!("could not unstage {}", path.display()))?;
-            } else if status.intersects(
-                Status::WT_NEW | Status::WT_MODIFIED | Status::WT_TYPECHANGE | Status::WT_RENAMED,
-            ) {
-                index
-                    .add_path(&path)
-                    .ctx(|| format!("could not stage {}", path.display()))?;
-            } else {
-                continue;
+        // A step may have run Git itself; the index on disk is the truth.
+        index
+            .read(false)
+            .ctx(|| "could not read the work tree's index".into())?;
+        let (repo, root) = (&self.repo, self.path.as_path());
+        let since = self.journal.take(&|dir| skipped(repo, root, dir));
+        let staged = match since {
+            Since::Everything => stage_scanned(repo, &mut index),
+            Since::Paths(paths) => stage_paths(repo, root, &mut index, &paths),
+        };
+        let staged = match staged {
+            Ok(s) => s,
+            Err(e) => {
+                // What the journal named is no longer on record: scan everything next time.
+                self.journal.forget();
+                return Err(e);
             }
-            staged = true;
-        }
-        drop(statuses);
+        };
         let tree = index
             .write_tree()
             .ctx(|| "could not write the work tree's tree".into())?;
@@ -59,51 +89,160 @@ impl Repo {
                 .write()
                 .ctx(|| "could not write the work tree's index".into())?;
         }
-        let base_tree = wt
+        let base_tree = self
+            .repo
             .find_commit(base)
             .map(|c| c.tree_id())
             .ctx(|| format!("could not read commit {base}"))?;
         Ok((tree, tree != base_tree))
     }
+}
 
-    /// A commit of what the work tree at `workdir` holds, on top of `parent`, that no branch points
-    /// at (a salvage commit the caller keeps under a ref of its own, or the next commit of
+/// Whether folder `dir` (relative to the work tree at `root`) is never looked into: ignored, or
+/// another repository.
+fn skipped(repo: &Repository, root: &Path, dir: &Path) -> bool {
+    repo.is_path_ignored(dir).unwrap_or(false) || root.join(dir).join(".git").exists()
+}
+
+/// Stages what one status scan reports as changed: a step touches a few files of thousands, and
+/// staging everything (`add_all` then `update_all`) walked the work tree twice. Whether anything
+/// was staged.
+fn stage_scanned(wt: &Repository, index: &mut git2::Index) -> Result<bool, GitError> {
+    let mut opts = StatusOptions::new();
+    opts.show(StatusShow::Workdir)
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = wt
+        .statuses(Some(&mut opts))
+        .ctx(|| "could not read the work tree's status".into())?;
+    let mut staged = false;
+    for entry in statuses.iter() {
+        // Another repository inside the work tree is reported as its folder: not quire's to take
+        // (staging it would fail the whole commit).
+        if entry.path_bytes().ends_with(b"/") {
+            continue;
+        }
+        let path = path_of(entry.path_bytes());
+        let status = entry.status();
+        if status.contains(Status::WT_DELETED) {
+            index
+                .remove_path(&path)
+                .ctx(|| format!("could not unstage {}", path.display()))?;
+        } else if status.intersects(
+            Status::WT_NEW | Status::WT_MODIFIED | Status::WT_TYPECHANGE | Status::WT_RENAMED,
+        ) {
+            index
+                .add_path(&path)
+                .ctx(|| format!("could not stage {}", path.display()))?;
+        } else {
+            continue;
+        }
+        staged = true;
+    }
+    Ok(staged)
+}
+
+/// Stages exactly `paths` (files the journal saw change; a path that is now a folder brings all
+/// of it): a file that exists is added unless it is ignored and untracked, one that is gone is
+/// removed. Whether anything was staged.
+fn stage_paths(
+    wt: &Repository,
+    root: &Path,
+    index: &mut git2::Index,
+    paths: &std::collections::BTreeSet<PathBuf>,
+) -> Result<bool, GitError> {
+    let mut staged = false;
+    let mut todo: Vec<PathBuf> = paths.iter().cloned().collect();
+    while let Some(path) = todo.pop() {
+        let full = root.join(&path);
+        let tracked = index.get_path(&path, 0).is_some();
+        match std::fs::symlink_metadata(&full) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if tracked {
+                    index
+                        .remove_path(&path)
+                        .ctx(|| format!("could not unstage {}", path.display()))?;
+                    staged = true;
+                }
+            }
+            Err(e) => {
+                return Err(GitError::Io {
+                    context: format!("could not read {}", full.display()),
+                    source: e,
+                });
+            }
+            Ok(m) if m.is_dir() => {
+                // A file that became a folder: the file goes, what the folder holds comes.
+                if tracked {
+                    index
+                        .remove_path(&path)
+                        .ctx(|| format!("could not unstage {}", path.display()))?;
+                    staged = true;
+                }
+                if skipped(wt, root, &path) {
+                    continue;
+                }
+                let listing = std::fs::read_dir(&full)
+                    .ctx(|| format!("could not list {}", full.display()))?;
+                for entry in listing {
+                    let entry = entry.ctx(|| format!("could not list {}", full.display()))?;
+                    if entry.file_name() != ".git" {
+                        todo.push(path.join(entry.file_name()));
+                    }
+                }
+            }
+            Ok(_) => {
+                if !tracked && wt.is_path_ignored(&path).unwrap_or(false) {
+                    continue;
+                }
+                index
+                    .add_path(&path)
+                    .ctx(|| format!("could not stage {}", path.display()))?;
+                staged = true;
+            }
+        }
+    }
+    Ok(staged)
+}
+
+impl Repo {
+    /// A commit of what the work tree holds, on top of `parent`, that no branch points at (a
+    /// salvage commit the caller keeps under a ref of its own, or the next commit of
     /// [`Self::commit_all_in`]). `None` when it holds nothing `parent` does not: no empty commits.
     pub fn snapshot_workdir(
         &self,
-        workdir: &Path,
+        tree: &mut WorkTree,
         parent: Oid,
         message: &str,
     ) -> Result<Option<Oid>, GitError> {
-        let wt = Repository::open(workdir)
-            .ctx(|| format!("could not open the work tree {}", workdir.display()))?;
-        let (tree, changed) = Self::stage_all(&wt, parent)?;
+        let (id, changed) = tree.stage(parent)?;
         if !changed {
             return Ok(None);
         }
-        let tree = wt
-            .find_tree(tree)
-            .ctx(|| "could not read the tree".into())?;
+        let wt = &tree.repo;
+        let id = wt.find_tree(id).ctx(|| "could not read the tree".into())?;
         let parent = wt
             .find_commit(parent)
             .ctx(|| format!("could not read commit {parent}"))?;
         let who = self.committer();
-        wt.commit(None, &who, &who, message, &tree, &[&parent])
+        wt.commit(None, &who, &who, message, &id, &[&parent])
             .map(Some)
-            .ctx(|| format!("could not commit the work tree {}", workdir.display()))
+            .ctx(|| format!("could not commit the work tree {}", tree.path.display()))
     }
 
-    /// Commits what the work tree at `workdir` holds onto `branch` (checked out there), if the
+    /// Commits what the work tree `tree` holds onto `branch` (checked out there), if the
     /// branch is still at `expected`: [`GitError::Moved`] otherwise. `None` when the work tree
     /// holds nothing `expected` does not: no empty commits.
     pub fn commit_all_in(
         &self,
-        workdir: &Path,
+        tree: &mut WorkTree,
         branch: &str,
         expected: Oid,
         message: &str,
     ) -> Result<Option<Oid>, GitError> {
-        let Some(id) = self.snapshot_workdir(workdir, expected, message)? else {
+        let Some(id) = self.snapshot_workdir(tree, expected, message)? else {
             return Ok(None);
         };
         self.swap_branch(
@@ -187,20 +326,23 @@ mod tests {
         out
     }
 
-    #[test]
-    fn what_the_work_tree_holds_is_committed_whole_and_nothing_else() {
+    /// The same history, through a work tree opened by `open` (watched or not).
+    fn commits_whole(open: fn(&Path) -> Result<WorkTree, GitError>) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::write(root.join(".gitignore"), ".env\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".env\nbuild/\n").unwrap();
         std::fs::write(root.join("keep.md"), "keep\n").unwrap();
         std::fs::write(root.join("change.md"), "one\n").unwrap();
         std::fs::write(root.join("gone.md"), "gone\n").unwrap();
+        std::fs::write(root.join("becomes-a-folder"), "file\n").unwrap();
         let repo = super::super::init_repository(root, "main").unwrap();
         let first = repo.commit_initial("first").unwrap().unwrap();
+        let mut tree = open(root).unwrap();
 
         // Nothing changed: no commit.
         assert_eq!(
-            repo.commit_all_in(root, "main", first, "none").unwrap(),
+            repo.commit_all_in(&mut tree, "main", first, "none")
+                .unwrap(),
             None
         );
 
@@ -208,34 +350,79 @@ mod tests {
         std::fs::remove_file(root.join("gone.md")).unwrap();
         std::fs::create_dir_all(root.join("new/deep")).unwrap();
         std::fs::write(root.join("new/deep/n.md"), "n\n").unwrap();
+        std::fs::write(root.join("new/.env"), "SECRET=2\n").unwrap();
         std::fs::write(root.join(".env"), "SECRET=1\n").unwrap();
+        std::fs::create_dir_all(root.join("build/out")).unwrap();
+        std::fs::write(root.join("build/out/big.bin"), "ignored\n").unwrap();
+        std::fs::create_dir_all(root.join("vendor/lib")).unwrap();
+        std::fs::write(root.join("vendor/lib/.git"), "gitdir: elsewhere\n").unwrap();
+        std::fs::write(root.join("vendor/lib/code.rs"), "another repository\n").unwrap();
         let second = repo
-            .commit_all_in(root, "main", first, "step")
+            .commit_all_in(&mut tree, "main", first, "step")
             .unwrap()
             .unwrap();
         assert_eq!(
             files_of(&repo, second),
-            [".gitignore", "change.md", "keep.md", "new/deep/n.md"]
+            [
+                ".gitignore",
+                "becomes-a-folder",
+                "change.md",
+                "keep.md",
+                "new/deep/n.md"
+            ]
         );
         assert_eq!(repo.blob_at(second, "change.md").unwrap(), b"two\n");
         assert_eq!(repo.branch_tip("main").unwrap(), Some(second));
 
-        // What a step staged itself, without a change left in the work tree, is committed too.
+        // What a step staged itself, without a change left in the work tree, is committed too;
+        // and a file that became a folder is replaced by what the folder holds.
         std::fs::write(root.join("keep.md"), "staged\n").unwrap();
-        let mut index = repo.raw().index().unwrap();
+        let raw = Repository::open(root).unwrap();
+        let mut index = raw.index().unwrap();
         index.add_path(Path::new("keep.md")).unwrap();
         index.write().unwrap();
+        std::fs::remove_file(root.join("becomes-a-folder")).unwrap();
+        std::fs::create_dir(root.join("becomes-a-folder")).unwrap();
+        std::fs::write(root.join("becomes-a-folder/inside.md"), "i\n").unwrap();
         let third = repo
-            .commit_all_in(root, "main", second, "staged")
+            .commit_all_in(&mut tree, "main", second, "staged")
             .unwrap()
             .unwrap();
         assert_eq!(repo.blob_at(third, "keep.md").unwrap(), b"staged\n");
+        assert_eq!(
+            files_of(&repo, third),
+            [
+                ".gitignore",
+                "becomes-a-folder/inside.md",
+                "change.md",
+                "keep.md",
+                "new/deep/n.md"
+            ]
+        );
+
+        // A folder removed: everything it held goes.
+        std::fs::remove_dir_all(root.join("new")).unwrap();
+        let fourth = repo
+            .commit_all_in(&mut tree, "main", third, "removed")
+            .unwrap()
+            .unwrap();
+        assert!(!files_of(&repo, fourth).contains(&"new/deep/n.md".to_owned()));
 
         // A branch that moved meanwhile is not written over.
         std::fs::write(root.join("keep.md"), "late\n").unwrap();
         assert!(matches!(
-            repo.commit_all_in(root, "main", second, "late"),
+            repo.commit_all_in(&mut tree, "main", third, "late"),
             Err(GitError::Moved(_))
         ));
+    }
+
+    #[test]
+    fn what_the_work_tree_holds_is_committed_whole_and_nothing_else() {
+        commits_whole(WorkTree::open_blind);
+    }
+
+    #[test]
+    fn a_watched_work_tree_commits_the_same_as_a_scanned_one() {
+        commits_whole(WorkTree::open);
     }
 }

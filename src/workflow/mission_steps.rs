@@ -22,7 +22,7 @@ use super::WorkflowError;
 use super::missions::decision_expiry;
 use crate::contributions::now_rfc3339;
 use crate::events::{Event, EventSink, kind};
-use crate::git::{GitError, Oid, Repo, message_with_trailers};
+use crate::git::{GitError, Oid, Repo, WorkTree, message_with_trailers};
 use crate::missions::runner::{self, Cancel, Ended, Launch};
 use crate::missions::{
     Approval, AttemptRow, Brief, Command, DecisionRow, Effects, MissionError, MissionState, RunRow,
@@ -183,6 +183,9 @@ fn carry(
     reports: &mut dyn FnMut(StepReport),
 ) -> Result<(), WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
+    // Held across the run's steps: its index stays loaded and its journal of file events spares
+    // each commit a scan of every file.
+    let mut tree = None;
     loop {
         if stop.is_cancelled() {
             return Ok(());
@@ -209,7 +212,7 @@ fn carry(
             // Another holder has it (or had it until moments ago): not ours to move.
             return Ok(());
         };
-        let report = step(vault, &store, run, fence, stop, events)?;
+        let report = step(vault, &store, run, fence, &mut tree, stop, events)?;
         let done = !matches!(report.then, MissionState::Queued | MissionState::Running);
         reports(report);
         if done {
@@ -287,6 +290,7 @@ fn step(
     store: &Store,
     mut run: RunRow,
     fence: i64,
+    tree: &mut Option<WorkTree>,
     stop: &Cancel,
     events: &mut dyn EventSink,
 ) -> Result<StepReport, WorkflowError> {
@@ -307,15 +311,18 @@ fn step(
         return request_round_decision(vault, store, &repo, run, fence, &brief, events);
     };
     let tip = repo.branch_tip(&branch)?;
-    if tip.is_some()
-        && !workdir.is_dir()
-        && let Err(e) = super::sandbox::ensure_worktree(vault, &run.sandbox)
-    {
-        let why = format!(
-            "the work tree sandbox/{}/ could not be checked out: {e}",
-            run.sandbox
-        );
-        return escalate(vault, store, run, fence, &step.name, None, &why, events);
+    let mut fresh = false;
+    if tip.is_some() && !workdir.is_dir() {
+        match super::sandbox::ensure_worktree(vault, &run.sandbox) {
+            Ok(now) => fresh = now,
+            Err(e) => {
+                let why = format!(
+                    "the work tree sandbox/{}/ could not be checked out: {e}",
+                    run.sandbox
+                );
+                return escalate(vault, store, run, fence, &step.name, None, &why, events);
+            }
+        }
     }
     let (Some(tip), true) = (tip, workdir.is_dir()) else {
         let why = format!(
@@ -323,6 +330,12 @@ fn step(
             run.sandbox, run.sandbox
         );
         return escalate(vault, store, run, fence, &step.name, None, &why, events);
+    };
+    // Open (and watched) before the step runs, so that the journal sees all it does.
+    let tree = match tree.take() {
+        Some(t) if t.path() == workdir => tree.insert(t),
+        _ if fresh => tree.insert(WorkTree::open_checked_out(&workdir)?),
+        _ => tree.insert(WorkTree::open(&workdir)?),
     };
     let f = files(vault, &run, &step.name);
     let key = AttemptKey::of(&run, &step.name);
@@ -425,7 +438,7 @@ fn step(
         &brief,
         &step,
         &f,
-        &workdir,
+        tree,
         ended,
         &mut attempt_row,
         took_ms,
@@ -548,7 +561,7 @@ fn finish(
     brief: &Brief,
     step: &crate::missions::Step,
     f: &Files,
-    workdir: &Path,
+    tree: &mut WorkTree,
     ended: Option<Ended>,
     row: &mut AttemptRow,
     took_ms: f64,
@@ -601,7 +614,7 @@ fn finish(
                 ),
             ],
         );
-        let commit = match repo.commit_all_in(workdir, &branch, tip, &message) {
+        let commit = match repo.commit_all_in(tree, &branch, tip, &message) {
             Ok(c) => c,
             Err(GitError::Moved(_)) => {
                 return escalate(
@@ -714,7 +727,7 @@ fn finish(
         Some(run.mission.clone()),
     ));
     // What the failed attempt left is kept before anything is reset.
-    let salvage = salvage(repo, &run, &step.name, workdir, start)?;
+    let salvage = salvage(repo, &run, &step.name, tree, start)?;
     let tail = log_tail(&f.log);
     let rule = step.heal.iter().find(|r| matches(&r.when, &class, &tail));
     let allowed = match rule {
@@ -754,7 +767,7 @@ fn finish(
         ));
         return escalate(vault, store, run, fence, &step.name, None, &why, events);
     }
-    repo.reset_workdir(workdir, start)?;
+    repo.reset_workdir(tree.path(), start)?;
     let pause = backoff(vault, rule.and_then(|r| r.backoff), run.attempt);
     run.attempt += 1;
     run.next_at = now_ms() + pause.as_millis() as i64;
@@ -977,14 +990,14 @@ fn salvage(
     repo: &Repo,
     run: &RunRow,
     step: &str,
-    workdir: &Path,
+    tree: &mut WorkTree,
     start: Oid,
 ) -> Result<Option<String>, WorkflowError> {
     let branch = super::sandbox::branch_of(&run.sandbox);
     let tip = repo.branch_tip(&branch)?.unwrap_or(start);
-    let snapshot = if workdir.is_dir() {
+    let snapshot = if tree.path().is_dir() {
         repo.snapshot_workdir(
-            workdir,
+            tree,
             tip,
             &format!(
                 "Salvage of {} step {step} (round {}, attempt {})",

@@ -342,7 +342,8 @@ pub fn create(
 
 /// Checks out sandbox `id`'s branch into its work tree `sandbox/<id>/` if it has none (a mission's
 /// sandbox gets its work tree when its first step is about to run, or again if it was deleted).
-pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<(), WorkflowError> {
+/// Whether it checked one out now.
+pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<bool, WorkflowError> {
     // One at a time in this process: libgit2 adding two worktrees at once races on
     // `.git/worktrees/` (one fails with "directory exists", or sees the other's branch as
     // already checked out). The daemon's carriers are threads of one process.
@@ -350,14 +351,14 @@ pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<(), WorkflowErr
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = vault.root().join(worktree_rel(id));
     if dir.is_dir() {
-        return Ok(());
+        return Ok(false);
     }
     let repo = Repo::open(vault.root())?;
     repo.prune_stale_worktree(id);
     std::fs::create_dir_all(vault.root().join("sandbox"))
         .map_err(|e| WorkflowError::io("could not create sandbox/", e))?;
     repo.add_worktree(id, &dir, &branch_of(id))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Every sandbox: the `mission/*` branches, and discarded ones kept in the archive.
