@@ -280,8 +280,13 @@ impl Repo {
         if let Some(tip) = reference.target()
             && self.filters_change_nothing(tip)
         {
-            return add_worktree_unfiltered(repo, name, path, &reference)
-                .ctx(|| format!("could not add a worktree at {}", path.display()));
+            let made = super::checkout::add_worktree_parallel(repo, name, path, &reference);
+            if made.is_err() {
+                // Nothing half-made stays: Git's record and the folder go.
+                let _ = self.remove_worktree(name);
+                let _ = std::fs::remove_dir_all(path);
+            }
+            return made;
         }
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(&reference));
@@ -327,6 +332,16 @@ impl Repo {
         });
         // An aborted walk is an error too: only a whole walk that found none says there are none.
         walked.is_ok() && !attributes
+    }
+
+    /// Whether linked worktree `name` was finished: its index is written last, after every file.
+    pub fn worktree_is_complete(&self, name: &str) -> bool {
+        self.raw()
+            .path()
+            .join("worktrees")
+            .join(name)
+            .join("index")
+            .is_file()
     }
 
     /// Removes linked worktree `name`: its folder and Git's record of it.
@@ -527,51 +542,6 @@ impl Repo {
         );
         Some((summary, who))
     }
-}
-
-/// `git_worktree_add` with the checkout's filters turned off (see
-/// [`Repo::filters_change_nothing`]): git2 does not expose the checkout options of a worktree.
-#[cfg(unix)]
-fn add_worktree_unfiltered(
-    repo: &git2::Repository,
-    name: &str,
-    path: &Path,
-    reference: &git2::Reference<'_>,
-) -> Result<(), git2::Error> {
-    use git2::Binding as _;
-    use std::os::unix::ffi::OsStrExt as _;
-    let name = std::ffi::CString::new(name)
-        .map_err(|_| git2::Error::from_str("a worktree name holds a NUL byte"))?;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| git2::Error::from_str("a worktree path holds a NUL byte"))?;
-    let mut opts = std::mem::MaybeUninit::<libgit2_sys::git_worktree_add_options>::uninit();
-    // SAFETY: `git_worktree_add_options_init` fills the whole struct for this version (libgit2
-    // is initialised: `repo` exists); on failure it is not read.
-    let rc = unsafe {
-        libgit2_sys::git_worktree_add_options_init(
-            opts.as_mut_ptr(),
-            libgit2_sys::GIT_WORKTREE_ADD_OPTIONS_VERSION,
-        )
-    };
-    if rc < 0 {
-        return Err(git2::Error::last_error(rc));
-    }
-    // SAFETY: initialised just above.
-    let mut opts = unsafe { opts.assume_init() };
-    opts.reference = reference.raw();
-    opts.checkout_options.disable_filters = 1;
-    let mut out = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call: `repo` and `reference` are borrowed live
-    // objects, the strings are NUL-terminated and outlive it, `opts` is a complete options struct.
-    let rc = unsafe {
-        libgit2_sys::git_worktree_add(&mut out, repo.raw(), name.as_ptr(), path.as_ptr(), &opts)
-    };
-    if rc < 0 {
-        return Err(git2::Error::last_error(rc));
-    }
-    // SAFETY: `out` is the worktree the successful call allocated, freed once here.
-    unsafe { libgit2_sys::git_worktree_free(out) };
-    Ok(())
 }
 
 #[cfg(test)]

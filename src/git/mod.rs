@@ -9,6 +9,8 @@
 //! ([`worktree`]). Everything Git stores is the audit trail: the trailers of quire's commits are read
 //! back with [`Repo::trailers_since`].
 
+#[cfg(unix)]
+mod checkout;
 mod journal;
 mod locks;
 mod merge;

@@ -312,7 +312,8 @@ fn step(
     };
     let tip = repo.branch_tip(&branch)?;
     let mut fresh = false;
-    if tip.is_some() && !workdir.is_dir() {
+    // Also when the folder is there: a checkout cut short is made again.
+    if tip.is_some() {
         match super::sandbox::ensure_worktree(vault, &run.sandbox) {
             Ok(now) => fresh = now,
             Err(e) => {

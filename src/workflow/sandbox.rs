@@ -348,12 +348,26 @@ pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<bool, WorkflowE
     // `.git/worktrees/` (one fails with "directory exists", or sees the other's branch as
     // already checked out). The daemon's carriers are threads of one process.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = vault.root().join(worktree_rel(id));
-    if dir.is_dir() {
+    let repo = Repo::open(vault.root())?;
+    // The usual case, without waiting for another run's checkout.
+    if dir.is_dir() && repo.worktree_is_complete(id) {
         return Ok(false);
     }
-    let repo = Repo::open(vault.root())?;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if dir.is_dir() {
+        if repo.worktree_is_complete(id) {
+            return Ok(false);
+        }
+        // A checkout cut short (quire died during it): its files are a part of the tree, and a
+        // step's commit from it would delete the rest. It is made again.
+        tracing::warn!(
+            "the work tree {} was never finished; checking it out again",
+            dir.display()
+        );
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| WorkflowError::io(format!("could not remove {}", dir.display()), e))?;
+    }
     repo.prune_stale_worktree(id);
     std::fs::create_dir_all(vault.root().join("sandbox"))
         .map_err(|e| WorkflowError::io("could not create sandbox/", e))?;

@@ -675,6 +675,44 @@ fn a_step_that_outlives_a_killed_quire_is_adopted_not_run_again() {
 }
 
 #[test]
+fn a_checkout_cut_short_by_a_crash_is_made_again_not_committed_as_deletions() {
+    let t = engine_vault(&[("plan", "echo planned > PLAN.md")]);
+    let b = brief("m-1", json!([{ "step": "plan", "uses": "plan" }]));
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&b).unwrap()).unwrap();
+    let path = file.path().to_str().unwrap();
+    let out = t.quire_env(
+        &["mission", "start", path],
+        &[("QUIRE_CRASH_AT", "during_checkout:3")],
+    );
+    assert!(!out.status.success(), "the checkout should have crashed");
+    assert!(
+        t.exists("sandbox/m-1"),
+        "the crash left a work tree half-made"
+    );
+    let out = t.quire(&["mission", "start", path, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status_of(&t, "m-1")["mission"]["state"],
+        "awaiting_decision"
+    );
+    // The step's commit adds its file and deletes nothing the half-made tree lacked.
+    assert_eq!(
+        t.git(&["diff", "--name-status", "main", "mission/m-1"]),
+        "A\tPLAN.md\n"
+    );
+    assert_eq!(
+        t.git_output(&["-C", "sandbox/m-1", "status", "--porcelain"])
+            .stdout,
+        b""
+    );
+}
+
+#[test]
 fn a_step_lost_with_its_quire_is_retried_from_its_start_unless_it_acts_on_the_world() {
     let t = engine_vault(&[("slow", "echo half > half.txt; sleep 5; echo done > out.txt")]);
     for (id, effects) in [("m-1", "worktree"), ("m-2", "external")] {
