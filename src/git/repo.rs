@@ -32,13 +32,21 @@ unsafe extern "C" {
 /// (1) and pack (2) backends, so new objects are written to it.
 const HELD_PRIORITY: i32 = 1000;
 
-/// Makes libgit2 fsync what it writes into the Git directory (objects, refs, reflogs, the index), so
-/// a commit quire has reported survives a power cut. libgit2 leaves this off by default, and git2
-/// does not wrap the option. A process-wide setting, applied once.
-fn durable_writes() {
+/// Sets libgit2's process-wide options, once. Above all, libgit2 is made to fsync what it writes
+/// into the Git directory (objects, refs, reflogs, the index), so a commit quire has reported
+/// survives a power cut: libgit2 leaves this off by default, and git2 does not wrap the option.
+pub(super) fn libgit2_options() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         libgit2_sys::init();
+        // libgit2 re-hashes every object it reads by default; Git itself leaves that to `fsck`, and
+        // with the collision-detecting SHA-1 it costs more than the reads.
+        git2::opts::strict_hash_verification(false);
+        // By default libgit2 also looks up every object a new tree or commit names, reading each
+        // packed blob's header through its delta chain: a tree of 10,000 files cost 120 ms of a
+        // step's first commit. quire names only objects it has just written or read (and the crash
+        // tests run `git fsck` after every crash point).
+        git2::opts::strict_object_creation(false);
         // SAFETY: `git_libgit2_opts` with GIT_OPT_ENABLE_FSYNC_GITDIR takes exactly one int
         // argument; libgit2 is initialised just above.
         let rc = unsafe {
@@ -55,7 +63,7 @@ fn durable_writes() {
 
 /// Creates the repository at `root` with `main` as its initial branch, or opens the one there.
 pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
-    durable_writes();
+    libgit2_options();
     if root.join(".git").exists() {
         return Repo::open(root);
     }
@@ -69,10 +77,7 @@ pub fn init_repository(root: &Path, main: &str) -> Result<Repo, GitError> {
 impl Repo {
     /// Opens the repository whose work tree is `root`.
     pub fn open(root: &Path) -> Result<Self, GitError> {
-        durable_writes();
-        // libgit2 re-hashes every object it reads by default; Git itself leaves that to `fsck`, and
-        // with the collision-detecting SHA-1 it costs more than the reads. (A process-wide option.)
-        git2::opts::strict_hash_verification(false);
+        libgit2_options();
         let repo = Repository::open(root).ctx(|| {
             format!(
                 "{} is not a Git repository; run `quire init` there",

@@ -42,6 +42,7 @@ impl WorkTree {
     /// Opens the work tree at `path` without watching it: every commit scans every file (for a
     /// single snapshot, where a watch would only cost).
     pub fn open_blind(path: &Path) -> Result<Self, GitError> {
+        super::repo::libgit2_options();
         let repo = Repository::open(path)
             .ctx(|| format!("could not open the work tree {}", path.display()))?;
         Ok(Self {
