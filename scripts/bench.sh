@@ -488,10 +488,30 @@ for i in range(20):
     floor.append((time.perf_counter() - t) * 1000)
 floor.sort()
 checkout_after = git_checkout("floor-after")
+# More first steps, each paired with a git checkout right after it: one-step missions of their
+# own sandboxes (FIRSTS of them), for a p50 and a per-pair ratio.
+firsts, pairs = [first], []
+for k in range(int(os.environ.get("FIRSTS", "5"))):
+    one = {"contract": "quire.mission/1", "id": f"first-{k}", "title": "First",
+           "pipeline": [{"step": "s", "uses": "touch3"}]}
+    p1 = f"{work}/first-{k}.json"
+    json.dump(one, open(p1, "w"))
+    t1 = time.time()
+    subprocess.run([quire, "--vault", vault, "mission", "start", p1], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    st = json.loads(subprocess.run([quire, "--vault", vault, "mission", "status", one["id"], "--json"],
+                                   capture_output=True, check=True).stdout)
+    q = (ts(st["attempts"][0]["started"]) - t1) * 1000
+    g = git_checkout(f"floor-{k}")
+    firsts.append(q); pairs.append(q / g)
+firsts.sort(); pairs.sort()
 def pct(v, p): return v[min(len(v) - 1, int(len(v) * p))]
 print(f"  {'what':58} {'ms':>9}")
-print(f"  {'brief accepted -> first step running':58} {first:9.1f}")
+print(f"  {'brief accepted -> first step running, first mission':58} {first:9.1f}")
 print(f"  {'floor: git worktree add of the same vault, before / after':58} {checkout_before:9.1f} / {checkout_after:.1f}")
+if pairs:
+    print(f"  {f'brief accepted -> first step running, p50 of {len(firsts)}':58} {pct(firsts, .5):9.1f}"
+          f"   (each / git worktree add right after it: p50 {pct(pairs, .5):.2f}x)")
 print(f"  {'step overhead p50 (exit -> next start, commit included)':58} {pct(gaps, .5):9.1f}")
 print(f"  {'step overhead p99':58} {pct(gaps, .99):9.1f}")
 print(f"  {'floor: git add -A && git commit, same change, p50':58} {pct(floor, .5):9.1f}")

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use git2::{IndexEntry, IndexTime, Oid, Repository};
-use rayon::prelude::*;
 
 use super::{Context as _, GitError};
 
@@ -61,20 +60,7 @@ pub(super) fn add_worktree_parallel(
         std::fs::create_dir_all(&full).ctx(|| format!("could not create {}", full.display()))?;
     }
 
-    let git_dir = repo.path().to_owned();
-    let entries: Vec<IndexEntry> = items
-        .par_iter()
-        .map_init(
-            || Repository::open(&git_dir),
-            |opened, item| match opened {
-                Ok(repo) => write_item(repo, path, item),
-                Err(e) => Err(GitError::Git {
-                    context: format!("could not open {}", git_dir.display()),
-                    source: git2::Error::new(e.code(), e.class(), e.message()),
-                }),
-            },
-        )
-        .collect::<Result<_, _>>()?;
+    let entries = write_all(repo.path(), path, &items)?;
 
     let wt = Repository::open(path)
         .ctx(|| format!("could not open the work tree {}", path.display()))?;
@@ -92,6 +78,48 @@ pub(super) fn add_worktree_parallel(
     index
         .write()
         .ctx(|| "could not write the work tree's index".into())
+}
+
+/// Writes every item under `root` on threads of its own (not rayon's pool, which renders sites:
+/// a checkout queued ahead of a render would hold the daemon's pipeline), each with its own handle
+/// on the object database. The entries come back in the items' order.
+fn write_all(git_dir: &Path, root: &Path, items: &[Item]) -> Result<Vec<IndexEntry>, GitError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(items.len().max(1));
+    // Interleaved, so that each thread works across every folder.
+    let results: Vec<Result<Vec<(usize, IndexEntry)>, GitError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                scope.spawn(move || {
+                    let repo = Repository::open(git_dir)
+                        .ctx(|| format!("could not open {}", git_dir.display()))?;
+                    (k..items.len())
+                        .step_by(threads)
+                        .map(|i| write_item(&repo, root, &items[i]).map(|e| (i, e)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(GitError::Io {
+                        context: "a checkout thread failed".into(),
+                        source: std::io::Error::other("panicked"),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut entries: Vec<(usize, IndexEntry)> = Vec::with_capacity(items.len());
+    for r in results {
+        entries.extend(r?);
+    }
+    entries.sort_unstable_by_key(|(i, _)| *i);
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
 /// Every blob, link and submodule under `tree`, with its path from the root (as bytes: a path
