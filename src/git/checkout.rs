@@ -19,6 +19,9 @@ const CHECKOUT_DRY_RUN: u32 = 1 << 24;
 /// `GIT_CHECKOUT_DONT_UPDATE_INDEX`.
 const CHECKOUT_DONT_UPDATE_INDEX: u32 = 1 << 8;
 
+/// The nice value of checkout threads.
+const CHECKOUT_NICE: i32 = 10;
+
 /// One blob (or link, or submodule) of the tree, where it goes.
 struct Item {
     path: Vec<u8>,
@@ -93,6 +96,14 @@ fn write_all(git_dir: &Path, root: &Path, items: &[Item]) -> Result<Vec<IndexEnt
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 scope.spawn(move || {
+                    // Below everything else: a checkout uses the cores nobody else wants, and the
+                    // daemon's pipeline (a bundle dropped meanwhile) goes first. On Linux a nice
+                    // value is per thread.
+                    #[cfg(target_os = "linux")]
+                    let _ = rustix::process::setpriority_process(
+                        Some(rustix::thread::gettid()),
+                        CHECKOUT_NICE,
+                    );
                     let repo = Repository::open(git_dir)
                         .ctx(|| format!("could not open {}", git_dir.display()))?;
                     (k..items.len())
