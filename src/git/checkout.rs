@@ -8,10 +8,11 @@
 //! index, with each file's own stat data, so Git sees a clean tree. The index is written last: a
 //! work tree without one was never finished (see [`Repo::worktree_is_complete`](super::Repo)).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{IndexEntry, IndexTime, Oid, Repository};
 
+use super::workdir::path_of;
 use super::{Context as _, GitError};
 
 /// libgit2's `GIT_CHECKOUT_DRY_RUN` (1.9), which libgit2-sys does not name: decide, write nothing.
@@ -234,11 +235,6 @@ fn write_item(repo: &Repository, root: &Path, item: &Item) -> Result<IndexEntry,
         flags_extended: 0,
         path: item.path.clone(),
     })
-}
-
-fn path_of(bytes: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt as _;
-    std::ffi::OsStr::from_bytes(bytes).into()
 }
 
 /// `git_worktree_add` that sets the worktree up and writes no file (git2 does not expose the

@@ -158,30 +158,27 @@ fn stage_paths(
     let mut todo: Vec<PathBuf> = paths.iter().cloned().collect();
     while let Some(path) = todo.pop() {
         let full = root.join(&path);
-        let tracked = index.get_path(&path, 0).is_some();
-        match std::fs::symlink_metadata(&full) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if tracked {
-                    index
-                        .remove_path(&path)
-                        .ctx(|| format!("could not unstage {}", path.display()))?;
-                    staged = true;
-                }
-            }
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(GitError::Io {
                     context: format!("could not read {}", full.display()),
                     source: e,
                 });
             }
-            Ok(m) if m.is_dir() => {
-                // A file that became a folder: the file goes, what the folder holds comes.
-                if tracked {
-                    index
-                        .remove_path(&path)
-                        .ctx(|| format!("could not unstage {}", path.display()))?;
-                    staged = true;
-                }
+        };
+        // Gone, or a file that became a folder: the file leaves the index.
+        if meta.as_ref().is_none_or(|m| m.is_dir()) && index.get_path(&path, 0).is_some() {
+            index
+                .remove_path(&path)
+                .ctx(|| format!("could not unstage {}", path.display()))?;
+            staged = true;
+        }
+        match meta {
+            None => {}
+            Some(m) if m.is_dir() => {
+                // What the folder holds comes in.
                 if skipped(wt, root, &path) {
                     continue;
                 }
@@ -194,7 +191,8 @@ fn stage_paths(
                     }
                 }
             }
-            Ok(_) => {
+            Some(_) => {
+                let tracked = index.get_path(&path, 0).is_some();
                 if !tracked && wt.is_path_ignored(&path).unwrap_or(false) {
                     continue;
                 }
@@ -297,13 +295,13 @@ impl Repo {
 
 /// A path Git reports, as bytes, as a path (on Unix any bytes are a path).
 #[cfg(unix)]
-fn path_of(bytes: &[u8]) -> std::path::PathBuf {
+pub(super) fn path_of(bytes: &[u8]) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStrExt as _;
     std::ffi::OsStr::from_bytes(bytes).into()
 }
 
 #[cfg(not(unix))]
-fn path_of(bytes: &[u8]) -> std::path::PathBuf {
+pub(super) fn path_of(bytes: &[u8]) -> std::path::PathBuf {
     String::from_utf8_lossy(bytes).into_owned().into()
 }
 

@@ -314,7 +314,7 @@ fn step(
     let mut fresh = false;
     // Also when the folder is there: a checkout cut short is made again.
     if tip.is_some() {
-        match super::sandbox::ensure_worktree(vault, &run.sandbox) {
+        match super::sandbox::ensure_worktree(vault, &repo, &run.sandbox) {
             Ok(now) => fresh = now,
             Err(e) => {
                 let why = format!(

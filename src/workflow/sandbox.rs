@@ -343,13 +343,12 @@ pub fn create(
 /// Checks out sandbox `id`'s branch into its work tree `sandbox/<id>/` if it has none (a mission's
 /// sandbox gets its work tree when its first step is about to run, or again if it was deleted).
 /// Whether it checked one out now.
-pub(crate) fn ensure_worktree(vault: &Vault, id: &str) -> Result<bool, WorkflowError> {
+pub(crate) fn ensure_worktree(vault: &Vault, repo: &Repo, id: &str) -> Result<bool, WorkflowError> {
     // One at a time in this process: libgit2 adding two worktrees at once races on
     // `.git/worktrees/` (one fails with "directory exists", or sees the other's branch as
     // already checked out). The daemon's carriers are threads of one process.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let dir = vault.root().join(worktree_rel(id));
-    let repo = Repo::open(vault.root())?;
     // The usual case, without waiting for another run's checkout.
     if dir.is_dir() && repo.worktree_is_complete(id) {
         return Ok(false);
