@@ -11,6 +11,13 @@ use super::worktree::{Checkout, FileChange};
 use super::{Context, FALLBACK_EMAIL, FALLBACK_NAME, GitError};
 use crate::vault::{ChangeSet, FileContent, NodeKind, Snapshot, SnapshotError, VaultPath};
 
+/// The ref a repository's HEAD points at, if it points at one.
+fn head_of(repo: &Repository) -> Option<String> {
+    repo.find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+}
+
 /// A vault's Git repository.
 pub struct Repo {
     repo: Repository,
@@ -475,60 +482,128 @@ impl Repo {
         self.tree_diff(old_tree.as_ref(), &new_tree)
     }
 
-    /// What changes, path by path, from `old` (an empty tree when `None`) to `new`.
+    /// What changes, path by path, from `old` (an empty tree when `None`) to `new`, in path order.
+    ///
+    /// Subtrees with the same id on both sides are not entered. libgit2's tree-to-tree diff visits
+    /// every file of both trees; on a vault of thousands of notes that was most of the cost of a
+    /// commit that changes one (a mission note, a step's commit, a promotion).
     pub(crate) fn tree_diff(
         &self,
         old: Option<&Tree<'_>>,
         new: &Tree<'_>,
     ) -> Result<Vec<FileChange>, GitError> {
-        let diff = self
-            .repo
-            .diff_tree_to_tree(old, Some(new), None)
-            .ctx(|| format!("could not diff tree {}", new.id()))?;
         let mut out = Vec::new();
-        for d in diff.deltas() {
-            let side = |f: git2::DiffFile<'_>| {
-                (!f.id().is_zero() && matches!(f.mode(), FileMode::Blob | FileMode::BlobExecutable))
-                    .then(|| (f.id(), f.mode() == FileMode::BlobExecutable))
+        self.diff_level("", old, Some(new), &mut out)?;
+        out.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        Ok(out)
+    }
+
+    /// Adds to `out` what differs between `old` and `new` under `prefix` (either side absent: all
+    /// of the other is added or removed). Entries whose names are not UTF-8, or not vault paths,
+    /// are left out, as a vault cannot name them.
+    fn diff_level(
+        &self,
+        prefix: &str,
+        old: Option<&Tree<'_>>,
+        new: Option<&Tree<'_>>,
+        out: &mut Vec<FileChange>,
+    ) -> Result<(), GitError> {
+        // Only files that are a blob to Git (a plain or executable file) have a side; a symlink or
+        // a submodule changed is still a change, with no side to write.
+        fn side(e: &Entry) -> Option<(Oid, bool)> {
+            if e.mode == i32::from(FileMode::Blob) {
+                Some((e.id, false))
+            } else if e.mode == i32::from(FileMode::BlobExecutable) {
+                Some((e.id, true))
+            } else {
+                None
+            }
+        }
+        struct Entry {
+            id: Oid,
+            mode: i32,
+        }
+        let mut names: std::collections::BTreeMap<String, (Option<Entry>, Option<Entry>)> =
+            std::collections::BTreeMap::new();
+        for (tree, is_new) in [(old, false), (new, true)] {
+            for e in tree.into_iter().flat_map(|t| t.iter()) {
+                let Ok(name) = std::str::from_utf8(e.name_bytes()) else {
+                    continue;
+                };
+                let entry = Entry {
+                    id: e.id(),
+                    mode: e.filemode(),
+                };
+                let slot = names.entry(name.to_owned()).or_default();
+                if is_new {
+                    slot.1 = Some(entry);
+                } else {
+                    slot.0 = Some(entry);
+                }
+            }
+        }
+        let is_tree = |e: &Entry| e.mode == i32::from(FileMode::Tree);
+        for (name, (o, n)) in names {
+            let path = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
             };
-            let Some(path) = d
-                .new_file()
-                .path()
-                .or_else(|| d.old_file().path())
-                .and_then(Path::to_str)
-            else {
+            let subtree = |e: &Option<Entry>| -> Result<Option<Tree<'_>>, GitError> {
+                match e {
+                    Some(e) if is_tree(e) => self
+                        .repo
+                        .find_tree(e.id)
+                        .map(Some)
+                        .ctx(|| format!("could not read the tree of `{path}`")),
+                    _ => Ok(None),
+                }
+            };
+            let same = matches!((&o, &n), (Some(a), Some(b)) if a.id == b.id && a.mode == b.mode);
+            if same {
                 continue;
-            };
-            let Ok(path) = VaultPath::new(path) else {
+            }
+            let (ot, nt) = (subtree(&o)?, subtree(&n)?);
+            if ot.is_some() || nt.is_some() {
+                self.diff_level(&path, ot.as_ref(), nt.as_ref(), out)?;
+            }
+            let o = o.filter(|e| !is_tree(e));
+            let n = n.filter(|e| !is_tree(e));
+            if o.is_none() && n.is_none() {
+                continue;
+            }
+            let Ok(path) = VaultPath::new(&path) else {
                 continue;
             };
             out.push(FileChange {
                 path,
-                old: side(d.old_file()),
-                new: side(d.new_file()),
+                old: o.as_ref().and_then(side),
+                new: n.as_ref().and_then(side),
             });
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// For every commit reachable from `tip` but not from `since`, its id and the values of the
-    /// trailers `keys` (`None` where a trailer is absent), newest first. Commits without any of the
-    /// keys are skipped.
+    /// For every commit reachable from one of `tips` but from none of `seen`, its id and the
+    /// values of the trailers `keys` (`None` where a trailer is absent), newest first. Commits
+    /// without any of the keys are skipped. One walk, however many tips: each commit is read once.
     pub fn trailers_since(
         &self,
-        tip: Oid,
-        since: Option<Oid>,
+        tips: &[Oid],
+        seen: &[Oid],
         keys: &[&str],
     ) -> Result<Vec<Trailed>, GitError> {
         let mut walk = self
             .repo
             .revwalk()
             .ctx(|| "could not walk the history".into())?;
-        walk.push(tip)
-            .ctx(|| format!("could not walk the history from {tip}"))?;
-        if let Some(s) = since {
-            // A tip that no longer exists (history rewritten and collected): read everything.
-            let _ = walk.hide(s);
+        for tip in tips {
+            walk.push(*tip)
+                .ctx(|| format!("could not walk the history from {tip}"))?;
+        }
+        for s in seen {
+            // A tip that no longer exists (history rewritten and collected) hides nothing.
+            let _ = walk.hide(*s);
         }
         let mut out = Vec::new();
         for id in walk {
@@ -566,33 +641,56 @@ impl Repo {
     /// sandbox), if any.
     pub fn checkout_of(&self, branch: &str) -> Result<Option<Checkout>, GitError> {
         let refname = format!("refs/heads/{branch}");
+        let holds = |(head, _): &(Option<String>, Checkout)| head.as_deref() == Some(&*refname);
+        if let Some(own) = self.own_checkout().filter(holds) {
+            return Ok(Some(own.1));
+        }
+        // A worktree's HEAD file names its branch (`ref: refs/heads/…`): only that one is opened.
+        let symbolic = format!("ref: {refname}");
+        let named = |gitdir: &Path| {
+            std::fs::read_to_string(gitdir.join("HEAD")).is_ok_and(|h| h.trim_end() == symbolic)
+        };
         Ok(self
-            .checkouts()?
+            .linked_checkouts(named)?
             .into_iter()
-            .find(|(head, _)| head.as_deref() == Some(refname.as_str()))
+            .find(holds)
             .map(|(_, c)| c))
     }
 
     /// Every work tree of the repository (the vault itself first, then linked worktrees), with the
     /// ref its HEAD points at.
     pub fn checkouts(&self) -> Result<Vec<(Option<String>, Checkout)>, GitError> {
-        let head_of = |repo: &Repository| {
-            repo.find_reference("HEAD")
-                .ok()
-                .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
-        };
+        let mut out: Vec<_> = self.own_checkout().into_iter().collect();
+        out.extend(self.linked_checkouts(|_| true)?);
+        Ok(out)
+    }
+
+    /// The repository's own work tree (none when bare), with the ref its HEAD points at.
+    pub(super) fn own_checkout(&self) -> Option<(Option<String>, Checkout)> {
+        let workdir = self.repo.workdir().filter(|_| !self.repo.is_bare())?;
+        Some((
+            head_of(&self.repo),
+            Checkout::new(workdir.to_path_buf(), self.repo.path().to_path_buf(), None),
+        ))
+    }
+
+    /// The linked worktrees whose Git directory `look` accepts, opened. `look` sees the folder
+    /// before anything is opened: a vault with hundreds of mission sandboxes has as many
+    /// worktrees, and opening each costs more than reading a file in its folder.
+    pub(super) fn linked_checkouts(
+        &self,
+        look: impl Fn(&Path) -> bool,
+    ) -> Result<Vec<(Option<String>, Checkout)>, GitError> {
         let mut out = Vec::new();
-        if let Some(workdir) = self.repo.workdir().filter(|_| !self.repo.is_bare()) {
-            out.push((
-                head_of(&self.repo),
-                Checkout::new(workdir.to_path_buf(), self.repo.path().to_path_buf(), None),
-            ));
-        }
         let names = self
             .repo
             .worktrees()
             .ctx(|| "could not list worktrees".into())?;
+        let admin = self.repo.commondir().join("worktrees");
         for name in names.iter().filter_map(|n| n.ok().flatten()) {
+            if !look(&admin.join(name)) {
+                continue;
+            }
             let Ok(wt) = self.repo.find_worktree(name) else {
                 continue;
             };
@@ -742,5 +840,106 @@ mod tests {
         let err = repo.ensure_stored(missing).unwrap_err().to_string();
         assert!(err.contains("0123456789abcdef"), "{err}");
         assert!(err.contains("disk full"), "{err}");
+    }
+
+    /// libgit2's own tree diff, as `tree_diff` once was: the reference it must agree with.
+    fn libgit2_diff(repo: &Repo, old: &Tree<'_>, new: &Tree<'_>) -> Vec<FileChange> {
+        let diff = repo
+            .repo
+            .diff_tree_to_tree(Some(old), Some(new), None)
+            .unwrap();
+        let side = |f: git2::DiffFile<'_>| {
+            (!f.id().is_zero() && matches!(f.mode(), FileMode::Blob | FileMode::BlobExecutable))
+                .then(|| (f.id(), f.mode() == FileMode::BlobExecutable))
+        };
+        diff.deltas()
+            .map(|d| FileChange {
+                path: VaultPath::new(
+                    d.new_file()
+                        .path()
+                        .or_else(|| d.old_file().path())
+                        .and_then(Path::to_str)
+                        .unwrap(),
+                )
+                .unwrap(),
+                old: side(d.old_file()),
+                new: side(d.new_file()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_pruned_tree_diff_agrees_with_libgit2() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init_repository(dir.path(), "main").unwrap();
+        let git = &repo.repo;
+        let blob = |text: &str| git.blob(text.as_bytes()).unwrap();
+        // Each tree from (path, mode, content) triples, through libgit2's own tree updater.
+        let tree = |files: &[(&str, FileMode, &str)]| {
+            let empty = git
+                .find_tree(git.treebuilder(None).unwrap().write().unwrap())
+                .unwrap();
+            let mut b = git2::build::TreeUpdateBuilder::new();
+            for (path, mode, text) in files {
+                b.upsert(*path, blob(text), *mode);
+            }
+            git.find_tree(b.create_updated(git, &empty).unwrap())
+                .unwrap()
+        };
+        use FileMode::{Blob, BlobExecutable as Exec, Link};
+        let mut before: Vec<(&str, FileMode, &str)> = vec![
+            ("a.md", Blob, "a"),
+            ("a/x.md", Blob, "x"),
+            ("b", Blob, "b is a file"),
+            ("c/d/e.md", Blob, "deep"),
+            ("c/d/f.md", Blob, "deep too"),
+            ("c/g.md", Blob, "g"),
+            ("gone/one.md", Blob, "1"),
+            ("gone/two.md", Blob, "2"),
+            ("link", Link, "a.md"),
+            ("run.sh", Blob, "echo"),
+            ("same/kept.md", Blob, "kept"),
+            ("z0.md", Blob, "z0"),
+        ];
+        for i in 0..50 {
+            before.push((
+                Box::leak(format!("many/n{i:02}.md").into_boxed_str()),
+                Blob,
+                "n",
+            ));
+        }
+        let after: Vec<(&str, FileMode, &str)> = vec![
+            ("a.md", Blob, "a changed"),
+            ("a/x.md", Blob, "x"),
+            ("b/now-a-folder.md", Blob, "b is a folder"),
+            ("c/d/e.md", Blob, "deep"),
+            ("c/d/f.md", Blob, "deep, changed"),
+            ("c/g", Blob, "g is now a file without .md"),
+            ("link", Link, "b"),
+            ("new/sub/n.md", Blob, "new"),
+            ("run.sh", Exec, "echo"),
+            ("same/kept.md", Blob, "kept"),
+            ("z0.md/inner.md", Blob, "a file became a folder"),
+        ];
+        let mut after = after;
+        after.extend(
+            before
+                .iter()
+                .filter(|(p, ..)| p.starts_with("many/"))
+                .cloned(),
+        );
+        let (t1, t2) = (tree(&before), tree(&after));
+        for (old, new) in [(&t1, &t2), (&t2, &t1), (&t1, &t1)] {
+            let ours = repo.tree_diff(Some(old), new).unwrap();
+            let mut theirs = libgit2_diff(&repo, old, new);
+            theirs.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+            assert_eq!(ours, theirs);
+        }
+        assert!(!repo.tree_diff(Some(&t1), &t2).unwrap().is_empty());
+        let empty = tree(&[]);
+        assert_eq!(
+            repo.tree_diff(None, &t2).unwrap(),
+            repo.tree_diff(Some(&empty), &t2).unwrap()
+        );
     }
 }

@@ -578,7 +578,10 @@ impl Repo {
         mut before: impl FnMut(&Checkout) -> Result<(), E>,
     ) -> Result<usize, E> {
         let mut settled = 0;
-        for (_, mut checkout) in self.checkouts()? {
+        let indebted = |gitdir: &Path| gitdir.join(DEBT_FILE).exists();
+        let own = self.own_checkout().filter(|(_, c)| indebted(c.gitdir()));
+        let linked = self.linked_checkouts(indebted)?;
+        for (_, mut checkout) in own.into_iter().chain(linked) {
             if checkout.load_debt()? {
                 before(&checkout)?;
                 settled += checkout.pending.len();

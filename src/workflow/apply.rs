@@ -112,6 +112,13 @@ pub trait ApplyObserver {
     fn stop_requested(&mut self) -> bool {
         false
     }
+    /// Asked before each file from `pending/` after the first: `true` leaves the rest queued for
+    /// a later run, which the caller starts when it has done something more urgent (the daemon
+    /// takes a burst of mission briefs a short turn at a time, so that bundles dropped meanwhile
+    /// go between turns). Unlike [`ApplyObserver::stop_requested`], waits in hand go on.
+    fn enough_for_now(&mut self) -> bool {
+        false
+    }
     /// Another program holds Git's lock on the index of a work tree quire is about to change
     /// (`lock`, taken at `since`); quire waits for it to go, up to `[git] lock_wait_secs`.
     fn waiting_for_git(&mut self, _lock: &Path, _since: &str) {}
@@ -197,8 +204,8 @@ fn work(
             run.land_into(events, observer, &mut report)?;
         }
     }
-    for path in fresh {
-        if observer.stop_requested() {
+    for (n, path) in fresh.into_iter().enumerate() {
+        if observer.stop_requested() || (n > 0 && observer.enough_for_now()) {
             break;
         }
         let Some(claimed) = queue::claim(vault, &path)
@@ -490,36 +497,90 @@ impl<'v> Run<'v> {
 
     /// Reads the trailers of commits made since the record was last brought up to date, on every
     /// local branch (so an id applied to a sandbox is known too).
+    ///
+    /// Main is read first, from its last read tip. The other branches that moved are then read in
+    /// one walk that stops at main's tip and at their own last read tips: all of those has been
+    /// read. A burst of mission briefs makes hundreds of new branches, each starting on main;
+    /// walked one by one, each walk went down main's history again.
     fn catch_up(&mut self) -> Result<(), WorkflowError> {
+        let main = self.vault.config().git.main.clone();
+        let keys = [TRAILER_ID, TRAILER_SHA];
+        let last_read = |record: &AppliedRecord, branch: &str| {
+            record.tip(branch).and_then(|t| Oid::from_str(t).ok())
+        };
+        let mut moved = Vec::new();
+        let mut main_tip = None;
         for (branch, tip) in self.repo.local_branches()? {
-            let since = self.record.tip(&branch).and_then(|t| Oid::from_str(t).ok());
-            if since == Some(tip) {
-                continue;
-            }
-            let found = self
-                .repo
-                .trailers_since(tip, since, &[TRAILER_ID, TRAILER_SHA])?;
-            // Oldest first, so the first application of an id wins.
-            for trailed in found.into_iter().rev() {
-                let commit = trailed.commit;
-                if let [Some(id), sha] = trailed.values.as_slice() {
-                    self.record
-                        .add(Applied {
-                            id: id.clone(),
-                            sha256: sha.clone().unwrap_or_default(),
-                            commit: commit.to_string(),
-                            branch: branch.clone(),
-                        })
-                        .map_err(|e| {
-                            WorkflowError::io("could not update .quire/contributions.jsonl", e)
-                        })?;
+            let since = last_read(&self.record, &branch);
+            if branch == main {
+                main_tip = Some(tip);
+                if since != Some(tip) {
+                    let found = self.repo.trailers_since(&[tip], since.as_slice(), &keys)?;
+                    let found = found.into_iter().map(|t| (t, main.clone())).collect();
+                    self.note_applied(found)?;
+                    self.set_read(&main, tip)?;
                 }
+            } else if since != Some(tip) {
+                moved.push((branch, tip, since));
             }
-            self.record
-                .set_tip(&branch, &tip.to_string())
-                .map_err(|e| WorkflowError::io("could not update .quire/contributions.jsonl", e))?;
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let tips: Vec<Oid> = moved.iter().map(|(_, tip, _)| *tip).collect();
+        let seen: Vec<Oid> = moved
+            .iter()
+            .filter_map(|(_, _, since)| *since)
+            .chain(main_tip)
+            .collect();
+        let found = self.repo.trailers_since(&tips, &seen, &keys)?;
+        // A commit found is credited to the first branch (by name) that holds it, as before the
+        // walks were one; such commits are rare (a bundle applied to a sandbox).
+        let found = found
+            .into_iter()
+            .filter_map(|t| {
+                let holder = moved
+                    .iter()
+                    .find(|(_, tip, _)| self.repo.contains(*tip, t.commit))?;
+                Some((t, holder.0.clone()))
+            })
+            .collect();
+        self.note_applied(found)?;
+        for (branch, tip, _) in &moved {
+            self.set_read(branch, *tip)?;
         }
         Ok(())
+    }
+
+    /// Records the applications the commits `found` (newest first, each with its branch) name.
+    fn note_applied(
+        &mut self,
+        found: Vec<(crate::git::Trailed, String)>,
+    ) -> Result<(), WorkflowError> {
+        // Oldest first, so the first application of an id wins.
+        for (trailed, branch) in found.into_iter().rev() {
+            let commit = trailed.commit;
+            if let [Some(id), sha] = trailed.values.as_slice() {
+                self.record
+                    .add(Applied {
+                        id: id.clone(),
+                        sha256: sha.clone().unwrap_or_default(),
+                        commit: commit.to_string(),
+                        branch,
+                    })
+                    .map_err(|e| {
+                        WorkflowError::io("could not update .quire/contributions.jsonl", e)
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `branch` has been read up to `tip`.
+    fn set_read(&mut self, branch: &str, tip: Oid) -> Result<(), WorkflowError> {
+        self.record
+            .set_tip(branch, &tip.to_string())
+            .map_err(|e| WorkflowError::io("could not update .quire/contributions.jsonl", e))
     }
 
     /// Reads, parses and decides one claimed bundle; its commit (if any) joins the batch.

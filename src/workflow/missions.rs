@@ -150,7 +150,7 @@ pub fn accept(
             // The branch only: its work tree is checked out when its first step is about to run
             // (by the daemon's carrier, off the intake's path), so a burst of briefs does not
             // hold the bundles behind it for a checkout each.
-            super::sandbox::create(vault, &sandbox, Some(&brief.from), false, events)?;
+            super::sandbox::create_in(vault, repo, &sandbox, Some(&brief.from), false, events)?;
         }
         sandboxes.push(sandbox);
     }

@@ -232,7 +232,7 @@ fn actions(repo: &Repo, main_tip: Oid) -> Result<HashMap<String, Vec<Action>>, W
         TRAILER_RECORD,
     ];
     let mut out: HashMap<String, Vec<Action>> = HashMap::new();
-    for t in repo.trailers_since(main_tip, None, &keys)? {
+    for t in repo.trailers_since(&[main_tip], &[], &keys)? {
         let [Some(mission), Some(action), source, base, reverts, record] = t.values.as_slice()
         else {
             continue;
@@ -288,8 +288,22 @@ pub fn create(
     worktree: bool,
     events: &mut dyn EventSink,
 ) -> Result<SandboxInfo, WorkflowError> {
-    check_id(id)?;
     let repo = Repo::open(vault.root())?;
+    create_in(vault, &repo, id, from, worktree, events)?;
+    info(vault, &repo, id)
+}
+
+/// [`create`] through a repository the caller holds, without describing the result (which reads
+/// main's history for the sandbox's past promotions: a mission accepting its brief needs none).
+pub(crate) fn create_in(
+    vault: &Vault,
+    repo: &Repo,
+    id: &str,
+    from: Option<&str>,
+    worktree: bool,
+    events: &mut dyn EventSink,
+) -> Result<(), WorkflowError> {
+    check_id(id)?;
     let branch = branch_of(id);
     if repo.branch_tip(&branch)?.is_some() {
         return Err(WorkflowError::Input(format!(
@@ -302,7 +316,7 @@ pub fn create(
                 "`{spec}` names no commit; give a branch, tag, ref or commit id"
             ))
         })?,
-        None => main_tip(&repo, &main_branch(vault))?,
+        None => main_tip(repo, &main_branch(vault))?,
     };
     let dir = vault.root().join(worktree_rel(id));
     if worktree && dir.exists() {
@@ -337,7 +351,7 @@ pub fn create(
         json!({ "branch": branch, "from": start.to_string(), "worktree": worktree.then(|| worktree_rel(id)) }),
         Some(id.to_owned()),
     ));
-    info(vault, &repo, id)
+    Ok(())
 }
 
 /// Checks out sandbox `id`'s branch into its work tree `sandbox/<id>/` if it has none (a mission's
@@ -612,7 +626,7 @@ pub fn promote_with(
         }
 
         let contributions: Vec<String> = repo
-            .trailers_since(tip, base, &[TRAILER_ID])?
+            .trailers_since(&[tip], base.as_slice(), &[TRAILER_ID])?
             .into_iter()
             .rev()
             .filter_map(|t| t.values.into_iter().next().flatten())
