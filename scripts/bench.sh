@@ -766,6 +766,23 @@ print(f"  {briefs} briefs of 3 no-op steps: all awaiting decision in {took:.1f} 
 print(f"  bundles dropped meanwhile (one every 250 ms): {len(lat)}, drop-to-done p50 {p50(lat):.0f} ms, max {lat[-1]:.0f} ms (alone, before: p50 {p50(quiet):.0f} ms)")
 print(f"  daemon RSS {rss0:.0f} MiB before, {rss(d.pid):.0f} MiB after")
 d.terminate(); d.wait(60)
+# Floors, measured now on the same vault: a brief's sandbox is a checkout of it (each mission's
+# worktree), a bundle is a commit of one new file.
+adds, commits = [], []
+for k in range(10):
+    t = time.perf_counter()
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", f"{work}/floor-{k}", "main"], cwd=vault, check=True)
+    adds.append((time.perf_counter() - t) * 1000)
+wt = f"{work}/floor-0"
+for k in range(20):
+    os.makedirs(f"{wt}/side", exist_ok=True)
+    with open(f"{wt}/side/floor-{k}.md", "w") as fh: fh.write(f"# floor {k}\n")
+    t = time.perf_counter()
+    subprocess.run(["sh", "-c", "git add -A && git commit -qm floor"], cwd=wt, check=True)
+    commits.append((time.perf_counter() - t) * 1000)
+adds.sort(); commits.sort()
+print(f"  floor: git worktree add of this vault, p50 of 10: {p50(adds):.0f} ms (x {briefs}: {p50(adds) * briefs / 1000:.1f} s)")
+print(f"  floor: git add -A && git commit of one new note, p50 of 20: {p50(commits):.0f} ms")
 
 # Phase 2: many missions, one no-op step each, on a small vault; then the list timed.
 vault = f"{work}/small"

@@ -53,6 +53,10 @@ const RECHECK: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a pass may keep applying newly arrived bundles before it renders.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
+/// How long a pass may keep accepting mission briefs before it renders: their notes then appear
+/// as the burst goes on, and the next pass takes the bundles dropped meanwhile.
+const BRIEFS_FOR: Duration = Duration::from_millis(750);
+
 /// After a failure of quire itself or the machine (disk full, Git refusing), how long before
 /// trying again; doubled after each failure in a row, up to [`BACKOFF_MAX`].
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -577,7 +581,7 @@ fn pass(
         Ok(r) => r,
         Err(e) => {
             problems.push(format!("could not list contributions/pending/: {e}"));
-            Vec::new()
+            intake::Ready::default()
         }
     };
     let in_hand = count_queue(vault, Queue::Processing);
@@ -594,30 +598,48 @@ fn pass(
         let mut observer = Observer {
             handle,
             filed: &mut filed,
+            yield_to: None,
         };
         if let Err(e) = workflow::resume(vault, &mut sink, &mut observer) {
             apply_failed(&mut sink, &mut problems, &e);
         }
     }
     let mut ready = ready;
-    // Under a burst, keep applying what arrives and render once at the end (or after
-    // DRAIN_FOR), rather than render the whole site again between every few bundles.
-    while !ready.is_empty() {
+    // Under a burst of bundles, keep applying what arrives and render once at the end (or after
+    // DRAIN_FOR), rather than render the whole site again between every few bundles. Bundles
+    // come before briefs; a pass that applied bundles ends when none are left, and briefs are
+    // taken a turn at a time for BRIEFS_FOR, so a bundle never waits behind a burst of briefs.
+    let mut took_bundles = false;
+    let mut failed = false;
+    loop {
+        let (files, briefs) = if !ready.first.is_empty() {
+            took_bundles = true;
+            (std::mem::take(&mut ready.first), false)
+        } else if !ready.briefs.is_empty() && !took_bundles && clock.elapsed() < BRIEFS_FOR {
+            (std::mem::take(&mut ready.briefs), true)
+        } else {
+            break;
+        };
         let mut observer = Observer {
             handle,
             filed: &mut filed,
+            yield_to: briefs.then_some(&mut *intake),
         };
-        if let Err(e) = workflow::apply(vault, &ready, &mut sink, &mut observer) {
+        if let Err(e) = workflow::apply(vault, &files, &mut sink, &mut observer) {
             // The bundle in hand stays in processing/ and is resumed on the next pass.
             apply_failed(&mut sink, &mut problems, &e);
-            break;
-        }
-        if inbox.stopping() || clock.elapsed() >= DRAIN_FOR {
+            failed = true;
             break;
         }
         ready = intake.ready(vault).unwrap_or_default();
         owed.backlog = owed.backlog.max(ready.len());
+        if inbox.stopping() || clock.elapsed() >= DRAIN_FOR {
+            break;
+        }
     }
+    // What is left gets a pass of its own as soon as this one is reported.
+    let left = !failed && !ready.is_empty() && !inbox.stopping();
+    let applying = clock.elapsed();
     let mut waiting = ready.len() as u64;
     if !filed.is_empty() || !problems.is_empty() {
         waiting = count_queue(vault, Queue::Pending);
@@ -649,7 +671,7 @@ fn pass(
     while let Some(input) = inbox.try_next() {
         more |= matches!(&input, Input::Hint(h) if dirty.note(h.clone()));
     }
-    if more {
+    if more || left {
         handle.inner.post.hint(Hint::Bundles);
     }
     if applied > 0 || !filed.is_empty() || dirty.any() {
@@ -682,6 +704,7 @@ fn pass(
                 None
             }
         };
+        let indexed = clock.elapsed();
         let t = Instant::now();
         let mut behind = Vec::new();
         match workflow::pipeline::render(vault, updater, handle.inner.warm.clone(), &mut sink) {
@@ -711,6 +734,14 @@ fn pass(
             }
             tracing::debug!(took = ?t.elapsed(), "handed back the memory of a burst");
         }
+        tracing::debug!(
+            filed = filed.len(),
+            left = ready.len(),
+            apply_ms = applying.as_millis() as u64,
+            indexed_ms = indexed.as_millis() as u64,
+            total_ms = clock.elapsed().as_millis() as u64,
+            "pass done"
+        );
         // The end of the work a drop started: what latency is measured to.
         let ids: Vec<&str> = filed
             .iter()
@@ -779,6 +810,10 @@ impl EventSink for Fanout<'_> {
 struct Observer<'a> {
     handle: &'a Handle,
     filed: &'a mut Vec<Filed>,
+    /// While briefs are accepted: the intake, asked before each one whether a bundle or an answer
+    /// has arrived, which then goes first (a look at `pending/`, a millisecond beside the tens a
+    /// brief takes).
+    yield_to: Option<&'a mut intake::Intake>,
 }
 
 impl ApplyObserver for Observer<'_> {
@@ -808,6 +843,13 @@ impl ApplyObserver for Observer<'_> {
 
     fn stop_requested(&mut self) -> bool {
         self.handle.inner.post.stopping()
+    }
+
+    fn enough_for_now(&mut self) -> bool {
+        let vault = &self.handle.inner.vault;
+        self.yield_to
+            .as_mut()
+            .is_some_and(|intake| intake.ready(vault).is_ok_and(|r| !r.first.is_empty()))
     }
 
     // Degraded from the first moment, not only once the wait has failed: `/healthz` says why

@@ -477,3 +477,70 @@ fn an_unanswered_decision_expires_into_an_escalation_never_an_approval() {
             .any(|e| e["type"] == "decision.expired" && e["data"]["id"] == "late.r1")
     );
 }
+
+#[test]
+fn bundles_and_answers_dropped_after_a_burst_of_briefs_go_before_them() {
+    // All dropped before the daemon starts, so that its first look sees every file at once: the
+    // briefs first (oldest), then a bundle and an answer to an unknown decision.
+    let t = engine_vault(&[("noop", "true")]);
+    let pending = t.vault().queue_dir(quire::vault::Queue::Pending);
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    for i in 0..12 {
+        let name = format!("m-{i:02}.json");
+        t.drop_json(
+            &name,
+            &brief(
+                &format!("m-{i:02}"),
+                json!([{ "step": "a", "uses": "noop" }]),
+            ),
+        );
+        std::fs::File::options()
+            .write(true)
+            .open(pending.join(&name))
+            .unwrap()
+            .set_modified(old + Duration::from_secs(i))
+            .unwrap();
+    }
+    t.drop_json(
+        "late-bundle.json",
+        &crate::harness::bundle(
+            "late-bundle",
+            json!([{ "op": "create", "path": "03_NOTES/late.md", "content": "# late\n" }]),
+        ),
+    );
+    t.drop_json(
+        "late-answer.json",
+        &json!({ "contract": "quire.decision/1", "id": "nope.r1", "decision": "approve" }),
+    );
+    let d = start(&t);
+    for i in 0..12 {
+        wait_state(&d, &format!("m-{i:02}"), "awaiting_decision");
+    }
+    drop(d);
+    // Main's history, oldest first: the bundle's commit comes before every mission note's.
+    let log = t.git(&["log", "--reverse", "--format=%s", "main"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    let bundle_at = subjects
+        .iter()
+        .position(|s| *s == "Bundle late-bundle")
+        .unwrap_or_else(|| panic!("no bundle commit in {subjects:?}"));
+    let first_note = subjects
+        .iter()
+        .position(|s| s.starts_with("Add mission"))
+        .unwrap();
+    assert!(bundle_at < first_note, "{subjects:?}");
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.starts_with("Add mission"))
+            .count(),
+        12
+    );
+    // The answer was filed (refused: no such decision) before the first brief was accepted.
+    let answer = t.receipt(quire::vault::Queue::Rejected, "late-answer");
+    let accepted = t.receipt(quire::vault::Queue::Processed, "m-00");
+    assert!(
+        answer["received_at"].as_str().unwrap() < accepted["applied_at"].as_str().unwrap(),
+        "{answer}\n{accepted}"
+    );
+}
