@@ -108,6 +108,11 @@ pub(super) fn supervise(
                                     {
                                         tracing::error!(mission = %run.mission, sandbox = %run.sandbox, "carrying the mission failed: {e}; the supervisor tries again shortly");
                                     }
+                                    // This thread's allocator heap is abandoned when it ends, with
+                                    // what it freed still held; hand that back first.
+                                    if let Some(hook) = super::IDLE_HOOK.get() {
+                                        hook();
+                                    }
                                     let _ = waker.send(());
                                 })
                         };
