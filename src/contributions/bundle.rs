@@ -362,11 +362,19 @@ fn invalid(message: impl Into<String>) -> Rejection {
 /// The `contract` a dropped JSON file names, if it is a JSON object naming one (read only when a
 /// file is not a bundle, to route it: a mission brief is not refused as a bad bundle).
 pub fn contract_of(bytes: &[u8]) -> Option<String> {
+    peek_contract(bytes).ok()?.map(Into::into)
+}
+
+/// The `contract` a JSON object names (`None` when it names none), or why the bytes are not such
+/// an object: serde_json's error tells a whole document of another shape
+/// ([`serde_json::error::Category::Data`]) from one cut short or broken.
+pub fn peek_contract(bytes: &[u8]) -> Result<Option<std::borrow::Cow<'_, str>>, serde_json::Error> {
     #[derive(serde::Deserialize)]
-    struct Peek {
-        contract: Option<String>,
+    struct Peek<'a> {
+        #[serde(borrow)]
+        contract: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Peek>(bytes).ok()?.contract
+    serde_json::from_slice::<Peek<'_>>(bytes).map(|p| p.contract)
 }
 
 /// Whether `id` is a valid bundle id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.

@@ -29,7 +29,7 @@ mod text;
 
 pub use bundle::{
     Author, BodyOp, Bundle, CONTRACT, Change, Edit, MAX_ID_LEN, Target, contract_of, is_valid_id,
-    peek_id, too_large_bytes,
+    peek_contract, peek_id, too_large_bytes,
 };
 pub use error::{ErrorCode, Rejection};
 pub use plan::plan;

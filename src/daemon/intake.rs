@@ -107,14 +107,9 @@ impl Intake {
 /// Whether the file at `path` is a mission brief; `None` while it is not a whole JSON document
 /// (being written, or broken).
 fn peek(path: &std::path::Path) -> Option<bool> {
-    #[derive(serde::Deserialize)]
-    struct Contract<'a> {
-        #[serde(borrow)]
-        contract: Option<std::borrow::Cow<'a, str>>,
-    }
     let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice::<Contract<'_>>(&bytes) {
-        Ok(c) => Some(c.contract.as_deref() == Some(crate::missions::brief::CONTRACT)),
+    match crate::contributions::peek_contract(&bytes) {
+        Ok(c) => Some(c.as_deref() == Some(crate::missions::brief::CONTRACT)),
         // Whole JSON of another shape (an array, a `contract` that is not a string): complete,
         // and refused by the apply, which says why.
         Err(e) if e.classify() == serde_json::error::Category::Data => Some(false),

@@ -422,6 +422,10 @@ fn checkout_for<'c>(
     Ok(checkouts.get_mut(branch).and_then(Option::as_mut))
 }
 
+fn record_failed(e: std::io::Error) -> WorkflowError {
+    WorkflowError::io("could not update .quire/contributions.jsonl", e)
+}
+
 /// A claimed mission brief, waiting for the batch before it to land.
 struct Brief {
     /// A decision file (`quire.decision/1`) rather than a mission brief.
@@ -568,9 +572,7 @@ impl<'v> Run<'v> {
                         commit: commit.to_string(),
                         branch,
                     })
-                    .map_err(|e| {
-                        WorkflowError::io("could not update .quire/contributions.jsonl", e)
-                    })?;
+                    .map_err(record_failed)?;
             }
         }
         Ok(())
@@ -580,7 +582,7 @@ impl<'v> Run<'v> {
     fn set_read(&mut self, branch: &str, tip: Oid) -> Result<(), WorkflowError> {
         self.record
             .set_tip(branch, &tip.to_string())
-            .map_err(|e| WorkflowError::io("could not update .quire/contributions.jsonl", e))
+            .map_err(record_failed)
     }
 
     /// Reads, parses and decides one claimed bundle; its commit (if any) joins the batch.

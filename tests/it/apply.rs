@@ -532,6 +532,34 @@ fn a_checked_out_sandbox_branch_is_committed_to_and_synced() {
 }
 
 #[test]
+fn an_id_applied_to_a_sandbox_is_known_there_after_the_record_is_deleted() {
+    // The record is read back from every branch in one walk that stops at main's tip: a sandbox's
+    // own commits must still be found, and credited to the sandbox.
+    let v = seeded();
+    let wt = v.tmp.path().join("wt");
+    v.git(&["branch", "mission/m-1"]);
+    v.git(&["branch", "mission/m-2"]);
+    v.git(&["worktree", "add", "-q", wt.to_str().unwrap(), "mission/m-1"]);
+    let mut b = bundle(
+        "into-sandbox",
+        json!([{ "op": "create", "path": "03_NOTES/s.md", "content": "sandboxed\n" }]),
+    );
+    b["target"] = json!("sandbox:m-1");
+    let first = v.apply_one(&b);
+    assert_applied(&first);
+    // Main moves on, so the walk has main's tip to stop at.
+    assert_applied(&v.apply_one(&bundle(
+        "on-main",
+        json!([{ "op": "create", "path": "03_NOTES/m.md", "content": "main\n" }]),
+    )));
+    std::fs::remove_dir_all(v.path(".quire")).unwrap();
+    let again = v.apply_one(&b);
+    assert_eq!(again.status, Status::Duplicate, "{again:?}");
+    assert_eq!(again.branch.as_deref(), Some("mission/m-1"));
+    assert_eq!(again.commit, first.commit);
+}
+
+#[test]
 fn events_record_each_bundle_in_the_log() {
     let v = seeded();
     v.drop_json(
