@@ -139,6 +139,7 @@ pub fn serve(
         .fallback(get(page))
         .with_state(shared);
     let limits = super::Limits::of(&vault.config().daemon);
+    let hosts = vault.config().daemon.hosts.clone();
     let result = runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
@@ -152,6 +153,12 @@ pub fn serve(
             source,
         })?;
         ready(addr);
+        // Served pages are the user's notes: no other web page may read them either.
+        let guard = super::guard::Guard::new(addr, &hosts);
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            guard,
+            super::guard::guard,
+        ));
         super::listen::serve(listener, app, limits, signals())
             .await
             .map_err(|source| ServeError::Io {

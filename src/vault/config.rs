@@ -82,6 +82,10 @@ pub struct DaemonConfig {
     pub header_timeout_secs: u64,
     /// Seconds a connection may carry no bytes either way before it is closed.
     pub idle_timeout_secs: u64,
+    /// Names besides its address the daemon answers to (`name` or `name:port`), for a reverse
+    /// proxy that forwards its own `Host`. Requests for any other name are refused, so a web page
+    /// that re-points its name at this machine (DNS rebinding) reads nothing.
+    pub hosts: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -91,6 +95,7 @@ impl Default for DaemonConfig {
             max_connections: 256,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
+            hosts: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ mod mission_daemon;
 mod missions;
 mod neighbours;
 mod obsidian;
+mod origins;
 mod render;
 mod robustness;
 mod sandbox;

@@ -126,3 +126,37 @@ fn serve_answers_pages_safely() {
         );
     }
 }
+
+#[test]
+fn serve_answers_no_other_name_and_no_other_page() {
+    let t = VaultTest::new();
+    t.write("notes/Secret.md", "# Secret\n\nthe combination is 1234\n");
+    let server = serve(&t);
+    let addr = &server.1;
+    let port = addr.rsplit(':').next().unwrap();
+    let (status, _, body) = get(addr, "/notes/secret/", "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("1234"));
+
+    // A page whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name.
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /notes/secret/ HTTP/1.1\r\nHost: attacker.example:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(!text.contains("1234"));
+
+    // A foreign page's fetch of a note.
+    let (status, _, body) = get(
+        addr,
+        "/notes/secret/",
+        "Origin: https://attacker.example\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: cors\r\n",
+    );
+    assert_eq!(status, 403);
+    assert!(!String::from_utf8_lossy(&body).contains("1234"));
+}

@@ -44,8 +44,10 @@ struct Api {
     max_body: usize,
 }
 
-/// The router for the daemon's API over `daemon`.
-pub fn router(daemon: Handle) -> Router {
+/// The router for the daemon's API over `daemon`, listening on `bound`: it answers only requests
+/// for that address (or a name in `[daemon] hosts`) from no other web page (SPEC §11).
+pub fn router(daemon: Handle, bound: SocketAddr) -> Router {
+    let guard = super::guard::Guard::new(bound, &daemon.vault().config().daemon.hosts);
     let token = daemon.vault().token().map(Arc::from);
     let max_body = daemon.vault().config().contributions.max_bundle_bytes as usize;
     let api = Api {
@@ -81,6 +83,7 @@ pub fn router(daemon: Handle) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(middleware::from_fn_with_state(guard, super::guard::guard))
         .with_state(api)
 }
 
@@ -300,7 +303,7 @@ pub fn run_daemon(
     ready(bound);
     let limits = super::Limits::of(&vault.config().daemon);
     let served = runtime.block_on(async {
-        super::listen::serve(listener, router(daemon.handle()), limits, {
+        super::listen::serve(listener, router(daemon.handle(), bound), limits, {
             let handle = daemon.handle();
             async move {
                 super::serve::signals().await;
