@@ -122,11 +122,11 @@ pub(crate) fn daemon(
 }
 
 pub(crate) fn themes(vault: &Vault, json: bool) -> anyhow::Result<ExitCode> {
-    let themes = available_themes(vault)?;
     if json {
-        output::json(&serde_json::json!({ "themes": themes }))?;
+        output::json(&quire::workflow::queries::themes(vault)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let themes = available_themes(vault)?;
     let configured = &vault.config().site.themes;
     let mut rows = vec![vec![
         "NAME".into(),

@@ -99,7 +99,15 @@ pub fn render(
         };
         let themes = super::render::theme_names(&vault, &Themes::All);
         let out = vault.root().join(SITE_DIR);
-        Ok::<_, WorkflowError>(crate::render::render(&content, &themes, &out, &Quiet)?)
+        let reports = crate::render::render(&content, &themes, &out, &Quiet)?;
+        if reports.iter().any(|r| r.changed) {
+            let commit = crate::git::Repo::open(vault.root())
+                .ok()
+                .and_then(|repo| repo.resolve_commit("HEAD"))
+                .map(|id| id.to_string());
+            super::render::record_renders(&vault, &reports, content.source(), commit);
+        }
+        Ok::<_, WorkflowError>(reports)
     })();
     match &rendered {
         Ok(reports) => {

@@ -55,3 +55,33 @@ pub fn missions(vault: &Vault, index: &Index, today: NaiveDate) -> Result<Value,
         .collect();
     Ok(json!({ "today": today.to_string(), "missions": missions }))
 }
+
+/// Every theme (built in and the vault's own), and for those the vault renders, where the site is
+/// and when it last changed: `{"themes": [{name, version, description, parent, origin,
+/// overrides_builtin, site}]}`. `site` is `null` for a theme nothing renders (a parent such as
+/// `base`), else `{"url", "dir", "configured", "last_render"}`; `last_render` is `null` until a
+/// render records one.
+pub fn themes(vault: &Vault) -> Result<Value, WorkflowError> {
+    let configured = super::render::theme_names(vault, &super::render::Themes::All);
+    let site_root = vault.root().join(crate::render::SITE_DIR);
+    let themes: Vec<Value> = crate::render::available_themes(vault)
+        .map_err(crate::render::RenderError::from)?
+        .into_iter()
+        .map(|t| {
+            let is_configured = configured.contains(&t.name);
+            let live = site_root.join(&t.name).join("index.html").is_file();
+            let site = (is_configured || live).then(|| {
+                json!({
+                    "url": format!("/site/{}/", t.name),
+                    "dir": format!("{}/{}", crate::render::SITE_DIR, t.name),
+                    "configured": is_configured,
+                    "last_render": super::render::last_render(vault, &t.name),
+                })
+            });
+            let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
+            v["site"] = site.unwrap_or(Value::Null);
+            v
+        })
+        .collect();
+    Ok(json!({ "themes": themes }))
+}

@@ -43,6 +43,80 @@ pub struct RenderOutcome {
     pub unpublished: BTreeMap<String, String>,
 }
 
+/// When a theme's site in the vault's `_site/` last changed, and from what (SPEC §7's "last
+/// render"). Kept per theme in `.quire/renders/<theme>.json`, written after every render that
+/// changed the site, by `quire render` and the daemon alike; a render that found nothing to do
+/// leaves it alone. Losing `.quire/` loses only this until the next change.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LastRender {
+    /// When the render ended (RFC 3339, UTC).
+    pub at: String,
+    /// The commit the content was read at (`HEAD` for the work tree, which may hold more).
+    pub commit: Option<String>,
+    /// What was read ("the work tree", "commit … (`main`)").
+    pub source: String,
+    /// Pages in the site.
+    pub pages: usize,
+    /// How long the render took, in milliseconds.
+    pub ms: u64,
+}
+
+fn renders_dir(vault: &Vault) -> PathBuf {
+    vault.state_dir().join("renders")
+}
+
+/// Records the renders among `reports` that changed a site under the vault's own `_site/`
+/// (`commit`: what the content was read at). Failing to record is logged, never an error: the
+/// sites are what matter.
+pub fn record_renders(
+    vault: &Vault,
+    reports: &[RenderReport],
+    source: &str,
+    commit: Option<String>,
+) {
+    let site_root = vault.root().join(SITE_DIR);
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for r in reports.iter().filter(|r| r.changed) {
+        if r.dir != site_root.join(&r.theme) || !plain_name(&r.theme) {
+            continue;
+        }
+        let record = LastRender {
+            at: at.clone(),
+            commit: commit.clone(),
+            source: source.to_owned(),
+            pages: r.pages,
+            ms: r.elapsed.as_millis() as u64,
+        };
+        let dir = renders_dir(vault);
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+            crate::vault::fsutil::atomic_write(&dir.join(format!("{}.json", r.theme)), &json, false)
+        });
+        if let Err(e) = written {
+            tracing::warn!(theme = r.theme, "could not record the render: {e}");
+        }
+    }
+}
+
+/// A theme name that is one plain file name (theme names are folder names; anything else is not
+/// used to name a file).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The last recorded render of `theme`'s site, if any.
+pub fn last_render(vault: &Vault, theme: &str) -> Option<LastRender> {
+    if !plain_name(theme) {
+        return None;
+    }
+    let bytes = std::fs::read(renders_dir(vault).join(format!("{theme}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The theme names a request means, given the vault's configuration.
 pub fn theme_names(vault: &Vault, themes: &Themes) -> Vec<String> {
     let configured = &vault.config().site.themes;
@@ -86,6 +160,13 @@ pub fn render(
         .map(|t| (t.published, t.unpublished.clone()))
         .unwrap_or_default();
     let source = content.source().to_owned();
+    if request.out.is_none() {
+        let commit = crate::git::Repo::open(vault.root())
+            .ok()
+            .and_then(|repo| repo.resolve_commit(request.git_ref.as_deref().unwrap_or("HEAD")))
+            .map(|id| id.to_string());
+        record_renders(vault, &themes, &source, commit);
+    }
     // What was read (every note and task of the vault) is freed on the worker pool: a command
     // that ends now need not wait for it.
     render::drop_later(content);

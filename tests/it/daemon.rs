@@ -574,14 +574,30 @@ fn the_api_answers_safely_and_stays_healthy() {
         let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(cli, api, "{args:?} and {path} differ");
     }
+    // Themes: which have sites, where, and their last render; the CLI says the same.
     let (_, themes) = get_json(&d.addr, "/api/renderer/themes");
-    assert!(
+    let cli: Value = serde_json::from_slice(&t.quire(&["themes", "--json"]).stdout).unwrap();
+    assert_eq!(
+        cli, themes,
+        "`quire themes --json` and /api/renderer/themes differ"
+    );
+    let theme = |name: &str| {
         themes["themes"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["name"] == "paper")
-    );
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {themes}"))
+    };
+    assert_eq!(theme("base")["site"], Value::Null, "base is only a parent");
+    let paper = theme("paper");
+    assert_eq!(paper["site"]["url"], "/site/paper/");
+    let last = &paper["site"]["last_render"];
+    assert!(last["pages"].as_u64().unwrap() > 0, "{paper}");
+    assert_eq!(last["commit"].as_str(), Some(t.head().as_str()), "{paper}");
+    assert!(last["at"].as_str().unwrap().ends_with('Z'));
+    assert!(last["ms"].is_u64());
     let (_, _, metrics) = http(&d.addr, "GET", "/metrics", &[], b"");
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(

@@ -70,8 +70,8 @@ pub(super) async fn job(State(api): State<Api>, Path(id): Path<String>) -> Respo
 
 pub(super) async fn themes(State(api): State<Api>) -> Response {
     blocking(
-        move || match crate::render::available_themes(api.daemon.vault()) {
-            Ok(list) => axum::Json(json!({ "themes": list })).into_response(),
+        move || match crate::workflow::queries::themes(api.daemon.vault()) {
+            Ok(v) => axum::Json(v).into_response(),
             Err(e) => internal(e),
         },
     )
