@@ -179,6 +179,14 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Analytics over what was applied: bundles by status, refusal code and author, apply and
+    /// step durations (p50/p95), retry and escalation rates. `--json` prints what
+    /// `GET /api/analytics/stats` answers.
+    Stats {
+        /// From this date (YYYY-MM-DD, UTC) or time (RFC 3339) on; default: everything.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+    },
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).

@@ -39,6 +39,7 @@
 //! the branch tip → dirty check → commit + compare-and-swap → work-tree sync → receipt → `processed/`
 //! or `rejected/`. Crash safety of that flow is argued in [`mod@workflow::apply`].
 
+pub mod analytics;
 pub mod contributions;
 pub mod daemon;
 mod embedded;

@@ -10,6 +10,7 @@ mod output;
 mod render;
 mod retry;
 mod sandbox;
+mod stats;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calendar { out, kind } => {
             tasks::calendar(&open(cli.vault.as_deref())?, out.as_deref(), kind, json)
         }
+        Command::Stats { since } => stats::stats(&open(cli.vault.as_deref())?, since, json),
         Command::Missions { today } => tasks::missions(&open(cli.vault.as_deref())?, today, json),
         Command::Render {
             theme,

@@ -389,6 +389,23 @@ impl Daemon {
                     source,
                 })?
         };
+        // Receipts that a crash (or a deleted `.quire/`) left out of analytics are recorded in the
+        // background; the pipeline records new ones meanwhile, each once.
+        {
+            let vault = vault.clone();
+            let spawned = std::thread::Builder::new()
+                .name("quire-analytics".into())
+                .spawn(move || {
+                    let caught = crate::analytics::Analytics::open(&vault)
+                        .and_then(|mut a| a.catch_up(&vault));
+                    if let Err(e) = caught {
+                        tracing::warn!("analytics could not catch up with the receipts: {e}");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("analytics could not catch up with the receipts: {e}");
+            }
+        }
         Ok(Self {
             handle,
             _running: running,

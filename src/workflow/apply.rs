@@ -73,6 +73,8 @@ pub struct Filed {
     /// The file name it was dropped under in `pending/` (or found under in `processing/`), without
     /// `.json`: how a submitter that wrote the file recognises its outcome.
     pub dropped_as: String,
+    /// `Name <email>` of the bundle's author, when it names one (for analytics).
+    pub author: Option<String>,
 }
 
 /// What an apply run did.
@@ -233,6 +235,13 @@ fn work(
     let decisions = run.decisions_filed;
     drop(run);
     drop(_lock);
+    // After the receipts: what a crash here leaves unrecorded, the next catch-up finds on disk.
+    let facts: Vec<_> = report
+        .filed
+        .iter()
+        .map(|f| crate::analytics::BundleFact::new(&f.bundle, f.receipt.clone(), f.author.clone()))
+        .collect();
+    crate::analytics::record_quietly(vault, &facts);
     // Answers from dropped decision files were recorded under the lock; their effect (a promotion
     // takes the lock itself) follows now.
     if decisions {
@@ -404,6 +413,7 @@ struct Decided {
     resumed: bool,
     received_at: String,
     started: Instant,
+    author: Option<String>,
     /// The parsed bundle and its SHA-256, kept so it can be planned again if its branch moves
     /// before the batch is published.
     parsed: Option<(Bundle, String)>,
@@ -624,10 +634,12 @@ impl<'v> Run<'v> {
         };
         let mut id = None;
         let mut parsed = None;
+        let mut author = None;
         let outcome = match read {
             Err(rejection) => Err(rejection),
             Ok(bytes) => {
                 self.batch_bytes += bytes.len();
+                author = crate::analytics::peek_author(&bytes);
                 let sha = sha256_hex(&bytes);
                 let limits = &self.vault.config().contributions;
                 match contained(|| Bundle::parse(&bytes, limits)) {
@@ -670,6 +682,7 @@ impl<'v> Run<'v> {
             resumed,
             received_at,
             started,
+            author,
             parsed,
             outcome,
         });
@@ -790,6 +803,7 @@ impl<'v> Run<'v> {
             bundle: filed,
             receipt,
             dropped_as: b.dropped_as,
+            author: crate::analytics::peek_author(&b.bytes),
         })
     }
 
@@ -983,6 +997,7 @@ impl<'v> Run<'v> {
             id,
             received_at,
             started,
+            author,
             outcome,
             ..
         } = d;
@@ -1077,6 +1092,7 @@ impl<'v> Run<'v> {
             bundle,
             receipt,
             dropped_as,
+            author,
         })
     }
 

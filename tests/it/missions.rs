@@ -322,7 +322,7 @@ pub(crate) fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn start(t: &VaultTest, b: &Value) -> Value {
+pub(crate) fn start(t: &VaultTest, b: &Value) -> Value {
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(b).unwrap()).unwrap();
     let path = file.path().to_owned();

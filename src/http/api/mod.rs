@@ -29,6 +29,7 @@ use crate::index::journal::Claim;
 use crate::index::{CalendarKind, Index, StatusFilter, TaskFilter};
 use crate::vault::{Queue, fsutil};
 
+mod analytics;
 mod contributions;
 mod events;
 mod health;
@@ -75,6 +76,9 @@ pub fn router(daemon: Handle, bound: SocketAddr) -> Router {
         .route("/api/missions/{id}/abort", post(missions::abort))
         .route("/api/missions/{id}/inject", post(missions::inject))
         .route("/api/agents", get(missions::agents))
+        .route("/api/analytics/logs", get(analytics::logs))
+        .route("/api/analytics/stats", get(analytics::stats))
+        .route("/api/analytics/trends", get(analytics::trends))
         .route("/api/decisions", get(missions::decisions))
         .route("/api/decisions/{id}/resolve", post(missions::resolve))
         .route("/site/{theme}", get(sites::site_root))
