@@ -15,6 +15,10 @@
 #                              starting, its commit of a few changed files included), p50 and p99
 #                              over STEPS steps, beside a bare `git add -A && git commit` of the
 #                              same change in the same worktree as a floor.
+#   scripts/bench.sh analytics 100,000 applied bundles (ANALYTICS) and 10,000 refused or duplicate,
+#                              filed as receipts: `quire stats` recording them the first time and
+#                              again, GET /api/analytics/stats, trends and logs from the daemon, and
+#                              `grep -r` over the receipts as a floor.
 #   scripts/bench.sh daemon    `quire daemon` on a 10,000-note vault: drop-to-done latency of single
 #                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
 #                              after it, and GET /api/tasks and /api/agenda under wrk.
@@ -808,7 +812,73 @@ d.terminate(); d.wait(60)
 PY
 }
 
+bench_analytics() {
+  build; workdir
+  local n=${ANALYTICS:-100000}
+  notes=1000
+  echo "# analytics over $n applied bundles (and 10 % more refused or duplicate) in $work"
+  new_vault
+  # Receipts and bundles as the pipeline files them, over the last 30 days, from 20 authors.
+  python3 - "$work/vault" "$n" <<'PY'
+import json, os, random, sys, datetime
+vault, n = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+now = datetime.datetime.now(datetime.timezone.utc)
+proc, rej = f"{vault}/contributions/processed", f"{vault}/contributions/rejected"
+os.makedirs(proc, exist_ok=True); os.makedirs(rej, exist_ok=True)
+total = n + n // 10
+for i in range(total):
+    at = now - datetime.timedelta(seconds=random.uniform(0, 30 * 86400))
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    who = random.randrange(20)
+    status = "applied" if i < n else random.choice(["rejected"] * 4 + ["duplicate"])
+    r = {"id": f"b-{i:06d}", "status": status, "received_at": stamp,
+         "duration_ms": round(random.lognormvariate(3, 0.6), 3)}
+    if status == "rejected":
+        r["error"] = {"code": random.choice(["conflict", "invalid_bundle", "unsafe_path", "not_found"]),
+                      "message": "m", "change": 0, "path": f"03_NOTES/n{i}.md"}
+        folder = rej
+    else:
+        r.update({"branch": "main", "commit": "0" * 40, "files": [f"03_NOTES/n{i}.md"] if status == "applied" else [], "applied_at": stamp})
+        folder = proc
+    with open(f"{folder}/b-{i:06d}.receipt.json", "w") as f: json.dump(r, f)
+    with open(f"{folder}/b-{i:06d}.json", "w") as f:
+        json.dump({"id": f"b-{i:06d}", "author": {"name": f"Author {who}", "email": f"a{who}@example.org"}}, f)
+PY
+  python3 - "$quire" "$work/vault" "$n" <<'PY'
+import json, subprocess, sys, time, urllib.request
+quire, vault, n = sys.argv[1:4]
+def ms(f):
+    t = time.perf_counter(); f(); return (time.perf_counter() - t) * 1000
+def p50(xs): xs = sorted(xs); return xs[len(xs) // 2]
+grep = lambda: subprocess.run(["grep", "-r", "-l", '"status": "applied"', f"{vault}/contributions/processed"], capture_output=True)
+first = ms(lambda: subprocess.run([quire, "--vault", vault, "stats", "--json"], capture_output=True, check=True))
+floor = [ms(grep) for _ in range(3)]
+print(f"  quire stats, first run (records {int(n) * 11 // 10} receipts found on disk): {first:.0f} ms")
+print(f"  floor: grep -r -l over the applied receipts (warm): p50 {p50(floor):.0f} ms")
+again = [ms(lambda: subprocess.run([quire, "--vault", vault, "stats", "--json"], capture_output=True, check=True)) for _ in range(5)]
+print(f"  quire stats again (lists the folders, reads the rollups): p50 {p50(again):.0f} ms")
+d = subprocess.Popen([quire, "--vault", vault, "daemon", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+addr = d.stdout.readline().split("http://")[1].split("/")[0]
+get = lambda path: urllib.request.urlopen(f"http://{addr}{path}").read()
+time.sleep(2)
+s = json.loads(get("/api/analytics/stats"))
+assert s["bundles"]["by_status"]["applied"] == int(n), s["bundles"]["by_status"]
+week = (time.strftime("%Y-%m-%d", time.gmtime(time.time() - 7 * 86400)))
+for label, path in [("stats, everything", "/api/analytics/stats"), (f"stats since {week}", f"/api/analytics/stats?since={week}"),
+                    ("trends per day, 30 days", "/api/analytics/trends?every=day&since=" + time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * 86400))),
+                    ("logs, first page", "/api/analytics/logs"), ("logs, one author's refusals", "/api/analytics/logs?author=a7@example.org&status=rejected"),
+                    ("logs, page 100", "/api/analytics/logs?offset=5000&limit=50")]:
+    get(path)
+    xs = sorted(ms(lambda: get(path)) for _ in range(30))
+    print(f"  GET {label}: p50 {p50(xs):.1f} ms, max {xs[-1]:.1f} ms (30 requests)")
+print(f"  floor, same run: grep -r -l over the applied receipts: p50 {p50([ms(grep) for _ in range(3)]):.0f} ms")
+d.terminate(); d.wait(60)
+PY
+}
+
 case "${1:-}" in
+  analytics) bench_analytics ;;
   apply) bench_apply ;;
   index) bench_index ;;
   tasks) bench_tasks ;;
@@ -817,5 +887,5 @@ case "${1:-}" in
   missions) bench_missions ;;
   missions-load) bench_missions_load ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh analytics|apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
 esac

@@ -4,14 +4,15 @@
 //!
 //! ```text
 //!   apply ──filed──▶ record ──▶ .quire/analytics.db   bundles (one row per receipt)
-//!                                                      rollup  (hour, status, code, author) → n
-//!                                                      durations (hour, status, bucket) → n
+//!                                                      rollup  (grain, start, status, code, author) → n
+//!                                                      durations (grain, start, status, bucket) → n
 //!   receipts on disk ──catch_up──┘ (what a crash or a lost .quire/ left unrecorded)
 //!   .quire/missions.db ── attempts, decisions (read as they are)
 //! ```
 //!
-//! Counts and percentiles are read from the hourly rollups, never by walking every bundle, so a
-//! question over 100,000 bundles reads a few thousand rows. Durations are kept in logarithmic
+//! Counts and percentiles are read from rollups per hour and per day, never by walking every
+//! bundle: a question reads the days it covers whole and the hours of the day it starts in, so
+//! its cost follows the days asked about (tens of rows each), not the bundles. Durations are kept in logarithmic
 //! buckets 5 % wide: a percentile is exact to within about 2.5 %, as with Prometheus histograms.
 //! A bundle's row and its rollups are written in one transaction, keyed by its receipt's file, so
 //! nothing is counted twice; the receipts on disk stay the truth, and [`Analytics::catch_up`]
@@ -35,6 +36,9 @@ pub const ANALYTICS_FILE: &str = "analytics.db";
 
 /// Each duration bucket is this much wider than the one below it.
 const BUCKET_RATIO: f64 = 1.05;
+
+/// A day's grain, in hours.
+const DAY: i64 = 24;
 
 /// Most log entries one page may ask for.
 pub const MAX_PAGE: usize = 500;
@@ -89,19 +93,21 @@ CREATE TABLE IF NOT EXISTS bundles (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bundles_received ON bundles(received);
 CREATE TABLE IF NOT EXISTS rollup (
-    hour INTEGER NOT NULL,            -- hours since the Unix epoch (UTC)
+    grain INTEGER NOT NULL,           -- 1: an hour, 24: a UTC day
+    start INTEGER NOT NULL,           -- the period's first hour, in hours since the Unix epoch
     status TEXT NOT NULL,
     code TEXT NOT NULL,
     author TEXT NOT NULL,
     n INTEGER NOT NULL,
-    PRIMARY KEY (hour, status, code, author)
+    PRIMARY KEY (grain, start, status, code, author)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS durations (
-    hour INTEGER NOT NULL,
+    grain INTEGER NOT NULL,
+    start INTEGER NOT NULL,
     status TEXT NOT NULL,
     bucket INTEGER NOT NULL,          -- round(log_1.05(ms))
     n INTEGER NOT NULL,
-    PRIMARY KEY (hour, status, bucket)
+    PRIMARY KEY (grain, start, status, bucket)
 ) WITHOUT ROWID;
 "#;
 
@@ -372,12 +378,12 @@ impl Analytics {
                 )
                 ?;
             let mut rollup = tx.prepare_cached(
-                "INSERT INTO rollup (hour, status, code, author, n) VALUES (?1, ?2, ?3, ?4, 1)
-                     ON CONFLICT (hour, status, code, author) DO UPDATE SET n = n + 1",
+                "INSERT INTO rollup (grain, start, status, code, author, n) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                     ON CONFLICT (grain, start, status, code, author) DO UPDATE SET n = n + 1",
             )?;
             let mut duration = tx.prepare_cached(
-                "INSERT INTO durations (hour, status, bucket, n) VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT (hour, status, bucket) DO UPDATE SET n = n + 1",
+                "INSERT INTO durations (grain, start, status, bucket, n) VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT (grain, start, status, bucket) DO UPDATE SET n = n + 1",
             )?;
             for f in facts {
                 let r = &f.receipt;
@@ -405,8 +411,11 @@ impl Analytics {
                     continue;
                 }
                 let hour = hour_of(&r.received_at);
-                rollup.execute(params![hour, status, code, author])?;
-                duration.execute(params![hour, status, bucket_of(r.duration_ms)])?;
+                let bucket = bucket_of(r.duration_ms);
+                for (grain, start) in [(1, hour), (DAY, hour.div_euclid(DAY) * DAY)] {
+                    rollup.execute(params![grain, start, status, code, author])?;
+                    duration.execute(params![grain, start, status, bucket])?;
+                }
                 added += 1;
             }
         }
@@ -684,51 +693,72 @@ impl Analytics {
     }
 
     /// Counts, rates and durations since `since` (everything when `None`; a time inside an hour
-    /// counts that whole hour, as the rollups are hourly).
+    /// counts that whole hour, as the finest rollups are hourly).
     pub fn stats(&self, since: Option<DateTime<Utc>>) -> Result<Value, AnalyticsError> {
-        let from_hour = since
-            .map(|t| t.timestamp().div_euclid(3600))
-            .unwrap_or(i64::MIN);
+        // Whole days from the daily rollups; the hours before the first whole day from the hourly.
+        let (from_hour, first_day) = match since {
+            None => (i64::MIN, i64::MIN),
+            Some(t) => {
+                let h = t.timestamp().div_euclid(3600);
+                (h, (h + DAY - 1).div_euclid(DAY) * DAY)
+            }
+        };
+        let spans = [(DAY, first_day, i64::MAX), (1, from_hour, first_day)];
         let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
         let mut by_code: BTreeMap<String, i64> = BTreeMap::new();
         let mut by_author: HashMap<String, (i64, i64)> = HashMap::new();
-        {
+        let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
+        for (grain, from, to) in spans {
+            if from >= to {
+                continue;
+            }
+            // Summed here rather than with GROUP BY, which would sort every row first.
             let mut stmt = self.conn.prepare_cached(
-                "SELECT status, code, author, sum(n) FROM rollup WHERE hour >= ?1
-                     GROUP BY status, code, author",
+                "SELECT status, code, author, n FROM rollup WHERE grain = ?1 AND start >= ?2 AND start < ?3",
             )?;
-            let mut rows = stmt.query([from_hour])?;
+            let mut rows = stmt.query([grain, from, to])?;
             while let Some(r) = rows.next()? {
-                let get = |i| r.get::<_, String>(i);
-                let (status, code, author) = (get(0)?, get(1)?, get(2)?);
-                let n: i64 = r.get(3)?;
-                *by_status.entry(status.clone()).or_default() += n;
-                if !code.is_empty() {
-                    *by_code.entry(code).or_default() += n;
-                }
-                let who = if author.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    author
+                let text = |i| -> rusqlite::Result<&str> {
+                    r.get_ref(i)?.as_str().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })
                 };
-                let slot = by_author.entry(who).or_default();
-                match status.as_str() {
+                let (status, code, author) = (text(0)?, text(1)?, text(2)?);
+                let n: i64 = r.get(3)?;
+                match by_status.get_mut(status) {
+                    Some(c) => *c += n,
+                    None => {
+                        by_status.insert(status.to_owned(), n);
+                    }
+                }
+                if !code.is_empty() {
+                    *by_code.entry(code.to_owned()).or_default() += n;
+                }
+                let who = if author.is_empty() { "(none)" } else { author };
+                let slot = match by_author.get_mut(who) {
+                    Some(slot) => slot,
+                    None => by_author.entry(who.to_owned()).or_default(),
+                };
+                match status {
                     "applied" => slot.0 += n,
                     "rejected" => slot.1 += n,
                     _ => {}
                 }
             }
-        }
-        let applied_ms = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT bucket, sum(n) FROM durations WHERE hour >= ?1 AND status = 'applied'
-                     GROUP BY bucket ORDER BY bucket",
+                "SELECT bucket, n FROM durations
+                 WHERE grain = ?1 AND start >= ?2 AND start < ?3 AND status = 'applied'",
             )?;
-            stmt.query_map([from_hour], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())?
-        };
+            let mut rows = stmt.query([grain, from, to])?;
+            while let Some(r) = rows.next()? {
+                *buckets.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)?;
+            }
+        }
+        let applied_ms: Vec<(i64, i64)> = buckets.into_iter().collect();
         let total: i64 = by_status.values().sum();
         let rejected = by_status.get("rejected").copied().unwrap_or(0);
         let mut authors: Vec<(String, (i64, i64))> = by_author.into_iter().collect();
@@ -855,8 +885,7 @@ impl Analytics {
         let mut series: Vec<BTreeMap<&str, i64>> = vec![BTreeMap::new(); points];
         {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT (hour / ?2) * ?2 AS p, status, sum(n) FROM rollup
-                     WHERE hour >= ?1 GROUP BY p, status",
+                "SELECT start, status, n FROM rollup WHERE grain = ?2 AND start >= ?1",
             )?;
             let mut rows = stmt.query([first, width])?;
             while let Some(r) = rows.next()? {
