@@ -1,4 +1,4 @@
-//! Embeds the vault template, the demo vault and the built-in themes into the binary, so that
+//! Embeds the vault template, the demo vault, the built-in themes and the control plane's files into the binary, so that
 //! `quire init`, `quire demo` and rendering work from the binary alone.
 
 use std::fmt::Write as _;
@@ -8,6 +8,7 @@ const TREES: &[(&str, &str)] = &[
     ("VAULT_TEMPLATE", "vault-template"),
     ("DEMO", "demo"),
     ("THEMES", "themes"),
+    ("CONTROL", "control"),
 ];
 
 fn main() {

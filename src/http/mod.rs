@@ -5,6 +5,7 @@
 //! [`serve`] is `quire serve`, a site with live reload. The daemon's API builds on the same pieces.
 
 pub mod api;
+mod control;
 mod guard;
 mod listen;
 mod serve;

@@ -554,6 +554,21 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Marks a queued run `running` as its first step starts, if fencing number `fence` still
+    /// holds it (the lease is kept). Returns whether it did.
+    pub fn mark_running(&self, run: &RunRow, fence: i64) -> Result<bool, MissionError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET state = 'running' WHERE mission = ?1 AND item = ?2 AND fence = ?3 AND state = 'queued'",
+            )
+            .and_then(|mut s| {
+                s.execute(params![run.mission, run.item.as_deref().unwrap_or(""), fence])
+            })
+            .map_err(sql("could not write .quire/missions.db"))?;
+        Ok(n == 1)
+    }
+
     /// Whether fencing number `fence` still holds `run` (nobody took it since).
     pub fn holds(&self, run: &RunRow, fence: i64) -> Result<bool, MissionError> {
         self.conn

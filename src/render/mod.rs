@@ -390,6 +390,18 @@ pub fn mirror_live_site(out_root: &Path, theme: &str) -> Result<usize, RenderErr
     publish::SiteDir::open(out_root, theme)?.mirror_live()
 }
 
+pub(crate) use escape::escape as escape_html;
+
+/// The design tokens of theme `name` (the vault's own pack first) as CSS custom properties, light
+/// and dark.
+pub fn tokens_css(vault: &Vault, name: &str) -> Result<String, ThemeError> {
+    theme::load(
+        &theme::LocalThemes::from_dir(&vault.root().join("themes")),
+        name,
+    )
+    .map(|t| t.tokens_css)
+}
+
 /// Every theme of a vault: built in and vault-local, by name.
 pub fn available_themes(vault: &Vault) -> Result<Vec<ThemeInfo>, ThemeError> {
     theme::available(&theme::LocalThemes::from_dir(&vault.root().join("themes")))

@@ -367,6 +367,11 @@ fn step(
             if run.attempt == 1 || run.start_commit.is_empty() {
                 run.start_commit = tip.to_string();
             }
+            // SPEC §9.5: `queued` until the first step starts, `running` from then on.
+            if run.state == MissionState::Queued && store.mark_running(&run, fence)? {
+                run.state = MissionState::Running;
+                set_mission_state(store, &run.mission)?;
+            }
             let command = match &step.command {
                 Command::Run(r) => r.clone(),
                 Command::Uses(name) => match vault.config().missions.commands.get(name) {

@@ -400,6 +400,10 @@ pub struct RunView {
     pub state: MissionState,
     /// The step it is at.
     pub step: Option<String>,
+    /// Steps done before it (its position in the pipeline, from 0).
+    pub step_index: usize,
+    /// Steps in the pipeline.
+    pub steps: usize,
     /// Its round.
     pub round: u32,
     /// The attempt of its step.
@@ -508,6 +512,8 @@ fn view_of(
         .into_iter()
         .map(|r| RunView {
             step: names.get(r.step).cloned(),
+            step_index: r.step,
+            steps: names.len(),
             sandbox: r.sandbox,
             item: r.item,
             state: r.state,

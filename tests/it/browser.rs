@@ -391,3 +391,129 @@ fn a_browser_searches_follows_a_wikilink_and_sees_a_live_edit() {
     drop(chrome);
     drop(server);
 }
+
+/// Mission control in the browser: a brief posted elsewhere appears and moves step by step without
+/// a reload; a wrong token is refused and asked for again; the right one approves the decision
+/// from the page, and the promotion lands; the daemon killed and restarted, the page catches up
+/// on what it missed.
+#[test]
+fn mission_control_follows_a_mission_and_approves_it_from_the_page() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let t = crate::missions::engine_vault(&[
+        ("plan", "sleep 1; echo planned > PLAN.md"),
+        ("build", "sleep 1; echo built > BUILD.md"),
+    ]);
+    let d = crate::daemon::start_env(&t, &[]);
+    let addr = d.addr.clone();
+    let (_chrome, mut page) = open_browser(&browser, &t);
+    page.call("Page.navigate", json!({ "url": format!("http://{addr}/") }));
+    page.wait_for(
+        "document.readyState === 'complete' && document.querySelector('#live').textContent === 'Live'",
+        "the live stream",
+    );
+    // A mark that a reload would wipe.
+    page.eval("window.__sameDocument = true");
+
+    let b = crate::missions::brief(
+        "moon-1",
+        json!([{ "step": "plan", "uses": "plan" }, { "step": "build", "uses": "build" }]),
+    );
+    let auth = format!("Bearer {}", crate::daemon::token(&t));
+    let (status, _, _) = crate::daemon::http(
+        &addr,
+        "POST",
+        "/api/missions",
+        &[("Authorization", &auth)],
+        &serde_json::to_vec(&b).unwrap(),
+    );
+    assert_eq!(status, 200);
+    // The mission appears and moves: record every (state, progress) the row shows.
+    page.eval(
+        "window.__seen = []; setInterval(() => { const r = document.querySelector('#mission-moon-1'); \
+         if (r) { const s = r.dataset.state + ' ' + r.querySelector('progress').value; \
+         if (window.__seen[window.__seen.length - 1] !== s) window.__seen.push(s); } }, 20)",
+    );
+    page.wait_for(
+        "!!document.querySelector('#mission-moon-1[data-state=awaiting_decision]')",
+        "the mission to wait for a decision",
+    );
+    let seen = page.eval("window.__seen");
+    let seen: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        seen.contains(&"running 0") && seen.contains(&"running 1"),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&"awaiting_decision 2"), "{seen:?}");
+    assert_eq!(
+        page.eval("window.__sameDocument === true"),
+        json!(true),
+        "the page reloaded"
+    );
+    // The decision is in the inbox, with the sandbox's changes, and the bell rang.
+    let approve = "form[data-action='/api/decisions/moon-1.r1/resolve'] button[value=approve]";
+    page.wait_for(
+        &format!("!!document.querySelector(\"{approve}\")"),
+        "the decision card",
+    );
+    let files = page.eval("document.querySelector('.decision .files').textContent");
+    assert!(files.as_str().unwrap().contains("BUILD.md"), "{files}");
+    page.wait_for("document.title.startsWith('(')", "the title's count");
+
+    // A wrong token: refused, said so, asked for again; nothing decided.
+    page.eval("sessionStorage.setItem('quire-token', 'not-the-token')");
+    page.click(approve);
+    page.wait_for(
+        "document.querySelector('#token-dialog').open && /refused/.test(document.querySelector('#token-error').textContent)",
+        "the refusal of a wrong token",
+    );
+    assert_eq!(
+        crate::daemon::get_json(&addr, "/api/decisions").1["decisions"][0]["id"],
+        "moon-1.r1"
+    );
+    // The right one: the decision goes through and the page says what happened.
+    let token = crate::daemon::token(&t);
+    page.eval(&format!(
+        "document.querySelector('#token-input').value = {token:?}; document.querySelector('#token-form').requestSubmit(); true"
+    ));
+    page.wait_for(
+        "/Promoted as commit [0-9a-f]{10}/.test(document.querySelector(\"form[data-action='/api/decisions/moon-1.r1/resolve'] .outcome\").textContent)",
+        "the promotion's outcome",
+    );
+    page.wait_for(
+        "!!document.querySelector('#mission-moon-1[data-state=promoted], #mission-moon-1[data-state=completed]')",
+        "the mission row to show the promotion",
+    );
+    assert!(t.exists("BUILD.md") || t.git(&["show", "main:BUILD.md"]).contains("built"));
+    assert_eq!(
+        page.eval("sessionStorage.getItem('quire-token')"),
+        json!(token)
+    );
+
+    // The daemon dies and comes back on the same address; what happened meanwhile is replayed.
+    drop(d);
+    page.wait_for(
+        "document.querySelector('#live').textContent !== 'Live'",
+        "the page to notice",
+    );
+    let d = crate::daemon::start_on(&t, &addr, &[], Stdio::null());
+    let (status, _, _) = crate::daemon::http(
+        &d.addr,
+        "POST",
+        "/api/events",
+        &[("Authorization", &auth)],
+        br#"{"type": "test.while_away", "subject": "caught-up"}"#,
+    );
+    assert_eq!(status, 201);
+    page.wait_for(
+        "!!document.querySelector('#events li[data-type=\"test.while_away\"]')",
+        "the event sent while the page was away",
+    );
+    assert_eq!(page.eval("window.__sameDocument === true"), json!(true));
+}

@@ -35,9 +35,19 @@ pub(crate) fn start_env(t: &VaultTest, env: &[(&str, &str)]) -> Daemon {
 
 /// A daemon whose stderr goes to `stderr`.
 fn start_with(t: &VaultTest, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Daemon {
+    start_on(t, "127.0.0.1:0", env, stderr)
+}
+
+/// A daemon listening on `listen` (to restart one where its clients expect it).
+pub(crate) fn start_on(
+    t: &VaultTest,
+    listen: &str,
+    env: &[(&str, &str)],
+    stderr: impl Into<Stdio>,
+) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
     cmd.current_dir(&t.root)
-        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .args(["daemon", "--listen", listen])
         .stdout(Stdio::piped())
         .stderr(stderr);
     isolated(&mut cmd, t.tmp.path());

@@ -15,11 +15,17 @@ impl Drop for ClientGauge {
     }
 }
 
-fn sse_event(seq: i64, event: &crate::events::Event) -> SseEvent {
-    SseEvent::default()
-        .id(seq.to_string())
-        .event(event.kind.clone())
-        .data(serde_json::to_string(event).unwrap_or_default())
+/// One event for the stream. Named by its type (`event:`), unless the client asked for unnamed
+/// ones (`?unnamed=1`): a browser's `EventSource` delivers unnamed events to one handler, so a
+/// page can see every type, including those posted by others, without knowing them in advance.
+fn sse_event(seq: i64, event: &crate::events::Event, named: bool) -> SseEvent {
+    let e = SseEvent::default().id(seq.to_string());
+    let e = if named {
+        e.event(event.kind.clone())
+    } else {
+        e
+    };
+    e.data(serde_json::to_string(event).unwrap_or_default())
 }
 
 /// `GET /api/events`: Server-Sent Events. Everything after `Last-Event-ID` (header, or the
@@ -35,6 +41,7 @@ pub(super) async fn events(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| q.get("last_event_id").cloned());
+    let named = !q.get("unnamed").is_some_and(|v| v == "1" || v == "true");
     // Subscribe before reading the journal, so nothing falls between replay and live.
     let live = api.daemon.subscribe();
     let daemon = api.daemon.clone();
@@ -70,6 +77,7 @@ pub(super) async fn events(
         sent: i64,
         pending: std::collections::VecDeque<SseEvent>,
         replaying: bool,
+        named: bool,
         _gauge: ClientGauge,
     }
     let stopping = daemon.stopping();
@@ -80,6 +88,7 @@ pub(super) async fn events(
         sent: from,
         pending: first.into(),
         replaying: true,
+        named,
         _gauge: gauge,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -98,7 +107,7 @@ pub(super) async fn events(
                 }
                 for (seq, e) in chunk {
                     st.sent = seq;
-                    st.pending.push_back(sse_event(seq, &e));
+                    st.pending.push_back(sse_event(seq, &e, st.named));
                 }
                 continue;
             }
@@ -113,7 +122,7 @@ pub(super) async fn events(
             match received {
                 Ok((seq, e)) if seq > st.sent => {
                     st.sent = seq;
-                    return Some((Ok(sse_event(seq, &e)), st));
+                    return Some((Ok(sse_event(seq, &e, st.named)), st));
                 }
                 Ok(_) => {}
                 // Fell behind the live channel: catch up from the journal.

@@ -39,8 +39,8 @@ mod sites;
 mod tasks;
 
 #[derive(Clone)]
-struct Api {
-    daemon: Handle,
+pub(crate) struct Api {
+    pub(crate) daemon: Handle,
     token: Option<Arc<str>>,
     max_body: usize,
 }
@@ -57,6 +57,14 @@ pub fn router(daemon: Handle, bound: SocketAddr) -> Router {
         max_body,
     };
     Router::new()
+        .route("/", get(super::control::overview))
+        .route("/control/missions/{id}", get(super::control::mission))
+        .route(
+            "/control/fragment/mission/{id}",
+            get(super::control::mission_part),
+        )
+        .route("/control/fragment/{part}", get(super::control::part))
+        .route("/control/{file}", get(super::control::asset))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/api/contributions", post(contributions::submit))
