@@ -746,7 +746,7 @@ fn mission_body(vault: &crate::vault::Vault, s: &flow::MissionStatus, newest: i6
         let _ = write!(
             out,
             "<section class=\"panel\" aria-labelledby=\"log-title\"><h2 id=\"log-title\">Log of step <code>{step}</code>, attempt {att}</h2>\n\
-             <pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"Log of step {step}\"{follow}>{text}</pre>\n</section>\n",
+             <pre id=\"log\" class=\"log\" role=\"log\" tabindex=\"0\" aria-labelledby=\"log-title\"{follow}>{text}</pre>\n</section>\n",
             step = esc(&last.step),
             att = last.attempt,
             text = esc(shown),

@@ -409,6 +409,14 @@ fn render_inner(
                         if matches!(c, 'x' | 'X') {
                             html.push_str(" checked");
                         }
+                        // A control needs a name (WCAG 4.1.2): the task's status; its text follows.
+                        html.push_str(match c {
+                            ' ' => " aria-label=\"open\"",
+                            'x' | 'X' => " aria-label=\"done\"",
+                            '/' => " aria-label=\"in progress\"",
+                            '-' => " aria-label=\"cancelled\"",
+                            _ => " aria-label=\"other status\"",
+                        });
                         html.push_str("> ");
                         sink.push(Event::Html(CowStr::from(html)));
                         // pulldown-cmark marks `[ ]`/`[x]` itself; any other character is still text.
@@ -1244,15 +1252,15 @@ mod tests {
         );
         assert!(h.contains("<blockquote>"), "{h}");
         assert!(
-            h.contains("data-task=\"/\"><input type=\"checkbox\" disabled> doing"),
+            h.contains("data-task=\"/\"><input type=\"checkbox\" disabled aria-label=\"in progress\"> doing"),
             "{h}"
         );
         assert!(
-            h.contains("data-task=\"x\"><input type=\"checkbox\" disabled checked> done"),
+            h.contains("data-task=\"x\"><input type=\"checkbox\" disabled checked aria-label=\"done\"> done"),
             "{h}"
         );
         assert!(
-            h.contains("data-task=\"-\"><input type=\"checkbox\" disabled> dropped"),
+            h.contains("data-task=\"-\"><input type=\"checkbox\" disabled aria-label=\"cancelled\"> dropped"),
             "{h}"
         );
         assert!(

@@ -55,5 +55,31 @@ pub(super) async fn serve_site(
             format!("no site `{theme}` has been rendered"),
         );
     }
-    blocking(move || crate::http::site::respond(&root, &rel, &headers, &|b| b)).await
+    let base = api.daemon.vault().config().site.base_url.clone();
+    let mount = format!("/site/{theme}/");
+    blocking(move || {
+        crate::http::site::respond(&root, &rel, &headers, &|b| mounted_404(b, &base, &mount))
+    })
+    .await
+}
+
+/// The site's 404 page links from `[site] base_url` (it is served at any depth), which the
+/// daemon's `/site/<theme>/` is not: its links are pointed under the mount, so the page keeps its
+/// style and its links work. Other pages link relatively and are served as written.
+fn mounted_404(bytes: Vec<u8>, base: &str, mount: &str) -> Vec<u8> {
+    if !base.starts_with('/') || base == mount {
+        return bytes;
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => return e.into_bytes(),
+    };
+    if !text.contains("class=\"page-404\"") {
+        return text.into_bytes();
+    }
+    let mut out = text;
+    for attr in ["href", "src", "data-root", "data-search-index"] {
+        out = out.replace(&format!("{attr}=\"{base}"), &format!("{attr}=\"{mount}"));
+    }
+    out.into_bytes()
 }

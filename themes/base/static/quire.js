@@ -214,6 +214,7 @@
   function search() {
     var input = document.querySelector("[data-search-input]");
     var list = document.querySelector("[data-search-results]");
+    var status = document.querySelector("[data-search-status]");
     if (!input || !list) return;
     var root = document.body.getAttribute("data-root") || "";
     var indexUrl = document.body.getAttribute("data-search-index");
@@ -278,7 +279,8 @@
       }
       var open = !!input.value.trim();
       list.hidden = !open;
-      input.setAttribute("aria-expanded", String(open));
+      // A plain search box has no aria-expanded; the count is said through a live region.
+      if (status) status.textContent = open ? (results.length + (results.length === 1 ? " note matches" : " notes match")) : "";
     }
 
     function run() {
@@ -317,7 +319,7 @@
       } else if (e.key === "Escape") { input.value = ""; show([]); }
     });
     document.addEventListener("click", function (e) {
-      if (!list.contains(e.target) && e.target !== input) { list.hidden = true; input.setAttribute("aria-expanded", "false"); }
+      if (!list.contains(e.target) && e.target !== input) { list.hidden = true; }
     });
     document.addEventListener("keydown", function (e) {
       if (e.key === "/" && document.activeElement !== input && !/input|textarea/i.test(document.activeElement.tagName)) {
