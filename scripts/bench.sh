@@ -19,6 +19,10 @@
 #                              filed as receipts: `quire stats` recording them the first time and
 #                              again, GET /api/analytics/stats, trends and logs from the daemon, and
 #                              `grep -r` over the receipts as a floor.
+#   scripts/bench.sh control   mission control with 1,000 missions and 10,000 events: GET /, first
+#                              contentful paint and page weight in chromium, and event-to-page
+#                              latency with 50 pages open (needs chromium and python's
+#                              websocket-client).
 #   scripts/bench.sh daemon    `quire daemon` on a 10,000-note vault: drop-to-done latency of single
 #                              bundles (commit + index + render), a burst of 2,000 (BURST), memory
 #                              after it, and GET /api/tasks and /api/agenda under wrk.
@@ -877,8 +881,147 @@ d.terminate(); d.wait(60)
 PY
 }
 
+bench_control() {
+  build; workdir
+  notes=1000
+  python3 -c "import websocket" 2>/dev/null || pip install -q websocket-client >/dev/null 2>&1 || die "needs python's websocket-client"
+  command -v chromium >/dev/null || die "needs chromium"
+  echo "# mission control: first paint with 1,000 missions and 10,000 events, and event-to-page latency with 50 pages open, in $work"
+  new_vault
+  printf '\n[missions.commands]\nplan = "echo planned > PLAN.md"\n' >> "$work/vault/quire.toml"
+  (cd "$work/vault" && git add quire.toml && git commit -qm catalog)
+  python3 - "$quire" "$work" <<'PY'
+import json, os, random, sqlite3, statistics, subprocess, sys, time, urllib.request, websocket
+quire, work = sys.argv[1:3]
+vault = f"{work}/vault"
+def start():
+    d = subprocess.Popen([quire, "--vault", vault, "daemon", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return d, d.stdout.readline().split("http://")[1].split("/")[0]
+token = [l.split("=", 1)[1].strip() for l in open(f"{vault}/.env") if l.startswith("QUIRE_TOKEN=")][0]
+def post(addr, path, body):
+    r = urllib.request.Request(f"http://{addr}{path}", data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}"}, method="POST")
+    return urllib.request.urlopen(r).read()
+d, addr = start()
+# Three real missions waiting for a decision (their cards show real sandbox diffs).
+for i in range(3):
+    post(addr, "/api/missions", {"contract": "quire.mission/1", "id": f"real-{i}", "title": f"Real {i}", "objectives": "x", "tasks": ["a"], "pipeline": [{"step": "plan", "uses": "plan"}]})
+for _ in range(600):
+    if len(json.loads(urllib.request.urlopen(f"http://{addr}/api/decisions").read())["decisions"]) == 3: break
+    time.sleep(0.1)
+# 10,000 events in the journal, through the API.
+t = time.perf_counter()
+for i in range(10000):
+    post(addr, "/api/events", {"type": "bench.filler", "subject": f"e-{i}"})
+print(f"  10,000 events posted in {time.perf_counter() - t:.1f} s", flush=True)
+d.terminate(); d.wait(60)
+# 1,000 more missions written straight into the missions' state, as a long-running daemon has them.
+db = sqlite3.connect(f"{vault}/.quire/missions.db")
+states = ["promoted"] * 6 + ["rejected", "aborted", "completed", "escalated", "awaiting_decision"]
+brief = json.dumps({"contract": "quire.mission/1", "pipeline": [{"step": "plan"}, {"step": "build"}, {"step": "check"}]})
+now = time.time()
+for i in range(1000):
+    at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - (1000 - i) * 60))
+    st = random.choice(states)
+    db.execute("INSERT INTO missions (id, digest, title, state, brief, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)", (f"load-{i:04d}", "0" * 64, f"Load mission {i}", st, brief, at, at))
+    db.execute("INSERT INTO runs (mission, item, sandbox, state, step, round, attempt) VALUES (?, '', ?, ?, ?, 1, 1)", (f"load-{i:04d}", f"load-{i:04d}", st, 3))
+    for k, step in enumerate(["plan", "build", "check"]):
+        db.execute("INSERT INTO attempts (mission, item, step, round, attempt, fence, state, pid, started, ended, start_commit, log) VALUES (?, '', ?, 1, 1, 1, 'succeeded', 0, ?, ?, '', ?)", (f"load-{i:04d}", step, at, at, f"07_LOGS/missions/load-{i:04d}/{step}.log"))
+db.commit(); db.close()
+d, addr = start()
+time.sleep(1)
+def p50(xs): xs = sorted(xs); return xs[len(xs) // 2]
+# The page over HTTP alone, then in the browser.
+xs = []
+for _ in range(20):
+    t = time.perf_counter(); body = urllib.request.urlopen(f"http://{addr}/").read(); xs.append((time.perf_counter() - t) * 1000)
+print(f"  GET / (1,003 missions, 10,000+ events): p50 {p50(xs):.1f} ms, {len(body) / 1024:.1f} KiB")
+t = time.perf_counter(); urllib.request.urlopen(f"http://{addr}/api/missions").read()
+print(f"  floor, same run: GET /api/missions (the JSON the page is made from): {(time.perf_counter() - t) * 1000:.1f} ms")
+class Tab:
+    def __init__(self, ws_url):
+        self.ws = websocket.create_connection(ws_url, suppress_origin=True); self.n = 0
+    def call(self, method, params=None):
+        self.n += 1; self.ws.send(json.dumps({"id": self.n, "method": method, "params": params or {}}))
+        while True:
+            m = json.loads(self.ws.recv())
+            if m.get("id") == self.n: return m.get("result", {})
+    def eval(self, expr):
+        return self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True})["result"].get("value")
+browsers = []
+def browser(n):
+    # A browser holds at most 6 HTTP/1.1 connections to one host, and every open page keeps one
+    # for its event stream: 50 pages are 10 browsers of 5 pages, as 50 people's would be.
+    p = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--remote-debugging-port=0", f"--user-data-dir={work}/chromium-{n}", "about:blank"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "DevTools listening on ws://" in line:
+            browsers.append(p)
+            return line.split("ws://")[1].split("/")[0]
+def new_tab(devtools):
+    t = json.loads(urllib.request.urlopen(urllib.request.Request(f"http://{devtools}/json/new?about:blank", method="PUT")).read())
+    return Tab(t["webSocketDebuggerUrl"])
+devtools = [browser(0)]
+tab = new_tab(devtools[0])
+fcp, weights = [], []
+for _ in range(10):
+    r = str(random.random())
+    tab.call("Page.navigate", {"url": f"http://{addr}/?r={r}"})
+    v = 0
+    for _ in range(500):
+        # Read from the new document only (the old one answers until the navigation commits).
+        v = tab.eval(f"location.search === '?r={r}' && (performance.getEntriesByName('first-contentful-paint')[0] || {{}}).startTime || 0")
+        if v: break
+        time.sleep(0.02)
+    fcp.append(v)
+    weights.append(tab.eval("performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).reduce((s, e) => s + (e.decodedBodySize || 0), 0)"))
+fcp = fcp[1:]  # the first load is the browser's warm-up
+print(f"  first contentful paint of / in chromium: p50 {p50(fcp):.0f} ms, max {max(fcp):.0f} ms (9 loads after one warm-up); page weight {p50(weights) / 1024:.1f} KiB uncompressed (HTML, CSS, JS)")
+floor = []
+for _ in range(10):
+    r = str(random.random())
+    tab.call("Page.navigate", {"url": f"http://{addr}/site/paper/?r={r}"})
+    v = 0
+    for _ in range(500):
+        v = tab.eval(f"location.search === '?r={r}' && (performance.getEntriesByName('first-contentful-paint')[0] || {{}}).startTime || 0")
+        if v: break
+        time.sleep(0.02)
+    floor.append(v)
+print(f"  floor, same run: first contentful paint of the paper site's static index page: p50 {p50(floor[1:]):.0f} ms")
+# 50 pages open; 100 events posted 50 ms apart; each page notes when each arrives.
+# The other nine browsers start only now, so the first-paint figures above are one browser's.
+devtools += [browser(n) for n in range(1, 10)]
+t0 = time.perf_counter()
+tabs = [tab] + [new_tab(devtools[i // 5]) for i in range(1, 50)]
+for t_ in tabs:
+    t_.call("Page.navigate", {"url": f"http://{addr}/"})
+live = 0
+for t_ in tabs:
+    for _ in range(100):
+        if t_.eval("document.readyState === 'complete' && !!document.querySelector('#live') && document.querySelector('#live').textContent === 'Live'"):
+            live += 1; break
+        time.sleep(0.1)
+print(f"  50 pages open, {live} of them live, in {time.perf_counter() - t0:.1f} s", flush=True)
+for t_ in tabs:
+    t_.eval("window.__arrivals = {}; document.addEventListener('quire:event', e => { const ev = e.detail.event; if (ev.type === 'bench.ping') window.__arrivals[ev.subject] = Date.now() - Date.parse(ev.at); }); true")
+for i in range(100):
+    post(addr, "/api/events", {"type": "bench.ping", "subject": f"p-{i}"})
+    time.sleep(0.05)
+time.sleep(2)
+lat = []
+for t_ in tabs:
+    got = t_.eval("window.__arrivals") or {}
+    lat.extend(got.values())
+lat.sort()
+print(f"  event journaled -> on each of 50 open pages: p50 {p50(lat):.0f} ms, p95 {lat[int(len(lat) * 0.95)]:.0f} ms, max {lat[-1]:.0f} ms ({len(lat)} of {100 * 50} arrivals)")
+for b in browsers: b.terminate()
+d.terminate(); d.wait(60)
+PY
+}
+
 case "${1:-}" in
   analytics) bench_analytics ;;
+  control) bench_control ;;
   apply) bench_apply ;;
   index) bench_index ;;
   tasks) bench_tasks ;;
@@ -887,5 +1030,5 @@ case "${1:-}" in
   missions) bench_missions ;;
   missions-load) bench_missions_load ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh analytics|apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh analytics|control|apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
 esac

@@ -855,14 +855,44 @@ fn attempts_html(mission: &str, attempts: &[AttemptRow]) -> String {
     out
 }
 
+/// The desk theme's tokens as CSS, made once: loading a theme compiles all its templates, which
+/// took longer than the rest of the page. Made again when the vault's own `themes/` changes.
+fn desk_tokens(vault: &crate::vault::Vault) -> Result<String, crate::render::theme::ThemeError> {
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+    static MADE: Mutex<Option<(Option<SystemTime>, String)>> = Mutex::new(None);
+    let stamp = [
+        "themes",
+        "themes/desk",
+        "themes/desk/tokens.json",
+        "themes/base/tokens.json",
+    ]
+    .iter()
+    .filter_map(|p| {
+        std::fs::metadata(vault.root().join(p))
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .max();
+    if let Ok(made) = MADE.lock()
+        && let Some((at, css)) = made.as_ref()
+        && *at == stamp
+    {
+        return Ok(css.clone());
+    }
+    let css = crate::render::tokens_css(vault, "desk")?;
+    if let Ok(mut made) = MADE.lock() {
+        *made = Some((stamp, css.clone()));
+    }
+    Ok(css)
+}
+
 /// `GET /control/{file}`: the control plane's own script, style and the desk theme's tokens.
 pub(super) async fn asset(State(api): State<Api>, Path(file): Path<String>) -> Response {
     let (bytes, kind): (Vec<u8>, &'static str) = match file.as_str() {
         "tokens.css" => {
             let vault = api.daemon.vault().clone();
-            match tokio::task::spawn_blocking(move || crate::render::tokens_css(&vault, "desk"))
-                .await
-            {
+            match tokio::task::spawn_blocking(move || desk_tokens(&vault)).await {
                 Ok(Ok(css)) => (css.into_bytes(), "text/css; charset=utf-8"),
                 Ok(Err(e)) => return failed(e),
                 Err(e) => return failed(e),
