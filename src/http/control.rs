@@ -194,7 +194,8 @@ fn decision_card(vault: &crate::vault::Vault, d: &DecisionRow) -> String {
                         esc(&f.path)
                     );
                 }
-                out.push_str("</ul>\n<pre class=\"patch\">");
+                // Scrollable, so reachable by keyboard.
+                out.push_str("</ul>\n<pre class=\"patch\" tabindex=\"0\">");
                 out.push_str(&esc(cut(&diff.patch, TEXT_SHOWN)));
                 out.push_str("</pre></details>\n");
             }
@@ -574,7 +575,7 @@ fn events_html(api: &Api) -> String {
     let mut out = format!(
         "<form id=\"event-filter\" class=\"filter\" role=\"search\"><label for=\"filter\">Show events containing</label> \
          <input id=\"filter\" type=\"search\" placeholder=\"mission.step, a mission id…\"></form>\n\
-         <ol id=\"events\" class=\"events\" reversed data-last=\"{newest}\">\n",
+         <ol id=\"events\" class=\"events\" reversed tabindex=\"0\" aria-labelledby=\"events-title\" data-last=\"{newest}\">\n",
     );
     for (seq, e) in events.iter().rev() {
         out.push_str(&event_item(*seq, e));
