@@ -70,20 +70,10 @@ fn page(title: &str, body: &str) -> Response {
          </form>\n</dialog>\n<main id=\"main\">\n{body}</main>\n</body>\n</html>\n",
         esc(title)
     );
-    let mut r = html.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    fragment(html)
 }
 
+/// HTML as the control plane serves it, whole page or part: under its CSP, never cached.
 fn fragment(html: String) -> Response {
     let mut r = html.into_response();
     let h = r.headers_mut();
