@@ -270,8 +270,10 @@
   function connect() {
     // From the last event the page was rendered with: nothing between render and connect is lost.
     // On a reconnect the browser sends Last-Event-ID itself, which the daemon prefers.
+    // Back from the back/forward cache, the stream starts again after the last event seen.
     const marked = $("[data-last]");
-    const since = marked ? marked.dataset.last : "";
+    const seen = window.quireEvents.last;
+    const since = seen ? String(seen) : (marked ? marked.dataset.last : "");
     const source = new EventSource("/api/events?unnamed=1" + (since ? "&last_event_id=" + encodeURIComponent(since) : ""));
     source.onopen = () => { live.textContent = "Live"; };
     source.onerror = () => { live.textContent = "Reconnecting…"; };
@@ -290,11 +292,14 @@
   }
 
   // ---- The log of a running step -----------------------------------------------------------
+  let following = null;
+
   async function followLog() {
     const pre = $("#log[data-follow]");
     if (!pre) return;
+    following = new AbortController();
     try {
-      const res = await fetch(pre.dataset.follow, { cache: "no-store" });
+      const res = await fetch(pre.dataset.follow, { cache: "no-store", signal: following.signal });
       if (!res.ok || !res.body) return;
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
@@ -311,6 +316,20 @@
       }
     } catch (_) { /* a reload follows again */ }
   }
+
+  // A page left for another stays in the browser's back/forward cache with its connections open,
+  // and a browser keeps at most six to one host: a few clicks on, the next page would wait for
+  // the daemon to drop an idle one. So the page lets go of its streams when it is hidden and
+  // takes them up again if it is shown from the cache.
+  window.addEventListener("pagehide", () => {
+    if (window.quireSource) window.quireSource.close();
+    if (following) following.abort();
+  });
+  window.addEventListener("pageshow", (e) => {
+    if (!e.persisted) return;
+    connect();
+    followLog();
+  });
 
   enableForms(document);
   connect();

@@ -249,8 +249,16 @@ async fn live_script() -> impl IntoResponse {
         )],
         "// quire serve: reload when the site is rebuilt.\n\
          (function () {\n\
-           var source = new EventSource(\"/__quire/events\");\n\
-           source.addEventListener(\"reload\", function () { window.location.reload(); });\n\
+           var source;\n\
+           function connect() {\n\
+             source = new EventSource(\"/__quire/events\");\n\
+             source.addEventListener(\"reload\", function () { window.location.reload(); });\n\
+           }\n\
+           // A page kept in the back/forward cache would hold its stream, and a browser opens\n\
+           // at most six connections to a host: let it go while hidden.\n\
+           window.addEventListener(\"pagehide\", function () { source.close(); });\n\
+           window.addEventListener(\"pageshow\", function (e) { if (e.persisted) connect(); });\n\
+           connect();\n\
          })();\n",
     )
 }

@@ -97,6 +97,43 @@ impl Page {
         assert_eq!(self.eval(&expr), json!(true), "nothing matches {selector}");
     }
 
+    /// Presses one key as a keyboard would (key down, key up), to the focused element.
+    fn press(&mut self, key: &str) {
+        let (code, text) = match key {
+            "Tab" => (9, ""),
+            "Enter" => (13, "\r"),
+            "Escape" => (27, ""),
+            other => panic!("no key code for {other}"),
+        };
+        // A key that types text is a `keyDown`; one that only moves or dismisses is `rawKeyDown`.
+        let kind = if text.is_empty() {
+            "rawKeyDown"
+        } else {
+            "keyDown"
+        };
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({ "type": kind, "key": key, "code": key, "text": text,
+                    "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code }),
+        );
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({ "type": "keyUp", "key": key, "code": key,
+                    "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code }),
+        );
+    }
+
+    /// Presses Tab until the focus is on the element with `id`, as a keyboard user gets there.
+    fn tab_to(&mut self, id: &str) -> usize {
+        for presses in 0..60 {
+            if self.eval("document.activeElement ? document.activeElement.id : ''") == json!(id) {
+                return presses;
+            }
+            self.press("Tab");
+        }
+        panic!("60 presses of Tab never reached #{id}");
+    }
+
     fn location(&mut self) -> String {
         self.eval("window.location.pathname")
             .as_str()
@@ -660,5 +697,242 @@ fn every_page_of_both_themes_and_mission_control_passes_axe() {
         violations.len(),
         urls.len() * 2,
         violations.join("\n")
+    );
+}
+
+/// The rest of SPEC §10's bar for mission control, on a phone-sized screen (360 px): a running step
+/// is sent a message from the page by keyboard alone, and reads it from `$QUIRE_INBOX` while it
+/// runs; nothing is wider than the screen and axe finds nothing there; and with scripts off the
+/// read-only views still show the missions, the decision with its files, the events and the log.
+#[test]
+fn mission_control_by_keyboard_on_a_narrow_screen_and_without_scripts() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let axe = axe_or_skip();
+    let t = crate::missions::engine_vault(&[(
+        "listen",
+        "echo listening; i=0; while [ $i -lt 1200 ]; do if [ -s \"$QUIRE_INBOX\" ]; then cat \"$QUIRE_INBOX\" > HEARD.md; echo heard; exit 0; fi; sleep 0.05; i=$((i+1)); done; exit 3",
+    )]);
+    let d = crate::daemon::start_env(&t, &[]);
+    let addr = d.addr.clone();
+    let auth = format!("Bearer {}", crate::daemon::token(&t));
+    let b = crate::missions::brief("talk", json!([{ "step": "listen", "uses": "listen" }]));
+    let (status, _, _) = crate::daemon::http(
+        &addr,
+        "POST",
+        "/api/missions",
+        &[("Authorization", &auth)],
+        &serde_json::to_vec(&b).unwrap(),
+    );
+    assert_eq!(status, 200);
+    crate::daemon::wait_until("the step to listen", Duration::from_secs(30), || {
+        let (_, a) = crate::daemon::get_json(&addr, "/api/agents");
+        a["agents"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["mission"] == "talk" && x["last_line"] == "listening")
+        })
+    });
+
+    let (_chrome, mut page) = open_browser(&browser, &t);
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 360, "height": 740, "deviceScaleFactor": 1, "mobile": true }),
+    );
+    let mission = format!("http://{addr}/control/missions/talk");
+    page.call("Page.navigate", json!({ "url": mission }));
+    page.wait_for(
+        "document.readyState === 'complete' && document.querySelector('#live').textContent === 'Live' \
+         && !document.querySelector(\"form[data-kind=inject] button\").disabled",
+        "the mission page, live",
+    );
+
+    // By keyboard alone: Tab to the message box, type, Tab to its button, Enter; the token is
+    // asked for with the focus in its box, typed, and Enter sends both.
+    let presses = page.tab_to("inject-message");
+    assert!(presses > 0, "the message box had the focus before any key");
+    assert_eq!(
+        page.eval("getComputedStyle(document.activeElement).outlineStyle !== 'none'"),
+        json!(true),
+        "the focused box shows no focus ring"
+    );
+    page.call("Input.insertText", json!({ "text": "hello from the page" }));
+    page.press("Tab");
+    assert_eq!(
+        page.eval("document.activeElement.textContent"),
+        json!("Send to the running step")
+    );
+    page.press("Enter");
+    page.wait_for(
+        "document.querySelector('#token-dialog').open && document.activeElement.id === 'token-input'",
+        "the token dialog, focused",
+    );
+    page.call(
+        "Input.insertText",
+        json!({ "text": crate::daemon::token(&t) }),
+    );
+    page.press("Enter");
+    page.wait_for(
+        "document.querySelector(\"form[data-kind=inject] .outcome\").textContent === 'Sent to the running step.'",
+        "the message's outcome",
+    );
+    // The step read it while it ran, and its work is in the sandbox.
+    crate::daemon::wait_until("the decision", Duration::from_secs(60), || {
+        crate::daemon::get_json(&addr, "/api/decisions").1["decisions"][0]["id"] == "talk.r1"
+    });
+    assert!(
+        t.git(&["show", "mission/talk:HEARD.md"])
+            .contains("hello from the page"),
+        "{}",
+        t.git(&["show", "mission/talk:HEARD.md"])
+    );
+    // Escape closes the notifications drawer and gives the focus back to its button.
+    page.eval("document.querySelector('#bell').focus(); true");
+    page.press("Enter");
+    page.wait_for(
+        "!document.querySelector('#drawer').hidden",
+        "the drawer to open",
+    );
+    page.press("Escape");
+    page.wait_for(
+        "document.querySelector('#drawer').hidden && document.activeElement.id === 'bell'",
+        "the drawer to close with the focus back on the bell",
+    );
+
+    // 360 px wide: no page is wider than the screen (tables scroll inside their panels).
+    let overview = format!("http://{addr}/");
+    for url in [&overview, &mission] {
+        page.call("Page.navigate", json!({ "url": url }));
+        page.wait_for(
+            &format!("document.readyState === 'complete' && location.href === {url:?}"),
+            url,
+        );
+        assert_eq!(
+            page.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+            json!(true),
+            "{url} is {} px wide on a 360 px screen",
+            page.eval("document.documentElement.scrollWidth")
+        );
+    }
+    if let Some(axe) = &axe {
+        page.call("Page.setBypassCSP", json!({ "enabled": true }));
+        let mut found = audit(&mut page, axe, &overview);
+        found.extend(audit(&mut page, axe, &mission));
+        assert!(found.is_empty(), "at 360 px:\n{}", found.join("\n"));
+        page.call("Page.setBypassCSP", json!({ "enabled": false }));
+    }
+
+    // Scripts off: the read-only views still say what is going on.
+    page.call(
+        "Emulation.setScriptExecutionDisabled",
+        json!({ "value": true }),
+    );
+    page.call("Page.navigate", json!({ "url": overview }));
+    page.wait_for(
+        &format!("document.readyState === 'complete' && location.href === {overview:?}"),
+        "the overview without scripts",
+    );
+    assert_eq!(
+        page.eval("typeof window.quireEvents"),
+        json!("undefined"),
+        "the page's script ran"
+    );
+    let seen = page.eval(
+        "({ state: (document.querySelector('#mission-talk') || {dataset: {}}).dataset.state, \
+            files: (document.querySelector('.decision .files') || {}).textContent || '', \
+            events: document.querySelectorAll('#events li').length, \
+            live: document.querySelector('#live').textContent, \
+            bell: document.querySelector('#bell').hidden })",
+    );
+    assert_eq!(seen["state"], "awaiting_decision", "{seen}");
+    assert!(
+        seen["files"].as_str().unwrap().contains("HEARD.md"),
+        "{seen}"
+    );
+    assert!(seen["events"].as_u64().unwrap() > 0, "{seen}");
+    assert!(
+        seen["live"].as_str().unwrap().contains("JavaScript"),
+        "{seen}"
+    );
+    assert_eq!(seen["bell"], true, "{seen}");
+    page.call("Page.navigate", json!({ "url": mission }));
+    page.wait_for(
+        &format!("document.readyState === 'complete' && location.href === {mission:?}"),
+        "the mission page without scripts",
+    );
+    let log = page.eval("document.querySelector('#log').textContent");
+    assert!(
+        log.as_str().unwrap().contains("listening") && log.as_str().unwrap().contains("heard"),
+        "{log}"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('noscript') !== null && document.body.innerText.includes('Acting needs JavaScript')"),
+        json!(true)
+    );
+}
+
+/// A page left for another stays in the browser's back/forward cache. It must let go of its event
+/// stream there: a browser opens at most six connections to a host, so pages that kept theirs
+/// would make the seventh click wait for the daemon to drop one. Shown again from the cache, the
+/// page takes its stream up again after the last event it saw.
+#[test]
+fn a_page_left_for_another_lets_go_of_its_event_stream_and_takes_it_up_again() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let t = VaultTest::new();
+    let d = crate::daemon::start(&t);
+    let addr = d.addr.clone();
+    let streams = || {
+        let (_, _, body) = crate::daemon::http(&addr, "GET", "/metrics", &[], b"");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("quire_sse_clients "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("quire_sse_clients in /metrics")
+    };
+    let (_chrome, mut page) = open_browser(&browser, &t);
+    for n in 0..8 {
+        let url = format!("http://{addr}/?n={n}");
+        page.call("Page.navigate", json!({ "url": url }));
+        page.wait_for(
+            &format!("location.href === {url:?} && document.querySelector('#live').textContent === 'Live'"),
+            &url,
+        );
+        if n == 6 {
+            page.eval("window.__kept = true");
+        }
+    }
+    crate::daemon::wait_until(
+        "the pages left behind to close their streams",
+        Duration::from_secs(30),
+        || streams() == 1,
+    );
+    // Back to the page marked; an event sent while it was away reaches it.
+    let auth = format!("Bearer {}", crate::daemon::token(&t));
+    let (status, _, _) = crate::daemon::http(
+        &addr,
+        "POST",
+        "/api/events",
+        &[("Authorization", &auth)],
+        br#"{"type": "test.while_cached", "subject": "cached"}"#,
+    );
+    assert_eq!(status, 201);
+    page.eval("history.back(); true");
+    page.wait_for(
+        &format!(
+            "location.href === {:?} && document.querySelector('#live').textContent === 'Live'",
+            format!("http://{addr}/?n=6")
+        ),
+        "the page shown again",
+    );
+    assert_eq!(
+        page.eval("window.__kept === true"),
+        json!(true),
+        "the page was loaded again, not shown from the back/forward cache"
+    );
+    page.wait_for(
+        "!!document.querySelector('#events li[data-type=\"test.while_cached\"]')",
+        "the event sent while the page was cached",
     );
 }
