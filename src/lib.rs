@@ -50,6 +50,7 @@ pub mod http;
 pub mod index;
 pub mod markdown;
 pub mod missions;
+pub mod process;
 pub mod render;
 pub mod vault;
 pub mod workflow;

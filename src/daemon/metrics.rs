@@ -20,6 +20,29 @@ pub struct Health {
     pub last_run: Option<String>,
     /// Bundles waiting in `pending/` at the last look.
     pub queue_depth: u64,
+    /// How `[git] remote` stands, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteHealth>,
+}
+
+/// `/healthz`'s `remote`: whether the Git remote has what the vault has.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RemoteHealth {
+    /// The remote.
+    pub url: String,
+    /// Whether, at the last look, the remote had every mirrored ref as the vault has it.
+    pub in_step: bool,
+    /// Since when it has not been (RFC 3339); `None` while in step.
+    pub lagging_since: Option<String>,
+    /// When a round last brought it in step.
+    pub last_in_step: Option<String>,
+    /// Why the last round failed (the remote unreachable, or refusing).
+    pub error: Option<String>,
+    /// Refs the remote has at commits the vault never had: left alone until a person reconciles
+    /// them.
+    pub diverged: Vec<String>,
+    /// Refs the remote refused in the last round, with its reason.
+    pub refused: Vec<String>,
 }
 
 /// Counters and latencies for `/metrics`.

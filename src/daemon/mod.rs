@@ -22,12 +22,13 @@ mod inbox;
 pub mod intake;
 mod jobs;
 mod metrics;
+mod mirror;
 mod missions;
 mod watch;
 
 use inbox::{Inbox, Input, Next, Post};
 pub use jobs::RenderJob;
-pub use metrics::{BUCKETS, Health, Histogram, Metrics};
+pub use metrics::{BUCKETS, Health, Histogram, Metrics, RemoteHealth};
 use watch::{Dirty, Hint, Watches};
 
 use std::collections::HashMap;
@@ -122,6 +123,8 @@ struct Inner {
     missions: mpsc::Sender<()>,
     /// Tells the missions supervisor (and the steps it carries) to stop.
     missions_stop: crate::missions::Cancel,
+    /// Wakes the thread that keeps `[git] remote` in step, when there is one.
+    mirror: Option<mpsc::Sender<()>>,
 }
 
 /// What the HTTP layer (or a test) holds to talk to a running daemon.
@@ -139,6 +142,19 @@ impl Handle {
     /// Tells the worker that `pending/` has something new.
     pub fn wake(&self) {
         self.inner.post.hint(Hint::Bundles);
+    }
+
+    /// Tells the remote mirror that refs may have moved.
+    fn wake_mirror(&self) {
+        if let Some(m) = &self.inner.mirror {
+            let _ = m.send(());
+        }
+    }
+
+    fn set_remote(&self, remote: RemoteHealth) {
+        if let Ok(mut h) = self.inner.health.lock() {
+            h.remote = Some(remote);
+        }
     }
 
     /// Tells the missions supervisor to look again (a brief filed, a decision answered, an
@@ -244,6 +260,7 @@ impl Handle {
         self.inner.post.stop();
         self.inner.missions_stop.cancel();
         self.wake_missions();
+        self.wake_mirror();
         self.inner.stopping.send_replace(true);
     }
 
@@ -267,6 +284,10 @@ fn publish(inner: &Inner, log: &mut JsonlLog, event: Event) -> Option<i64> {
         });
     if let Some(seq) = seq {
         let _ = inner.events.send((seq, event));
+    }
+    // Whatever happened may have moved a ref the remote mirrors.
+    if let Some(m) = &inner.mirror {
+        let _ = m.send(());
     }
     seq
 }
@@ -296,6 +317,7 @@ pub struct Daemon {
     _running: Option<std::fs::File>,
     worker: Option<std::thread::JoinHandle<()>>,
     supervisor: Option<std::thread::JoinHandle<()>>,
+    mirror: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -322,6 +344,8 @@ impl Daemon {
         let (post, inbox) = inbox::inbox();
         let (events, _) = broadcast::channel(4096);
         let (missions_wake, missions_woken) = mpsc::channel();
+        let remote_url = vault.config().git.remote.clone();
+        let (mirror_wake, mirror_woken) = mpsc::channel();
         let journal = match Journal::open(&vault.state_dir()) {
             Ok(j) => {
                 // Keys a killed daemon left in flight would answer 409 forever.
@@ -350,12 +374,14 @@ impl Daemon {
                 started: now_rfc3339(),
                 last_run: None,
                 queue_depth: 0,
+                remote: None,
             }),
             stopping: tokio::sync::watch::channel(false).0,
             metrics: Metrics::default(),
             warm: Arc::default(),
             missions: missions_wake.clone(),
             missions_stop: crate::missions::Cancel::default(),
+            mirror: remote_url.is_some().then_some(mirror_wake),
         });
         let handle = Handle { inner };
         // QUIRE_DAEMON_POLL=1 skips file events, for file systems that do not send them (network
@@ -389,6 +415,22 @@ impl Daemon {
                     source,
                 })?
         };
+        let mirror = match remote_url {
+            Some(url) => {
+                let handle = handle.clone();
+                let stop = handle.inner.missions_stop.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("quire-mirror".into())
+                        .spawn(move || mirror::mirror(handle, url, mirror_woken, stop))
+                        .map_err(|source| DaemonError::Io {
+                            context: "could not start the remote mirror".into(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         // Receipts that a crash (or a deleted `.quire/`) left out of analytics are recorded in the
         // background; the pipeline records new ones meanwhile, each once.
         {
@@ -411,6 +453,7 @@ impl Daemon {
             _running: running,
             worker: Some(worker),
             supervisor: Some(supervisor),
+            mirror,
         })
     }
 
@@ -426,9 +469,13 @@ impl Daemon {
 
     fn join(&mut self) {
         self.handle.stop();
-        for t in [self.worker.take(), self.supervisor.take()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.worker.take(),
+            self.supervisor.take(),
+            self.mirror.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = t.join();
         }

@@ -1,6 +1,7 @@
 //! Git, through libgit2: the only module that imports `git2`.
 //!
-//! quire never runs `git` and never uses a work tree to build a commit. A commit is made from the
+//! quire runs `git` only to talk to a remote ([`remote`]: libgit2 is built here without network
+//! transports), and never uses a work tree to build a commit. A commit is made from the
 //! branch tip's tree plus a [`ChangeSet`](crate::vault::ChangeSet), in memory ([`Repo::write_commit`]),
 //! and the branch is moved with a compare-and-swap, once for a whole batch of chained commits
 //! whose objects may be held in memory and stored as one pack ([`Repo::hold_objects_in_memory`]);
@@ -14,6 +15,7 @@ mod checkout;
 mod journal;
 mod locks;
 mod merge;
+pub mod remote;
 mod repo;
 mod workdir;
 pub mod worktree;

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub use crate::process::{end_group, group_alive, process_alive};
+
 /// The wrapper around a step: runs it, then writes its status (atomically, by rename) to
 /// `$QUIRE_EXIT_FILE`. The step's own text comes in `$QUIRE_RUN`, so it is never quoted into a
 /// script; both variables are taken out of the environment before the step sees it.
@@ -278,135 +280,6 @@ fn from_status(status: ExitStatus) -> Ended {
         Some(n) => Ended::Exited(n),
         None => Ended::Signaled(9),
     }
-}
-
-/// Whether any process of group `pgid` is still alive. A zombie is not: once killed, a process
-/// whose parent died waits for init to reap it, and an init that never reaps (a container's) would
-/// otherwise keep every ended group alive forever.
-pub fn group_alive(pgid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        if pgid == 0 {
-            return false;
-        }
-        match living_in_group(pgid) {
-            Some(alive) => alive,
-            None => signal_reaches_group(pgid),
-        }
-    }
-    #[cfg(all(unix, not(target_os = "linux")))]
-    {
-        signal_reaches_group(pgid)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pgid;
-        false
-    }
-}
-
-/// Whether process `pid` is alive (a zombie is not).
-pub fn process_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        let Some(p) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return false;
-        };
-        if matches!(
-            rustix::process::test_kill_process(p),
-            Err(rustix::io::Errno::SRCH)
-        ) {
-            return false;
-        }
-        #[cfg(target_os = "linux")]
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some((_, rest)) = stat.rsplit_once(')')
-        {
-            return !matches!(rest.split_whitespace().next(), Some("Z" | "X"));
-        }
-        true
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
-}
-
-/// Whether signal 0 reaches a process of group `pgid` (zombies included).
-#[cfg(unix)]
-fn signal_reaches_group(pgid: u32) -> bool {
-    let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    // EPERM means it exists but is someone else's: alive all the same.
-    !matches!(
-        rustix::process::test_kill_process_group(pid),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
-
-/// Whether `/proc` lists a process of group `pgid` that is not a zombie; `None` when `/proc`
-/// cannot be read. Signal 0 answers first, so the common case (the group is gone) reads no files.
-#[cfg(target_os = "linux")]
-fn living_in_group(pgid: u32) -> Option<bool> {
-    if !signal_reaches_group(pgid) {
-        return Some(false);
-    }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp …`; the command name may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-        if group == Some(pgid) && !matches!(state, Some("Z" | "X")) {
-            return Some(true);
-        }
-    }
-    Some(false)
-}
-
-/// Ends process group `pgid`: SIGTERM, then SIGKILL if anything of it is left after `grace`.
-/// Returns once the group is gone (or after the SIGKILL, which cannot be refused).
-pub fn end_group(pgid: u32, grace: Duration) {
-    #[cfg(unix)]
-    {
-        use rustix::process::{Pid, Signal, kill_process_group};
-        let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
-            return;
-        };
-        if kill_process_group(pid, Signal::TERM).is_err() {
-            return;
-        }
-        let until = Instant::now() + grace;
-        let mut pause = Duration::from_millis(1);
-        while Instant::now() < until {
-            if !group_alive(pgid) {
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-        let _ = kill_process_group(pid, Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = (pgid, grace);
 }
 
 /// Waits, for at most `patience`, for a step a previous quire started to end by itself (its group

@@ -110,6 +110,11 @@ pub struct GitConfig {
     /// index (a `git commit` waiting on its editor) before it gives up for now; it changes nothing
     /// in that work tree meanwhile.
     pub lock_wait_secs: u64,
+    /// A Git remote the daemon keeps in step (`main`, the mission branches and quire's refs): a
+    /// bare repository by path or `file://`, SSH or HTTPS. Runners on other machines fetch
+    /// sandboxes from it. Reached with the system `git`, which must be installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl Default for GitConfig {
@@ -117,6 +122,7 @@ impl Default for GitConfig {
         Self {
             main: "main".into(),
             lock_wait_secs: 120,
+            remote: None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod missions;
 mod neighbours;
 mod obsidian;
 mod origins;
+mod remote;
 mod render;
 mod robustness;
 mod sandbox;
