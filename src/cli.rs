@@ -187,11 +187,63 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
     },
+    /// Take mission steps from a daemon and run them on this machine (fetching sandboxes from the
+    /// vault's Git remote and pushing results there); or, with `token`, manage runner tokens.
+    Runner {
+        /// The daemon, `http://host:port`.
+        #[arg(long, value_name = "URL")]
+        daemon: Option<String>,
+        /// The runner token (`quire runner token new NAME` on the daemon's machine prints one).
+        #[arg(
+            long,
+            env = "QUIRE_RUNNER_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// What this machine offers, comma-separated (`linux,gpu`); steps with `runs_on` need them.
+        #[arg(long, value_delimiter = ',', value_name = "LABELS")]
+        labels: Vec<String>,
+        /// Steps at once.
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+        /// Where the runner keeps its repositories and step files.
+        #[arg(long, value_name = "DIR", default_value = "quire-runner")]
+        workdir: PathBuf,
+        /// The vault's Git remote as this machine reaches it (default: the daemon's `[git] remote`).
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        #[command(subcommand)]
+        action: Option<RunnerAction>,
+    },
     /// Missions with their task counts.
     Missions {
         /// Take this date as today (YYYY-MM-DD).
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunnerAction {
+    /// Runner tokens, kept in the vault's `.quire/runners.db` (as hashes).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenAction {
+    /// Make a token for runner NAME and print it on stdout (it is shown only this once).
+    New {
+        /// The runner's name (letters, digits, `-`, `_`, `.`).
+        name: String,
+    },
+    /// End runner NAME's token: its next request is refused, and its step goes to another.
+    Revoke {
+        /// The runner's name.
+        name: String,
     },
 }
 

@@ -94,6 +94,11 @@ pub mod kind {
     pub const MISSION_COMPLETED: &str = "mission.completed";
     /// A message was handed to a running step through `$QUIRE_INBOX`.
     pub const MISSION_STEP_INJECTED: &str = "mission.step.injected";
+    /// A step waits for a runner with the labels it asks for.
+    pub const MISSION_STEP_OFFERED: &str = "mission.step.offered";
+    /// A runner that had lost its step's lease reported a result: refused, and what it pushed is
+    /// kept under `refs/quire/salvage/`.
+    pub const MISSION_STEP_FENCED: &str = "mission.step.fenced";
     /// Every type above.
     pub const ALL: &[&str] = &[
         CONTRIBUTION_RECEIVED,
@@ -134,6 +139,8 @@ pub mod kind {
         DECISION_EXPIRED,
         MISSION_COMPLETED,
         MISSION_STEP_INJECTED,
+        MISSION_STEP_OFFERED,
+        MISSION_STEP_FENCED,
     ];
 }
 

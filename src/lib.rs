@@ -52,6 +52,7 @@ pub mod markdown;
 pub mod missions;
 pub mod process;
 pub mod render;
+pub mod runners;
 pub mod vault;
 pub mod workflow;
 

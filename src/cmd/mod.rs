@@ -9,6 +9,7 @@ mod missions;
 mod output;
 mod render;
 mod retry;
+mod runner;
 mod sandbox;
 mod stats;
 mod tasks;
@@ -107,6 +108,20 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render::daemon(&open(cli.vault.as_deref())?, listen)
         }
         Command::Themes => render::themes(&open(cli.vault.as_deref())?, json),
+        Command::Runner {
+            daemon,
+            token,
+            labels,
+            slots,
+            workdir,
+            remote,
+            action,
+        } => match action {
+            Some(crate::cli::RunnerAction::Token { action }) => {
+                runner::token(&open(cli.vault.as_deref())?, action, json)
+            }
+            None => runner::run(daemon, token, labels, slots, workdir, remote),
+        },
         Command::Serve { theme, port } => render::serve(&open(cli.vault.as_deref())?, theme, port),
     }
 }

@@ -221,6 +221,14 @@ impl Repo {
             .ctx(|| format!("could not set `{refname}`"))
     }
 
+    /// Deletes `refname` (a full ref name) if it exists.
+    pub fn delete_ref(&self, refname: &str) -> Result<(), GitError> {
+        match self.raw().find_reference(refname) {
+            Ok(mut r) => r.delete().ctx(|| format!("could not delete `{refname}`")),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The commit a full ref name points at, if the ref exists.
     pub fn ref_target(&self, refname: &str) -> Option<Oid> {
         self.raw()

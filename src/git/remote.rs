@@ -192,10 +192,7 @@ impl Remote {
     /// Sends `updates`, each guarded by its expected old value. Returns, per ref, whether the
     /// remote took it (and git's reason when not). Refs are independent: one refused does not hold
     /// back the others.
-    pub fn push(
-        &self,
-        updates: &[Update],
-    ) -> Result<Vec<(String, Pushed)>, RemoteError> {
+    pub fn push(&self, updates: &[Update]) -> Result<Vec<(String, Pushed)>, RemoteError> {
         if updates.is_empty() {
             return Ok(Vec::new());
         }

@@ -12,4 +12,4 @@ mod serve;
 pub mod site;
 
 pub use listen::Limits;
-pub use serve::{ServeError, ServeOptions, serve};
+pub use serve::{ServeError, ServeOptions, serve, signals};

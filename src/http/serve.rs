@@ -190,7 +190,7 @@ fn is_content(root: &Path, path: &Path) -> bool {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn signals() {
+pub async fn signals() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -96,6 +96,9 @@ pub struct Step {
     pub retries: u32,
     /// Retries for failures of given classes.
     pub heal: Vec<HealRule>,
+    /// Labels a runner must have to take this step (`"runs_on": ["gpu"]`); empty: any runner,
+    /// or the daemon itself when `[missions] local` is on.
+    pub runs_on: Vec<String>,
 }
 
 /// What a step runs.
@@ -249,6 +252,8 @@ struct RawStep {
     retries: u32,
     #[serde(default)]
     heal: Vec<RawHeal>,
+    #[serde(default)]
+    runs_on: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -513,14 +518,34 @@ fn step(i: usize, s: RawStep, names: &mut BTreeSet<String>) -> Result<Step, Reje
                 .transpose()?,
         });
     }
+    for label in &s.runs_on {
+        if !valid_label(label) {
+            return Err(at(format!(
+                "`runs_on` has {label:?}; a label is 1 to 64 letters, digits, `-`, `_` or `.`"
+            )));
+        }
+    }
+    let mut runs_on = s.runs_on.clone();
+    runs_on.sort();
+    runs_on.dedup();
     Ok(Step {
         command,
         timeout,
         effects: s.effects.unwrap_or(Effects::Worktree),
         retries: s.retries,
         heal,
+        runs_on,
         name: s.step,
     })
+}
+
+/// Whether `label` may name a runner's capability (`linux`, `gpu`, `arm64`).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn check_items(id: &str, items: Vec<String>) -> Result<Vec<String>, Rejection> {

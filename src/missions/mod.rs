@@ -17,9 +17,9 @@ pub mod runner;
 pub mod schema;
 pub mod store;
 
-pub use brief::{Approval, Brief, Command, Effects, HealRule, Step, When};
+pub use brief::{Approval, Brief, Command, Effects, HealRule, Step, When, valid_label};
 pub use runner::{Cancel, Ended, Launch, RunnerError, Running};
-pub use store::{AttemptRow, DecisionRow, MissionRow, MissionState, RunRow, Store};
+pub use store::{AttemptRow, DecisionRow, MissionRow, MissionState, OfferRow, RunRow, Store};
 
 /// The sandbox a run of `mission` works in: the mission's own, or `<mission>.<item>`.
 pub fn sandbox_id(mission: &str, item: Option<&str>) -> String {

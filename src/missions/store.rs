@@ -85,7 +85,32 @@ CREATE TABLE IF NOT EXISTS decisions (
     -- Whether the answer's effect (a promotion, a discard, a run moved) is done.
     applied INTEGER NOT NULL DEFAULT 0
 );
+-- Steps waiting for a runner on another machine. The run is held by the offer (holder
+-- `offered`) under fencing number `fence`; a runner's lease takes the next one.
+CREATE TABLE IF NOT EXISTS offers (
+    mission TEXT NOT NULL,
+    item TEXT NOT NULL DEFAULT '',
+    fence INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '[]',
+    job TEXT NOT NULL,
+    offered TEXT NOT NULL,
+    PRIMARY KEY (mission, item)
+);
 "#;
+
+/// The holder of a run whose step waits for a runner.
+pub const OFFERED: &str = "offered";
+
+/// The holder of a run whose step a runner has leased: `runner:<name>`.
+pub fn runner_holder(name: &str) -> String {
+    format!("runner:{name}")
+}
+
+/// How long an offer holds its run: until a runner takes it, or an operator takes the run back.
+const OFFER_HOLDS: i64 = i64::MAX / 4;
 
 /// Where a mission (or one of its runs) stands (SPEC §9.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -270,6 +295,31 @@ pub struct AttemptRow {
     pub commit: Option<String>,
     /// Its log, a vault path.
     pub log: String,
+    /// The runner it ran on (empty: this machine, in the daemon).
+    pub runner: String,
+}
+
+/// A step waiting for a runner with the labels it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferRow {
+    /// The mission.
+    pub mission: String,
+    /// The item, if any.
+    pub item: Option<String>,
+    /// The fencing number it was offered under.
+    pub fence: i64,
+    /// The step.
+    pub step: String,
+    /// The round.
+    pub round: u32,
+    /// The attempt.
+    pub attempt: u32,
+    /// Labels a runner must have to take it.
+    pub labels: Vec<String>,
+    /// What a runner is sent (JSON, see `workflow::mission_remote::Job`).
+    pub job: String,
+    /// When it was offered (RFC 3339).
+    pub offered: String,
 }
 
 /// A decision requested of a person (SPEC §9.4).
@@ -335,6 +385,15 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.execute_batch(SCHEMA)?;
+            // Files from before runners: attempts learn where they ran.
+            let has_runner: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'runner'")?
+                .exists([])?;
+            if !has_runner {
+                conn.execute_batch(
+                    "ALTER TABLE attempts ADD COLUMN runner TEXT NOT NULL DEFAULT ''",
+                )?;
+            }
             Ok(conn)
         };
         let conn = open().map_err(sql("could not open .quire/missions.db"))?;
@@ -626,7 +685,7 @@ impl Store {
     pub fn put_attempt(&self, a: &AttemptRow) -> Result<(), MissionError> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO attempts (mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                "INSERT OR REPLACE INTO attempts (mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by, runner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -645,7 +704,27 @@ impl Store {
                     a.start_commit,
                     a.commit,
                     a.log,
-                    a.healed_by
+                    a.healed_by,
+                    a.runner
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Forgets an attempt that never started (a runner could not get its sandbox).
+    pub fn delete_attempt(&self, a: &AttemptRow) -> Result<(), MissionError> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM attempts WHERE mission = ?1 AND item = ?2 AND step = ?3 AND round = ?4 AND attempt = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    a.mission,
+                    a.item.as_deref().unwrap_or(""),
+                    a.step,
+                    a.round,
+                    a.attempt
                 ])
             })
             .map(|_| ())
@@ -665,7 +744,7 @@ impl Store {
     fn attempts_where(&self, filter: &str, value: &str) -> Result<Vec<AttemptRow>, MissionError> {
         let read = || -> rusqlite::Result<Vec<AttemptRow>> {
             let mut s = self.conn.prepare_cached(&format!(
-                "SELECT mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by FROM attempts WHERE {filter} ORDER BY started, rowid",
+                "SELECT mission, item, step, round, attempt, fence, state, pid, started, ended, exit, class, start_commit, commit_id, log, healed_by, runner FROM attempts WHERE {filter} ORDER BY started, rowid",
             ))?;
             s.query_map([value], |r| {
                 let item: String = r.get(1)?;
@@ -686,6 +765,7 @@ impl Store {
                     commit: r.get(13)?,
                     log: r.get(14)?,
                     healed_by: r.get(15)?,
+                    runner: r.get(16)?,
                 })
             })?
             .collect()
@@ -775,6 +855,97 @@ impl Store {
             .and_then(|mut s| s.execute([id]))
             .map(|_| ())
             .map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// Offers `run`'s current step to runners, if fencing number `fence` still holds the run: the
+    /// offer then holds it (no carrier takes it) until a runner leases the step or an operator
+    /// takes the run back. Returns whether it did.
+    pub fn offer(&self, run: &RunRow, fence: i64, offer: &OfferRow) -> Result<bool, MissionError> {
+        let write = |conn: &Connection| -> rusqlite::Result<bool> {
+            let tx = conn.unchecked_transaction()?;
+            let n = tx.execute(
+                "UPDATE runs SET holder = ?1, lease_until = ?2 WHERE mission = ?3 AND item = ?4 AND fence = ?5",
+                params![OFFERED, OFFER_HOLDS, run.mission, run.item.as_deref().unwrap_or(""), fence],
+            )?;
+            if n == 1 {
+                tx.execute(
+                    "INSERT OR REPLACE INTO offers (mission, item, fence, step, round, attempt, labels, job, offered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        offer.mission,
+                        offer.item.as_deref().unwrap_or(""),
+                        fence,
+                        offer.step,
+                        offer.round,
+                        offer.attempt,
+                        serde_json::to_string(&offer.labels).unwrap_or_else(|_| "[]".into()),
+                        offer.job,
+                        offer.offered
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        };
+        write(&self.conn).map_err(sql("could not write .quire/missions.db"))
+    }
+
+    /// The steps waiting for a runner, oldest first. Offers whose run was taken back meanwhile (an
+    /// operator's abort or retry) are dropped first.
+    pub fn offers(&self) -> Result<Vec<OfferRow>, MissionError> {
+        let read = || -> rusqlite::Result<Vec<OfferRow>> {
+            self.conn.execute(
+                "DELETE FROM offers WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.mission = offers.mission AND runs.item = offers.item AND runs.fence = offers.fence AND runs.holder = ?1)",
+                [OFFERED],
+            )?;
+            let mut s = self.conn.prepare_cached(
+                "SELECT mission, item, fence, step, round, attempt, labels, job, offered FROM offers ORDER BY offered, rowid",
+            )?;
+            s.query_map([], |r| {
+                let item: String = r.get(1)?;
+                let labels: String = r.get(6)?;
+                Ok(OfferRow {
+                    mission: r.get(0)?,
+                    item: (!item.is_empty()).then_some(item),
+                    fence: r.get(2)?,
+                    step: r.get(3)?,
+                    round: r.get(4)?,
+                    attempt: r.get(5)?,
+                    labels: serde_json::from_str(&labels).unwrap_or_default(),
+                    job: r.get(7)?,
+                    offered: r.get(8)?,
+                })
+            })?
+            .collect()
+        };
+        read().map_err(sql("could not read .quire/missions.db"))
+    }
+
+    /// Gives the offered step to runner `name` until `until` (Unix milliseconds): the run's
+    /// fencing number moves on, and the new one is returned. `None` when the offer no longer holds
+    /// the run (another runner took it, or an operator took the run back).
+    pub fn take_offer(
+        &self,
+        offer: &OfferRow,
+        name: &str,
+        until: i64,
+    ) -> Result<Option<i64>, MissionError> {
+        let holder = runner_holder(name);
+        let write = |conn: &Connection| -> rusqlite::Result<bool> {
+            let tx = conn.unchecked_transaction()?;
+            let item = offer.item.as_deref().unwrap_or("");
+            let n = tx.execute(
+                "UPDATE runs SET fence = fence + 1, holder = ?1, lease_until = ?2 WHERE mission = ?3 AND item = ?4 AND fence = ?5 AND holder = ?6",
+                params![holder, until, offer.mission, item, offer.fence, OFFERED],
+            )?;
+            tx.execute(
+                "DELETE FROM offers WHERE mission = ?1 AND item = ?2 AND fence = ?3",
+                params![offer.mission, item, offer.fence],
+            )?;
+            tx.commit()?;
+            Ok(n == 1)
+        };
+        let taken = write(&self.conn).map_err(sql("could not write .quire/missions.db"))?;
+        Ok(taken.then_some(offer.fence + 1))
     }
 
     /// Sets a run's state (and, for a retry, its attempt), whoever holds it: a person's decision

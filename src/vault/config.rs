@@ -25,6 +25,25 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// `[missions]`: whether briefs run, how many at once, and the operator's command catalog.
     pub missions: MissionsConfig,
+    /// `[runners]`: steps run on other machines.
+    pub runners: RunnersConfig,
+}
+
+/// `[runners]`: how the daemon treats runners (`quire runner` on other machines).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnersConfig {
+    /// How long a runner's lease on a step holds without a heartbeat; runners beat at a third of
+    /// it. A runner silent for longer has its step given to another.
+    pub lease: super::Span,
+}
+
+impl Default for RunnersConfig {
+    fn default() -> Self {
+        Self {
+            lease: super::Span(std::time::Duration::from_secs(30)),
+        }
+    }
 }
 
 /// `[site]`.
@@ -213,6 +232,9 @@ pub struct MissionsConfig {
     pub backoff_max: super::Span,
     /// The operator's commands, by name: a step that `uses` one runs it without asking.
     pub commands: std::collections::BTreeMap<String, String>,
+    /// Whether the daemon runs steps itself. On (the default), it runs every step that asks for
+    /// no labels, and steps with `runs_on` go to runners; off, runners take every step.
+    pub local: bool,
 }
 
 impl Default for MissionsConfig {
@@ -227,6 +249,7 @@ impl Default for MissionsConfig {
             backoff: span(15_000),
             backoff_max: span(300_000),
             commands: std::collections::BTreeMap::new(),
+            local: true,
         }
     }
 }

@@ -351,7 +351,7 @@ pub struct Agent {
     pub round: u32,
     /// Its attempt.
     pub attempt: u32,
-    /// Where it runs: `local` (this machine, as process group `pid`).
+    /// Where it runs: `local` (this machine, as process group `pid`), or `runner:<name>`.
     pub runs_on: String,
     /// Its process group.
     pub pid: u32,
@@ -366,6 +366,22 @@ pub struct Agent {
     pub log: String,
 }
 
+/// Whether attempt `a` is alive: its process group here, or a runner whose lease on it holds.
+fn in_flight(store: &Store, a: &AttemptRow) -> bool {
+    if a.runner.is_empty() {
+        return runner::group_alive(a.pid);
+    }
+    store
+        .run(&a.mission, a.item.as_deref())
+        .ok()
+        .flatten()
+        .is_some_and(|r| {
+            r.fence == a.fence
+                && r.holder == crate::missions::store::runner_holder(&a.runner)
+                && r.lease_until > chrono::Utc::now().timestamp_millis()
+        })
+}
+
 /// Every step in flight.
 pub fn agents(vault: &Vault) -> Result<Vec<Agent>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
@@ -374,8 +390,12 @@ pub fn agents(vault: &Vault) -> Result<Vec<Agent>, WorkflowError> {
         .into_iter()
         .map(|a| Agent {
             last_line: last_line(&vault.root().join(&a.log)),
-            alive: runner::group_alive(a.pid),
-            runs_on: "local".into(),
+            alive: in_flight(&store, &a),
+            runs_on: if a.runner.is_empty() {
+                "local".into()
+            } else {
+                crate::missions::store::runner_holder(&a.runner)
+            },
             pid: a.pid,
             since: a.started,
             mission: a.mission,
@@ -427,7 +447,7 @@ pub fn inject(
     let running: Vec<AttemptRow> = store
         .running_attempts()?
         .into_iter()
-        .filter(|a| a.mission == id && runner::group_alive(a.pid))
+        .filter(|a| a.mission == id && in_flight(&store, a))
         .collect();
     if running.is_empty() {
         return refuse(

@@ -182,6 +182,7 @@ pub(crate) fn rebuild_one(
                 start_commit: String::new(),
                 commit: r.commit.clone(),
                 log: r.log.clone(),
+                runner: String::new(),
             });
         }
         let tip_text = tip.map(|t| t.to_string()).unwrap_or_default();

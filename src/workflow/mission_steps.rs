@@ -68,7 +68,7 @@ pub struct StepReport {
     pub then: MissionState,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -212,7 +212,10 @@ fn carry(
             // Another holder has it (or had it until moments ago): not ours to move.
             return Ok(());
         };
-        let report = step(vault, &store, run, fence, &mut tree, stop, events)?;
+        let Some(report) = step(vault, &store, run, fence, &mut tree, stop, events)? else {
+            // Offered to runners: the offer holds the run until one takes it.
+            return Ok(());
+        };
         let done = !matches!(report.then, MissionState::Queued | MissionState::Running);
         reports(report);
         if done {
@@ -257,16 +260,16 @@ fn holder_is_gone(holder: &str) -> bool {
 }
 
 /// Where an attempt's files are.
-struct Files {
+pub(super) struct Files {
     /// The log, relative to the vault.
-    log_rel: String,
-    log: PathBuf,
+    pub(super) log_rel: String,
+    pub(super) log: PathBuf,
     exit: PathBuf,
-    revision: PathBuf,
-    inbox: PathBuf,
+    pub(super) revision: PathBuf,
+    pub(super) inbox: PathBuf,
 }
 
-fn files(vault: &Vault, run: &RunRow, step: &str) -> Files {
+pub(super) fn files(vault: &Vault, run: &RunRow, step: &str) -> Files {
     let name = format!("{step}.{}.{}", run.round, run.attempt);
     let log_rel = format!(
         "{}/missions/{}/{name}.log",
@@ -284,7 +287,7 @@ fn files(vault: &Vault, run: &RunRow, step: &str) -> Files {
 }
 
 /// One attempt of `run`'s current step, under lease `fence`: started (or, when a dead quire left it
-/// running, adopted), waited for, and finished.
+/// running, adopted), waited for, and finished. `None`: the step is for a runner, and was offered.
 fn step(
     vault: &Vault,
     store: &Store,
@@ -293,7 +296,7 @@ fn step(
     tree: &mut Option<WorkTree>,
     stop: &Cancel,
     events: &mut dyn EventSink,
-) -> Result<StepReport, WorkflowError> {
+) -> Result<Option<StepReport>, WorkflowError> {
     let mission = store
         .mission(&run.mission)?
         .ok_or_else(|| WorkflowError::Input(format!("mission `{}` has no record", run.mission)))?;
@@ -308,7 +311,7 @@ fn step(
     let workdir = vault.root().join("sandbox").join(&run.sandbox);
     let Some(step) = brief.pipeline.get(run.step).cloned() else {
         // Past the last step: the round is over.
-        return request_round_decision(vault, store, &repo, run, fence, &brief, events);
+        return request_round_decision(vault, store, &repo, run, fence, &brief, events).map(Some);
     };
     let tip = repo.branch_tip(&branch)?;
     let mut fresh = false;
@@ -321,7 +324,8 @@ fn step(
                     "the work tree sandbox/{}/ could not be checked out: {e}",
                     run.sandbox
                 );
-                return escalate(vault, store, run, fence, &step.name, None, &why, events);
+                return escalate(vault, store, run, fence, &step.name, None, &why, events)
+                    .map(Some);
             }
         }
     }
@@ -330,7 +334,7 @@ fn step(
             "the sandbox `{}` (branch `{branch}` and its work tree sandbox/{}/) is gone",
             run.sandbox, run.sandbox
         );
-        return escalate(vault, store, run, fence, &step.name, None, &why, events);
+        return escalate(vault, store, run, fence, &step.name, None, &why, events).map(Some);
     };
     // Open (and watched) before the step runs, so that the journal sees all it does.
     let tree = match tree.take() {
@@ -381,10 +385,23 @@ fn step(
                             "step `{}` uses `{name}`, which `[missions.commands]` no longer has",
                             step.name
                         );
-                        return escalate(vault, store, run, fence, &step.name, None, &why, events);
+                        return escalate(vault, store, run, fence, &step.name, None, &why, events)
+                            .map(Some);
                     }
                 },
             };
+            if super::mission_remote::for_runners(vault, &step) {
+                if vault.config().git.remote.is_none() {
+                    let why = format!(
+                        "step `{}` is for a runner (it asks for labels {:?}, or `[missions] local` is off), but `[git] remote` is not set: runners fetch sandboxes from it",
+                        step.name, step.runs_on
+                    );
+                    return escalate(vault, store, run, fence, &step.name, None, &why, events)
+                        .map(Some);
+                }
+                super::mission_remote::offer(vault, store, &run, fence, &step, command, events)?;
+                return Ok(None);
+            }
             let _ = std::fs::remove_file(&f.revision);
             if let Some(dir) = f.revision.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -408,6 +425,7 @@ fn step(
                 start_commit: run.start_commit.clone(),
                 commit: None,
                 log: f.log_rel.clone(),
+                runner: String::new(),
             };
             store.put_attempt(&row)?;
             let env = environment(vault, &run, &step.name, &workdir, &f);
@@ -446,10 +464,12 @@ fn step(
         &f,
         tree,
         ended,
+        Given::Here,
         &mut attempt_row,
         took_ms,
         events,
     )
+    .map(Some)
 }
 
 /// Identifies one attempt.
@@ -479,7 +499,7 @@ impl AttemptKey {
 }
 
 /// The step's environment (SPEC §9.2).
-fn environment(
+pub(super) fn environment(
     vault: &Vault,
     run: &RunRow,
     step: &str,
@@ -558,7 +578,7 @@ fn wait_holding(
 
 /// Finishes an attempt that ended (`None`: it was lost), and moves the run on.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(super) fn finish(
     vault: &Vault,
     store: &Store,
     repo: &Repo,
@@ -569,6 +589,7 @@ fn finish(
     f: &Files,
     tree: &mut WorkTree,
     ended: Option<Ended>,
+    given: Given,
     row: &mut AttemptRow,
     took_ms: f64,
     events: &mut dyn EventSink,
@@ -606,21 +627,17 @@ fn finish(
     if ended.is_some_and(Ended::success) {
         // What the step changed (beyond any commits it made itself) is committed to the sandbox.
         let tip = repo.branch_tip(&branch)?.unwrap_or(start);
-        let message = message_with_trailers(
-            &format!(
-                "Mission {}: step {} (round {}, attempt {})",
-                run.sandbox, step.name, run.round, run.attempt
-            ),
-            &[
-                (super::missions::TRAILER_MISSION_ID, &run.mission),
-                (TRAILER_STEP, &step.name),
-                (
-                    TRAILER_ATTEMPT,
-                    &format!("{}/{}/{}", step.name, run.round, run.attempt),
-                ),
-            ],
-        );
-        let commit = match repo.commit_all_in(tree, &branch, tip, &message) {
+        let committed = match given {
+            Given::Here => repo.commit_all_in(tree, &branch, tip, &step_message(&run, &step.name)),
+            Given::Runner(None) => Ok(None),
+            // A runner's commit lands only on the commit its step started from.
+            Given::Runner(Some(_)) if tip != start => Err(GitError::Moved(branch.clone())),
+            Given::Runner(Some(c)) => repo
+                .swap_branch(&branch, Some(start), c, "quire: a runner's step")
+                .and_then(|()| repo.reset_workdir(tree.path(), c))
+                .map(|()| Some(c)),
+        };
+        let commit = match committed {
             Ok(c) => c,
             Err(GitError::Moved(_)) => {
                 return escalate(
@@ -787,6 +804,33 @@ fn finish(
     moved(store, run, fence, &step.name, row, (None, Some(class)))
 }
 
+/// Where a successful attempt's work is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Given {
+    /// In the sandbox's work tree here: committed to the sandbox branch.
+    Here,
+    /// Committed by a runner on another machine (`None`: it changed nothing), already fetched.
+    Runner(Option<Oid>),
+}
+
+/// The message of a step's commit, with its trailers (SPEC §9.2).
+pub(super) fn step_message(run: &RunRow, step: &str) -> String {
+    message_with_trailers(
+        &format!(
+            "Mission {}: step {step} (round {}, attempt {})",
+            run.sandbox, run.round, run.attempt
+        ),
+        &[
+            (super::missions::TRAILER_MISSION_ID, &run.mission),
+            (TRAILER_STEP, step),
+            (
+                TRAILER_ATTEMPT,
+                &format!("{step}/{}/{}", run.round, run.attempt),
+            ),
+        ],
+    )
+}
+
 /// Writes the moved run under the lease and reports the attempt.
 fn moved(
     store: &Store,
@@ -901,7 +945,7 @@ fn request_round_decision(
 
 /// The run waits for a person: an escalation decision (`retry`, `abort`) is requested.
 #[allow(clippy::too_many_arguments)]
-fn escalate(
+pub(super) fn escalate(
     vault: &Vault,
     store: &Store,
     mut run: RunRow,

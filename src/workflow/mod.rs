@@ -12,6 +12,7 @@ mod init;
 mod landing;
 pub mod mission_ops;
 pub mod mission_rebuild;
+pub mod mission_remote;
 pub mod mission_steps;
 pub mod missions;
 pub mod pipeline;

@@ -23,6 +23,7 @@ mod origins;
 mod remote;
 mod render;
 mod robustness;
+mod runners;
 mod sandbox;
 mod serve;
 mod snapshots;

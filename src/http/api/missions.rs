@@ -23,7 +23,7 @@ fn refused(r: DecideRefusal) -> Response {
 }
 
 /// A JSON body of type `T`, or the 400 to answer.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     what: &str,
     shape: &str,

@@ -35,6 +35,7 @@ mod events;
 mod health;
 mod missions;
 mod renderer;
+mod runners;
 mod sites;
 mod tasks;
 
@@ -84,6 +85,12 @@ pub fn router(daemon: Handle, bound: SocketAddr) -> Router {
         .route("/api/missions/{id}/abort", post(missions::abort))
         .route("/api/missions/{id}/inject", post(missions::inject))
         .route("/api/agents", get(missions::agents))
+        .route("/api/runners", get(runners::list))
+        .route("/api/runners/register", post(runners::register))
+        .route("/api/runners/lease", post(runners::lease))
+        .route("/api/runners/heartbeat", post(runners::heartbeat))
+        .route("/api/runners/log", post(runners::log))
+        .route("/api/runners/complete", post(runners::complete))
         .route("/api/analytics/logs", get(analytics::logs))
         .route("/api/analytics/stats", get(analytics::stats))
         .route("/api/analytics/trends", get(analytics::trends))
@@ -125,6 +132,10 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
+        return next.run(request).await;
+    }
+    // Runners authenticate with their own tokens, in their routes; the API token is not one.
+    if request.uri().path().starts_with("/api/runners/") {
         return next.run(request).await;
     }
     let Some(token) = &api.token else {

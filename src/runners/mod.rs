@@ -1,0 +1,578 @@
+//! `quire runner`: takes mission steps from a daemon and runs them on this machine, with Git as
+//! the transport (the contract is `docs/contracts/runner.md`).
+//!
+//! Each of the runner's slots is a thread that asks the daemon for a step (a long poll), and for
+//! one step:
+//!
+//! 1. fetches the sandbox branch from the vault's remote into the slot's own repository (an
+//!    incremental fetch: the slot's repository is kept between steps) and checks out the step's
+//!    start commit;
+//! 2. runs the step exactly as the daemon would (SPEC §9.2: its environment, its own process
+//!    group, its timeout, its log on disk as it is written), while one thread renews the lease
+//!    every third of it, handing messages for `$QUIRE_INBOX` to the step, and another sends the
+//!    log to the daemon as it grows;
+//! 3. commits what the step changed (or, for a failed step, what it left) and pushes that commit
+//!    to `refs/quire/runs/<key>` on the remote, then reports how the step ended.
+//!
+//! The daemon decides what lands: a report under a lease that is no longer current is refused,
+//! and what was pushed is kept as salvage. A runner that cannot renew its lease for most of its
+//! length ends its step itself, since by then the daemon may have given the step to another.
+
+pub mod client;
+pub mod registry;
+
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::git::remote::{Remote, Update};
+use crate::git::{Oid, WorkTree};
+use crate::missions::runner::{self, Cancel, Ended, Launch};
+use crate::workflow::mission_remote::{Beat, Job, Outcome};
+use client::Client;
+
+/// How `quire runner` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The daemon, `http://host:port`.
+    pub daemon: String,
+    /// The runner token (`quire runner token new NAME` on the daemon's machine).
+    pub token: String,
+    /// What this machine offers (`linux`, `gpu`).
+    pub labels: Vec<String>,
+    /// Steps at once.
+    pub slots: u32,
+    /// Where slots keep their repositories, logs and files.
+    pub workdir: PathBuf,
+    /// The Git remote to fetch from and push to, when this machine reaches it by another address
+    /// than the daemon's `[git] remote`.
+    pub remote: Option<String>,
+}
+
+/// The runner could not work.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The daemon refused the token.
+    #[error(
+        "the daemon refused this runner's token ({0}); make one with `quire runner token new NAME` on the daemon's machine"
+    )]
+    Refused(String),
+    /// The daemon has no remote to share sandboxes through, and none was given.
+    #[error(
+        "the daemon has no `[git] remote`, and no --remote was given: runners fetch sandboxes from the vault's Git remote"
+    )]
+    NoRemote,
+    /// The work folder could not be made.
+    #[error("could not use the work folder {}: {source}", path.display())]
+    Workdir {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct Registered {
+    name: String,
+    lease_ms: u64,
+    remote: Option<String>,
+}
+
+/// How long a lease request waits at the daemon for a step.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// How often the log is sent while a step runs.
+const LOG_EVERY: Duration = Duration::from_millis(200);
+
+/// The most of a log sent in one request.
+const LOG_PIECE: usize = 1024 * 1024;
+
+/// How long a slot waits for the remote to have a step's start commit (the daemon pushes it as
+/// it offers the step), while holding the lease.
+const FETCH_FOR: Duration = Duration::from_secs(60);
+
+/// How long a result is offered to a daemon that does not answer (one being restarted).
+const REPORT_FOR: Duration = Duration::from_secs(600);
+
+/// Runs until `stop` is set: registers, then serves steps on `options.slots` threads. A step in
+/// flight when `stop` is set is ended with its process group and reported as interrupted.
+pub fn run(options: &Options, stop: &Cancel) -> Result<(), RunnerError> {
+    std::fs::create_dir_all(&options.workdir).map_err(|source| RunnerError::Workdir {
+        path: options.workdir.clone(),
+        source,
+    })?;
+    let client = Client::new(&options.daemon, &options.token);
+    let me = whoami(options);
+    // The daemon may not be up yet: keep asking.
+    let mut pause = Duration::from_millis(200);
+    let registered: Registered = loop {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        match client.post("/api/runners/register", &me, Duration::from_secs(10)) {
+            Ok(a) if a.status == 200 => match a.json() {
+                Some(r) => break r,
+                None => {
+                    tracing::warn!("the daemon's answer to register did not read: {}", a.text())
+                }
+            },
+            Ok(a) if a.status == 401 => return Err(RunnerError::Refused(a.code())),
+            Ok(a) => tracing::warn!(
+                status = a.status,
+                "the daemon refused to register this runner: {}",
+                a.text()
+            ),
+            Err(e) => tracing::warn!("{e}; trying again"),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(10));
+    };
+    let url = options
+        .remote
+        .clone()
+        .or(registered.remote)
+        .ok_or(RunnerError::NoRemote)?;
+    tracing::info!(name = %registered.name, slots = options.slots, remote = %url, "runner registered");
+    let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    std::thread::scope(|scope| {
+        for slot in 0..options.slots.max(1) {
+            let slot = Slot {
+                dir: options.workdir.join(format!("slot-{slot}")),
+                client: client.clone(),
+                remote_url: url.clone(),
+                me: &me,
+                lease: Duration::from_millis(registered.lease_ms.max(300)),
+            };
+            let refused = refused.clone();
+            scope.spawn(move || {
+                if let Err(code) = slot.serve(stop) {
+                    if let Ok(mut r) = refused.lock() {
+                        r.get_or_insert(code);
+                    }
+                    stop.cancel();
+                }
+            });
+        }
+    });
+    match refused.lock().ok().and_then(|mut r| r.take()) {
+        Some(code) => Err(RunnerError::Refused(code)),
+        None => Ok(()),
+    }
+}
+
+/// What the runner says of itself with every lease request.
+fn whoami(options: &Options) -> serde_json::Value {
+    json!({
+        "labels": options.labels,
+        "slots": options.slots,
+        "host": rustix::system::uname().nodename().to_string_lossy(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "wait_ms": LONG_POLL.as_millis() as u64,
+    })
+}
+
+/// One slot: a repository, and one step at a time.
+struct Slot<'a> {
+    dir: PathBuf,
+    client: Client,
+    remote_url: String,
+    me: &'a serde_json::Value,
+    lease: Duration,
+}
+
+impl Slot<'_> {
+    /// Takes steps until `stop`; `Err(code)` when the daemon refuses the token.
+    fn serve(&self, stop: &Cancel) -> Result<(), String> {
+        let mut pause = Duration::from_millis(200);
+        while !stop.is_cancelled() {
+            let answer = self.client.post(
+                "/api/runners/lease",
+                self.me,
+                LONG_POLL + Duration::from_secs(15),
+            );
+            match answer {
+                Ok(a) if a.status == 200 => match a.json::<Job>() {
+                    Some(job) => {
+                        pause = Duration::from_millis(200);
+                        self.take(&job, stop);
+                    }
+                    None => tracing::warn!("a job from the daemon did not read: {}", a.text()),
+                },
+                Ok(a) if a.status == 204 => {}
+                Ok(a) if a.status == 401 => return Err(a.code()),
+                Ok(a) => {
+                    tracing::warn!(
+                        status = a.status,
+                        "the daemon refused a lease request: {}",
+                        a.text()
+                    );
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; trying again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One step, from fetch to report. The lease is renewed from the start: fetching the
+    /// sandbox may wait for the daemon to push it.
+    fn take(&self, job: &Job, stop: &Cancel) {
+        tracing::info!(key = %job.key, "step leased");
+        let files = self.dir.join("files");
+        let _ = std::fs::create_dir_all(&files);
+        let inbox = files.join("inbox.jsonl");
+        let _ = std::fs::File::create(&inbox);
+        // `lost`: the lease is gone (or the runner stops); `done`: the step is over.
+        let (lost, done) = (Cancel::default(), Cancel::default());
+        let outcome = std::thread::scope(|scope| {
+            scope.spawn(|| self.keep_lease(job, &inbox, &lost, &done, stop));
+            let outcome = self.attempt(job, &files, &inbox, &lost);
+            done.cancel();
+            outcome
+        });
+        self.report(&outcome);
+    }
+
+    fn attempt(&self, job: &Job, files: &Path, inbox: &Path, lost: &Cancel) -> Outcome {
+        match self.check_out(job, lost) {
+            Ok(tree) => self.run_step(job, tree, files, inbox, lost),
+            Err(why) => {
+                tracing::warn!(key = %job.key, "could not check the sandbox out: {why}");
+                Outcome {
+                    mission: job.mission.clone(),
+                    item: job.item.clone(),
+                    fence: job.fence,
+                    ended: "not_started".into(),
+                    exit: None,
+                    signal: None,
+                    commit: None,
+                    revision: None,
+                    why: Some(why),
+                }
+            }
+        }
+    }
+
+    /// The slot's repository at the step's start commit, fetched from the remote.
+    fn check_out(&self, job: &Job, lost: &Cancel) -> Result<PathBuf, String> {
+        let work = self.dir.join("work");
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let repo = crate::git::init_repository(&work, "quire-run").map_err(|e| e.to_string())?;
+        let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
+        let remote = Remote::new(&work, &self.remote_url);
+        let tracking = format!("+refs/heads/{b}:refs/remotes/quire/{b}", b = job.branch);
+        // The daemon pushes the sandbox as it offers the step; a fetch may come first.
+        let mut pause = Duration::from_millis(50);
+        let deadline = Instant::now() + FETCH_FOR;
+        while !repo.has_object(start) {
+            if lost.is_cancelled() {
+                return Err("the lease ended before the sandbox could be fetched".into());
+            }
+            if let Err(e) = remote.fetch(&[&tracking]) {
+                tracing::debug!("fetch: {e}");
+            }
+            if repo.has_object(start) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} has no commit {start} on {} yet",
+                    self.remote_url, job.branch
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        repo.reset_workdir(&work, start)
+            .map_err(|e| e.to_string())?;
+        Ok(work)
+    }
+
+    fn run_step(
+        &self,
+        job: &Job,
+        work: PathBuf,
+        files: &Path,
+        inbox: &Path,
+        lost: &Cancel,
+    ) -> Outcome {
+        let log = files.join("step.log");
+        let exit_file = files.join("step.exit");
+        let revision = files.join("revision.json");
+        for f in [&log, &revision] {
+            let _ = std::fs::remove_file(f);
+        }
+        let mut env = job.env.clone();
+        let place = |p: &Path| p.display().to_string();
+        env.extend([
+            ("QUIRE_VAULT".to_owned(), place(&work)),
+            ("QUIRE_SANDBOX".to_owned(), place(&work)),
+            ("QUIRE_REVISION_FILE".to_owned(), place(&revision)),
+            ("QUIRE_INBOX".to_owned(), place(inbox)),
+        ]);
+        let mut outcome = Outcome {
+            mission: job.mission.clone(),
+            item: job.item.clone(),
+            fence: job.fence,
+            ended: "cancelled".into(),
+            exit: None,
+            signal: None,
+            commit: None,
+            revision: None,
+            why: None,
+        };
+        // Watched from before the step runs, so that committing its work looks only at what it
+        // touched.
+        let mut tree = match WorkTree::open_checked_out(&work) {
+            Ok(t) => t,
+            Err(e) => {
+                outcome.ended = "not_started".into();
+                outcome.why = Some(e.to_string());
+                return outcome;
+            }
+        };
+        let running = match runner::spawn(Launch {
+            command: job.command.clone(),
+            dir: work.clone(),
+            env,
+            log: log.clone(),
+            exit_file,
+            timeout: Duration::from_millis(job.timeout_ms),
+            grace: Duration::from_millis(job.grace_ms),
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                outcome.ended = "not_started".into();
+                outcome.why = Some(e.to_string());
+                return outcome;
+            }
+        };
+        let done = Cancel::default();
+        let ended = std::thread::scope(|scope| {
+            let shipped = scope.spawn(|| self.ship_log(job, &log, &done));
+            let ended = running.wait(lost);
+            done.cancel();
+            let _ = shipped.join();
+            ended
+        });
+        match ended {
+            Ended::Exited(n) => {
+                outcome.ended = "exited".into();
+                outcome.exit = Some(n);
+            }
+            Ended::Signaled(n) => {
+                outcome.ended = "signaled".into();
+                outcome.signal = Some(n);
+            }
+            Ended::TimedOut => outcome.ended = "timed_out".into(),
+            Ended::Cancelled => outcome.ended = "cancelled".into(),
+        }
+        outcome.revision = std::fs::read(&revision)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        // What the step changed (or left), committed and pushed for the daemon to take or keep.
+        match self.push_result(job, &work, &mut tree) {
+            Ok(commit) => {
+                tracing::info!(key = %job.key, ended = %outcome.ended, ?commit, "step ended");
+                outcome.commit = commit.map(|c| c.to_string());
+            }
+            Err(why) => {
+                tracing::warn!(key = %job.key, "could not push the step's result: {why}");
+                // Its work cannot reach the daemon: it counts as lost, and runs again.
+                outcome.ended = "cancelled".into();
+                outcome.exit = None;
+                outcome.commit = None;
+            }
+        }
+        outcome
+    }
+
+    /// Renews the lease every third of it, handing new inbox messages to the step. Ends the step
+    /// when the daemon says the lease is gone, or when it could not be renewed for most of its
+    /// length (the daemon may have given the step to another runner by then).
+    fn keep_lease(&self, job: &Job, inbox: &Path, cancel: &Cancel, done: &Cancel, stop: &Cancel) {
+        let every = crate::workflow::mission_remote::beat_every(self.lease);
+        let give_up = self.lease - self.lease / 6;
+        let mut last_ok = Instant::now();
+        let mut offset = 0u64;
+        let mut next = Instant::now() + every;
+        while !done.is_cancelled() {
+            if stop.is_cancelled() {
+                cancel.cancel();
+                return;
+            }
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(25));
+                continue;
+            }
+            next = Instant::now() + every;
+            let answer = self.client.post(
+                "/api/runners/heartbeat",
+                &json!({ "mission": job.mission, "item": job.item, "fence": job.fence, "inbox_offset": offset }),
+                every.max(Duration::from_secs(1)),
+            );
+            match answer {
+                Ok(a) if a.status == 200 => {
+                    last_ok = Instant::now();
+                    if let Some(beat) = a.json::<Beat>() {
+                        if !beat.inbox.is_empty() {
+                            let _ = std::fs::OpenOptions::new()
+                                .append(true)
+                                .open(inbox)
+                                .and_then(|mut f| f.write_all(beat.inbox.as_bytes()));
+                        }
+                        offset = beat.inbox_offset;
+                    }
+                }
+                Ok(a) if matches!(a.status, 401 | 404 | 409) => {
+                    tracing::warn!(key = %job.key, "the daemon ended this lease ({}); ending the step", a.code());
+                    cancel.cancel();
+                    return;
+                }
+                Ok(a) => tracing::warn!(status = a.status, "a heartbeat was refused: {}", a.text()),
+                Err(e) => tracing::warn!("{e}"),
+            }
+            if last_ok.elapsed() > give_up {
+                tracing::warn!(key = %job.key, "the lease could not be renewed; ending the step");
+                cancel.cancel();
+                return;
+            }
+        }
+    }
+
+    /// Sends the log as it grows, each piece at its offset, until `done`, then what is left.
+    fn ship_log(&self, job: &Job, log: &Path, done: &Cancel) {
+        let mut sent = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let last = done.is_cancelled();
+            loop {
+                buf.clear();
+                let read = std::fs::File::open(log).and_then(|mut f| {
+                    f.seek(SeekFrom::Start(sent))?;
+                    f.take(LOG_PIECE as u64).read_to_end(&mut buf)
+                });
+                if read.unwrap_or(0) == 0 {
+                    break;
+                }
+                let path = format!(
+                    "/api/runners/log?mission={}&item={}&fence={}&offset={sent}",
+                    enc(&job.mission),
+                    enc(job.item.as_deref().unwrap_or("")),
+                    job.fence
+                );
+                match self.client.post_bytes(
+                    &path,
+                    &buf,
+                    "application/octet-stream",
+                    Duration::from_secs(30),
+                ) {
+                    Ok(a) if a.status == 200 => sent += buf.len() as u64,
+                    Ok(a) => {
+                        // The daemon has another length (a gap), or refuses the lease: it says
+                        // where it stands, or the log stops here.
+                        let at = serde_json::from_slice::<serde_json::Value>(&a.body)
+                            .ok()
+                            .and_then(|v| v["length"].as_u64());
+                        match at {
+                            Some(n) if n != sent => sent = n,
+                            _ => return,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if last {
+                return;
+            }
+            std::thread::sleep(LOG_EVERY);
+        }
+    }
+
+    /// Commits what is in the work tree onto the start commit and pushes it to the job's ref.
+    fn push_result(
+        &self,
+        job: &Job,
+        work: &Path,
+        tree: &mut WorkTree,
+    ) -> Result<Option<Oid>, String> {
+        let repo = crate::git::Repo::open(work).map_err(|e| e.to_string())?;
+        let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
+        let Some(commit) = repo
+            .commit_all_in(tree, "quire-run", start, &job.message)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let remote = Remote::new(work, &self.remote_url);
+        let mut pause = Duration::from_millis(200);
+        let deadline = Instant::now() + self.lease;
+        loop {
+            let pushed = remote.push(&[Update {
+                name: job.result_ref.clone(),
+                from: None,
+                to: Some(commit),
+            }]);
+            match pushed {
+                Ok(r) if r.iter().all(|(_, ok)| ok.is_ok()) => return Ok(Some(commit)),
+                Ok(r) => {
+                    let why = format!("{r:?}");
+                    if Instant::now() >= deadline {
+                        return Err(why);
+                    }
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => {}
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Reports how the step ended, to a daemon that may be restarting: asked again until it
+    /// answers, for up to [`REPORT_FOR`].
+    fn report(&self, outcome: &Outcome) {
+        let deadline = Instant::now() + REPORT_FOR;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self
+                .client
+                .post("/api/runners/complete", outcome, Duration::from_secs(120))
+            {
+                Ok(a) if a.status == 200 => return,
+                Ok(a) if a.status < 500 => {
+                    tracing::warn!(
+                        status = a.status,
+                        "the daemon refused the step's result: {}",
+                        a.text()
+                    );
+                    return;
+                }
+                Ok(a) => tracing::warn!(status = a.status, "{}", a.text()),
+                Err(e) => tracing::warn!("{e}; reporting again shortly"),
+            }
+            if Instant::now() >= deadline {
+                tracing::error!(mission = %outcome.mission, "gave up reporting a step's result; the daemon's lease runs out and the step runs again");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

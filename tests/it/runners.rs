@@ -1,0 +1,451 @@
+//! Runners on other machines (here: other folders): `quire runner` processes lease mission steps
+//! from one daemon, fetch sandboxes from the vault's bare remote, run them, and push their results
+//! there; the daemon lands what is current, refuses what is late, and keeps it as salvage.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::daemon::{Daemon, get_json, http, start, token, wait_until};
+use crate::harness::{VaultTest, isolated};
+use crate::missions::{brief, engine_vault, toml_string};
+
+/// A runner process, killed when dropped.
+pub(crate) struct Runner(pub(crate) Child);
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A vault whose steps all go to runners, with a bare remote beside it, and `lease` for leases.
+pub(crate) fn runner_vault(commands: &[(&str, &str)], lease: &str) -> (VaultTest, PathBuf) {
+    let t = engine_vault(commands);
+    let remote = t.tmp.path().join("remote.git");
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let toml = t
+        .read("quire.toml")
+        .replace(
+            "[git]\n",
+            &format!(
+                "[git]\nremote = {}\n",
+                toml_string(remote.to_str().unwrap())
+            ),
+        )
+        .replace("[missions]\n", "[missions]\nlocal = false\n")
+        + &format!("\n[runners]\nlease = \"{lease}\"\n");
+    t.commit(&[("quire.toml", &toml)], "runners");
+    (t, remote)
+}
+
+/// A runner token for `name`, made with the CLI.
+pub(crate) fn runner_token(t: &VaultTest, name: &str) -> String {
+    let out = t.quire(&["runner", "token", "new", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `quire runner` in its own folder (its "machine").
+pub(crate) fn start_runner(
+    t: &VaultTest,
+    d: &Daemon,
+    token: &str,
+    dir: &str,
+    slots: u32,
+) -> Runner {
+    let workdir = t.tmp.path().join(dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    cmd.current_dir(t.tmp.path())
+        .args([
+            "runner",
+            "--daemon",
+            &format!("http://{}", d.addr),
+            "--slots",
+        ])
+        .arg(slots.to_string())
+        .arg("--workdir")
+        .arg(&workdir)
+        .env("QUIRE_RUNNER_TOKEN", token)
+        .stdout(Stdio::null())
+        // Kept beside the vault, for a failing test to be read.
+        .stderr(std::fs::File::create(t.tmp.path().join(format!("{dir}.log"))).unwrap());
+    isolated(&mut cmd, t.tmp.path());
+    cmd.env("QUIRE_RUNNER_TOKEN", token)
+        .env("QUIRE_LOG", "quire=info");
+    Runner(cmd.spawn().unwrap())
+}
+
+fn post_brief(d: &Daemon, t: &VaultTest, b: &Value) {
+    let auth = format!("Bearer {}", token(t));
+    let (status, _, body) = http(
+        &d.addr,
+        "POST",
+        "/api/missions",
+        &[("Authorization", &auth)],
+        &serde_json::to_vec(b).unwrap(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+fn decisions(d: &Daemon) -> Vec<String> {
+    get_json(&d.addr, "/api/decisions").1["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn runners_in_other_folders_share_the_steps_and_their_work_lands_through_the_remote() {
+    let effects = tempfile::tempdir().unwrap();
+    let ledger = effects.path().join("effects");
+    let (t, remote) = runner_vault(
+        &[
+            (
+                "plan",
+                &format!(
+                    "echo \"$QUIRE_IDEMPOTENCY_KEY\" >> '{}'; echo planned > PLAN.md; echo plan ran",
+                    ledger.display()
+                ),
+            ),
+            (
+                "build",
+                &format!(
+                    "echo \"$QUIRE_IDEMPOTENCY_KEY\" >> '{}'; echo built > BUILD.md",
+                    ledger.display()
+                ),
+            ),
+            (
+                "check",
+                &format!(
+                    "echo \"$QUIRE_IDEMPOTENCY_KEY\" >> '{}'; test -f BUILD.md",
+                    ledger.display()
+                ),
+            ),
+        ],
+        "6s",
+    );
+    let d = start(&t);
+    let _runners: Vec<Runner> = ["box-1", "box-2", "box-3"]
+        .iter()
+        .map(|name| start_runner(&t, &d, &runner_token(&t, name), name, 1))
+        .collect();
+    let missions = 60;
+    for i in 0..missions {
+        post_brief(
+            &d,
+            &t,
+            &brief(
+                &format!("m-{i}"),
+                json!([{ "step": "plan", "uses": "plan" }, { "step": "build", "uses": "build" }, { "step": "check", "uses": "check" }]),
+            ),
+        );
+    }
+    wait_until("every mission's decision", Duration::from_secs(600), || {
+        decisions(&d).len() == missions
+    });
+    // Every step's effect happened exactly once.
+    let mut seen = lines(&ledger);
+    seen.sort();
+    let mut want: Vec<String> = (0..missions)
+        .flat_map(|i| ["plan", "build", "check"].map(|s| format!("m-{i}/{s}/1/1")))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
+    for i in 0..missions {
+        assert_eq!(
+            t.git(&["show", &format!("mission/m-{i}:PLAN.md")]),
+            "planned\n"
+        );
+        assert_eq!(
+            t.git(&["show", &format!("mission/m-{i}:BUILD.md")]),
+            "built\n"
+        );
+        // The daemon's log file has what the runner's step wrote.
+        assert!(
+            t.read(&format!("07_LOGS/missions/m-{i}/plan.1.1.log"))
+                .contains("plan ran")
+        );
+    }
+    // Every machine took work, and the runs say where.
+    let mut by = std::collections::BTreeSet::new();
+    for i in 0..missions {
+        let (_, m) = get_json(&d.addr, &format!("/api/missions/m-{i}"));
+        for a in m["attempts"].as_array().unwrap() {
+            by.insert(a["runner"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    assert_eq!(
+        by.into_iter().collect::<Vec<_>>(),
+        ["box-1", "box-2", "box-3"]
+    );
+    let (_, r) = get_json(&d.addr, "/api/runners");
+    assert_eq!(r["runners"].as_array().unwrap().len(), 3, "{r}");
+    // Approved: the promotion lands on main, and main reaches the remote.
+    let auth = format!("Bearer {}", token(&t));
+    let (status, _, _) = http(
+        &d.addr,
+        "POST",
+        "/api/decisions/m-0.r1/resolve",
+        &[("Authorization", &auth)],
+        br#"{"decision": "approve"}"#,
+    );
+    assert_eq!(status, 200);
+    wait_until(
+        "main on the remote with the promotion",
+        Duration::from_secs(30),
+        || {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(&remote)
+                .args(["show", "main:BUILD.md"])
+                .output()
+                .unwrap();
+            out.status.success()
+        },
+    );
+    // No result was left behind on the remote.
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&remote)
+        .args(["for-each-ref", "refs/quire/runs/"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
+
+#[test]
+fn a_revoked_or_wrong_token_is_refused_and_a_runner_token_moves_nothing_else() {
+    let (t, _remote) = runner_vault(&[("plan", "echo planned > PLAN.md")], "6s");
+    let d = start(&t);
+    let good = runner_token(&t, "box-1");
+    let lease = |tok: &str| {
+        http(
+            &d.addr,
+            "POST",
+            "/api/runners/lease",
+            &[("Authorization", &format!("Bearer {tok}"))],
+            br#"{"labels": [], "wait_ms": 0}"#,
+        )
+        .0
+    };
+    assert_eq!(lease(&good), 204);
+    // The API token is not a runner token, and a runner token is not the API token.
+    assert_eq!(lease(&token(&t)), 401);
+    assert_eq!(lease("quire-runner-0000"), 401);
+    let (status, _, _) = http(
+        &d.addr,
+        "POST",
+        "/api/missions",
+        &[("Authorization", &format!("Bearer {good}"))],
+        &serde_json::to_vec(&brief("m-1", json!([{ "step": "plan", "uses": "plan" }]))).unwrap(),
+    );
+    assert_eq!(status, 401);
+    let (status, _, _) = http(
+        &d.addr,
+        "POST",
+        "/api/decisions/m-1.r1/resolve",
+        &[("Authorization", &format!("Bearer {good}"))],
+        br#"{"decision": "approve"}"#,
+    );
+    assert_eq!(status, 401);
+    // Revoked: refused at once, and a runner started with it stops and says why.
+    let out = t.quire(&["runner", "token", "revoke", "box-1"]);
+    assert!(out.status.success());
+    assert_eq!(lease(&good), 401);
+    let mut r = start_runner(&t, &d, &good, "box-1", 1);
+    let mut status = None;
+    for _ in 0..100 {
+        status = r.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the runner kept going: {status:?}"
+    );
+    // A step nobody can take waits, visibly.
+    post_brief(
+        &d,
+        &t,
+        &brief(
+            "m-2",
+            json!([{ "step": "plan", "uses": "plan", "runs_on": ["gpu"] }]),
+        ),
+    );
+    wait_until(
+        "the step to wait for a runner",
+        Duration::from_secs(30),
+        || {
+            let (_, r) = get_json(&d.addr, "/api/runners");
+            r["waiting"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|x| x["mission"] == "m-2" && x["labels"] == json!(["gpu"]))
+            })
+        },
+    );
+}
+
+fn signal(r: &Runner, sig: &str) {
+    let out = Command::new("kill")
+        .args([sig, &r.0.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+fn agent_on(d: &Daemon, mission: &str, runner: &str) -> bool {
+    let (_, a) = get_json(&d.addr, "/api/agents");
+    a["agents"].as_array().is_some_and(|a| {
+        a.iter().any(|x| {
+            x["mission"] == mission
+                && x["runs_on"] == format!("runner:{runner}")
+                && x["alive"] == true
+                && x["last_line"] == "started"
+        })
+    })
+}
+
+#[test]
+fn a_runner_cut_off_past_its_lease_loses_the_step_and_its_late_result_is_salvaged() {
+    let (t, remote) = runner_vault(
+        &[(
+            "slow",
+            "echo started; sleep 2; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
+        )],
+        "2s",
+    );
+    let d = start(&t);
+    let r1 = start_runner(&t, &d, &runner_token(&t, "box-1"), "box-1", 1);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    wait_until("box-1 to run the step", Duration::from_secs(30), || {
+        agent_on(&d, "m-1", "box-1")
+    });
+    // Cut off (stopped, as a machine that froze or lost its network), past its lease.
+    signal(&r1, "-STOP");
+    let _r2 = start_runner(&t, &d, &runner_token(&t, "box-2"), "box-2", 1);
+    wait_until(
+        "the step to be done again, on box-2",
+        Duration::from_secs(60),
+        || decisions(&d) == ["m-1.r1"],
+    );
+    assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
+    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
+    let attempts: Vec<(String, String)> = m["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["runner"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("box-1".to_owned(), "lost".to_owned()),
+            ("box-2".to_owned(), "succeeded".to_owned())
+        ]
+    );
+    // Back: its result comes too late, is refused, and is kept.
+    signal(&r1, "-CONT");
+    wait_until(
+        "the late result to be salvaged",
+        Duration::from_secs(60),
+        || {
+            t.git_output(&[
+                "rev-parse",
+                "--verify",
+                "-q",
+                "refs/quire/salvage/m-1/slow.1.1.late",
+            ])
+            .status
+            .success()
+        },
+    );
+    assert_eq!(
+        t.git(&["show", "refs/quire/salvage/m-1/slow.1.1.late:OUT.md"]),
+        "m-1/slow/1/1\n"
+    );
+    assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
+    t.git(&["fsck", "--no-progress"]);
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&remote)
+        .args(["fsck", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_daemon_killed_while_a_runner_works_adopts_the_step_on_restart() {
+    let effects = tempfile::tempdir().unwrap();
+    let ledger = effects.path().join("effects");
+    let (t, _remote) = runner_vault(
+        &[(
+            "slow",
+            &format!(
+                "echo \"$QUIRE_IDEMPOTENCY_KEY\" >> '{}'; echo started; sleep 3; echo done > OUT.md",
+                ledger.display()
+            ),
+        )],
+        "10s",
+    );
+    let d = start(&t);
+    let addr = d.addr.clone();
+    let _r1 = start_runner(&t, &d, &runner_token(&t, "box-1"), "box-1", 1);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    wait_until("box-1 to run the step", Duration::from_secs(30), || {
+        agent_on(&d, "m-1", "box-1")
+    });
+    // kill -9 of the daemon; back on the same address while the step runs.
+    drop(d);
+    let d = crate::daemon::start_on(&t, &addr, &[], Stdio::null());
+    wait_until("the decision", Duration::from_secs(60), || {
+        decisions(&d) == ["m-1.r1"]
+    });
+    assert_eq!(lines(&ledger), ["m-1/slow/1/1"]);
+    assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "done\n");
+    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
+    assert_eq!(m["attempts"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["attempts"][0]["state"], "succeeded");
+}
