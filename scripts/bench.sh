@@ -1019,8 +1019,116 @@ d.terminate(); d.wait(60)
 PY
 }
 
+bench_runners() {
+  build; workdir
+  notes=${NOTES:-10000}
+  echo "# runners: dispatch latency and fetch on a $notes-note vault, and throughput of 3 runners x 2 slots, in $work"
+  new_vault
+  git init -q --bare -b main "$work/remote.git"
+  cat >> "$work/vault/quire.toml" <<TOML
+
+[git]
+remote = "$work/remote.git"
+
+[missions]
+local = false
+
+[missions.commands]
+noop = "date +%s%N"
+nap = "sleep 1"
+TOML
+  python3 - "$work/vault/quire.toml" <<'PY'
+import sys, re
+p = sys.argv[1]; s = open(p).read()
+# The template has its own [git]: keep one (the new one, with the remote).
+if s.count("[git]\n") > 1:
+    first = s.index("[git]\n")
+    end = s.index("\n[", first + 1)
+    s = s[:first] + s[end + 1:]
+    open(p, "w").write(s)
+PY
+  (cd "$work/vault" && git add quire.toml && git commit -qm "runners")
+  python3 - "$quire" "$work" <<'PY'
+import json, os, subprocess, sys, time, urllib.request
+quire, work = sys.argv[1:3]
+vault = f"{work}/vault"
+def p50(xs): xs = sorted(xs); return xs[len(xs) // 2]
+d = subprocess.Popen([quire, "--vault", vault, "daemon", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+addr = d.stdout.readline().split("http://")[1].split("/")[0]
+get = lambda path: json.loads(urllib.request.urlopen(f"http://{addr}{path}").read())
+token = [l.split("=", 1)[1].strip() for l in open(f"{vault}/.env") if l.startswith("QUIRE_TOKEN=")][0]
+def post(path, body):
+    r = urllib.request.Request(f"http://{addr}{path}", data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}"}, method="POST")
+    return urllib.request.urlopen(r).read()
+t0 = time.perf_counter()
+while not get("/healthz").get("remote", {}).get("in_step"):
+    time.sleep(0.2)
+print(f"  first push of the vault to the bare remote: {time.perf_counter() - t0:.1f} s", flush=True)
+runners = []
+def runner(name, slots):
+    tok = subprocess.run([quire, "--vault", vault, "runner", "token", "new", name], capture_output=True, text=True, check=True).stdout.strip()
+    env = dict(os.environ, QUIRE_RUNNER_TOKEN=tok)
+    runners.append(subprocess.Popen([quire, "runner", "--daemon", f"http://{addr}", "--slots", str(slots), "--workdir", f"{work}/{name}"], env=env, stderr=subprocess.DEVNULL))
+def events(kind):
+    out = {}
+    for f in sorted(os.listdir(f"{vault}/07_LOGS")):
+        if f.startswith("quire-") and f.endswith(".jsonl"):
+            for line in open(f"{vault}/07_LOGS/{f}"):
+                e = json.loads(line)
+                if e["type"] == kind:
+                    out[(e["data"]["mission"], e["data"]["attempt"])] = e
+    return out
+def at(e):
+    from datetime import datetime
+    return datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
+def brief(i, step, uses):
+    return {"contract": "quire.mission/1", "id": i, "title": i, "objectives": "x", "tasks": ["a"], "pipeline": [{"step": step, "uses": uses}]}
+def wait_decisions(n):
+    while len(get("/api/decisions")["decisions"]) < n:
+        time.sleep(0.05)
+# Dispatch: one idle runner; missions one after another (the first warms its repository).
+runner("solo", 1)
+n = 21
+for i in range(n):
+    post("/api/missions", brief(f"d-{i:02d}", "noop", "noop"))
+    wait_decisions(i + 1)
+offered, started = events("mission.step.offered"), events("mission.step.started")
+lease = [(at(started[k]) - at(offered[k])) * 1000 for k in offered if k in started and k[0] != "d-00"]
+fetch = []
+for i in range(1, n):
+    log = open(f"{vault}/07_LOGS/missions/d-{i:02d}/noop.1.1.log").read().split()
+    fetch.append((int(log[0]) / 1e9 - at(started[(f"d-{i:02d}", 1)])) * 1000)
+print(f"  dispatch, step offered -> leased by an idle runner: p50 {p50(lease):.1f} ms, max {max(lease):.1f} ms ({len(lease)} steps)")
+print(f"  then fetch + checkout of the sandbox until the step starts (warm slot, {n - 1} steps): p50 {p50(fetch):.0f} ms, max {max(fetch):.0f} ms")
+g = []
+for _ in range(5):
+    t = time.perf_counter(); subprocess.run(["git", "-C", f"{work}/solo/slot-0/work", "fetch", "-q", f"{work}/remote.git", "main"], check=True); g.append((time.perf_counter() - t) * 1000)
+print(f"  floor, same run: a bare git fetch with nothing new, from the runner's repository: p50 {p50(g):.0f} ms")
+for r in runners: r.terminate(); r.wait(60)
+runners.clear()
+# Throughput: 3 runners x 2 slots, 60 one-second steps.
+for k in range(3):
+    runner(f"box-{k}", 2)
+time.sleep(1)
+m = 60
+t = time.perf_counter()
+for i in range(m):
+    post("/api/missions", brief(f"t-{i:02d}", "nap", "nap"))
+posted = time.perf_counter() - t
+wait_decisions(n + m)
+wall = time.perf_counter() - t
+offered, done = events("mission.step.offered"), events("mission.step.succeeded")
+ks = [k for k in offered if k[0].startswith("t-")]
+span = max(at(done[k]) for k in ks) - min(at(offered[k]) for k in ks)
+print(f"  throughput, 3 runners x 2 slots, {m} steps of sleep 1: {m / span:.2f} steps/s from first offer to last success ({span:.1f} s); {m / wall:.2f} steps/s from the first post to the last decision ({wall:.1f} s, posting took {posted:.1f} s); ideal 6.00")
+for r in runners: r.terminate(); r.wait(60)
+d.terminate(); d.wait(60)
+PY
+}
+
 case "${1:-}" in
   analytics) bench_analytics ;;
+  runners) bench_runners ;;
   control) bench_control ;;
   apply) bench_apply ;;
   index) bench_index ;;
@@ -1030,5 +1138,5 @@ case "${1:-}" in
   missions) bench_missions ;;
   missions-load) bench_missions_load ;;
   daemon) bench_daemon ;;
-  *) echo "usage: scripts/bench.sh analytics|control|apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh runners|analytics|control|apply|index|tasks|render|sandbox|missions|missions-load|daemon" >&2; exit 2 ;;
 esac
