@@ -322,9 +322,17 @@ pub fn heartbeat(
     }))
 }
 
+/// What became of a piece of log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written (or already there); the log's length now.
+    Written(u64),
+    /// The piece starts past the log's end; the runner sends again from this length.
+    Gap(u64),
+}
+
 /// Writes `bytes` of the step's log at `offset`. What the log already has is not written again;
-/// a piece past its end is refused (`log_gap`) with the length to send from. Returns the log's
-/// length after the write.
+/// a piece past its end is not written, and the length to send from is returned.
 pub fn append_log(
     vault: &Vault,
     name: &str,
@@ -333,7 +341,7 @@ pub fn append_log(
     fence: i64,
     offset: u64,
     bytes: &[u8],
-) -> Result<Result<u64, DecideRefusal>, WorkflowError> {
+) -> Result<Result<Appended, DecideRefusal>, WorkflowError> {
     let store = Store::open(&vault.state_dir())?;
     let Some(run) = store.run(mission, item)? else {
         return refuse("not_found", format!("no run of mission `{mission}`"));
@@ -360,17 +368,14 @@ pub fn append_log(
         .map_err(|e| WorkflowError::io(format!("could not read {}", path.display()), e))?
         .len();
     if offset > len {
-        return refuse(
-            "log_gap",
-            format!("the log has {len} bytes; send from offset {len}"),
-        );
+        return Ok(Ok(Appended::Gap(len)));
     }
     let skip = (len - offset).min(bytes.len() as u64) as usize;
     if skip < bytes.len() {
         f.write_all(&bytes[skip..])
             .map_err(|e| WorkflowError::io(format!("could not write {}", path.display()), e))?;
     }
-    Ok(Ok(len.max(offset + bytes.len() as u64)))
+    Ok(Ok(Appended::Written(len.max(offset + bytes.len() as u64))))
 }
 
 /// Finishes runner `name`'s attempt as it reports it: its pushed commit is fetched from

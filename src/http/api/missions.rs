@@ -14,7 +14,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Who acts through the API, as decisions and events name them.
 const BY_API: &str = "api";
 
-fn refused(r: DecideRefusal) -> Response {
+pub(super) fn refused(r: DecideRefusal) -> Response {
     error(
         StatusCode::from_u16(r.status()).unwrap_or(StatusCode::CONFLICT),
         &r.code,
@@ -295,7 +295,7 @@ where
 }
 
 /// Events from an API action, to the log, the journal and subscribers.
-struct DaemonSink(Handle);
+pub(super) struct DaemonSink(pub(super) Handle);
 
 impl crate::events::EventSink for DaemonSink {
     fn emit(&mut self, event: crate::events::Event) {

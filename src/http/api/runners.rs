@@ -7,8 +7,8 @@
 // The route modules share the API's imports and helpers.
 use super::*;
 use crate::runners::registry::Registry;
-use crate::workflow::mission_remote::{self, Outcome};
-use missions::json_body;
+use crate::workflow::mission_remote::{self, Appended, Outcome};
+use missions::{DaemonSink, json_body, refused};
 
 /// The longest a lease request waits for a step.
 const LONGEST_POLL: Duration = Duration::from_secs(25);
@@ -144,7 +144,7 @@ pub(super) async fn lease(
             let (api, name, h) = (api.clone(), name.clone(), h.clone());
             tokio::task::spawn_blocking(move || {
                 record(&api, &name, &h);
-                let mut sink = RunnerSink(api.daemon.clone());
+                let mut sink = DaemonSink(api.daemon.clone());
                 mission_remote::lease(api.daemon.vault(), &name, &h.labels, &mut sink)
             })
             .await
@@ -172,23 +172,6 @@ pub(super) async fn lease(
             return StatusCode::NO_CONTENT.into_response();
         }
     }
-}
-
-/// Events from a runner's request, to the log, the journal and subscribers.
-struct RunnerSink(Handle);
-
-impl crate::events::EventSink for RunnerSink {
-    fn emit(&mut self, event: crate::events::Event) {
-        self.0.emit(event);
-    }
-}
-
-fn refused(r: crate::workflow::missions::DecideRefusal) -> Response {
-    error(
-        StatusCode::from_u16(r.status()).unwrap_or(StatusCode::CONFLICT),
-        &r.code,
-        r.message,
-    )
 }
 
 /// `POST /api/runners/heartbeat` `{ "mission", "item"?, "fence", "inbox_offset"? }`.
@@ -273,23 +256,16 @@ pub(super) async fn log(
             offset,
             &bytes,
         ) {
-            Ok(Ok(length)) => axum::Json(json!({ "length": length })).into_response(),
-            Ok(Err(r)) => {
-                let length = r
-                    .message
-                    .strip_prefix("the log has ")
-                    .and_then(|s| s.split(' ').next())
-                    .and_then(|n| n.parse::<u64>().ok());
-                let mut body = json!({ "error": { "code": r.code, "message": r.message } });
-                if let Some(n) = length {
-                    body["length"] = json!(n);
-                }
-                (
-                    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::CONFLICT),
-                    axum::Json(body),
-                )
-                    .into_response()
-            }
+            Ok(Ok(Appended::Written(length))) => axum::Json(json!({ "length": length })).into_response(),
+            Ok(Ok(Appended::Gap(length))) => (
+                StatusCode::CONFLICT,
+                axum::Json(json!({
+                    "error": { "code": "log_gap", "message": format!("the log has {length} bytes; send from offset {length}") },
+                    "length": length,
+                })),
+            )
+                .into_response(),
+            Ok(Err(r)) => refused(r),
             Err(e) => internal(e),
         }
     })
@@ -321,7 +297,7 @@ pub(super) async fn complete(
             );
         };
         let remote = crate::git::remote::Remote::new(vault.root(), &url);
-        let mut sink = RunnerSink(api.daemon.clone());
+        let mut sink = DaemonSink(api.daemon.clone());
         let done = mission_remote::complete(vault, &name, &remote, &outcome, &mut sink);
         api.daemon.wake_missions();
         match done {
