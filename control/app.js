@@ -117,6 +117,9 @@
       if (reason) body.reason = reason;
     }
     $$("button", form).forEach((b) => { b.disabled = true; });
+    // While the action is in flight (the token dialog may be open for a while), events must not
+    // swap this form for a fresh copy: its outcome would be written into a detached element.
+    form.dataset.working = "1";
     out.className = "outcome";
     out.textContent = "Working…";
     try {
@@ -135,6 +138,7 @@
       out.textContent = "The daemon did not answer: " + err;
     }
     $$("button", form).forEach((b) => { b.disabled = false; });
+    delete form.dataset.working;
     // The outcome stays readable: the part around it is refreshed by the events it causes, but
     // not while it shows this message.
     form.dataset.keep = String(Date.now());
@@ -147,6 +151,7 @@
     // A person typing, or reading an outcome just given: refresh later.
     if (el.contains(document.activeElement) && document.activeElement.matches("input, textarea")) return true;
     if ($$("input, textarea", el).some((i) => i.value)) return true;
+    if ($$("form[data-working]", el).length) return true;
     return $$("form[data-keep]", el).some((f) => Date.now() - Number(f.dataset.keep) < 8000);
   }
 

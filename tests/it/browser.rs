@@ -476,6 +476,11 @@ fn mission_control_follows_a_mission_and_approves_it_from_the_page() {
         "!!document.querySelector('#mission-moon-1[data-state=awaiting_decision]')",
         "the mission to wait for a decision",
     );
+    // The recorder samples on its own clock: let it see the last state too.
+    page.wait_for(
+        "window.__seen[window.__seen.length - 1] === 'awaiting_decision 2'",
+        "the recorder to see the decision",
+    );
     let seen = page.eval("window.__seen");
     let seen: Vec<&str> = seen
         .as_array()
@@ -514,6 +519,21 @@ fn mission_control_follows_a_mission_and_approves_it_from_the_page() {
         crate::daemon::get_json(&addr, "/api/decisions").1["decisions"][0]["id"],
         "moon-1.r1"
     );
+    // Events that arrive while the dialog waits would refresh the inbox; the form in flight must
+    // survive them, or the outcome lands in a detached copy nobody sees.
+    let (status, _, _) = crate::daemon::http(
+        &addr,
+        "POST",
+        "/api/events",
+        &[("Authorization", &auth)],
+        br#"{"type": "mission.nudged", "subject": "moon-1"}"#,
+    );
+    assert_eq!(status, 201);
+    page.wait_for(
+        "!!document.querySelector('#events li[data-type=\"mission.nudged\"]')",
+        "the nudge to arrive",
+    );
+    std::thread::sleep(Duration::from_millis(300));
     // The right one: the decision goes through and the page says what happened.
     let token = crate::daemon::token(&t);
     page.eval(&format!(
