@@ -149,6 +149,21 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// Sleeps for `d`, or less once asked (checked every 10 ms). Whether it was asked.
+    pub fn nap(&self, d: Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        loop {
+            if self.is_cancelled() {
+                return true;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(10)));
+        }
+    }
 }
 
 /// Starts a step. It is running when this returns; its process id is also its process group id.

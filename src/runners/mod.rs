@@ -241,11 +241,16 @@ impl Slot<'_> {
             done.cancel();
             outcome
         });
+        let reported = Instant::now();
         self.report(&outcome);
+        tracing::debug!(key = %job.key, report_ms = reported.elapsed().as_millis() as u64, "step reported");
     }
 
     fn attempt(&self, job: &Job, files: &Path, inbox: &Path, lost: &Cancel) -> Outcome {
-        match self.check_out(job, lost) {
+        let fetching = Instant::now();
+        let checked_out = self.check_out(job, lost);
+        tracing::debug!(key = %job.key, fetch_ms = fetching.elapsed().as_millis() as u64, "sandbox checked out");
+        match checked_out {
             Ok(tree) => self.run_step(job, tree, files, inbox, lost),
             Err(why) => {
                 tracing::warn!(key = %job.key, "could not check the sandbox out: {why}");
@@ -294,8 +299,10 @@ impl Slot<'_> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+        let resetting = Instant::now();
         repo.reset_workdir(&work, start)
             .map_err(|e| e.to_string())?;
+        tracing::debug!(key = %job.key, reset_ms = resetting.elapsed().as_millis() as u64, "work tree at the start commit");
         Ok(work)
     }
 
@@ -334,7 +341,10 @@ impl Slot<'_> {
         };
         // Watched from before the step runs, so that committing its work looks only at what it
         // touched.
-        let mut tree = match WorkTree::open_checked_out(&work) {
+        let watching = Instant::now();
+        let opened = WorkTree::open_checked_out(&work);
+        tracing::debug!(key = %job.key, watch_ms = watching.elapsed().as_millis() as u64, "work tree watched");
+        let mut tree = match opened {
             Ok(t) => t,
             Err(e) => {
                 outcome.ended = "not_started".into();
@@ -382,9 +392,11 @@ impl Slot<'_> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         // What the step changed (or left), committed and pushed for the daemon to take or keep.
+        let pushing = Instant::now();
         match self.push_result(job, &work, &mut tree) {
             Ok(commit) => {
-                tracing::info!(key = %job.key, ended = %outcome.ended, ?commit, "step ended");
+                let push_ms = pushing.elapsed().as_millis() as u64;
+                tracing::info!(key = %job.key, ended = %outcome.ended, ?commit, push_ms, "step ended");
                 outcome.commit = commit.map(|c| c.to_string());
             }
             Err(why) => {
@@ -496,7 +508,8 @@ impl Slot<'_> {
             if last {
                 return;
             }
-            std::thread::sleep(LOG_EVERY);
+            // Woken early when the step ends, so its result is not held for a nap.
+            done.nap(LOG_EVERY);
         }
     }
 

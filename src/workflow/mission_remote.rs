@@ -29,7 +29,7 @@ use super::missions::DecideRefusal;
 use crate::contributions::now_rfc3339;
 use crate::events::{Event, EventSink, kind};
 use crate::git::remote::{RUNS_PREFIX, Remote, Update};
-use crate::git::{Oid, Repo, WorkTree};
+use crate::git::{Oid, Repo};
 use crate::missions::runner::Ended;
 use crate::missions::store::runner_holder;
 use crate::missions::{AttemptRow, Brief, OfferRow, RunRow, Step, Store};
@@ -520,11 +520,7 @@ pub fn complete(
             WorkflowError::io(format!("could not write {}", f.revision.display()), e)
         })?;
     }
-    super::sandbox::ensure_worktree(vault, &repo, &run.sandbox)?;
-    let mut tree = WorkTree::open_blind(&vault.root().join("sandbox").join(&run.sandbox))?;
-    let took_ms = chrono::DateTime::parse_from_rfc3339(&row.started)
-        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64)
-        .unwrap_or(0.0);
+    let took_ms = mission_steps::ms_since(&row.started);
     let mut at = run.clone();
     at.start_commit = row.start_commit.clone();
     let report = mission_steps::finish(
@@ -536,7 +532,6 @@ pub fn complete(
         &brief,
         &step,
         &f,
-        &mut tree,
         ended,
         Given::Runner(if success { commit } else { None }),
         &mut row,

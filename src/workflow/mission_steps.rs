@@ -314,6 +314,28 @@ fn step(
         return request_round_decision(vault, store, &repo, run, fence, &brief, events).map(Some);
     };
     let tip = repo.branch_tip(&branch)?;
+    let f = files(vault, &run, &step.name);
+    let key = AttemptKey::of(&run, &step.name);
+    // A dead quire's attempt, or a runner's whose lease ran out: adopted or finished as lost,
+    // never started again alongside (no two attempts ever overlap).
+    let previous = store
+        .attempts(&run.mission)?
+        .into_iter()
+        .find(|a| key.matches(a) && a.state == "running");
+    let remote = match &previous {
+        Some(a) => !a.runner.is_empty(),
+        None => super::mission_remote::for_runners(vault, &step),
+    };
+    if remote {
+        // A runner works from the branch on the remote: no work tree is checked out here.
+        let Some(tip) = tip else {
+            let why = format!("the sandbox `{}` (branch `{branch}`) is gone", run.sandbox);
+            return escalate(vault, store, run, fence, &step.name, None, &why, events).map(Some);
+        };
+        return remote_step(
+            vault, store, &repo, run, fence, &brief, &step, &f, tip, previous, events,
+        );
+    }
     let mut fresh = false;
     // Also when the folder is there: a checkout cut short is made again.
     if tip.is_some() {
@@ -342,13 +364,6 @@ fn step(
         _ if fresh => tree.insert(WorkTree::open_checked_out(&workdir)?),
         _ => tree.insert(WorkTree::open(&workdir)?),
     };
-    let f = files(vault, &run, &step.name);
-    let key = AttemptKey::of(&run, &step.name);
-    // A dead quire's attempt: adopt it rather than start another (no two attempts ever overlap).
-    let previous = store
-        .attempts(&run.mission)?
-        .into_iter()
-        .find(|a| key.matches(a) && a.state == "running");
     let started = Instant::now();
     let (ended, mut attempt_row) = match previous {
         Some(a) => {
@@ -368,40 +383,14 @@ fn step(
             (ended, a)
         }
         None => {
-            if run.attempt == 1 || run.start_commit.is_empty() {
-                run.start_commit = tip.to_string();
-            }
-            // SPEC §9.5: `queued` until the first step starts, `running` from then on.
-            if run.state == MissionState::Queued && store.mark_running(&run, fence)? {
-                run.state = MissionState::Running;
-                set_mission_state(store, &run.mission)?;
-            }
-            let command = match &step.command {
-                Command::Run(r) => r.clone(),
-                Command::Uses(name) => match vault.config().missions.commands.get(name) {
-                    Some(c) => c.clone(),
-                    None => {
-                        let why = format!(
-                            "step `{}` uses `{name}`, which `[missions.commands]` no longer has",
-                            step.name
-                        );
-                        return escalate(vault, store, run, fence, &step.name, None, &why, events)
-                            .map(Some);
-                    }
-                },
-            };
-            if super::mission_remote::for_runners(vault, &step) {
-                if vault.config().git.remote.is_none() {
-                    let why = format!(
-                        "step `{}` is for a runner (it asks for labels {:?}, or `[missions] local` is off), but `[git] remote` is not set: runners fetch sandboxes from it",
-                        step.name, step.runs_on
-                    );
+            begin(store, &mut run, fence, tip)?;
+            let command = match command_of(vault, &step) {
+                Ok(c) => c,
+                Err(why) => {
                     return escalate(vault, store, run, fence, &step.name, None, &why, events)
                         .map(Some);
                 }
-                super::mission_remote::offer(vault, store, &run, fence, &step, command, events)?;
-                return Ok(None);
-            }
+            };
             let _ = std::fs::remove_file(&f.revision);
             if let Some(dir) = f.revision.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -462,14 +451,107 @@ fn step(
         &brief,
         &step,
         &f,
-        tree,
         ended,
-        Given::Here,
+        Given::Here(tree),
         &mut attempt_row,
         took_ms,
         events,
     )
     .map(Some)
+}
+
+/// Sets `run` going from `tip`: its start commit (kept by a retry, which starts where the first
+/// attempt did) and, for its first step, the mission's `running` state (SPEC §9.5).
+fn begin(store: &Store, run: &mut RunRow, fence: i64, tip: Oid) -> Result<(), WorkflowError> {
+    if run.attempt == 1 || run.start_commit.is_empty() {
+        run.start_commit = tip.to_string();
+    }
+    if run.state == MissionState::Queued && store.mark_running(run, fence)? {
+        run.state = MissionState::Running;
+        set_mission_state(store, &run.mission)?;
+    }
+    Ok(())
+}
+
+/// The shell text `step` runs; `Err` says why there is none.
+fn command_of(vault: &Vault, step: &crate::missions::Step) -> Result<String, String> {
+    match &step.command {
+        Command::Run(r) => Ok(r.clone()),
+        Command::Uses(name) => vault
+            .config()
+            .missions
+            .commands
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "step `{}` uses `{name}`, which `[missions.commands]` no longer has",
+                    step.name
+                )
+            }),
+    }
+}
+
+/// A step for runners: offered (`None`), or, when a runner held it and its lease ran out, the
+/// attempt finished as lost and the run moved on as SPEC §9.3 says.
+#[allow(clippy::too_many_arguments)]
+fn remote_step(
+    vault: &Vault,
+    store: &Store,
+    repo: &Repo,
+    mut run: RunRow,
+    fence: i64,
+    brief: &Brief,
+    step: &crate::missions::Step,
+    f: &Files,
+    tip: Oid,
+    previous: Option<AttemptRow>,
+    events: &mut dyn EventSink,
+) -> Result<Option<StepReport>, WorkflowError> {
+    if let Some(mut lost) = previous {
+        tracing::warn!(mission = %run.mission, step = %step.name, runner = %lost.runner, "a runner's lease ran out; its attempt is lost");
+        run.start_commit = lost.start_commit.clone();
+        let took_ms = ms_since(&lost.started);
+        return finish(
+            vault,
+            store,
+            repo,
+            run,
+            fence,
+            brief,
+            step,
+            f,
+            None,
+            Given::Runner(None),
+            &mut lost,
+            took_ms,
+            events,
+        )
+        .map(Some);
+    }
+    begin(store, &mut run, fence, tip)?;
+    let command = match command_of(vault, step) {
+        Ok(c) => c,
+        Err(why) => {
+            return escalate(vault, store, run, fence, &step.name, None, &why, events).map(Some);
+        }
+    };
+    if vault.config().git.remote.is_none() {
+        let why = format!(
+            "step `{}` is for a runner (it asks for labels {:?}, or `[missions] local` is off), but `[git] remote` is not set: runners fetch sandboxes from it",
+            step.name, step.runs_on
+        );
+        return escalate(vault, store, run, fence, &step.name, None, &why, events).map(Some);
+    }
+    super::mission_remote::offer(vault, store, &run, fence, step, command, events)?;
+    Ok(None)
+}
+
+/// Milliseconds from an attempt's recorded start (RFC 3339) until now; 0 if it does not read.
+pub(super) fn ms_since(started: &str) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(started)
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64)
+        .unwrap_or(0.0)
 }
 
 /// Identifies one attempt.
@@ -587,9 +669,8 @@ pub(super) fn finish(
     brief: &Brief,
     step: &crate::missions::Step,
     f: &Files,
-    tree: &mut WorkTree,
     ended: Option<Ended>,
-    given: Given,
+    mut given: Given<'_>,
     row: &mut AttemptRow,
     took_ms: f64,
     events: &mut dyn EventSink,
@@ -627,15 +708,29 @@ pub(super) fn finish(
     if ended.is_some_and(Ended::success) {
         // What the step changed (beyond any commits it made itself) is committed to the sandbox.
         let tip = repo.branch_tip(&branch)?.unwrap_or(start);
-        let committed = match given {
-            Given::Here => repo.commit_all_in(tree, &branch, tip, &step_message(&run, &step.name)),
+        let committed = match &mut given {
+            Given::Here(tree) => {
+                repo.commit_all_in(tree, &branch, tip, &step_message(&run, &step.name))
+            }
             Given::Runner(None) => Ok(None),
             // A runner's commit lands only on the commit its step started from.
             Given::Runner(Some(_)) if tip != start => Err(GitError::Moved(branch.clone())),
-            Given::Runner(Some(c)) => repo
-                .swap_branch(&branch, Some(start), c, "quire: a runner's step")
-                .and_then(|()| repo.reset_workdir(tree.path(), c))
-                .map(|()| Some(c)),
+            Given::Runner(Some(c)) => {
+                let c = *c;
+                repo.swap_branch(&branch, Some(start), c, "quire: a runner's step")
+                    .and_then(|()| {
+                        // A work tree here (a local step ran in it) must show the runner's
+                        // work, or the next local step would commit its stale files back.
+                        let dir = vault
+                            .root()
+                            .join(super::sandbox::worktree_rel(&run.sandbox));
+                        match dir.is_dir() {
+                            true => repo.reset_workdir(&dir, c),
+                            false => Ok(()),
+                        }
+                    })
+                    .map(|()| Some(c))
+            }
         };
         let commit = match committed {
             Ok(c) => c,
@@ -750,7 +845,7 @@ pub(super) fn finish(
         Some(run.mission.clone()),
     ));
     // What the failed attempt left is kept before anything is reset.
-    let salvage = salvage(repo, &run, &step.name, tree, start)?;
+    let salvage = salvage(repo, &run, &step.name, given.tree(), start)?;
     let tail = log_tail(&f.log);
     let rule = step.heal.iter().find(|r| matches(&r.when, &class, &tail));
     let allowed = match rule {
@@ -790,7 +885,9 @@ pub(super) fn finish(
         ));
         return escalate(vault, store, run, fence, &step.name, None, &why, events);
     }
-    repo.reset_workdir(tree.path(), start)?;
+    if let Given::Here(tree) = &given {
+        repo.reset_workdir(tree.path(), start)?;
+    }
     let pause = backoff(vault, rule.and_then(|r| r.backoff), run.attempt);
     run.attempt += 1;
     run.next_at = now_ms() + pause.as_millis() as i64;
@@ -804,13 +901,23 @@ pub(super) fn finish(
     moved(store, run, fence, &step.name, row, (None, Some(class)))
 }
 
-/// Where a successful attempt's work is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Given {
-    /// In the sandbox's work tree here: committed to the sandbox branch.
-    Here,
-    /// Committed by a runner on another machine (`None`: it changed nothing), already fetched.
+/// Where an attempt's work is.
+pub(super) enum Given<'t> {
+    /// In the sandbox's work tree here: committed to the sandbox branch on success, kept as
+    /// salvage on failure.
+    Here(&'t mut WorkTree),
+    /// Committed by a runner on another machine (`None`: it changed nothing, or it failed and
+    /// what it left is already salvaged), and fetched. No work tree here is needed.
     Runner(Option<Oid>),
+}
+
+impl Given<'_> {
+    fn tree(&mut self) -> Option<&mut WorkTree> {
+        match self {
+            Given::Here(tree) => Some(tree),
+            Given::Runner(_) => None,
+        }
+    }
 }
 
 /// The message of a step's commit, with its trailers (SPEC §9.2).
@@ -1040,12 +1147,12 @@ fn salvage(
     repo: &Repo,
     run: &RunRow,
     step: &str,
-    tree: &mut WorkTree,
+    tree: Option<&mut WorkTree>,
     start: Oid,
 ) -> Result<Option<String>, WorkflowError> {
     let branch = super::sandbox::branch_of(&run.sandbox);
     let tip = repo.branch_tip(&branch)?.unwrap_or(start);
-    let snapshot = if tree.path().is_dir() {
+    let snapshot = if let Some(tree) = tree.filter(|t| t.path().is_dir()) {
         repo.snapshot_workdir(
             tree,
             tip,

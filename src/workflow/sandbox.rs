@@ -206,7 +206,7 @@ pub fn check_id(id: &str) -> Result<(), WorkflowError> {
     Ok(())
 }
 
-fn worktree_rel(id: &str) -> String {
+pub(crate) fn worktree_rel(id: &str) -> String {
     format!("sandbox/{id}")
 }
 
