@@ -134,6 +134,91 @@ fn write_all(git_dir: &Path, root: &Path, items: &[Item]) -> Result<Vec<IndexEnt
     Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
+/// Moves the work tree at `root`, clean at commit `from` (its index that commit's tree, its files
+/// the index's), to commit `to`: only the files that differ between the two trees are written or
+/// removed, and only their index entries change. The caller moves the branch.
+///
+/// A runner's slot goes from one step's start commit to the next this way; its vault has
+/// thousands of files and a step changes a few, so a reset that looks at every file (twice: the
+/// reset, then the search for untracked files) is most of what a step costs.
+pub(super) fn switch_clean(
+    repo: &Repository,
+    root: &Path,
+    from: Oid,
+    to: Oid,
+) -> Result<(), GitError> {
+    let tree_of = |c: Oid| {
+        repo.find_commit(c)
+            .and_then(|c| c.tree())
+            .ctx(|| format!("could not read the tree of {c}"))
+    };
+    let (old, new) = (tree_of(from)?, tree_of(to)?);
+    let mut index = repo.index().ctx(|| "could not read the index".into())?;
+    // The file, not what this handle read before: a step may have run Git itself.
+    index.read(true).ctx(|| "could not read the index".into())?;
+    // The precondition, checked: an index that is not `from`'s tree is not clean at `from`.
+    let staged = index
+        .write_tree()
+        .ctx(|| "could not read the index as a tree".into())?;
+    if staged != old.id() {
+        return Err(GitError::Io {
+            context: format!("the index of {} is not at {from}", root.display()),
+            source: std::io::Error::other("not clean"),
+        });
+    }
+    let diff = repo
+        .diff_tree_to_tree(Some(&old), Some(&new), None)
+        .ctx(|| format!("could not compare {from} with {to}"))?;
+    // Removals first: a file may take the place of a folder that goes.
+    for delta in diff.deltas() {
+        let was = delta.old_file();
+        if let Some(path) = was.path_bytes().filter(|_| !was.id().is_zero()) {
+            let full = root.join(path_of(path));
+            match std::fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&full),
+                Ok(_) => std::fs::remove_file(&full),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+            .ctx(|| format!("could not remove {}", full.display()))?;
+            index
+                .remove_path(&path_of(path))
+                .ctx(|| format!("could not unstage {}", full.display()))?;
+            // Folders the file leaves empty go too, up to the work tree.
+            let mut dir = full.parent();
+            while let Some(d) = dir {
+                if d == root || std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+    }
+    for delta in diff.deltas() {
+        let now = delta.new_file();
+        if let Some(path) = now.path_bytes().filter(|_| !now.id().is_zero()) {
+            let full = root.join(path_of(path));
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent)
+                    .ctx(|| format!("could not create {}", parent.display()))?;
+            }
+            let entry = write_item(
+                repo,
+                root,
+                &Item {
+                    path: path.to_vec(),
+                    id: now.id(),
+                    mode: u32::from(now.mode()),
+                },
+            )?;
+            index
+                .add(&entry)
+                .ctx(|| format!("could not stage {}", full.display()))?;
+        }
+    }
+    index.write().ctx(|| "could not write the index".into())
+}
+
 /// Every blob, link and submodule under `tree`, with its path from the root (as bytes: a path
 /// need not be UTF-8).
 fn list(
@@ -285,7 +370,7 @@ fn add_bare_worktree(
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStrExt as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 
     #[test]
     fn a_parallel_checkout_is_what_git_would_write_and_git_sees_it_clean() {
@@ -344,6 +429,98 @@ mod tests {
                 "git sees stat data that does not match"
             );
         }
+    }
+
+    #[test]
+    fn a_clean_work_tree_switches_to_another_commit_by_writing_only_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let write = |p: &str, text: &str| {
+            let full = root.join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        };
+        write("same.md", "same\n");
+        write("changed.md", "before\n");
+        write("gone/only.md", "only\n");
+        write("kept/left.md", "left\n");
+        let repo = super::super::init_repository(&root, "main").unwrap();
+        let from = repo.commit_initial("first").unwrap().unwrap();
+        let untouched = std::fs::metadata(root.join("same.md")).unwrap();
+        // The next commit, made by git: a change, a removal that empties a folder, new files
+        // (one in a new folder, one executable), and a file that becomes a folder.
+        write("changed.md", "after\n");
+        std::fs::remove_dir_all(root.join("gone")).unwrap();
+        write("new/deep/n.md", "new\n");
+        write("run.sh", "#!/bin/sh\n");
+        std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::remove_file(root.join("kept/left.md")).unwrap();
+        std::fs::remove_dir(root.join("kept")).unwrap();
+        write("kept", "now a file\n");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&root)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.org")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.org")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "second"]);
+        let to = Oid::from_str(git(&["rev-parse", "HEAD"]).trim()).unwrap();
+        // Back at the first commit, clean.
+        git(&["reset", "-q", "--hard", &from.to_string()]);
+        assert!(root.join("gone/only.md").is_file());
+
+        repo.switch_clean(&root, "main", from, to).unwrap();
+        assert_eq!(repo.branch_tip("main").unwrap(), Some(to));
+        assert_eq!(
+            std::fs::read_to_string(root.join("changed.md")).unwrap(),
+            "after\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("kept")).unwrap(),
+            "now a file\n"
+        );
+        assert!(!root.join("gone").exists(), "an emptied folder goes");
+        assert_eq!(
+            std::fs::read_to_string(root.join("new/deep/n.md")).unwrap(),
+            "new\n"
+        );
+        let mode = std::fs::metadata(root.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111 & !umask());
+        // A file both commits share was not written again.
+        let same = std::fs::metadata(root.join("same.md")).unwrap();
+        assert_eq!(
+            (same.ino(), same.mtime_nsec()),
+            (untouched.ino(), untouched.mtime_nsec())
+        );
+        // Git sees the tree clean, from stat data alone, and nothing untracked.
+        assert_eq!(git(&["status", "--porcelain", "--untracked-files=all"]), "");
+        git(&["diff-files", "--quiet"]);
+
+        // Not clean where it is said to be: refused, and nothing moves.
+        write("changed.md", "edited\n");
+        git(&["add", "changed.md"]);
+        assert!(repo.switch_clean(&root, "main", to, from).is_err());
+        assert_eq!(repo.branch_tip("main").unwrap(), Some(to));
+        assert_eq!(
+            std::fs::read_to_string(root.join("changed.md")).unwrap(),
+            "edited\n"
+        );
     }
 
     fn umask() -> u32 {

@@ -308,7 +308,7 @@ impl Repo {
     /// ending conversion on checkout. Then the checkout can skip looking up attributes for each
     /// file, which libgit2 does by resolving the file's folder on disk (a `realpath` per file: a
     /// quarter of a 10,000-file checkout).
-    fn filters_change_nothing(&self, commit: Oid) -> bool {
+    pub(super) fn filters_change_nothing(&self, commit: Oid) -> bool {
         let repo = self.raw();
         if repo.path().join("info/attributes").exists() {
             return false;

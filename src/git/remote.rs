@@ -225,7 +225,16 @@ impl Remote {
 
     /// Fetches `refspecs` (`+refs/heads/x:refs/heads/x`) from the remote.
     pub fn fetch(&self, refspecs: &[&str]) -> Result<(), RemoteError> {
+        // The refspecs quire fetches are forced and its own; who forced what is not news, and
+        // housekeeping after each fetch is one more process for every step on a busy runner.
+        // (As settings, which a Git too old to know them ignores, rather than flags.)
         let mut args = vec![
+            "-c",
+            "fetch.showForcedUpdates=false",
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
             "fetch",
             "--quiet",
             "--no-tags",

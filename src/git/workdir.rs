@@ -253,6 +253,29 @@ impl Repo {
         Ok(Some(id))
     }
 
+    /// Moves `branch`, checked out in the work tree at `workdir` and clean there at `from`, to
+    /// `to`, writing only the files the two commits differ in. Refused (and nothing changed) when
+    /// the index is not at `from`, or when a checkout could convert files (attributes, line
+    /// endings); then [`Self::reset_workdir`] is the way. A failure part way leaves the work tree
+    /// for `reset_workdir` to put right.
+    #[cfg(unix)]
+    pub fn switch_clean(
+        &self,
+        workdir: &Path,
+        branch: &str,
+        from: Oid,
+        to: Oid,
+    ) -> Result<(), GitError> {
+        if !self.filters_change_nothing(to) {
+            return Err(GitError::Io {
+                context: format!("a checkout in {} could convert files", workdir.display()),
+                source: std::io::Error::other("filters"),
+            });
+        }
+        super::checkout::switch_clean(self.raw(), workdir, from, to)?;
+        self.swap_branch(branch, Some(from), to, "quire: switched")
+    }
+
     /// Puts the work tree at `workdir`, its index and the branch it has checked out back at `to`,
     /// and removes files Git does not track there (ignored files stay).
     pub fn reset_workdir(&self, workdir: &Path, to: Oid) -> Result<(), GitError> {

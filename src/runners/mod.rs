@@ -93,6 +93,9 @@ const LOG_EVERY: Duration = Duration::from_millis(200);
 /// The most of a log sent in one request.
 const LOG_PIECE: usize = 1024 * 1024;
 
+/// The branch a slot's repository has checked out: each step's start commit, then its work.
+const RUN_BRANCH: &str = "quire-run";
+
 /// How long a slot waits for the remote to have a step's start commit (the daemon pushes it as
 /// it offers the step), while holding the lease.
 const FETCH_FOR: Duration = Duration::from_secs(60);
@@ -273,12 +276,13 @@ impl Slot<'_> {
     fn check_out(&self, job: &Job, lost: &Cancel) -> Result<PathBuf, String> {
         let work = self.dir.join("work");
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        let repo = crate::git::init_repository(&work, "quire-run").map_err(|e| e.to_string())?;
+        let repo = crate::git::init_repository(&work, RUN_BRANCH).map_err(|e| e.to_string())?;
         let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
         let remote = Remote::new(&work, &self.remote_url);
         let tracking = format!("+refs/heads/{b}:refs/remotes/quire/{b}", b = job.branch);
-        // The daemon pushes the sandbox as it offers the step; a fetch may come first.
-        let mut pause = Duration::from_millis(50);
+        // The daemon pushes the sandbox as it offers the step; a fetch may come first, by about
+        // as long as a push takes, so the first tries come soon after each other.
+        let mut pause = Duration::from_millis(20);
         let deadline = Instant::now() + FETCH_FOR;
         while !repo.has_object(start) {
             if lost.is_cancelled() {
@@ -297,12 +301,30 @@ impl Slot<'_> {
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(1));
+            pause = pause.mul_f32(1.5).min(Duration::from_secs(1));
         }
         let resetting = Instant::now();
-        repo.reset_workdir(&work, start)
-            .map_err(|e| e.to_string())?;
-        tracing::debug!(key = %job.key, reset_ms = resetting.elapsed().as_millis() as u64, "work tree at the start commit");
+        // Clean where the last step left it (its work committed, nothing else run since): only
+        // the files that differ are written. Otherwise, or if that fails, every file is checked.
+        let clean_at = std::fs::read_to_string(self.clean_marker())
+            .ok()
+            .and_then(|s| Oid::from_str(s.trim()).ok());
+        let _ = std::fs::remove_file(self.clean_marker());
+        let head = repo.branch_tip(RUN_BRANCH).ok().flatten();
+        let switched = match (head, clean_at) {
+            (Some(h), Some(c)) if h == c => repo
+                .switch_clean(&work, RUN_BRANCH, h, start)
+                .map_err(
+                    |e| tracing::debug!(key = %job.key, "a full reset instead of a switch: {e}"),
+                )
+                .is_ok(),
+            _ => false,
+        };
+        if !switched {
+            repo.reset_workdir(&work, start)
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::debug!(key = %job.key, reset_ms = resetting.elapsed().as_millis() as u64, switched, "work tree at the start commit");
         Ok(work)
     }
 
@@ -425,7 +447,8 @@ impl Slot<'_> {
                 return;
             }
             if Instant::now() < next {
-                std::thread::sleep(Duration::from_millis(25));
+                // Woken when the step ends, so that its report is not held up.
+                done.nap(Duration::from_millis(25));
                 continue;
             }
             next = Instant::now() + every;
@@ -513,6 +536,16 @@ impl Slot<'_> {
         }
     }
 
+    /// Where the slot notes the commit its work tree is clean at; gone while a step runs.
+    fn clean_marker(&self) -> PathBuf {
+        self.dir.join("clean-at")
+    }
+
+    /// Notes that the work tree, its index and [`RUN_BRANCH`] are all at `commit`.
+    fn mark_clean(&self, commit: Oid) {
+        let _ = std::fs::write(self.clean_marker(), commit.to_string());
+    }
+
     /// Commits what is in the work tree onto the start commit and pushes it to the job's ref.
     fn push_result(
         &self,
@@ -523,11 +556,13 @@ impl Slot<'_> {
         let repo = crate::git::Repo::open(work).map_err(|e| e.to_string())?;
         let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
         let Some(commit) = repo
-            .commit_all_in(tree, "quire-run", start, &job.message)
+            .commit_all_in(tree, RUN_BRANCH, start, &job.message)
             .map_err(|e| e.to_string())?
         else {
+            self.mark_clean(start);
             return Ok(None);
         };
+        self.mark_clean(commit);
         let remote = Remote::new(work, &self.remote_url);
         let mut pause = Duration::from_millis(200);
         let deadline = Instant::now() + self.lease;
