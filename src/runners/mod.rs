@@ -93,6 +93,9 @@ const LOG_EVERY: Duration = Duration::from_millis(200);
 /// The most of a log sent in one request.
 const LOG_PIECE: usize = 1024 * 1024;
 
+/// Between SIGTERM and SIGKILL for a step a killed runner left behind.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+
 /// The branch a slot's repository has checked out: each step's start commit, then its work.
 const RUN_BRANCH: &str = "quire-run";
 
@@ -192,6 +195,7 @@ struct Slot<'a> {
 impl Slot<'_> {
     /// Takes steps until `stop`; `Err(code)` when the daemon refuses the token.
     fn serve(&self, stop: &Cancel) -> Result<(), String> {
+        self.end_orphan();
         let mut pause = Duration::from_millis(200);
         while !stop.is_cancelled() {
             let answer = self.client.post(
@@ -391,6 +395,9 @@ impl Slot<'_> {
             }
         };
         let done = Cancel::default();
+        // Noted on disk while it runs: a runner killed now leaves the step's group behind, and
+        // the next runner in this folder ends it before taking anything.
+        let _ = std::fs::write(self.step_note(), running.pid().to_string());
         let ended = std::thread::scope(|scope| {
             let shipped = scope.spawn(|| self.ship_log(job, &log, &done));
             let ended = running.wait(lost);
@@ -398,6 +405,7 @@ impl Slot<'_> {
             let _ = shipped.join();
             ended
         });
+        let _ = std::fs::remove_file(self.step_note());
         match ended {
             Ended::Exited(n) => {
                 outcome.ended = "exited".into();
@@ -534,6 +542,34 @@ impl Slot<'_> {
             // Woken early when the step ends, so its result is not held for a nap.
             done.nap(LOG_EVERY);
         }
+    }
+
+    /// Where the slot notes the process group of the step it runs.
+    fn step_note(&self) -> PathBuf {
+        self.dir.join("step.pid")
+    }
+
+    /// Ends the step a killed runner left running in this slot (its lease is long gone, and the
+    /// daemon gives the step to a runner again). Only a group whose leader still works in this
+    /// slot's folder is ended, so a process id used again since is left alone.
+    fn end_orphan(&self) {
+        let Some(pgid) = std::fs::read_to_string(self.step_note())
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let work = self.dir.join("work");
+        let ours = match std::fs::read_link(format!("/proc/{pgid}/cwd")) {
+            Ok(cwd) => cwd == work || std::fs::canonicalize(&work).is_ok_and(|w| w == cwd),
+            // No /proc to ask: the group is trusted, as the daemon trusts its own.
+            Err(_) => !Path::new("/proc/self").exists(),
+        };
+        if pgid > 0 && ours && runner::group_alive(pgid) {
+            tracing::warn!(pgid, slot = %self.dir.display(), "ending the step a killed runner left running");
+            runner::end_group(pgid, ORPHAN_GRACE);
+        }
+        let _ = std::fs::remove_file(self.step_note());
     }
 
     /// Where the slot notes the commit its work tree is clean at; gone while a step runs.

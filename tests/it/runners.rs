@@ -413,6 +413,68 @@ fn a_runner_cut_off_past_its_lease_loses_the_step_and_its_late_result_is_salvage
 }
 
 #[test]
+fn a_runner_killed_mid_step_loses_it_to_a_retry_and_its_step_is_ended_when_it_comes_back() {
+    let pids = tempfile::NamedTempFile::new().unwrap();
+    let (t, _remote) = runner_vault(
+        &[(
+            "slow",
+            &format!(
+                "if [ \"$QUIRE_ATTEMPT\" = 1 ]; then echo $$ > {}; sleep 60; fi; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
+                pids.path().display()
+            ),
+        )],
+        "2s",
+    );
+    let d = start(&t);
+    let tok = runner_token(&t, "box-1");
+    let r1 = start_runner(&t, &d, &tok, "box-1", 1);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    wait_until(
+        "the step to start on box-1",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(pids.path()).is_ok_and(|s| s.trim().parse::<u32>().is_ok()),
+    );
+    let step: u32 = std::fs::read_to_string(pids.path())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: u32| {
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    };
+    // kill -9: the runner cannot end its step, which runs on without it.
+    drop(r1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(step), "the step went with its runner");
+    // Back in the same folder: the step it left is ended first, then the lease having run out,
+    // the step is run again and lands.
+    let _r1 = start_runner(&t, &d, &tok, "box-1", 1);
+    wait_until("the left step to be ended", Duration::from_secs(30), || {
+        !alive(step)
+    });
+    wait_until("the retry to land", Duration::from_secs(60), || {
+        decisions(&d) == ["m-1.r1"]
+    });
+    assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
+    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
+    let states: Vec<&str> = m["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["state"].as_str())
+        .collect();
+    assert_eq!(states, ["lost", "succeeded"], "{m}");
+}
+
+#[test]
 fn a_daemon_killed_while_a_runner_works_adopts_the_step_on_restart() {
     let effects = tempfile::tempdir().unwrap();
     let ledger = effects.path().join("effects");
