@@ -511,3 +511,127 @@ fn a_daemon_killed_while_a_runner_works_adopts_the_step_on_restart() {
     assert_eq!(m["attempts"].as_array().unwrap().len(), 1, "{m}");
     assert_eq!(m["attempts"][0]["state"], "succeeded");
 }
+
+#[test]
+fn every_bad_word_from_a_runner_is_refused_with_its_code_and_the_step_still_lands() {
+    let (t, _remote) = runner_vault(&[("work", "echo hi > OUT.md")], "30s");
+    let d = start(&t);
+    let auth = format!("Bearer {}", runner_token(&t, "hand"));
+    let call = |path: &str, body: &[u8]| -> (u16, Value) {
+        let (status, _, b) = http(&d.addr, "POST", path, &[("Authorization", &auth)], body);
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    };
+    let lease = || {
+        let mut job = Value::Null;
+        wait_until("an offer to lease", Duration::from_secs(30), || {
+            let (s, j) = call("/api/runners/lease", br#"{"wait_ms": 200}"#);
+            job = j;
+            s == 200
+        });
+        job
+    };
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "work", "uses": "work" }])),
+    );
+    // A runner by hand: the first lease.
+    let job = lease();
+    let fence = job["fence"].as_i64().unwrap();
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    // The log: a piece past its end is a gap (and says where to send from); a piece sent twice
+    // is written once.
+    let log = |offset: u64, bytes: &[u8]| {
+        call(
+            &format!("/api/runners/log?mission=m-1&fence={fence}&offset={offset}"),
+            bytes,
+        )
+    };
+    let (s, v) = log(100, b"late\n");
+    assert_eq!(
+        (s, code(&v), v["length"].as_u64()),
+        (409, "log_gap".into(), Some(0))
+    );
+    assert_eq!(log(0, b"hello\n").1["length"], 6);
+    assert_eq!(log(0, b"hello\n").1["length"], 6);
+    assert_eq!(t.read("07_LOGS/missions/m-1/work.1.1.log"), "hello\n");
+
+    // A fencing number that is not the lease's, for a heartbeat and for a result.
+    let (s, v) = call(
+        "/api/runners/heartbeat",
+        &serde_json::to_vec(&json!({ "mission": "m-1", "fence": fence + 7 })).unwrap(),
+    );
+    assert_eq!((s, code(&v)), (409, "fenced".into()), "{v}");
+    let outcome = |fields: Value| {
+        let mut o = json!({ "mission": "m-1", "fence": fence, "ended": "exited", "exit": 0 });
+        for (k, x) in fields.as_object().unwrap() {
+            o[k] = x.clone();
+        }
+        call("/api/runners/complete", &serde_json::to_vec(&o).unwrap())
+    };
+    let (s, v) = outcome(json!({ "fence": fence + 7 }));
+    assert_eq!((s, code(&v)), (404, "not_found".into()), "{v}");
+    // A result that is not on the remote, and an ending nobody knows.
+    let (s, v) = outcome(json!({ "commit": "0123456789abcdef0123456789abcdef01234567" }));
+    assert_eq!((s, code(&v)), (409, "invalid_result".into()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refs/quire/runs/"),
+        "{v}"
+    );
+    let (s, v) = outcome(json!({ "ended": "vanished" }));
+    assert_eq!((s, code(&v)), (409, "invalid_result".into()), "{v}");
+    // None of that moved the step: it still runs under this lease.
+    assert_eq!(
+        get_json(&d.addr, "/api/missions/m-1").1["mission"]["state"],
+        "running"
+    );
+
+    // "I could not start it": the same attempt is offered again, and nothing counts as run.
+    let (s, v) = outcome(json!({ "ended": "not_started", "why": "disk full" }));
+    assert_eq!(s, 200, "{v}");
+    let again = lease();
+    assert_eq!(
+        (again["key"].as_str(), again["attempt"].as_i64()),
+        (Some("m-1/work/1/1"), Some(1))
+    );
+    assert!(again["fence"].as_i64().unwrap() > fence);
+    // The old lease's words are refused now; the new one's result lands.
+    let (s, _) = outcome(json!({}));
+    assert_eq!(s, 404);
+    let (s, v) = call(
+        "/api/runners/complete",
+        &serde_json::to_vec(
+            &json!({ "mission": "m-1", "fence": again["fence"], "ended": "exited", "exit": 0 }),
+        )
+        .unwrap(),
+    );
+    assert_eq!(s, 200, "{v}");
+    wait_until("the decision", Duration::from_secs(30), || {
+        decisions(&d) == ["m-1.r1"]
+    });
+}
+
+#[test]
+fn a_step_for_runners_without_a_remote_escalates_and_says_what_to_set() {
+    let t = engine_vault(&[("work", "echo hi > OUT.md")]);
+    let toml = t
+        .read("quire.toml")
+        .replace("[missions]\n", "[missions]\nlocal = false\n");
+    t.commit(&[("quire.toml", &toml)], "no local steps, and no remote");
+    let d = start(&t);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "work", "uses": "work" }])),
+    );
+    wait_until("the escalation", Duration::from_secs(30), || {
+        get_json(&d.addr, "/api/missions/m-1").1["mission"]["state"] == "escalated"
+    });
+    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
+    assert!(m.to_string().contains("`[git] remote` is not set"), "{m}");
+    assert!(!t.exists("sandbox/m-1/OUT.md"), "it ran here after all");
+}
