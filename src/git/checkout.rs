@@ -184,14 +184,7 @@ pub(super) fn switch_clean(
             index
                 .remove_path(&path_of(path))
                 .ctx(|| format!("could not unstage {}", full.display()))?;
-            // Folders the file leaves empty go too, up to the work tree.
-            let mut dir = full.parent();
-            while let Some(d) = dir {
-                if d == root || std::fs::remove_dir(d).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
+            super::worktree::remove_empty_parents(&full, root);
         }
     }
     for delta in diff.deltas() {

@@ -302,14 +302,7 @@ impl Repo {
                     context: format!("could not remove {}", full.display()),
                     source,
                 })?;
-                // Folders the file leaves empty go too, up to the work tree.
-                let mut dir = full.parent();
-                while let Some(d) = dir {
-                    if d == workdir || std::fs::remove_dir(d).is_err() {
-                        break;
-                    }
-                    dir = d.parent();
-                }
+                super::worktree::remove_empty_parents(&full, workdir);
             }
         }
         Ok(())

@@ -553,7 +553,7 @@ fn cannot_write(workdir: &Path, abs: &Path) -> std::io::Result<Option<String>> {
 }
 
 /// Removes folders left empty by a deletion, up to (not including) the work tree's root, as Git does.
-fn remove_empty_parents(file: &Path, root: &Path) {
+pub(super) fn remove_empty_parents(file: &Path, root: &Path) {
     let mut dir = file.parent();
     while let Some(d) = dir {
         if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {

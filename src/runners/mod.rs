@@ -278,7 +278,7 @@ impl Slot<'_> {
 
     /// The slot's repository at the step's start commit, fetched from the remote.
     fn check_out(&self, job: &Job, lost: &Cancel) -> Result<PathBuf, String> {
-        let work = self.dir.join("work");
+        let work = self.work_dir();
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let repo = crate::git::init_repository(&work, RUN_BRANCH).map_err(|e| e.to_string())?;
         let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
@@ -544,6 +544,11 @@ impl Slot<'_> {
         }
     }
 
+    /// The slot's repository and work tree.
+    fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
     /// Where the slot notes the process group of the step it runs.
     fn step_note(&self) -> PathBuf {
         self.dir.join("step.pid")
@@ -559,7 +564,7 @@ impl Slot<'_> {
         else {
             return;
         };
-        let work = self.dir.join("work");
+        let work = self.work_dir();
         let ours = match std::fs::read_link(format!("/proc/{pgid}/cwd")) {
             Ok(cwd) => cwd == work || std::fs::canonicalize(&work).is_ok_and(|w| w == cwd),
             // No /proc to ask: the group is trusted, as the daemon trusts its own.
