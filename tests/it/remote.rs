@@ -187,6 +187,10 @@ fn a_ref_someone_else_moved_on_the_remote_is_never_overwritten() {
             json!([{ "op": "create", "path": "03_NOTES/Ours.md", "content": "# Ours\n" }]),
         ),
     );
+    // The mirror may see theirs (and say so) before the bundle is applied: wait for both.
+    wait_until("the bundle to be applied", Duration::from_secs(30), || {
+        t.git(&["log", "--format=%s", "-1"]).contains("ours")
+    });
     wait_until(
         "/healthz to name the diverged ref",
         Duration::from_secs(30),
