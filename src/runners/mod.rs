@@ -103,6 +103,9 @@ const RUN_BRANCH: &str = "quire-run";
 /// it offers the step), while holding the lease.
 const FETCH_FOR: Duration = Duration::from_secs(60);
 
+/// How long a slot tries to push a step's result to a remote that is away, while the lease holds.
+const PUSH_FOR: Duration = Duration::from_secs(600);
+
 /// How long a result is offered to a daemon that does not answer (one being restarted).
 const REPORT_FOR: Duration = Duration::from_secs(600);
 
@@ -242,15 +245,16 @@ impl Slot<'_> {
         let _ = std::fs::File::create(&inbox);
         // `lost`: the lease is gone (or the runner stops); `done`: the step is over.
         let (lost, done) = (Cancel::default(), Cancel::default());
-        let outcome = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             scope.spawn(|| self.keep_lease(job, &inbox, &lost, &done, stop));
             let outcome = self.attempt(job, &files, &inbox, &lost);
+            // Still beating while the result is reported: a daemon that cannot take it yet (its
+            // remote away, or itself restarting) keeps the lease instead of running it again.
+            let reported = Instant::now();
+            self.report(&outcome);
             done.cancel();
-            outcome
+            tracing::debug!(key = %job.key, report_ms = reported.elapsed().as_millis() as u64, "step reported");
         });
-        let reported = Instant::now();
-        self.report(&outcome);
-        tracing::debug!(key = %job.key, report_ms = reported.elapsed().as_millis() as u64, "step reported");
     }
 
     fn attempt(&self, job: &Job, files: &Path, inbox: &Path, lost: &Cancel) -> Outcome {
@@ -423,7 +427,7 @@ impl Slot<'_> {
             .and_then(|b| serde_json::from_slice(&b).ok());
         // What the step changed (or left), committed and pushed for the daemon to take or keep.
         let pushing = Instant::now();
-        match self.push_result(job, &work, &mut tree) {
+        match self.push_result(job, &work, &mut tree, lost) {
             Ok(commit) => {
                 let push_ms = pushing.elapsed().as_millis() as u64;
                 tracing::info!(key = %job.key, ended = %outcome.ended, ?commit, push_ms, "step ended");
@@ -588,11 +592,14 @@ impl Slot<'_> {
     }
 
     /// Commits what is in the work tree onto the start commit and pushes it to the job's ref.
+    /// A remote that is away is tried again for as long as the lease holds (up to [`PUSH_FOR`]):
+    /// the step's work is not run again for an outage.
     fn push_result(
         &self,
         job: &Job,
         work: &Path,
         tree: &mut WorkTree,
+        lost: &Cancel,
     ) -> Result<Option<Oid>, String> {
         let repo = crate::git::Repo::open(work).map_err(|e| e.to_string())?;
         let start = Oid::from_str(&job.start_commit).map_err(|e| e.to_string())?;
@@ -606,25 +613,28 @@ impl Slot<'_> {
         self.mark_clean(commit);
         let remote = Remote::new(work, &self.remote_url);
         let mut pause = Duration::from_millis(200);
-        let deadline = Instant::now() + self.lease;
+        let deadline = Instant::now() + PUSH_FOR;
+        let mut said = false;
         loop {
             let pushed = remote.push(&[Update {
                 name: job.result_ref.clone(),
                 from: None,
                 to: Some(commit),
             }]);
-            match pushed {
+            let why = match pushed {
                 Ok(r) if r.iter().all(|(_, ok)| ok.is_ok()) => return Ok(Some(commit)),
-                Ok(r) => {
-                    let why = format!("{r:?}");
-                    if Instant::now() >= deadline {
-                        return Err(why);
-                    }
-                }
-                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
-                Err(_) => {}
+                Ok(r) => format!("{r:?}"),
+                Err(e) => e.to_string(),
+            };
+            // Once the lease is gone the daemon takes no result; a pushed one would be salvage.
+            if lost.is_cancelled() || Instant::now() >= deadline {
+                return Err(why);
             }
-            std::thread::sleep(pause);
+            if !said {
+                tracing::warn!(key = %job.key, "could not push the step's result yet ({why}); trying again while the lease holds");
+                said = true;
+            }
+            lost.nap(pause);
             pause = (pause * 2).min(Duration::from_secs(5));
         }
     }

@@ -417,16 +417,26 @@ pub fn complete(
             let Ok(c) = Oid::from_str(c) else {
                 return refuse("invalid_result", format!("`commit` {c:?} is no commit id"));
             };
-            // A report sent again (its first answer lost) finds the commit here already.
+            // Only what the runner pushed to this attempt's own ref counts, so that no other
+            // commit the vault happens to have can be passed off as this step's work.
             let fetched = remote.fetch(&[&format!("+{result_ref}:{result_ref}")]);
-            if repo.ref_target(&result_ref) != Some(c) && !repo.has_object(c) {
-                let why = match fetched {
-                    Err(e) => format!("could not fetch {result_ref} from the remote: {e}"),
-                    Ok(()) => format!(
-                        "{result_ref} on the remote is not at {c}; push the commit there first"
+            if repo.ref_target(&result_ref) != Some(c) {
+                // A remote that answers, without the ref, is a wrong report; one that does not
+                // answer is away for a while, and the runner reports again later.
+                return match fetched.or_else(|_| remote.list().map(drop)) {
+                    Err(e) => refuse(
+                        "remote_unreachable",
+                        format!(
+                            "could not fetch {result_ref} from the remote: {e}; report again later"
+                        ),
+                    ),
+                    Ok(()) => refuse(
+                        "invalid_result",
+                        format!(
+                            "{result_ref} on the remote is not at {c}; push the commit there first"
+                        ),
                     ),
                 };
-                return refuse("invalid_result", why);
             }
             Some(c)
         }
@@ -484,6 +494,8 @@ pub fn complete(
         && (!success || !repo.contains(c, start))
     {
         if success {
+            // Not work done on this sandbox: dropped, so that the attempt's ref is free again.
+            drop_result(&repo, remote, &result_ref, Some(c));
             return refuse(
                 "invalid_result",
                 format!("commit {c} does not descend from the step's start commit {start}"),

@@ -558,6 +558,7 @@ impl DecideRefusal {
         match self.code.as_str() {
             "not_found" => 404,
             "invalid_answer" | "unknown_step" | "invalid_message" => 400,
+            "remote_unreachable" => 503,
             _ => 409,
         }
     }

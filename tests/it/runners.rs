@@ -318,6 +318,16 @@ fn signal(r: &Runner, sig: &str) {
     assert!(out.status.success());
 }
 
+/// Whether process `pid` still runs: a zombie waiting for whoever adopted it to reap it does not.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 fn agent_on(d: &Daemon, mission: &str, runner: &str) -> bool {
     let (_, a) = get_json(&d.addr, "/api/agents");
     a["agents"].as_array().is_some_and(|a| {
@@ -443,13 +453,7 @@ fn a_runner_killed_mid_step_loses_it_to_a_retry_and_its_step_is_ended_when_it_co
         .trim()
         .parse()
         .unwrap();
-    let alive = |pid: u32| {
-        Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    };
+    let alive = running;
     // kill -9: the runner cannot end its step, which runs on without it.
     drop(r1);
     std::thread::sleep(Duration::from_millis(300));
@@ -514,7 +518,7 @@ fn a_daemon_killed_while_a_runner_works_adopts_the_step_on_restart() {
 
 #[test]
 fn every_bad_word_from_a_runner_is_refused_with_its_code_and_the_step_still_lands() {
-    let (t, _remote) = runner_vault(&[("work", "echo hi > OUT.md")], "30s");
+    let (t, remote) = runner_vault(&[("work", "echo hi > OUT.md")], "30s");
     let d = start(&t);
     let auth = format!("Bearer {}", runner_token(&t, "hand"));
     let call = |path: &str, body: &[u8]| -> (u16, Value) {
@@ -535,6 +539,7 @@ fn every_bad_word_from_a_runner_is_refused_with_its_code_and_the_step_still_land
         &t,
         &brief("m-1", json!([{ "step": "work", "uses": "work" }])),
     );
+    let main = t.head();
     // A runner by hand: the first lease.
     let job = lease();
     let fence = job["fence"].as_i64().unwrap();
@@ -584,6 +589,49 @@ fn every_bad_word_from_a_runner_is_refused_with_its_code_and_the_step_still_land
     );
     let (s, v) = outcome(json!({ "ended": "vanished" }));
     assert_eq!((s, code(&v)), (409, "invalid_result".into()), "{v}");
+    // A commit the vault has, but not this attempt's result: refused.
+    let root = t
+        .git(&["rev-list", "--max-parents=0", "HEAD"])
+        .trim()
+        .to_owned();
+    let (s, v) = outcome(json!({ "commit": root }));
+    assert_eq!((s, code(&v)), (409, "invalid_result".into()), "{v}");
+    // Pushed where the result goes, but not work on the sandbox (it does not descend from the
+    // start): refused, and dropped from the remote so that the attempt's ref is free again.
+    let result_ref = job["result_ref"].as_str().unwrap().to_owned();
+    let on_remote = || {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&remote)
+            .args(["for-each-ref", "--format=%(refname)"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&result_ref)
+    };
+    t.git(&[
+        "push",
+        "-q",
+        remote.to_str().unwrap(),
+        &format!("{root}:{result_ref}"),
+    ]);
+    assert!(on_remote());
+    let (s, v) = outcome(json!({ "commit": root }));
+    assert_eq!((s, code(&v)), (409, "invalid_result".into()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not descend"),
+        "{v}"
+    );
+    assert!(!on_remote(), "the refused result stayed on the remote");
+    // The remote away: the result cannot be looked at now, and the runner is told to report
+    // again (503), not that its result is wrong.
+    let away = t.tmp.path().join("remote.away");
+    std::fs::rename(&remote, &away).unwrap();
+    let (s, v) = outcome(json!({ "commit": root }));
+    std::fs::rename(&away, &remote).unwrap();
+    assert_eq!((s, code(&v)), (503, "remote_unreachable".into()), "{v}");
     // None of that moved the step: it still runs under this lease.
     assert_eq!(
         get_json(&d.addr, "/api/missions/m-1").1["mission"]["state"],
@@ -613,6 +661,8 @@ fn every_bad_word_from_a_runner_is_refused_with_its_code_and_the_step_still_land
     wait_until("the decision", Duration::from_secs(30), || {
         decisions(&d) == ["m-1.r1"]
     });
+    // Nothing a runner said moved main.
+    assert_eq!(t.head(), main);
 }
 
 #[test]
@@ -634,4 +684,166 @@ fn a_step_for_runners_without_a_remote_escalates_and_says_what_to_set() {
     let (_, m) = get_json(&d.addr, "/api/missions/m-1");
     assert!(m.to_string().contains("`[git] remote` is not set"), "{m}");
     assert!(!t.exists("sandbox/m-1/OUT.md"), "it ran here after all");
+}
+
+#[test]
+fn a_remote_away_while_runners_work_holds_their_work_and_catches_up() {
+    let effects = tempfile::tempdir().unwrap();
+    let ledger = effects.path().join("effects");
+    let (t, remote) = runner_vault(
+        &[(
+            "slow",
+            &format!(
+                "echo \"$QUIRE_IDEMPOTENCY_KEY\" >> '{}'; echo started; sleep 2; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
+                ledger.display()
+            ),
+        )],
+        "2s",
+    );
+    let d = start(&t);
+    let _r = start_runner(&t, &d, &runner_token(&t, "box-1"), "box-1", 2);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    wait_until("box-1 to run the step", Duration::from_secs(30), || {
+        agent_on(&d, "m-1", "box-1")
+    });
+
+    // The remote goes away mid-step, for several leases: m-1 ends and cannot push its result,
+    // m-2 is offered and cannot be fetched, and the vault goes on applying bundles.
+    let away = t.tmp.path().join("remote.away");
+    std::fs::rename(&remote, &away).unwrap();
+    post_brief(
+        &d,
+        &t,
+        &brief("m-2", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    t.drop_json(
+        "while-away.json",
+        &crate::harness::bundle(
+            "while-away",
+            json!([{ "op": "create", "path": "03_NOTES/Away.md", "content": "# Away\n" }]),
+        ),
+    );
+    wait_until("the bundle to apply", Duration::from_secs(30), || {
+        t.git(&["log", "--format=%s", "-1"]).contains("while-away")
+    });
+    wait_until(
+        "/healthz to say the remote lags",
+        Duration::from_secs(30),
+        || {
+            let (_, h) = get_json(&d.addr, "/healthz");
+            h["status"] == "ok" && h["remote"]["in_step"] == false
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        decisions(&d).is_empty(),
+        "nothing can land without the remote"
+    );
+
+    // Back: both steps land, each run once, and the remote is in step again.
+    std::fs::rename(&away, &remote).unwrap();
+    wait_until("both decisions", Duration::from_secs(90), || {
+        let mut ids = decisions(&d);
+        ids.sort();
+        ids == ["m-1.r1", "m-2.r1"]
+    });
+    let mut ran = lines(&ledger);
+    ran.sort();
+    assert_eq!(ran, ["m-1/slow/1/1", "m-2/slow/1/1"]);
+    for m in ["m-1", "m-2"] {
+        let (_, s) = get_json(&d.addr, &format!("/api/missions/{m}"));
+        let states: Vec<&str> = s["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["state"].as_str())
+            .collect();
+        assert_eq!(states, ["succeeded"], "{s}");
+        assert_eq!(
+            t.git(&["show", &format!("mission/{m}:OUT.md")]),
+            format!("{m}/slow/1/1\n")
+        );
+    }
+    wait_until("the remote to catch up", Duration::from_secs(90), || {
+        let (_, h) = get_json(&d.addr, "/healthz");
+        h["remote"]["in_step"] == true
+    });
+    t.git(&["fsck", "--no-progress"]);
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&remote)
+        .args(["fsck", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_token_revoked_mid_step_ends_the_step_and_the_runner_and_the_step_runs_elsewhere() {
+    let pids = tempfile::NamedTempFile::new().unwrap();
+    let (t, _remote) = runner_vault(
+        &[(
+            "slow",
+            &format!(
+                "if [ \"$QUIRE_ATTEMPT\" = 1 ]; then echo $$ > {}; echo started; sleep 60; fi; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
+                pids.path().display()
+            ),
+        )],
+        "2s",
+    );
+    let d = start(&t);
+    let mut r1 = start_runner(&t, &d, &runner_token(&t, "box-1"), "box-1", 1);
+    post_brief(
+        &d,
+        &t,
+        &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
+    );
+    wait_until("box-1 to run the step", Duration::from_secs(30), || {
+        agent_on(&d, "m-1", "box-1")
+    });
+    let step: u32 = std::fs::read_to_string(pids.path())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = t.quire(&["runner", "token", "revoke", "box-1"]);
+    assert!(out.status.success());
+    // Its next heartbeat is refused: the step is ended with its group, and the runner stops.
+    wait_until("box-1 to stop", Duration::from_secs(30), || {
+        r1.0.try_wait().unwrap().is_some()
+    });
+    assert!(!r1.0.try_wait().unwrap().unwrap().success());
+    let said = std::fs::read_to_string(t.tmp.path().join("box-1.log")).unwrap();
+    assert!(
+        !running(step),
+        "the step outlived its revoked runner: {said}"
+    );
+    assert!(
+        said.contains("revoked") || said.contains("401") || said.contains("token"),
+        "{said}"
+    );
+    // The lease runs out, and another runner does the step.
+    let _r2 = start_runner(&t, &d, &runner_token(&t, "box-2"), "box-2", 1);
+    wait_until(
+        "the step to land from box-2",
+        Duration::from_secs(60),
+        || decisions(&d) == ["m-1.r1"],
+    );
+    assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
+    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
+    let attempts: Vec<(&str, &str)> = m["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["runner"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(attempts, [("box-1", "lost"), ("box-2", "succeeded")], "{m}");
 }
