@@ -181,11 +181,12 @@
     const parts = [];
     const missionPart = $('[data-part^="mission/"]');
     if (type.startsWith("mission.") || type.startsWith("decision.") || type.startsWith("heal.")) {
-      parts.push("decisions", "missions", "agents", "analytics");
+      parts.push("decisions", "missions", "agents", "runners", "analytics");
       if (missionPart && missionPart.dataset.part === "mission/" + (ev.correlation_id || ev.subject)) {
         parts.push(missionPart.dataset.part);
       }
     }
+    if (type.startsWith("runner.")) parts.push("runners");
     if (type.startsWith("contribution.")) parts.push("queue", "analytics");
     if (type === "sandbox.promoted" || type === "sandbox.rolled_back") parts.push("missions");
     return parts;

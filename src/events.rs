@@ -99,6 +99,8 @@ pub mod kind {
     /// A runner that had lost its step's lease reported a result: refused, and what it pushed is
     /// kept under `refs/quire/salvage/`.
     pub const MISSION_STEP_FENCED: &str = "mission.step.fenced";
+    /// A runner registered (it started, or came back): its name, labels and slots.
+    pub const RUNNER_REGISTERED: &str = "runner.registered";
     /// Every type above.
     pub const ALL: &[&str] = &[
         CONTRIBUTION_RECEIVED,
@@ -141,6 +143,7 @@ pub mod kind {
         MISSION_STEP_INJECTED,
         MISSION_STEP_OFFERED,
         MISSION_STEP_FENCED,
+        RUNNER_REGISTERED,
     ];
 }
 

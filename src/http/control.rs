@@ -28,6 +28,7 @@ use crate::missions::{AttemptRow, DecisionRow, MissionState};
 use crate::render::escape_html as esc;
 use crate::vault::Queue;
 use crate::workflow::mission_ops::{self, Agent};
+use crate::workflow::mission_remote::{self, Runners};
 use crate::workflow::missions::{self as flow, MissionView};
 
 /// The policy every control-plane page is served with.
@@ -333,6 +334,108 @@ fn agents_html(agents: &[Agent]) -> String {
     out
 }
 
+fn runners_html(vault: &crate::vault::Vault, r: &Runners) -> String {
+    let mut out = String::new();
+    if r.runners.is_empty() {
+        let here = if vault.config().missions.local {
+            "steps that ask for no labels run on this machine"
+        } else {
+            "every step waits for one (<code>[missions] local = false</code>)"
+        };
+        let _ = writeln!(
+            out,
+            "<p class=\"empty\">No runner has a token; {here}. <code>quire runner token new NAME</code> makes one.</p>"
+        );
+    } else {
+        // An idle runner is heard from at least once a long poll; one silent for longer than
+        // that and a lease holds no step and may be gone.
+        let quiet = vault.config().runners.lease.duration() + mission_remote::LONGEST_POLL;
+        let quiet =
+            chrono::Duration::from_std(quiet).unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let now = Utc::now();
+        out.push_str(
+            "<table class=\"runners\">\n<caption>Runners</caption>\n<thead><tr>\
+             <th scope=\"col\">Runner</th><th scope=\"col\">State</th><th scope=\"col\">Runs</th>\
+             <th scope=\"col\">Labels</th><th scope=\"col\">Host</th><th scope=\"col\">Last seen</th></tr></thead>\n<tbody>\n",
+        );
+        for v in &r.runners {
+            let x = &v.runner;
+            let silent = chrono::DateTime::parse_from_rfc3339(&x.last_seen)
+                .map(|t| now.signed_duration_since(t) > quiet)
+                .unwrap_or(true);
+            let state = if x.revoked {
+                "<span class=\"error\">revoked</span>"
+            } else if !v.running.is_empty() {
+                "working"
+            } else if x.last_seen.is_empty() {
+                "not started yet"
+            } else if silent {
+                "silent"
+            } else {
+                "idle"
+            };
+            let mut runs = format!("{} of {}", v.running.len(), x.slots.max(1));
+            for a in &v.running {
+                let _ = write!(
+                    runs,
+                    " <a href=\"/control/missions/{m}\">{m}</a>&nbsp;<code>{step}</code>",
+                    m = esc(&a.mission),
+                    step = esc(&a.step)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "<tr><th scope=\"row\">{name}</th><td>{state}</td><td>{runs}</td><td>{labels}</td>\
+                 <td>{host}</td><td>{seen}</td></tr>",
+                name = esc(&x.name),
+                labels = esc(&x.labels.join(", ")),
+                host = esc(&x.host),
+                seen = if x.last_seen.is_empty() {
+                    "never".to_owned()
+                } else {
+                    time(&x.last_seen)
+                },
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    if r.waiting.is_empty() {
+        return out;
+    }
+    out.push_str(
+        "<table class=\"waiting\">\n<caption>Steps waiting for a runner</caption>\n<thead><tr>\
+         <th scope=\"col\">Mission</th><th scope=\"col\">Step</th><th scope=\"col\">Asks for</th>\
+         <th scope=\"col\">Since</th></tr></thead>\n<tbody>\n",
+    );
+    for w in &r.waiting {
+        // Said plainly when no runner with a token could ever take it.
+        let takers = r
+            .runners
+            .iter()
+            .any(|v| !v.runner.revoked && w.labels.iter().all(|l| v.runner.labels.contains(l)));
+        let labels = if w.labels.is_empty() {
+            "any runner".to_owned()
+        } else {
+            esc(&w.labels.join(", ")).to_string()
+        };
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\"><a href=\"/control/missions/{m}\">{m}</a></th><td>{step}</td>\
+             <td>{labels}{none}</td><td>{since}</td></tr>",
+            m = esc(&w.mission),
+            step = esc(&w.step),
+            none = if takers {
+                ""
+            } else {
+                " <span class=\"error\">(no runner has these)</span>"
+            },
+            since = time(&w.since),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
 fn queue_html(vault: &crate::vault::Vault) -> String {
     let mut out = String::new();
     let names = |q: Queue| -> Vec<String> {
@@ -602,11 +705,16 @@ pub(super) async fn overview(
             (Ok(m), Ok(d), Ok(a)) => (m, d, a),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(e),
         };
+        let runners = match mission_remote::runners(vault, &agents) {
+            Ok(r) => r,
+            Err(e) => return failed(e),
+        };
         let mut body = String::with_capacity(64 * 1024);
         body.push_str("<h1 class=\"visually-hidden\">Mission control</h1>\n");
         section(&mut body, "decisions", "Decisions waiting for you", &decisions_html(vault, &decisions));
         section(&mut body, "missions", "Missions", &missions_html(&missions, all));
         section(&mut body, "agents", "Running steps", &agents_html(&agents));
+        section(&mut body, "runners", "Runners", &runners_html(vault, &runners));
         section(&mut body, "queue", "Bundle queue", &queue_html(vault));
         section(&mut body, "analytics", "Analytics", &analytics_html(vault));
         let _ = write!(
@@ -640,6 +748,9 @@ pub(super) async fn part(
             "decisions" => flow::inbox(vault).map(|d| decisions_html(vault, &d)),
             "missions" => flow::list(vault).map(|m| missions_html(&m, all)),
             "agents" => mission_ops::agents(vault).map(|a| agents_html(&a)),
+            "runners" => mission_ops::agents(vault)
+                .and_then(|a| mission_remote::runners(vault, &a))
+                .map(|r| runners_html(vault, &r)),
             "queue" => Ok(queue_html(vault)),
             "analytics" => Ok(analytics_html(vault)),
             _ => {

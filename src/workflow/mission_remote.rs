@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::WorkflowError;
+use super::mission_ops::Agent;
 use super::mission_steps::{self, Given, StepReport, now_ms};
 use super::missions::DecideRefusal;
 use crate::contributions::now_rfc3339;
@@ -34,6 +35,9 @@ use crate::missions::runner::Ended;
 use crate::missions::store::runner_holder;
 use crate::missions::{AttemptRow, Brief, OfferRow, RunRow, Step, Store};
 use crate::vault::Vault;
+
+/// The longest a runner's lease request waits for a step (a long poll).
+pub const LONGEST_POLL: Duration = Duration::from_secs(25);
 
 /// Whether `step` goes to runners: it asks for labels, or the daemon runs no steps itself.
 pub fn for_runners(vault: &Vault, step: &Step) -> bool {
@@ -595,6 +599,44 @@ pub fn waiting(vault: &Vault) -> Result<Vec<Waiting>, WorkflowError> {
             since: o.offered,
         })
         .collect())
+}
+
+/// A runner with the steps it runs now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerView {
+    /// The runner as it last said of itself.
+    #[serde(flatten)]
+    pub runner: crate::runners::registry::Runner,
+    /// Its steps in flight.
+    pub running: Vec<Agent>,
+}
+
+/// Every runner with a token, what each runs, and the steps waiting for one: what
+/// `GET /api/runners` answers and mission control shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runners {
+    /// The runners, by name.
+    pub runners: Vec<RunnerView>,
+    /// Steps no runner has taken yet, oldest first.
+    pub waiting: Vec<Waiting>,
+}
+
+/// The runners and the steps waiting for them, given the steps in flight
+/// ([`mission_ops::agents`](super::mission_ops::agents)).
+pub fn runners(vault: &Vault, agents: &[Agent]) -> Result<Runners, WorkflowError> {
+    let known = crate::runners::registry::Registry::open(&vault.state_dir())?.runners()?;
+    let runners = known
+        .into_iter()
+        .map(|runner| {
+            let on = format!("runner:{}", runner.name);
+            let running = agents.iter().filter(|a| a.runs_on == on).cloned().collect();
+            RunnerView { runner, running }
+        })
+        .collect();
+    Ok(Runners {
+        runners,
+        waiting: waiting(vault)?,
+    })
 }
 
 /// How often a runner beats, for a lease of `lease`.

@@ -70,6 +70,9 @@ pub enum WorkflowError {
     /// Missions' state or a step runner failed.
     #[error(transparent)]
     Mission(#[from] crate::missions::MissionError),
+    /// The runners' registry failed.
+    #[error(transparent)]
+    Runners(#[from] crate::runners::registry::RegistryError),
     /// Another program held Git's lock on a work tree's index for longer than quire waits
     /// (`[git] lock_wait_secs`), or quire was asked to stop while it waited.
     #[error(

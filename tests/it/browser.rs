@@ -956,3 +956,90 @@ fn a_page_left_for_another_lets_go_of_its_event_stream_and_takes_it_up_again() {
         "the event sent while the page was cached",
     );
 }
+
+/// Runners in mission control (issue 19): each runner with its state and what it runs, and the
+/// steps waiting for one, said plainly when no runner has the labels a step asks for. The part
+/// follows the events: a runner that registers and takes the step shows without a reload.
+#[test]
+fn mission_control_shows_the_runners_and_the_steps_waiting_for_them() {
+    use crate::runners::{decisions, post_brief, runner_token, runner_vault, start_runner_with};
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let (t, _remote) = runner_vault(
+        &[("gpu", "echo started; sleep 2; echo rendered > FRAME.md")],
+        "5s",
+    );
+    let token = runner_token(&t, "box-1");
+    let d = crate::daemon::start_env(&t, &[]);
+    let (_chrome, mut page) = open_browser(&browser, &t);
+    let runners = "document.querySelector('#part-runners')";
+    let open = |page: &mut Page| {
+        page.call(
+            "Page.navigate",
+            json!({ "url": format!("http://{}/", d.addr) }),
+        );
+        page.wait_for(
+            "document.readyState === 'complete' && document.querySelector('#live').textContent === 'Live'",
+            "the live stream",
+        );
+    };
+    open(&mut page);
+    page.wait_for(
+        &format!(
+            "/box-1/.test({runners}.textContent) && /not started yet/.test({runners}.textContent)"
+        ),
+        "box-1, with a token and not started",
+    );
+    post_brief(
+        &d,
+        &t,
+        &crate::missions::brief(
+            "m-1",
+            json!([{ "step": "render", "uses": "gpu", "runs_on": ["gpu"] }]),
+        ),
+    );
+    page.wait_for(
+        &format!(
+            "!!{runners}.querySelector('table.waiting a[href=\"/control/missions/m-1\"]') \
+             && /no runner has these/.test({runners}.querySelector('table.waiting').textContent)"
+        ),
+        "the step waiting, with nobody to take it",
+    );
+    let waiting = page.eval(&format!(
+        "{runners}.querySelector('table.waiting').textContent"
+    ));
+    assert!(waiting.as_str().unwrap().contains("gpu"), "{waiting}");
+    // The tables read well to everyone (axe-core, when it is here).
+    if let Some(axe) = axe_or_skip() {
+        page.call("Page.setBypassCSP", json!({ "enabled": true }));
+        let found = audit(&mut page, &axe, &format!("http://{}/", d.addr));
+        assert!(found.is_empty(), "{}", found.join("\n"));
+        open(&mut page);
+    }
+    page.eval("window.__sameDocument = true");
+
+    // A runner with the label starts: it shows working on the step, and the step stops waiting.
+    let _r = start_runner_with(&t, &d, &token, "box-1", 1, &["gpu"]);
+    page.wait_for(
+        &format!(
+            "(() => {{ const row = [...{runners}.querySelectorAll('table.runners tr')].find(r => /box-1/.test(r.textContent)); \
+             return !!row && /working/.test(row.textContent) && /1 of 1/.test(row.textContent) \
+             && !!row.querySelector('a[href=\"/control/missions/m-1\"]') && /gpu/.test(row.textContent); }})()"
+        ),
+        "box-1 working on m-1",
+    );
+    assert_eq!(
+        page.eval(&format!("!!{runners}.querySelector('table.waiting')")),
+        json!(false),
+        "the step still shows as waiting"
+    );
+    crate::daemon::wait_until("the decision", Duration::from_secs(60), || {
+        decisions(&d) == ["m-1.r1"]
+    });
+    page.wait_for(
+        &format!("/idle/.test({runners}.textContent) && /0 of 1/.test({runners}.textContent)"),
+        "box-1 idle again",
+    );
+    assert_eq!(page.eval("window.__sameDocument === true"), json!(true));
+}

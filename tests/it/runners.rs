@@ -66,6 +66,18 @@ pub(crate) fn start_runner(
     dir: &str,
     slots: u32,
 ) -> Runner {
+    start_runner_with(t, d, token, dir, slots, &[])
+}
+
+/// [`start_runner`], with `labels`.
+pub(crate) fn start_runner_with(
+    t: &VaultTest,
+    d: &Daemon,
+    token: &str,
+    dir: &str,
+    slots: u32,
+    labels: &[&str],
+) -> Runner {
     let workdir = t.tmp.path().join(dir);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
     cmd.current_dir(t.tmp.path())
@@ -78,6 +90,11 @@ pub(crate) fn start_runner(
         .arg(slots.to_string())
         .arg("--workdir")
         .arg(&workdir)
+        .args(if labels.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--labels".to_owned(), labels.join(",")]
+        })
         .env("QUIRE_RUNNER_TOKEN", token)
         .stdout(Stdio::null())
         // Kept beside the vault, for a failing test to be read.
@@ -88,7 +105,7 @@ pub(crate) fn start_runner(
     Runner(cmd.spawn().unwrap())
 }
 
-fn post_brief(d: &Daemon, t: &VaultTest, b: &Value) {
+pub(crate) fn post_brief(d: &Daemon, t: &VaultTest, b: &Value) {
     let auth = format!("Bearer {}", token(t));
     let (status, _, body) = http(
         &d.addr,
@@ -100,7 +117,7 @@ fn post_brief(d: &Daemon, t: &VaultTest, b: &Value) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
-fn decisions(d: &Daemon) -> Vec<String> {
+pub(crate) fn decisions(d: &Daemon) -> Vec<String> {
     get_json(&d.addr, "/api/decisions").1["decisions"]
         .as_array()
         .unwrap()

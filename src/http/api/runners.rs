@@ -10,9 +10,6 @@ use crate::runners::registry::Registry;
 use crate::workflow::mission_remote::{self, Appended, Outcome};
 use missions::{DaemonSink, json_body, refused};
 
-/// The longest a lease request waits for a step.
-const LONGEST_POLL: Duration = Duration::from_secs(25);
-
 /// The runner a request's token names, or the 401 to answer.
 fn runner_of(api: &Api, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let given = headers
@@ -106,6 +103,12 @@ pub(super) async fn register(
     };
     blocking(move || {
         record(&api, &name, &h);
+        api.daemon.emit(crate::events::Event::new(
+            crate::events::kind::RUNNER_REGISTERED,
+            &name,
+            json!({ "name": name, "labels": h.labels, "slots": h.slots, "host": h.host, "version": h.version }),
+            None,
+        ));
         let config = api.daemon.vault().config();
         axum::Json(json!({
             "name": name,
@@ -133,7 +136,7 @@ pub(super) async fn lease(
         Ok(h) => h,
         Err(r) => return *r,
     };
-    let wait = Duration::from_millis(h.wait_ms).min(LONGEST_POLL);
+    let wait = Duration::from_millis(h.wait_ms).min(mission_remote::LONGEST_POLL);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first look, so an offer made meanwhile is not missed.
     let mut events = api.daemon.subscribe();
@@ -322,30 +325,12 @@ pub(super) async fn complete(
 pub(super) async fn list(State(api): State<Api>) -> Response {
     blocking(move || {
         let vault = api.daemon.vault();
-        let runners = match Registry::open(&vault.state_dir()).and_then(|r| r.runners()) {
-            Ok(r) => r,
-            Err(e) => return internal(e),
-        };
-        let agents = match crate::workflow::mission_ops::agents(vault) {
-            Ok(a) => a,
-            Err(e) => return internal(e),
-        };
-        let waiting = match mission_remote::waiting(vault) {
-            Ok(w) => w,
-            Err(e) => return internal(e),
-        };
-        let runners: Vec<serde_json::Value> = runners
-            .into_iter()
-            .map(|r| {
-                let on = format!("runner:{}", r.name);
-                let running: Vec<&crate::workflow::mission_ops::Agent> =
-                    agents.iter().filter(|a| a.runs_on == on).collect();
-                let mut v = serde_json::to_value(&r).unwrap_or_default();
-                v["running"] = json!(running);
-                v
-            })
-            .collect();
-        axum::Json(json!({ "runners": runners, "waiting": waiting })).into_response()
+        match crate::workflow::mission_ops::agents(vault)
+            .and_then(|a| mission_remote::runners(vault, &a))
+        {
+            Ok(r) => axum::Json(r).into_response(),
+            Err(e) => internal(e),
+        }
     })
     .await
 }
