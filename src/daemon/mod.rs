@@ -52,6 +52,11 @@ pub const SCAN_EVERY: Duration = Duration::from_secs(2);
 const RECHECK: Duration = Duration::from_millis(100);
 /// How often the event journal drops what it no longer keeps.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The most often a pass runs for quire's own records of mission steps alone
+/// (`06_RUNS/missions/`): one is appended as each step ends, and with many runners a pass for
+/// each would spend a core re-rendering the site for them. They wait for the next pass, or this
+/// long since the last one; anything else still starts a pass at once.
+const RECORDS_EVERY: Duration = Duration::from_secs(1);
 /// How long a pass may keep applying newly arrived bundles before it renders.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// How long a pass may keep accepting mission briefs before it renders: their notes then appear
@@ -517,6 +522,7 @@ fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
     // ext4 makes slow among recently deleted ones. Not before: a first build of the whole index
     // runs without a journal only when no other connection has the file open.
     let mut held = None;
+    let mut last_pass = Instant::now();
     loop {
         let wait = if failing > 0 {
             (BACKOFF * 2u32.saturating_pow(failing - 1)).min(BACKOFF_MAX)
@@ -525,8 +531,11 @@ fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
         } else {
             SCAN_EVERY
         };
+        // Whether something other than the vault's notes woke us (bundles, a stop): it is not
+        // held back for records.
+        let mut pressing = false;
         match inbox.next(wait) {
-            Next::Input(input) => take(&mut dirty, input),
+            Next::Input(input) => pressing = take(&mut dirty, input),
             Next::Idle => {
                 if std::mem::take(&mut owed.worked) && at_rest(handle) {
                     dirty.all = true;
@@ -542,7 +551,10 @@ fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
         }
         // Coalesce the burst that woke us.
         while let Some(input) = inbox.try_next() {
-            take(&mut dirty, input);
+            pressing |= take(&mut dirty, input);
+        }
+        if !pressing && dirty.only_records() && !intake.waiting() && failing == 0 {
+            settle_records(inbox, &mut dirty, last_pass + RECORDS_EVERY);
         }
         if inbox.stopping() {
             break;
@@ -558,6 +570,7 @@ fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
             failing > 0,
         );
         failing = if ok { 0 } else { failing.saturating_add(1) };
+        last_pass = Instant::now();
         if held.is_none() {
             held = crate::index::Index::open(vault)
                 .inspect_err(|e| tracing::debug!("could not hold the index open: {e}"))
@@ -567,14 +580,31 @@ fn pipeline(handle: &Handle, inbox: &Inbox, mut watches: Option<Watches>) {
     tracing::info!("the pipeline stopped");
 }
 
-/// Notes an input for the next pass. Only file hints exist yet; the inputs of missions come with
-/// them.
-fn take(dirty: &mut Dirty, input: Input) {
-    match input {
-        Input::Hint(h) => {
-            dirty.note(h);
+/// Waits until `until` for more to look at while all there is are mission records; returns as
+/// soon as anything else arrives (a bundle, a note, a rescan, a stop).
+fn settle_records(inbox: &Inbox, dirty: &mut Dirty, until: Instant) {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
         }
-        Input::Urgent => {}
+        match inbox.next(left) {
+            Next::Input(input) => {
+                if take(dirty, input) || !dirty.only_records() {
+                    return;
+                }
+            }
+            Next::Idle | Next::Stop | Next::Closed => return,
+        }
+    }
+}
+
+/// Notes an input for the next pass; true when it is about bundles or a stop, which a pass takes
+/// up at once.
+fn take(dirty: &mut Dirty, input: Input) -> bool {
+    match input {
+        Input::Hint(h) => dirty.note(h),
+        Input::Urgent => true,
     }
 }
 
@@ -1011,6 +1041,37 @@ mod tests {
     }
 
     #[test]
+    fn only_mission_records_may_wait_and_anything_else_goes_at_once() {
+        let mut dirty = Dirty::default();
+        assert!(!dirty.only_records(), "nothing to look at is not records");
+        assert!(!take(
+            &mut dirty,
+            Input::Hint(Hint::Records("06_RUNS/missions/m.md".into()))
+        ));
+        assert!(dirty.only_records());
+        assert!(
+            take(&mut dirty, Input::Hint(Hint::Bundles)),
+            "bundles press"
+        );
+        assert!(take(&mut dirty, Input::Urgent), "a stop presses");
+        assert!(!take(
+            &mut dirty,
+            Input::Hint(Hint::Notes("03_NOTES/a.md".into()))
+        ));
+        assert!(!dirty.only_records(), "a note does not wait for records");
+        let mut rescan = Dirty::default();
+        take(
+            &mut rescan,
+            Input::Hint(Hint::Records("06_RUNS/missions/m.md".into())),
+        );
+        take(&mut rescan, Input::Hint(Hint::Rescan));
+        assert!(!rescan.only_records());
+        // What a pass takes leaves nothing behind.
+        let _ = std::mem::take(&mut dirty);
+        assert!(!dirty.urgent && !dirty.any());
+    }
+
+    #[test]
     fn paths_are_classified_for_the_worker() {
         let root = Path::new("/v");
         let pending = Path::new("/v/contributions/pending");
@@ -1025,6 +1086,10 @@ mod tests {
         assert_eq!(
             classify(root, pending, Path::new("/v/06_RUNS/promotions/p.md")),
             Some(Hint::Notes("06_RUNS/promotions/p.md".into()))
+        );
+        assert_eq!(
+            classify(root, pending, Path::new("/v/06_RUNS/missions/m-1.md")),
+            Some(Hint::Records("06_RUNS/missions/m-1.md".into()))
         );
         for quiet in [
             "/v/06_RUNS/20261121-pipeline.md",

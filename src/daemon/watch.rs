@@ -12,6 +12,9 @@ pub(super) enum Hint {
     Bundles,
     /// A note, a theme, the configuration, or a folder of them, at this vault path.
     Notes(String),
+    /// One of the records quire keeps of mission steps (`06_RUNS/missions/`), at this vault path:
+    /// taken in like a note, but not in a hurry (see `RECORDS_EVERY`).
+    Records(String),
     /// The watcher lost track: look at everything.
     Rescan,
 }
@@ -23,6 +26,8 @@ pub(super) struct Dirty {
     pub(super) all: bool,
     /// These vault paths: what the watcher reported (the pass adds what it applied).
     pub(super) paths: std::collections::BTreeSet<String>,
+    /// Whether anything but quire's mission records is among them.
+    pub(super) urgent: bool,
 }
 
 impl Dirty {
@@ -39,10 +44,19 @@ impl Dirty {
             Hint::Bundles => return true,
             Hint::Notes(path) => {
                 self.paths.insert(path);
+                self.urgent = true;
+            }
+            Hint::Records(path) => {
+                self.paths.insert(path);
             }
             Hint::Rescan => self.all = true,
         }
         false
+    }
+
+    /// Whether all there is to look at is quire's own mission records.
+    pub(super) fn only_records(&self) -> bool {
+        !self.all && !self.urgent && !self.paths.is_empty()
     }
 
     pub(super) fn any(&self) -> bool {
@@ -156,6 +170,9 @@ pub(super) fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint>
     // The daemon's own run records would otherwise wake it again.
     if rel.starts_with("06_RUNS/") && rel.matches('/').count() == 1 {
         return None;
+    }
+    if rel.starts_with("06_RUNS/missions/") {
+        return Some(Hint::Records(rel.to_owned()));
     }
     crate::index::is_content_path(rel).then(|| Hint::Notes(rel.to_owned()))
 }
