@@ -28,8 +28,20 @@ pub use crate::process::{end_group, group_alive, process_alive};
 /// The wrapper around a step: runs it, then writes its status (atomically, by rename) to
 /// `$QUIRE_EXIT_FILE`. The step's own text comes in `$QUIRE_RUN`, so it is never quoted into a
 /// script; both variables are taken out of the environment before the step sees it.
-const WRAPPER: &str = r#"r=$QUIRE_RUN; f=$QUIRE_EXIT_FILE; unset QUIRE_RUN QUIRE_EXIT_FILE
-sh -c "$r"; s=$?
+///
+/// With `$QUIRE_ORPHAN_GRACE` set (a step whose quire does not adopt it after a crash), SIGTERM
+/// to the wrapper ends the whole group: SIGTERM, then SIGKILL as soon as the step has gone, or
+/// once that many seconds have passed.
+/// The kernel sends that SIGTERM when quire dies. The step then runs in the background, so that
+/// the wrapper can take the signal while it waits.
+const WRAPPER: &str = r#"r=$QUIRE_RUN; f=$QUIRE_EXIT_FILE; g=$QUIRE_ORPHAN_GRACE
+unset QUIRE_RUN QUIRE_EXIT_FILE QUIRE_ORPHAN_GRACE
+if [ -n "$g" ]; then
+  trap 'trap "" TERM; kill -TERM 0; (sleep "$g"; kill -KILL 0) & wait $c; kill -KILL 0' TERM
+  sh -c "$r" & c=$!; wait $c; s=$?
+else
+  sh -c "$r"; s=$?
+fi
 printf '%s\n' "$s" > "$f.tmp" && mv -f "$f.tmp" "$f"
 exit "$s""#;
 
@@ -76,6 +88,10 @@ pub struct Launch {
     pub timeout: Duration,
     /// Between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Whether the step ends (with its group, after `grace`) when the process that started it
+    /// dies. A daemon's own steps outlive it, to be adopted when it restarts; a runner's are not
+    /// adopted (their lease runs out and they run again elsewhere), so nothing may keep them.
+    pub ends_with_parent: bool,
 }
 
 /// How an attempt ended.
@@ -201,6 +217,29 @@ pub fn spawn(launch: Launch) -> Result<Running, RunnerError> {
         .env("QUIRE_EXIT_FILE", &launch.exit_file);
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if launch.ends_with_parent {
+        command.env(
+            "QUIRE_ORPHAN_GRACE",
+            launch.grace.as_secs_f64().max(0.1).to_string(),
+        );
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let parent = rustix::process::getpid();
+            // SAFETY: only async-signal-safe system calls run between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    rustix::process::set_parent_process_death_signal(Some(
+                        rustix::process::Signal::TERM,
+                    ))?;
+                    // Gone already, before the signal was asked for: nobody would send it.
+                    if rustix::process::getppid() != Some(parent) {
+                        return Err(io::Error::other("the process starting the step is gone"));
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
     let child = command.spawn().map_err(|source| RunnerError::Spawn {
         dir: launch.dir.clone(),
         source,
@@ -360,11 +399,15 @@ mod tests {
             exit_file: dir.join("logs/build.1.1.exit"),
             timeout,
             grace: Duration::from_millis(300),
+            ends_with_parent: false,
         }
     }
 
     fn alive(pid: i32) -> bool {
-        rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid).unwrap()).is_ok()
+        let Some(pid_) = rustix::process::Pid::from_raw(pid) else {
+            return false;
+        };
+        rustix::process::test_kill_process(pid_).is_ok()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
     }
@@ -403,6 +446,71 @@ mod tests {
                 .unwrap()
                 .ends_with("again\n")
         );
+    }
+
+    #[test]
+    fn a_step_that_ends_with_its_parent_goes_with_its_group_when_the_parent_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        // A grandchild that ignores SIGTERM, in the step's group.
+        let l = Launch {
+            ends_with_parent: true,
+            ..launch(
+                dir.path(),
+                "sh -c 'trap \"\" TERM; echo $$ > grandchild.pid; while :; do sleep 0.05; done' & wait",
+                Duration::from_secs(60),
+            )
+        };
+        // The parent is the thread that started it: it ends without waiting, as a runner killed
+        // mid-step would.
+        let pid_file = dir.path().join("grandchild.pid");
+        let grandchild = || -> i32 {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let started = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let running = spawn(l).unwrap();
+                    let t = Instant::now();
+                    while grandchild() == 0 && t.elapsed() < Duration::from_secs(10) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let pid = running.pid() as i32;
+                    std::mem::forget(running);
+                    pid
+                })
+                .join()
+                .unwrap()
+        });
+        let grandchild = grandchild();
+        let gone = Instant::now();
+        while (alive(grandchild) || alive(started)) && gone.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(grandchild > 0, "the step never started its grandchild");
+        assert!(
+            !alive(grandchild),
+            "the grandchild outlived the step's parent"
+        );
+        assert!(!alive(started), "the wrapper outlived the step's parent");
+        // A step left to be adopted (the default) is not ended with its parent.
+        let kept = launch(dir.path(), "sleep 30", Duration::from_secs(60));
+        let pid = std::thread::spawn(move || {
+            let running = spawn(kept).unwrap();
+            let pid = running.pid();
+            std::mem::forget(running);
+            pid
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            alive(pid as i32),
+            "a step to be adopted went with its parent"
+        );
+        end_group(pid, Duration::from_millis(100));
     }
 
     #[test]

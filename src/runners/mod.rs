@@ -390,6 +390,9 @@ impl Slot<'_> {
             exit_file,
             timeout: Duration::from_millis(job.timeout_ms),
             grace: Duration::from_millis(job.grace_ms),
+            // A runner that dies takes its steps with it: their lease runs out, and they run
+            // again elsewhere.
+            ends_with_parent: true,
         }) {
             Ok(r) => r,
             Err(e) => {

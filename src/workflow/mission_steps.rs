@@ -426,6 +426,8 @@ fn step(
                 exit_file: f.exit.clone(),
                 timeout: step.timeout,
                 grace: vault.config().missions.grace.duration(),
+                // Adopted by the daemon that restarts after a crash.
+                ends_with_parent: false,
             })
             .map_err(MissionError::from)?;
             row.pid = running.pid();

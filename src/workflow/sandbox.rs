@@ -1229,6 +1229,8 @@ fn run_check(
         exit_file: vault.state_dir().join(format!("verify-{id}.exit")),
         timeout: limit,
         grace: vault.config().missions.grace.duration(),
+        // Its answer is for the promotion that waits on it, and nobody else.
+        ends_with_parent: true,
     })
     .map_err(|e| {
         WorkflowError::io(
