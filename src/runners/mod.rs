@@ -157,6 +157,7 @@ pub fn run(options: &Options, stop: &Cancel) -> Result<(), RunnerError> {
                 remote_url: url.clone(),
                 me: &me,
                 lease: Duration::from_millis(registered.lease_ms.max(300)),
+                prefetch: Mutex::default(),
             };
             let refused = refused.clone();
             scope.spawn(move || {
@@ -193,12 +194,24 @@ struct Slot<'a> {
     remote_url: String,
     me: &'a serde_json::Value,
     lease: Duration,
+    /// The fetch of the remote's main line started while the last step ran (see
+    /// [`Slot::prefetch`]), finished before the next step looks at the repository.
+    prefetch: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Slot<'_> {
     /// Takes steps until `stop`; `Err(code)` when the daemon refuses the token.
     fn serve(&self, stop: &Cancel) -> Result<(), String> {
         self.end_orphan();
+        let served = self.take_steps(stop);
+        // A fetch still running is waited for: nothing the runner starts outlives it.
+        if let Some(fetching) = self.prefetch.lock().ok().and_then(|mut p| p.take()) {
+            let _ = fetching.join();
+        }
+        served
+    }
+
+    fn take_steps(&self, stop: &Cancel) -> Result<(), String> {
         let mut pause = Duration::from_millis(200);
         while !stop.is_cancelled() {
             let answer = self.client.post(
@@ -282,6 +295,10 @@ impl Slot<'_> {
 
     /// The slot's repository at the step's start commit, fetched from the remote.
     fn check_out(&self, job: &Job, lost: &Cancel) -> Result<PathBuf, String> {
+        // What the last prefetch brought counts only once it is whole.
+        if let Some(fetching) = self.prefetch.lock().ok().and_then(|mut p| p.take()) {
+            let _ = fetching.join();
+        }
         let work = self.work_dir();
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let repo = crate::git::init_repository(&work, RUN_BRANCH).map_err(|e| e.to_string())?;
@@ -405,6 +422,7 @@ impl Slot<'_> {
         // Noted on disk while it runs: a runner killed now leaves the step's group behind, and
         // the next runner in this folder ends it before taking anything.
         let _ = std::fs::write(self.step_note(), running.pid().to_string());
+        self.prefetch(&work);
         let ended = std::thread::scope(|scope| {
             let shipped = scope.spawn(|| self.ship_log(job, &log, &done));
             let ended = running.wait(lost);
@@ -548,6 +566,28 @@ impl Slot<'_> {
             }
             // Woken early when the step ends, so its result is not held for a nap.
             done.nap(LOG_EVERY);
+        }
+    }
+
+    /// Fetches the remote's main line (its `HEAD`) while a step runs, off the path of the next
+    /// one: a mission's first step starts from a commit on main, which is then already here and
+    /// needs no fetch. Best effort: whatever it misses, the next step fetches.
+    fn prefetch(&self, work: &Path) {
+        let remote = Remote::new(work, &self.remote_url);
+        let started = std::thread::Builder::new()
+            .name("quire-prefetch".into())
+            .spawn(move || {
+                let t = Instant::now();
+                match remote.fetch(&["+HEAD:refs/remotes/quire/HEAD"]) {
+                    Ok(()) => tracing::debug!(
+                        prefetch_ms = t.elapsed().as_millis() as u64,
+                        "prefetched the remote's main line"
+                    ),
+                    Err(e) => tracing::debug!("prefetch: {e}"),
+                }
+            });
+        if let (Ok(handle), Ok(mut slot)) = (started, self.prefetch.lock()) {
+            *slot = Some(handle);
         }
     }
 

@@ -218,6 +218,20 @@ fn runners_in_other_folders_share_the_steps_and_their_work_lands_through_the_rem
         by.into_iter().collect::<Vec<_>>(),
         ["box-1", "box-2", "box-3"]
     );
+    // While their steps ran, the runners brought the remote's main line in (a mission's first
+    // step then starts from a commit they have): each has a commit of main there.
+    for b in ["box-1", "box-2", "box-3"] {
+        let work = t.tmp.path().join(b).join("slot-0/work");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .args(["rev-parse", "--verify", "refs/remotes/quire/HEAD"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{b} prefetched nothing");
+        let at = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        t.git(&["merge-base", "--is-ancestor", &at, "main"]);
+    }
     let (_, r) = get_json(&d.addr, "/api/runners");
     assert_eq!(r["runners"].as_array().unwrap().len(), 3, "{r}");
     // Approved: the promotion lands on main, and main reaches the remote.
