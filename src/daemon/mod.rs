@@ -1068,7 +1068,7 @@ mod tests {
         assert!(!rescan.only_records());
         // What a pass takes leaves nothing behind.
         let _ = std::mem::take(&mut dirty);
-        assert!(!dirty.urgent && !dirty.any());
+        assert!(!dirty.only_records() && !dirty.any());
     }
 
     #[test]

@@ -26,8 +26,6 @@ pub(super) struct Dirty {
     pub(super) all: bool,
     /// These vault paths: what the watcher reported (the pass adds what it applied).
     pub(super) paths: std::collections::BTreeSet<String>,
-    /// Whether anything but quire's mission records is among them.
-    pub(super) urgent: bool,
 }
 
 impl Dirty {
@@ -42,11 +40,7 @@ impl Dirty {
     pub(super) fn note(&mut self, hint: Hint) -> bool {
         match hint {
             Hint::Bundles => return true,
-            Hint::Notes(path) => {
-                self.paths.insert(path);
-                self.urgent = true;
-            }
-            Hint::Records(path) => {
+            Hint::Notes(path) | Hint::Records(path) => {
                 self.paths.insert(path);
             }
             Hint::Rescan => self.all = true,
@@ -56,7 +50,7 @@ impl Dirty {
 
     /// Whether all there is to look at is quire's own mission records.
     pub(super) fn only_records(&self) -> bool {
-        !self.all && !self.urgent && !self.paths.is_empty()
+        !self.all && !self.paths.is_empty() && self.paths.iter().all(|p| is_mission_record(p))
     }
 
     pub(super) fn any(&self) -> bool {
@@ -161,6 +155,11 @@ impl Watches {
     }
 }
 
+/// Whether vault path `rel` is one of quire's records of mission steps.
+fn is_mission_record(rel: &str) -> bool {
+    rel.starts_with("06_RUNS/missions/")
+}
+
 /// What a changed path means for the worker.
 pub(super) fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint> {
     if path.parent() == Some(pending) {
@@ -171,7 +170,7 @@ pub(super) fn classify(root: &Path, pending: &Path, path: &Path) -> Option<Hint>
     if rel.starts_with("06_RUNS/") && rel.matches('/').count() == 1 {
         return None;
     }
-    if rel.starts_with("06_RUNS/missions/") {
+    if is_mission_record(rel) {
         return Some(Hint::Records(rel.to_owned()));
     }
     crate::index::is_content_path(rel).then(|| Hint::Notes(rel.to_owned()))

@@ -451,23 +451,7 @@ mod tests {
         std::fs::remove_file(root.join("kept/left.md")).unwrap();
         std::fs::remove_dir(root.join("kept")).unwrap();
         write("kept", "now a file\n");
-        let git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .args(args)
-                .current_dir(&root)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@example.org")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@example.org")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let git = |args: &[&str]| crate::git::git_cli(&root, args);
         git(&["add", "-A"]);
         git(&["commit", "-qm", "second"]);
         let to = Oid::from_str(git(&["rev-parse", "HEAD"]).trim()).unwrap();
@@ -513,6 +497,17 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(root.join("changed.md")).unwrap(),
             "edited\n"
+        );
+
+        // Clean again, but where a checkout could convert files (attributes): refused too,
+        // for the full reset to do it.
+        git(&["reset", "-q", "--hard", &to.to_string()]);
+        std::fs::write(root.join(".git/info/attributes"), "* text=auto\n").unwrap();
+        assert!(repo.switch_clean(&root, "main", to, from).is_err());
+        assert_eq!(repo.branch_tip("main").unwrap(), Some(to));
+        assert_eq!(
+            std::fs::read_to_string(root.join("changed.md")).unwrap(),
+            "after\n"
         );
     }
 

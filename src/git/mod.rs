@@ -123,6 +123,28 @@ pub fn message_with_trailers(message: &str, trailers: &[(&str, &str)]) -> String
     out
 }
 
+/// Runs the `git` command line in `dir` (as a fixed author), for tests that check quire's
+/// repositories against Git itself; its trimmed stdout.
+#[cfg(test)]
+pub(crate) fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

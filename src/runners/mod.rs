@@ -204,10 +204,8 @@ impl Slot<'_> {
     fn serve(&self, stop: &Cancel) -> Result<(), String> {
         self.end_orphan();
         let served = self.take_steps(stop);
-        // A fetch still running is waited for: nothing the runner starts outlives it.
-        if let Some(fetching) = self.prefetch.lock().ok().and_then(|mut p| p.take()) {
-            let _ = fetching.join();
-        }
+        // Nothing the runner starts outlives it.
+        self.join_prefetch();
         served
     }
 
@@ -296,9 +294,7 @@ impl Slot<'_> {
     /// The slot's repository at the step's start commit, fetched from the remote.
     fn check_out(&self, job: &Job, lost: &Cancel) -> Result<PathBuf, String> {
         // What the last prefetch brought counts only once it is whole.
-        if let Some(fetching) = self.prefetch.lock().ok().and_then(|mut p| p.take()) {
-            let _ = fetching.join();
-        }
+        self.join_prefetch();
         let work = self.work_dir();
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let repo = crate::git::init_repository(&work, RUN_BRANCH).map_err(|e| e.to_string())?;
@@ -588,6 +584,13 @@ impl Slot<'_> {
             });
         if let (Ok(handle), Ok(mut slot)) = (started, self.prefetch.lock()) {
             *slot = Some(handle);
+        }
+    }
+
+    /// Waits for the prefetch in flight, if any.
+    fn join_prefetch(&self) {
+        if let Some(fetching) = self.prefetch.lock().ok().and_then(|mut p| p.take()) {
+            let _ = fetching.join();
         }
     }
 

@@ -628,7 +628,7 @@ pub fn runners(vault: &Vault, agents: &[Agent]) -> Result<Runners, WorkflowError
     let runners = known
         .into_iter()
         .map(|runner| {
-            let on = format!("runner:{}", runner.name);
+            let on = runner_holder(&runner.name);
             let running = agents.iter().filter(|a| a.runs_on == on).cloned().collect();
             RunnerView { runner, running }
         })

@@ -57,6 +57,20 @@ fn with_remote(t: &VaultTest, url: &str) {
     t.commit(&[("quire.toml", &toml)], "a remote");
 }
 
+/// A bundle dropped now is applied (the remote being away or not).
+pub(crate) fn a_bundle_applies(t: &VaultTest) {
+    t.drop_json(
+        "while-away.json",
+        &bundle(
+            "while-away",
+            json!([{ "op": "create", "path": "03_NOTES/Away.md", "content": "# Away\n" }]),
+        ),
+    );
+    wait_until("the bundle to apply", Duration::from_secs(30), || {
+        t.git(&["log", "--format=%s", "-1"]).contains("while-away")
+    });
+}
+
 fn remote_health(addr: &str) -> serde_json::Value {
     let (status, h) = get_json(addr, "/healthz");
     assert_eq!(status, 200, "{h}");
@@ -113,16 +127,7 @@ fn the_daemon_keeps_its_remote_in_step_and_catches_up_after_it_was_away() {
     // The remote goes away: bundles still apply, and /healthz says since when it lags.
     let away = t.tmp.path().join("remote.away");
     std::fs::rename(&remote, &away).unwrap();
-    t.drop_json(
-        "while-away.json",
-        &bundle(
-            "while-away",
-            json!([{ "op": "create", "path": "03_NOTES/Away.md", "content": "# Away\n" }]),
-        ),
-    );
-    wait_until("the bundle to apply", Duration::from_secs(30), || {
-        t.git(&["log", "--format=%s", "-1"]).contains("while-away")
-    });
+    a_bundle_applies(&t);
     wait_until(
         "/healthz to say the remote lags",
         Duration::from_secs(30),

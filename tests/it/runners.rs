@@ -341,6 +341,59 @@ fn a_revoked_or_wrong_token_is_refused_and_a_runner_token_moves_nothing_else() {
     );
 }
 
+/// Each attempt of `mission`, as (runner, state).
+fn attempts(d: &Daemon, mission: &str) -> Vec<(String, String)> {
+    let (_, m) = get_json(&d.addr, &format!("/api/missions/{mission}"));
+    m["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{m}"))
+        .iter()
+        .map(|a| {
+            (
+                a["runner"].as_str().unwrap_or("").to_owned(),
+                a["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `git fsck` is clean on the vault and on its bare remote.
+fn fsck_both(t: &VaultTest, remote: &Path) {
+    t.git(&["fsck", "--no-progress"]);
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(remote)
+        .args(["fsck", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A step whose first attempt notes its pid in `pids` and hangs; a later one writes its key.
+fn first_attempt_hangs(pids: &Path) -> String {
+    format!(
+        "if [ \"$QUIRE_ATTEMPT\" = 1 ]; then echo $$ > {}; echo started; sleep 60; fi; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
+        pids.display()
+    )
+}
+
+/// The pid a step noted in `path`, once it has.
+fn pid_in(path: &Path) -> u32 {
+    let mut pid = 0;
+    wait_until("the step to note its pid", Duration::from_secs(30), || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid > 0
+    });
+    pid
+}
+
 fn signal(r: &Runner, sig: &str) {
     let out = Command::new("kill")
         .args([sig, &r.0.id().to_string()])
@@ -399,20 +452,8 @@ fn a_runner_cut_off_past_its_lease_loses_the_step_and_its_late_result_is_salvage
         || decisions(&d) == ["m-1.r1"],
     );
     assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
-    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
-    let attempts: Vec<(String, String)> = m["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["runner"].as_str().unwrap().to_owned(),
-                a["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        attempts,
+        attempts(&d, "m-1"),
         [
             ("box-1".to_owned(), "lost".to_owned()),
             ("box-2".to_owned(), "succeeded".to_owned())
@@ -439,33 +480,13 @@ fn a_runner_cut_off_past_its_lease_loses_the_step_and_its_late_result_is_salvage
         "m-1/slow/1/1\n"
     );
     assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
-    t.git(&["fsck", "--no-progress"]);
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(&remote)
-        .args(["fsck", "--no-progress"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fsck_both(&t, &remote);
 }
 
 #[test]
 fn a_runner_killed_mid_step_takes_its_step_with_it_and_the_step_runs_again() {
     let pids = tempfile::NamedTempFile::new().unwrap();
-    let (t, _remote) = runner_vault(
-        &[(
-            "slow",
-            &format!(
-                "if [ \"$QUIRE_ATTEMPT\" = 1 ]; then echo $$ > {}; sleep 60; fi; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
-                pids.path().display()
-            ),
-        )],
-        "2s",
-    );
+    let (t, _remote) = runner_vault(&[("slow", &first_attempt_hangs(pids.path()))], "2s");
     let d = start(&t);
     let tok = runner_token(&t, "box-1");
     let r1 = start_runner(&t, &d, &tok, "box-1", 1);
@@ -474,16 +495,7 @@ fn a_runner_killed_mid_step_takes_its_step_with_it_and_the_step_runs_again() {
         &t,
         &brief("m-1", json!([{ "step": "slow", "uses": "slow" }])),
     );
-    wait_until(
-        "the step to start on box-1",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(pids.path()).is_ok_and(|s| s.trim().parse::<u32>().is_ok()),
-    );
-    let step: u32 = std::fs::read_to_string(pids.path())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let step = pid_in(pids.path());
     let alive = running;
     // kill -9: the runner cannot end its step itself, but nothing it started outlives it (the
     // kernel tells the step's wrapper, which ends the group).
@@ -499,14 +511,8 @@ fn a_runner_killed_mid_step_takes_its_step_with_it_and_the_step_runs_again() {
         decisions(&d) == ["m-1.r1"]
     });
     assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
-    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
-    let states: Vec<&str> = m["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|a| a["state"].as_str())
-        .collect();
-    assert_eq!(states, ["lost", "succeeded"], "{m}");
+    let states: Vec<String> = attempts(&d, "m-1").into_iter().map(|a| a.1).collect();
+    assert_eq!(states, ["lost", "succeeded"]);
 }
 
 #[test]
@@ -751,16 +757,7 @@ fn a_remote_away_while_runners_work_holds_their_work_and_catches_up() {
         &t,
         &brief("m-2", json!([{ "step": "slow", "uses": "slow" }])),
     );
-    t.drop_json(
-        "while-away.json",
-        &crate::harness::bundle(
-            "while-away",
-            json!([{ "op": "create", "path": "03_NOTES/Away.md", "content": "# Away\n" }]),
-        ),
-    );
-    wait_until("the bundle to apply", Duration::from_secs(30), || {
-        t.git(&["log", "--format=%s", "-1"]).contains("while-away")
-    });
+    crate::remote::a_bundle_applies(&t);
     wait_until(
         "/healthz to say the remote lags",
         Duration::from_secs(30),
@@ -786,14 +783,8 @@ fn a_remote_away_while_runners_work_holds_their_work_and_catches_up() {
     ran.sort();
     assert_eq!(ran, ["m-1/slow/1/1", "m-2/slow/1/1"]);
     for m in ["m-1", "m-2"] {
-        let (_, s) = get_json(&d.addr, &format!("/api/missions/{m}"));
-        let states: Vec<&str> = s["attempts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|a| a["state"].as_str())
-            .collect();
-        assert_eq!(states, ["succeeded"], "{s}");
+        let states: Vec<String> = attempts(&d, m).into_iter().map(|a| a.1).collect();
+        assert_eq!(states, ["succeeded"], "{m}");
         assert_eq!(
             t.git(&["show", &format!("mission/{m}:OUT.md")]),
             format!("{m}/slow/1/1\n")
@@ -803,33 +794,13 @@ fn a_remote_away_while_runners_work_holds_their_work_and_catches_up() {
         let (_, h) = get_json(&d.addr, "/healthz");
         h["remote"]["in_step"] == true
     });
-    t.git(&["fsck", "--no-progress"]);
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(&remote)
-        .args(["fsck", "--no-progress"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fsck_both(&t, &remote);
 }
 
 #[test]
 fn a_token_revoked_mid_step_ends_the_step_and_the_runner_and_the_step_runs_elsewhere() {
     let pids = tempfile::NamedTempFile::new().unwrap();
-    let (t, _remote) = runner_vault(
-        &[(
-            "slow",
-            &format!(
-                "if [ \"$QUIRE_ATTEMPT\" = 1 ]; then echo $$ > {}; echo started; sleep 60; fi; echo \"$QUIRE_IDEMPOTENCY_KEY\" > OUT.md",
-                pids.path().display()
-            ),
-        )],
-        "2s",
-    );
+    let (t, _remote) = runner_vault(&[("slow", &first_attempt_hangs(pids.path()))], "2s");
     let d = start(&t);
     let mut r1 = start_runner(&t, &d, &runner_token(&t, "box-1"), "box-1", 1);
     post_brief(
@@ -840,11 +811,7 @@ fn a_token_revoked_mid_step_ends_the_step_and_the_runner_and_the_step_runs_elsew
     wait_until("box-1 to run the step", Duration::from_secs(30), || {
         agent_on(&d, "m-1", "box-1")
     });
-    let step: u32 = std::fs::read_to_string(pids.path())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let step = pid_in(pids.path());
     let out = t.quire(&["runner", "token", "revoke", "box-1"]);
     assert!(out.status.success());
     // Its next heartbeat is refused: the step is ended with its group, and the runner stops.
@@ -869,12 +836,10 @@ fn a_token_revoked_mid_step_ends_the_step_and_the_runner_and_the_step_runs_elsew
         || decisions(&d) == ["m-1.r1"],
     );
     assert_eq!(t.git(&["show", "mission/m-1:OUT.md"]), "m-1/slow/1/2\n");
-    let (_, m) = get_json(&d.addr, "/api/missions/m-1");
-    let attempts: Vec<(&str, &str)> = m["attempts"]
-        .as_array()
-        .unwrap()
+    let attempts: Vec<(String, String)> = attempts(&d, "m-1");
+    let attempts: Vec<(&str, &str)> = attempts
         .iter()
-        .map(|a| (a["runner"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .map(|(r, s)| (r.as_str(), s.as_str()))
         .collect();
-    assert_eq!(attempts, [("box-1", "lost"), ("box-2", "succeeded")], "{m}");
+    assert_eq!(attempts, [("box-1", "lost"), ("box-2", "succeeded")]);
 }
